@@ -1,0 +1,131 @@
+"""Tollgate's table of contents: every route and event source, each handing off to chalicelib."""
+from chalice import Chalice
+
+from chalicelib import api, auth, calllog, edge, keys, proxy
+from chalicelib.settings import get_settings
+
+app = Chalice(app_name="tollgate")
+ANY = ["*/*"]  # the proxy answers a wrong Content-Type itself, in the caller's wire format
+
+
+# --- Proxy (CONTRACT §2) ------------------------------------------------------------------------
+@app.route("/openai/v1/chat/completions", methods=["POST"], content_types=ANY)
+def openai_chat_completions():
+    """OpenAI Chat Completions, streamed or not."""
+    return _proxy("openai", "chat/completions")
+
+
+@app.route("/openai/v1/completions", methods=["POST"], content_types=ANY)
+def openai_completions():
+    """OpenAI legacy Completions."""
+    return _proxy("openai", "completions")
+
+
+@app.route("/openai/v1/embeddings", methods=["POST"], content_types=ANY)
+def openai_embeddings():
+    """OpenAI Embeddings."""
+    return _proxy("openai", "embeddings")
+
+
+@app.route("/openai/v1/responses", methods=["POST"], content_types=ANY)
+def openai_responses():
+    """OpenAI Responses, streamed or not."""
+    return _proxy("openai", "responses")
+
+
+@app.route("/openai/v1/models", methods=["GET"])
+def openai_models():
+    """OpenAI model list (not metered)."""
+    return _proxy("openai", "models")
+
+
+@app.route("/openrouter/v1/chat/completions", methods=["POST"], content_types=ANY)
+def openrouter_chat_completions():
+    """OpenRouter Chat Completions (OpenAI wire format, provider-reported cost kept)."""
+    return _proxy("openrouter", "chat/completions")
+
+
+@app.route("/openrouter/v1/models", methods=["GET"])
+def openrouter_models():
+    """OpenRouter model list (not metered)."""
+    return _proxy("openrouter", "models")
+
+
+@app.route("/anthropic/v1/messages", methods=["POST"], content_types=ANY)
+def anthropic_messages():
+    """Anthropic Messages, streamed or not."""
+    return _proxy("anthropic", "messages")
+
+
+@app.route("/anthropic/v1/messages/count_tokens", methods=["POST"], content_types=ANY)
+def anthropic_count_tokens():
+    """Anthropic token counting (free, not metered)."""
+    return _proxy("anthropic", "messages/count_tokens")
+
+
+# --- Admin (CONTRACT §3) ------------------------------------------------------------------------
+@app.route("/admin/keys", methods=["POST"], content_types=ANY)
+@edge.json_api
+def create_key():
+    """Issue a gateway key; the secret is in this answer only."""
+    _admin()
+    return 201, keys.create_gateway_key(edge.json_body(app.current_request))
+
+
+@app.route("/admin/keys", methods=["GET"])
+@edge.json_api
+def list_keys():
+    """Every gateway and dashboard key, without secrets."""
+    _admin()
+    return {"keys": keys.list_keys()}
+
+
+@app.route("/admin/keys/{key_id}", methods=["DELETE"])
+@edge.json_api
+def revoke_key(key_id):
+    """Revoke a key; containers stop accepting it within the key cache TTL."""
+    _admin()
+    return keys.revoke_key(key_id)
+
+
+@app.route("/admin/dashboard-keys", methods=["POST"], content_types=ANY)
+@edge.json_api
+def create_dashboard_key():
+    """Issue a read-only key for /api, scoped to one account or to all."""
+    _admin()
+    return 201, keys.create_dashboard_key(edge.json_body(app.current_request))
+
+
+# --- JSON API (CONTRACT §4) ---------------------------------------------------------------------
+@app.route("/health", methods=["GET"])
+@edge.json_api
+def health():
+    """Tables and spill queue reachable → healthy."""
+    return api.health()
+
+
+@app.route("/api/calls", methods=["GET"])
+@edge.json_api
+def calls():
+    """Newest calls first, filtered by account, provider, model; paged by `before`."""
+    return api.list_calls(_dashboard(), edge.params_of(app.current_request))
+
+
+# --- Event sources ------------------------------------------------------------------------------
+@app.on_sqs_message(queue=get_settings().spill_queue_name, batch_size=10)
+def replay_spill(event):
+    """Write call records that spilled when the call log was unavailable (idempotent)."""
+    calllog.replay_bodies(record.body for record in event)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def _proxy(provider, path):
+    return edge.to_chalice(proxy.handle(provider, path, edge.incoming(app.current_request)))
+
+
+def _admin():
+    return auth.require_admin(edge.headers_of(app.current_request))
+
+
+def _dashboard():
+    return auth.require_dashboard(edge.headers_of(app.current_request))

@@ -1,0 +1,1 @@
+"""Tollgate: an LLM API gateway on AWS Chalice (proxy, metering, call log)."""

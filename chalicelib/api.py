@@ -1,0 +1,98 @@
+"""The JSON API the dashboard reads: calls and health (views over calllog, scoped to the caller's account)."""
+from __future__ import annotations
+
+from typing import Any
+
+from . import calllog
+from .auth import Principal
+from .errors import InvalidRequest, PermissionDenied
+from .models import ApiKey, CallRecord
+from .pricing import money
+
+CALLS_LIMIT_MAX = 500
+
+
+def _money_or_none(value) -> str | None:
+    return None if value is None else money(value)
+
+
+def call_view(record: CallRecord) -> dict[str, Any]:
+    """A call as the API shows it: token kinds disjoint (input excludes cache), money as strings."""
+    return {
+        "call_id": record.call_id, "ts": record.ts, "provider": record.provider, "model": record.model,
+        "endpoint": record.endpoint, "operation": record.operation, "account": record.account,
+        "team": record.team, "key_id": record.key_id, "user": record.user, "session": record.session,
+        "tags": dict(record.tags.as_dict()) if record.tags else {}, "status": record.status,
+        "error_type": record.error_type, "input_tokens": record.input_tokens,
+        "cache_read_tokens": record.cache_read_tokens, "cache_write_tokens": record.cache_write_tokens,
+        "cache_write_1h_tokens": record.cache_write_1h_tokens, "output_tokens": record.output_tokens,
+        "reasoning_tokens": record.reasoning_tokens, "usage_reported": record.usage_reported,
+        "cost_usd": _money_or_none(record.cost_usd), "priced": record.priced,
+        "price_source": record.price_source, "provider_cost_usd": _money_or_none(record.provider_cost_usd),
+        "latency_ms": record.latency_ms, "upstream_latency_ms": record.upstream_latency_ms,
+        "stream": record.stream,
+    }
+
+
+def scoped_account(principal: Principal, requested: str | None) -> str | None:
+    """The account a query may read: an account-scoped key sees only its own."""
+    if principal.account is None:
+        return requested or None
+    if requested and requested != principal.account:
+        raise PermissionDenied(f"this key can only read account {principal.account!r}")
+    return principal.account
+
+
+def int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"`{name}` must be an integer between {low} and {high}") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"`{name}` must be an integer between {low} and {high}")
+    return value
+
+
+def cursor_to_sort_key(cursor: str | None) -> str | None:
+    """Cursors are sort keys with `#` → `~`, so they go in a URL as they are."""
+    if not cursor:
+        return None
+    ts, sep, call_id = cursor.partition("~")
+    if not (sep and len(ts) == 27 and ts[4] == "-" and ts[10] == "T" and call_id.startswith("call_")):
+        raise InvalidRequest("`before` must be the `next_before` cursor of a previous page")
+    return f"{ts}#{call_id}"
+
+
+def list_calls(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+    """`GET /api/calls`: newest first, with a `next_before` cursor for the following page."""
+    limit = int_param(params, "limit", 50, 1, CALLS_LIMIT_MAX)
+    before = cursor_to_sort_key(params.get("before"))
+    records = list(calllog.recent_calls(
+        account=scoped_account(principal, params.get("account")), limit=limit,
+        provider=params.get("provider"), model=params.get("model"), before=before,
+    ))
+    return {
+        "calls": [call_view(r) for r in records],
+        "next_before": records[-1].sk.replace("#", "~") if len(records) == limit else None,
+    }
+
+
+def health() -> tuple[int, dict[str, Any]]:
+    """Each table answers DescribeTable and the spill queue is empty → healthy; else degraded."""
+    components: dict[str, Any] = {}
+    for model in (CallRecord, ApiKey):
+        try:
+            status = model.describe_table()["TableStatus"]
+            components[model.Meta.table_name] = {"status": "ok" if status == "ACTIVE" else status.lower()}
+        except Exception as exc:  # health reports failures, it does not raise them
+            components[model.Meta.table_name] = {"status": "error", "error": type(exc).__name__}
+    try:
+        backlog = calllog.spill_backlog()
+        components["spill_queue"] = {"status": "ok" if not backlog else "backlog", "pending": backlog}
+    except Exception as exc:
+        components["spill_queue"] = {"status": "error", "error": type(exc).__name__}
+    healthy = all(c["status"] == "ok" for c in components.values())
+    return (200 if healthy else 503), {"status": "healthy" if healthy else "degraded", "components": components}

@@ -1,0 +1,160 @@
+"""The call log: one record per call, written once (retry, then spill to SQS), read back newest first."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Iterator
+
+from pynamodb.exceptions import PutError
+
+from . import aws
+from .models import CallRecord
+from .observability import MetricUnit, logger, metrics
+from .settings import get_settings
+
+CONDITIONAL_FAILED = "ConditionalCheckFailedException"
+
+
+def new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex}"
+
+
+def iso(ts: datetime) -> str:
+    """UTC ISO-8601 with microseconds and a Z: fixed width, so strings sort like times."""
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_record(call_id: str, ts: datetime, account: str, **fields: Any) -> CallRecord:
+    """A call record with its derived keys (sort key, day) and expiry filled in."""
+    stamp = iso(ts)
+    return CallRecord(
+        account,
+        f"{stamp}#{call_id}",
+        call_id=call_id,
+        ts=stamp,
+        day=stamp[:10],
+        expires_at=ts + timedelta(days=get_settings().call_ttl_days),
+        **fields,
+    )
+
+
+def _put_once(record: CallRecord) -> bool:
+    """Put unless the call is already logged; True if it was written now, False if it was there."""
+    try:
+        record.save(condition=CallRecord.call_id.does_not_exist())
+        return True
+    except PutError as exc:
+        if exc.cause_response_code == CONDITIONAL_FAILED:
+            return False
+        raise
+
+
+def write(record: CallRecord) -> str:
+    """Log a call; never raises. botocore retries throttles and 5xx, then the record spills to SQS.
+
+    Returns "written", "spilled" or "logged" (both stores failed: the full record went to the
+    structured log, the last durable place left, and a metric counts it).
+    """
+    try:
+        _put_once(record)
+        return "written"
+    except PutError as exc:
+        logger.warning("call log write failed, spilling", extra={"error": exc.cause_response_code or str(exc)})
+    return spill(record)
+
+
+def spill(record: CallRecord) -> str:
+    payload = json.dumps(record.serialize())
+    queue_url = get_settings().spill_queue_url
+    try:
+        if not queue_url:
+            raise RuntimeError("no spill queue configured")
+        aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=payload)
+        metrics.add_metric(name="CallLogSpilled", unit=MetricUnit.Count, value=1)
+        return "spilled"
+    except Exception as exc:  # the last resort must not fail the caller: the record goes to the log
+        logger.error("call record not stored; replay it from this log line",
+                     extra={"call_record": payload, "error": str(exc)})
+        metrics.add_metric(name="CallLogLost", unit=MetricUnit.Count, value=1)
+        return "logged"
+
+
+def replay_bodies(bodies: Iterable[str]) -> dict[str, int]:
+    """Write spilled records; a record already in the table counts as a duplicate, not a second call."""
+    counts = {"replayed": 0, "duplicates": 0}
+    for body in bodies:
+        written = _put_once(CallRecord.from_raw_data(json.loads(body)))
+        counts["replayed" if written else "duplicates"] += 1
+    return counts
+
+
+def drain_spill_queue(max_messages: int = 1000) -> dict[str, int]:
+    """Pull spilled records from SQS and log them (the local scheduler; in AWS an SQS trigger does this)."""
+    queue_url = get_settings().spill_queue_url
+    totals = {"replayed": 0, "duplicates": 0}
+    if not queue_url:
+        return totals
+    sqs = aws.client("sqs")
+    seen = 0
+    while seen < max_messages:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            for name, count in replay_bodies([message["Body"]]).items():
+                totals[name] += count
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        seen += len(messages)
+    return totals
+
+
+def spill_backlog() -> int | None:
+    """Approximate number of spilled records waiting; None when there is no queue."""
+    queue_url = get_settings().spill_queue_url
+    if not queue_url:
+        return None
+    attributes = aws.client("sqs").get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def _filters(provider: str | None, model: str | None):
+    condition = None
+    for attribute, value in ((CallRecord.provider, provider), (CallRecord.model, model)):
+        if value:
+            clause = attribute == value
+            condition = clause if condition is None else condition & clause
+    return condition
+
+
+def recent_calls(
+    account: str | None = None,
+    limit: int = 50,
+    provider: str | None = None,
+    model: str | None = None,
+    before: str | None = None,
+) -> Iterator[CallRecord]:
+    """Newest calls first, optionally of one account, older than the `before` cursor (a sort key).
+
+    One account: one Query on the table. All accounts: one Query per UTC day on `by_day`, walking
+    back from today (or the cursor's day) until `limit` calls or the retention period is covered.
+    """
+    condition = _filters(provider, model)
+    if account:
+        range_condition = CallRecord.sk < before if before else None
+        yield from CallRecord.query(account, range_condition, filter_condition=condition,
+                                    scan_index_forward=False, limit=limit, page_size=max(limit, 25))
+        return
+    start = datetime.strptime(before[:10], "%Y-%m-%d") if before else datetime.now(timezone.utc)
+    remaining = limit
+    for days_back in range(get_settings().call_ttl_days + 1):
+        day = (start - timedelta(days=days_back)).strftime("%Y-%m-%d")
+        range_condition = CallRecord.sk < before if before else None
+        for record in CallRecord.by_day.query(day, range_condition, filter_condition=condition,
+                                              scan_index_forward=False, limit=remaining,
+                                              page_size=max(remaining, 25)):
+            yield record
+            remaining -= 1
+        if remaining <= 0:
+            return

@@ -1,0 +1,78 @@
+"""The HTTP edge: Chalice requests in, Chalice responses out, exceptions rendered once as JSON."""
+from __future__ import annotations
+
+import functools
+import json
+from decimal import Decimal
+from typing import Any, Callable
+
+from chalice import Response
+
+from .errors import InvalidRequest, TollgateError
+from .proxy import IncomingRequest, OutgoingResponse
+
+
+def incoming(request) -> IncomingRequest:
+    raw = request.raw_body
+    return IncomingRequest(
+        method=request.method,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=raw if isinstance(raw, bytes) else (raw or "").encode(),
+    )
+
+
+def headers_of(request) -> dict[str, str]:
+    return {k.lower(): v for k, v in request.headers.items()}
+
+
+def params_of(request) -> dict[str, str]:
+    return dict(request.query_params or {})
+
+
+def json_body(request) -> Any:
+    """The request's JSON body, or a 400 that says what is wrong with it."""
+    raw = request.raw_body or b""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("body is not valid JSON") from None
+
+
+def to_chalice(response: OutgoingResponse) -> Response:
+    return Response(body=response.body, status_code=response.status, headers=response.headers)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=json.dumps(body, default=_default), status_code=status,
+                    headers={"Content-Type": "application/json", **(headers or {})})
+
+
+def error_json(error: TollgateError) -> Response:
+    return json_response({"error": {"type": error.error_type, "message": error.message}},
+                         error.status, error.headers)
+
+
+def json_api(view: Callable[..., Any]) -> Callable[..., Response]:
+    """Admin and dashboard routes: return a JSON-able value (or (status, value)); errors become JSON."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            result = view(*args, **kwargs)
+        except TollgateError as error:
+            return error_json(error)
+        if isinstance(result, Response):
+            return result
+        if isinstance(result, tuple):
+            return json_response(result[1], result[0])
+        return json_response(result)
+
+    return wrapper

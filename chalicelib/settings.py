@@ -1,0 +1,80 @@
+"""Settings: every knob Tollgate reads, built once from env (and SSM for secrets in AWS)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+PROVIDERS = ("openai", "anthropic", "openrouter")
+
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "openrouter": "https://openrouter.ai/api/v1",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the gateway needs to run; secrets are named here, resolved lazily by `secrets`."""
+
+    stage: str = "dev"
+    region: str = "us-east-1"
+    aws_endpoint: str | None = None  # moto server URL in the local stack; None in AWS
+    calls_table: str = "tollgate-dev-calls"
+    keys_table: str = "tollgate-dev-keys"
+    spill_queue_name: str = "tollgate-dev-spill"
+    spill_queue_url: str | None = None
+    base_urls: dict[str, str] = field(default_factory=dict)
+    provider_keys: dict[str, str] = field(default_factory=dict)  # clear keys from env (local only)
+    provider_key_parameters: dict[str, str] = field(default_factory=dict)  # SSM names (AWS)
+    admin_key: str | None = None  # from env (local only)
+    admin_key_parameter: str | None = None  # SSM SecureString name (AWS)
+    call_ttl_days: int = 90
+    max_body_bytes: int = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+    upstream_connect_seconds: float = 5.0
+    upstream_read_seconds: float = 120.0
+    key_cache_seconds: float = 5.0
+    store_bodies: bool = False
+
+    def base_url(self, provider: str) -> str:
+        return self.base_urls.get(provider) or DEFAULT_BASE_URLS[provider]
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def from_env() -> Settings:
+    """Read TOLLGATE_* variables; names match CONTRACT §1 and the stage config."""
+    stage = _env("TOLLGATE_STAGE", "dev")
+    prefix = f"tollgate-{stage}"
+    upper = {p: p.upper() for p in PROVIDERS}
+    return Settings(
+        stage=stage,
+        region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
+        aws_endpoint=_env("TOLLGATE_AWS_ENDPOINT"),
+        calls_table=_env("TOLLGATE_CALLS_TABLE", f"{prefix}-calls"),
+        keys_table=_env("TOLLGATE_KEYS_TABLE", f"{prefix}-keys"),
+        spill_queue_name=_env("TOLLGATE_SPILL_QUEUE_NAME", f"{prefix}-spill"),
+        spill_queue_url=_env("TOLLGATE_SPILL_QUEUE_URL"),
+        base_urls={p: u.rstrip("/") for p in PROVIDERS if (u := _env(f"TOLLGATE_{upper[p]}_BASE_URL"))},
+        provider_keys={p: k for p in PROVIDERS if (k := _env(f"TOLLGATE_{upper[p]}_API_KEY"))},
+        provider_key_parameters={
+            p: n for p in PROVIDERS if (n := _env(f"TOLLGATE_{upper[p]}_API_KEY_PARAMETER"))
+        },
+        admin_key=_env("TOLLGATE_ADMIN_KEY"),
+        admin_key_parameter=_env("TOLLGATE_ADMIN_KEY_PARAMETER"),
+        call_ttl_days=int(_env("TOLLGATE_CALL_TTL_DAYS", "90")),
+        max_body_bytes=int(_env("TOLLGATE_MAX_BODY_BYTES", str(6 * 1024 * 1024))),
+        upstream_connect_seconds=float(_env("TOLLGATE_UPSTREAM_CONNECT_SECONDS", "5")),
+        upstream_read_seconds=float(_env("TOLLGATE_UPSTREAM_READ_SECONDS", "120")),
+        key_cache_seconds=float(_env("TOLLGATE_KEY_CACHE_SECONDS", "5")),
+        store_bodies=_env("TOLLGATE_STORE_BODIES", "false").lower() == "true",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return from_env()

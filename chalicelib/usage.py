@@ -1,0 +1,100 @@
+"""Token usage as explicit, disjoint kinds, read from provider bodies and SSE streams.
+
+Kinds never overlap, so they add up to the tokens billed: `input_tokens` is uncached input
+(total input = input + cache_read + cache_write) and `output_tokens` excludes reasoning
+(total output = output + reasoning), whatever each provider's own convention.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from genai_prices import Usage
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # part of cache_write_tokens held for 1 h (Anthropic)
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_input_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def total_output_tokens(self) -> int:
+        return self.output_tokens + self.reasoning_tokens
+
+    @classmethod
+    def from_genai(cls, usage: Usage) -> "TokenUsage":
+        """genai-prices counts cache tokens inside input and reasoning inside output: split them out."""
+        cache_read = usage.cache_read_tokens or 0
+        cache_write = usage.cache_write_tokens or 0
+        reasoning = usage.output_reasoning_tokens or 0
+        return cls(
+            input_tokens=(usage.input_tokens or 0) - cache_read - cache_write,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens or 0,
+            output_tokens=(usage.output_tokens or 0) - reasoning,
+            reasoning_tokens=reasoning,
+        )
+
+    def to_genai(self) -> Usage:
+        """The genai-prices view: totals with cache and reasoning as subsets."""
+        values: dict[str, int] = {
+            "input_tokens": self.total_input_tokens,
+            "output_tokens": self.total_output_tokens,
+        }
+        optional = {
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "output_reasoning_tokens": self.reasoning_tokens,
+        }
+        if self.cache_write_1h_tokens:
+            optional["cache_write_1h_tokens"] = self.cache_write_1h_tokens
+            optional["cache_write_5m_tokens"] = self.cache_write_tokens - self.cache_write_1h_tokens
+        values.update({k: v for k, v in optional.items() if v})
+        return Usage(**values)
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One server-sent event, with its raw text kept so it can be forwarded byte for byte."""
+
+    event: str | None
+    data: str
+    raw: str
+
+    def json(self) -> Any | None:
+        if not self.data or self.data == "[DONE]":
+            return None
+        try:
+            return json.loads(self.data)
+        except ValueError:
+            return None
+
+
+def iter_sse(text: str) -> Iterator[SseEvent]:
+    """Split an SSE body into events (blank-line separated; multi-line data joined by newlines)."""
+    for raw in text.replace("\r\n", "\n").split("\n\n"):
+        if not raw.strip():
+            continue
+        event, data_lines = None, []
+        for line in raw.split("\n"):
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                event = value
+            elif name == "data":
+                data_lines.append(value)
+        yield SseEvent(event=event, data="\n".join(data_lines), raw=raw)
+
+
+def join_sse(events: list[SseEvent]) -> str:
+    return "".join(f"{e.raw}\n\n" for e in events)

@@ -1,0 +1,206 @@
+"""`make run`: the whole of Tollgate on this machine, over real HTTP, with moto standing in for AWS.
+
+One process: moto server (DynamoDB, SQS) → tables and spill queue → the mock upstream for every
+provider without a real base URL → the Chalice app on TOLLGATE_PORT (threaded, Nagle off) → a
+scheduler thread (spill replay, snapshots). State is snapshotted to TOLLGATE_DATA_DIR.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jinja2
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVIDERS = ("openai", "anthropic", "openrouter")
+MOCK_PATHS = {"openai": "/v1", "anthropic": "", "openrouter": "/openrouter/v1"}
+DEFAULT_ADMIN_KEY = "tollgate-local-admin"
+MOCK_UPSTREAM_KEY = "mock-upstream-key"
+SNAPSHOT_SECONDS = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def demo_secret(admin_key: str) -> tuple[str, str]:
+    """A demo gateway key derived from the admin key: the same across restarts, never stored in clear."""
+    digest = hmac.new(admin_key.encode(), b"tollgate-demo-key", hashlib.sha256).hexdigest()
+    key_id = digest[:12]
+    return key_id, f"tg-{key_id}_{digest[12:60]}"
+
+
+class Stack:
+    """Start, run and stop the local stack; tests start the same thing in a subprocess."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ if env is None else env)
+        self.port = int(env.get("TOLLGATE_PORT") or 8000)
+        self.host = env.get("TOLLGATE_HOST") or "127.0.0.1"
+        self.data_dir = Path(env.get("TOLLGATE_DATA_DIR") or ROOT / ".tollgate").resolve()
+        self.admin_key = env.get("TOLLGATE_ADMIN_KEY") or DEFAULT_ADMIN_KEY
+        self.schedule_seconds = float(env.get("TOLLGATE_SCHEDULE_SECONDS") or 60)
+        self.env = env
+        self.upstreams: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- start ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+
+        moto_port = free_port()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+        self.moto.start()
+        self._configure_env(f"http://127.0.0.1:{moto_port}")
+        self._create_resources()
+        self._serve_http()
+        self._every(self.schedule_seconds, self.run_schedule, "scheduler")
+        self._every(SNAPSHOT_SECONDS, self.save, "snapshots")
+
+    def _configure_env(self, moto_url: str) -> None:
+        """Everything chalicelib reads comes from env, set here before chalicelib is imported."""
+        os.environ.update({
+            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+            "TOLLGATE_AWS_ENDPOINT": moto_url, "TOLLGATE_ADMIN_KEY": self.admin_key,
+        })
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        os.environ.pop("AWS_PROFILE", None)
+        mock_needed = [p for p in PROVIDERS if not self.env.get(f"TOLLGATE_{p.upper()}_BASE_URL")]
+        if mock_needed:
+            from local.mock_upstream import MockUpstream
+
+            self.mock = MockUpstream(expected_key=MOCK_UPSTREAM_KEY)
+            mock_url = self.mock.start(self.host)
+            for provider in mock_needed:
+                os.environ[f"TOLLGATE_{provider.upper()}_BASE_URL"] = mock_url + MOCK_PATHS[provider]
+                os.environ[f"TOLLGATE_{provider.upper()}_API_KEY"] = MOCK_UPSTREAM_KEY
+        self.upstreams = {p: os.environ[f"TOLLGATE_{p.upper()}_BASE_URL"] for p in PROVIDERS}
+
+    def _create_resources(self) -> None:
+        import boto3
+
+        from chalicelib.models import ALL_MODELS, ApiKey, create_tables
+        from chalicelib.settings import get_settings
+        from local import persist
+
+        create_tables()
+        self.dynamodb = boto3.client("dynamodb", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"])
+        self.tables = [model.Meta.table_name for model in ALL_MODELS]
+        restored = persist.restore(self.dynamodb, self.tables, self.data_dir)
+        sqs = boto3.client("sqs", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"])
+        queue_url = sqs.create_queue(QueueName=get_settings().spill_queue_name)["QueueUrl"]
+        os.environ["TOLLGATE_SPILL_QUEUE_URL"] = queue_url
+        get_settings.cache_clear()
+        key_id, self.demo_key = demo_secret(self.admin_key)
+        from chalicelib.auth import hash_secret
+
+        ApiKey(key_id, kind="gateway", key_hash=hash_secret(self.demo_key), name="demo", account="demo",
+               created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())).save()
+        self.restored = restored
+
+    def _serve_http(self) -> None:
+        from chalice.config import Config
+        from chalice.local import (ChaliceRequestHandler, CustomLocalChalice, LocalChalice, LocalDevServer,
+                                   ThreadedHTTPServer)
+
+        from app import app
+
+        class Handler(ChaliceRequestHandler):
+            disable_nagle_algorithm = True  # else every keep-alive response waits ~40 ms for a delayed ACK
+
+            def log_message(self, *args) -> None:
+                pass
+
+        class Server(ThreadedHTTPServer):
+            request_queue_size = 128
+            allow_reuse_address = True
+
+        if not isinstance(app, LocalChalice):  # what chalice.local.create_local_server does: thread-local requests
+            CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+            app.__class__ = CustomLocalChalice
+        self.http = LocalDevServer(app, Config.create(chalice_stage="local", app_name="tollgate"),
+                                   self.host, self.port, handler_cls=Handler, server_cls=Server)
+        thread = threading.Thread(target=self.http.server.serve_forever, daemon=True, name="http")
+        thread.start()
+
+    def _every(self, seconds: float, job, name: str) -> None:
+        def loop() -> None:
+            while not self._stop.wait(seconds):
+                try:
+                    job()
+                except Exception as exc:  # a failed run is reported and tried again next time
+                    print(f"[{name}] {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+        thread = threading.Thread(target=loop, daemon=True, name=name)
+        thread.start()
+        self._threads.append(thread)
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def run_schedule(self) -> None:
+        from chalicelib import calllog
+
+        replayed = calllog.drain_spill_queue()
+        if replayed["replayed"]:
+            print(f"[scheduler] replayed {replayed['replayed']} spilled call records", flush=True)
+
+    def save(self) -> None:
+        from local import persist
+
+        persist.snapshot(self.dynamodb, self.tables, self.data_dir)
+
+    # -- stop -------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.run_schedule()
+            self.save()
+        finally:
+            self.http.server.shutdown()
+            self.http.server.server_close()
+            if getattr(self, "mock", None):
+                self.mock.stop()
+            self.moto.stop()
+
+    def banner(self) -> str:
+        template = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=False)
+        return template.get_template("local_banner.txt.j2").render(
+            api_url=f"http://{self.host}:{self.port}", data_dir=self.data_dir, upstreams=self.upstreams,
+            admin_key=self.admin_key, demo_key=self.demo_key,
+            dashboard=(ROOT / "dist" / "dashboard" / "index.html").exists())
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    started = time.monotonic()
+    stack = Stack()
+    stack.start()
+    print(stack.banner(), flush=True)
+    print(f"  ready in {time.monotonic() - started:.1f}s ({stack.restored} items restored)", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    print("\n  stopping: saving state…", flush=True)
+    stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Test environment: fake AWS credentials and Tollgate settings, set before anything imports chalicelib."""
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = Path(__file__).resolve().parent / "events"
+sys.path.insert(0, str(ROOT))
+
+ADMIN_KEY = "test-admin-key"
+UPSTREAM_KEY = "sk-upstream-test"
+
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+    "AWS_SECURITY_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    "TOLLGATE_ADMIN_KEY": ADMIN_KEY,
+    "TOLLGATE_SPILL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/tollgate-dev-spill",
+    "TOLLGATE_OPENAI_API_KEY": UPSTREAM_KEY, "TOLLGATE_ANTHROPIC_API_KEY": UPSTREAM_KEY,
+    "TOLLGATE_OPENROUTER_API_KEY": UPSTREAM_KEY,
+    "TOLLGATE_KEY_CACHE_SECONDS": "5",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+})
+for name in ("AWS_PROFILE", "TOLLGATE_AWS_ENDPOINT", "AWS_ENDPOINT_URL"):
+    os.environ.pop(name, None)
+
+
+def load_event(name: str):
+    """A recorded provider body or stream under tests/events/ (JSON, or raw SSE text)."""
+    path = EVENTS / name
+    return json.loads(path.read_text()) if path.suffix == ".json" else path.read_text()
+
+
+@pytest.fixture
+def event():
+    return load_event

@@ -1,0 +1,94 @@
+"""The local stack in its own process (`python -m local.stack`), reached over real HTTP like `make run`."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from local.mock_upstream import MockUpstream
+from local.stack import free_port
+from tests.conftest import ADMIN_KEY, ROOT, UPSTREAM_KEY
+
+READY_SECONDS = 60
+
+
+class RunningStack:
+    def __init__(self, env: dict[str, str], data_dir: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "AWS_", "POWERTOOLS_"))}
+        self.env = {**clean, "TOLLGATE_PORT": str(self.port), "TOLLGATE_DATA_DIR": str(data_dir),
+                    "TOLLGATE_ADMIN_KEY": ADMIN_KEY, "TOLLGATE_SCHEDULE_SECONDS": "1", **env}
+        self.output = data_dir.parent / f"stack-{self.port}.log"
+
+    def start(self) -> "RunningStack":
+        self.log = open(self.output, "w")
+        self.process = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT, env=self.env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + READY_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"stack exited:\n{self.output.read_text()}")
+            if "ready in" in self.output.read_text():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"stack not ready in {READY_SECONDS}s:\n{self.output.read_text()}")
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=30)
+        self.log.close()
+        return self.output.read_text()
+
+    def banner_value(self, label: str) -> str:
+        for line in self.output.read_text().splitlines():
+            if line.strip().startswith(label):
+                return line.split()[2]
+        raise KeyError(label)
+
+    def admin(self, method: str, path: str, **kwargs) -> httpx.Response:
+        return httpx.request(method, self.url + path, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, **kwargs)
+
+    def calls(self, **params) -> list[dict]:
+        response = httpx.get(self.url + "/api/calls", params=params, headers={"X-Dashboard-Key": ADMIN_KEY})
+        response.raise_for_status()
+        return response.json()["calls"]
+
+
+@pytest.fixture(scope="session")
+def fake_upstream():
+    mock = MockUpstream(expected_key=UPSTREAM_KEY)
+    mock.url = mock.start()
+    yield mock
+    mock.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(fake_upstream, tmp_path_factory):
+    env = {"TOLLGATE_OPENAI_BASE_URL": f"{fake_upstream.url}/v1",
+           "TOLLGATE_ANTHROPIC_BASE_URL": fake_upstream.url,
+           "TOLLGATE_OPENROUTER_BASE_URL": f"{fake_upstream.url}/openrouter/v1",
+           "TOLLGATE_OPENAI_API_KEY": UPSTREAM_KEY, "TOLLGATE_ANTHROPIC_API_KEY": UPSTREAM_KEY,
+           "TOLLGATE_OPENROUTER_API_KEY": UPSTREAM_KEY}
+    running = RunningStack(env, tmp_path_factory.mktemp("stack") / "data").start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_key(stack):
+    response = stack.admin("POST", "/admin/keys", json={"name": "e2e", "account": "e2e", "team": "qa"})
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+@pytest.fixture
+def upstream(fake_upstream):
+    fake_upstream.scripts.clear()
+    fake_upstream.requests.clear()
+    return fake_upstream

@@ -1,0 +1,122 @@
+"""Official openai and anthropic SDKs, unchanged but for base_url and key, through the stack over HTTP."""
+import warnings
+from decimal import Decimal
+
+import anthropic
+import openai
+import pytest
+
+from tests.conftest import UPSTREAM_KEY
+
+M = Decimal("0.000001")
+OPENAI_USAGE = {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
+                "prompt_tokens_details": {"cached_tokens": 1000},
+                "completion_tokens_details": {"reasoning_tokens": 100}}
+# gpt-4o, per million: $2.50 input, $1.25 cached input, $10 output (reasoning billed as output)
+OPENAI_COST = 200 * Decimal("2.5") * M + 1000 * Decimal("1.25") * M + 300 * 10 * M
+ANTHROPIC_USAGE = {"input_tokens": 100, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 500,
+                   "output_tokens": 300}
+# claude-haiku-4-5, per million: $1 input, $0.10 cache read, $1.25 cache write (5 m), $5 output
+ANTHROPIC_COST = 100 * M + 2000 * Decimal("0.1") * M + 500 * Decimal("1.25") * M + 300 * 5 * M
+ATTRIBUTION = {"X-Tollgate-User": "alice", "X-Tollgate-Session": "sess-9", "X-Tollgate-Operation": "e2e",
+               "X-Tollgate-Tags": "suite=e2e"}
+
+
+def openai_client(stack, key, provider="openai", **kwargs):
+    return openai.OpenAI(base_url=f"{stack.url}/{provider}/v1", api_key=key, default_headers=ATTRIBUTION,
+                         **kwargs)
+
+
+def anthropic_client(stack, key, **kwargs):
+    return anthropic.Anthropic(base_url=f"{stack.url}/anthropic", api_key=key, default_headers=ATTRIBUTION,
+                               **kwargs)
+
+
+def logged(stack, call_id):
+    [call] = [c for c in stack.calls(limit=50) if c["call_id"] == call_id]
+    return call
+
+
+def assert_openai_kinds(call):
+    assert (call["input_tokens"], call["cache_read_tokens"], call["cache_write_tokens"]) == (200, 1000, 0)
+    assert (call["output_tokens"], call["reasoning_tokens"]) == (200, 100)
+    assert Decimal(call["cost_usd"]) == OPENAI_COST
+    assert (call["account"], call["user"], call["session"], call["operation"]) == ("e2e", "alice", "sess-9", "e2e")
+
+
+def test_openai_chat(stack, gateway_key, upstream):
+    upstream.enqueue(usage=OPENAI_USAGE)
+    raw = openai_client(stack, gateway_key).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hello"}])
+    completion = raw.parse()
+    assert completion.usage.prompt_tokens == 1200 and completion.choices[0].message.content
+    assert Decimal(raw.headers["x-tollgate-cost-usd"]) == OPENAI_COST
+    call = logged(stack, raw.headers["x-tollgate-call-id"])
+    assert_openai_kinds(call) and not call["stream"]
+    assert upstream.requests[-1].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+
+
+def test_openai_chat_stream(stack, gateway_key, upstream):
+    upstream.enqueue(usage=OPENAI_USAGE)
+    raw = openai_client(stack, gateway_key).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hello"}], stream=True)
+    chunks = list(raw.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+    assert all(c.usage is None for c in chunks)  # the caller did not ask for usage, so it sees none
+    call = logged(stack, raw.headers["x-tollgate-call-id"])
+    assert_openai_kinds(call)
+    assert call["stream"]
+
+
+def test_openai_chat_stream_with_caller_usage(stack, gateway_key, upstream):
+    upstream.enqueue(usage=OPENAI_USAGE)
+    stream = openai_client(stack, gateway_key).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hello"}], stream=True,
+        stream_options={"include_usage": True})
+    assert [c.usage.prompt_tokens for c in stream if c.usage] == [1200]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_messages(stack, gateway_key, upstream, stream):
+    upstream.enqueue(usage=ANTHROPIC_USAGE)
+    client = anthropic_client(stack, gateway_key)
+    request = dict(model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "hello"}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if stream:
+            with client.messages.stream(**request) as events:  # the SDK's own stream helper, end to end
+                message = events.get_final_message()
+                call_id = events.response.headers["x-tollgate-call-id"]
+            assert message.usage.output_tokens == 300 and message.content[0].text
+        else:
+            raw = client.messages.with_raw_response.create(**request)
+            assert raw.parse().usage.cache_read_input_tokens == 2000
+            call_id = raw.headers["x-tollgate-call-id"]
+    call = logged(stack, call_id)
+    assert (call["input_tokens"], call["cache_read_tokens"], call["cache_write_tokens"], call["output_tokens"]) == (
+        100, 2000, 500, 300)
+    assert Decimal(call["cost_usd"]) == ANTHROPIC_COST and call["stream"] is stream
+    assert upstream.requests[-1].headers["x-api-key"] == UPSTREAM_KEY
+
+
+def test_openrouter_through_the_openai_sdk(stack, gateway_key, upstream):
+    upstream.enqueue(usage={"prompt_tokens": 1000, "completion_tokens": 200, "cost": 0.00027})
+    raw = openai_client(stack, gateway_key, provider="openrouter").chat.completions.with_raw_response.create(
+        model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+    call = logged(stack, raw.headers["x-tollgate-call-id"])
+    assert call["provider"] == "openrouter" and call["provider_cost_usd"] == "0.00027"
+    assert call["cost_usd"] == "0.00027"
+
+
+def test_sdk_errors_surface_as_the_sdks_own_exceptions(stack, gateway_key, upstream):
+    with pytest.raises(openai.AuthenticationError):
+        openai_client(stack, "tg-000000000000_wrong", max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=[])
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic_client(stack, "tg-000000000000_wrong", max_retries=0).messages.create(
+            model="claude-haiku-4-5", max_tokens=5, messages=[])
+    upstream.enqueue(status=500, body={"error": {"type": "server_error", "message": "boom"}})
+    with pytest.raises(openai.InternalServerError):
+        openai_client(stack, gateway_key, max_retries=0).chat.completions.create(model="gpt-4o", messages=[])
+    failed = stack.calls(limit=1)[0]
+    assert failed["status"] == 500 and failed["error_type"] == "server_error" and failed["cost_usd"] is None

@@ -1,0 +1,102 @@
+"""Nothing that reached upstream is lost: retry, spill to SQS, replay exactly once; one write per call."""
+import json
+import logging
+
+import boto3
+import pytest
+
+from chalicelib import calllog
+from chalicelib.models import CallRecord
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def spill_messages():
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="tollgate-dev-spill")["QueueUrl"]
+    return int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+               ["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def test_a_failed_first_put_is_retried_and_logged_once(gateway, upstream, dynamo_faults):
+    key = gateway.new_key()
+    injected = dynamo_faults.fail("PutItem", times=1)
+    response = gateway.call("/openai/v1/chat/completions", CHAT, key)
+    assert response.status_code == 200 and injected["PutItem"] == 1
+    assert len(list(CallRecord.scan())) == 1 and spill_messages() == 0
+
+
+def test_when_dynamodb_keeps_failing_the_call_spills_and_is_replayed_once(gateway, upstream, dynamo_faults):
+    key = gateway.new_key()
+    injected = dynamo_faults.fail("PutItem", times=100, code="InternalServerError", status=500)
+    response = gateway.call("/openai/v1/chat/completions", CHAT, key)
+    assert response.status_code == 200 and json.loads(response.body)["choices"]  # the caller got the answer
+    assert injected["PutItem"] == 3  # one try + botocore's two retries, then the spill
+    assert list(CallRecord.scan()) == [] and spill_messages() == 1
+    dynamo_faults.clear()
+
+    assert calllog.drain_spill_queue() == {"replayed": 1, "duplicates": 0}
+    [call] = CallRecord.scan()
+    assert call.call_id == response.headers["X-Tollgate-Call-Id"] and call.cost_usd > 0
+    assert spill_messages() == 0
+
+
+def test_spill_replay_through_the_sqs_handler_is_idempotent(gateway, upstream, dynamo_faults):
+    key = gateway.new_key()
+    dynamo_faults.fail("PutItem", times=100, code="InternalServerError", status=500)
+    gateway.call("/openai/v1/chat/completions", CHAT, key)
+    dynamo_faults.clear()
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="tollgate-dev-spill")["QueueUrl"]
+    body = sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"]
+    event = gateway.client.events.generate_sqs_event(message_bodies=[body, body], queue_name="tollgate-dev-spill")
+    gateway.client.lambda_.invoke("replay_spill", event)
+    gateway.client.lambda_.invoke("replay_spill", event)  # SQS redelivers: still one call
+    assert len(list(CallRecord.scan())) == 1
+
+
+def test_with_both_stores_down_the_record_goes_to_the_log(gateway, upstream, dynamo_faults, monkeypatch, caplog):
+    key = gateway.new_key()
+    dynamo_faults.fail("PutItem", times=100, code="InternalServerError", status=500)
+    monkeypatch.setenv("TOLLGATE_SPILL_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/missing")
+    from chalicelib.settings import get_settings
+    get_settings.cache_clear()
+    with caplog.at_level(logging.ERROR):
+        response = gateway.call("/openai/v1/chat/completions", CHAT, key)
+    assert response.status_code == 200
+    lost = [r for r in caplog.records if "replay it from this log line" in r.getMessage()]
+    assert len(lost) == 1
+    record = CallRecord.from_raw_data(json.loads(lost[0].call_record))
+    assert record.call_id == response.headers["X-Tollgate-Call-Id"]
+
+
+def test_a_retry_after_an_ambiguous_success_is_not_a_second_call(aws_env):
+    from datetime import datetime, timezone
+
+    record = calllog.new_record("call_x", datetime.now(timezone.utc), "acme", provider="openai",
+                                endpoint="chat/completions", key_id="k", status=200, latency_ms=1)
+    assert calllog.write(record) == "written"
+    assert calllog.write(record) == "written"
+    assert calllog.replay_bodies([json.dumps(record.serialize())]) == {"replayed": 0, "duplicates": 1}
+    assert len(list(CallRecord.scan())) == 1
+
+
+def test_one_aws_call_per_proxied_request_with_warm_caches(gateway, upstream, aws_calls):
+    key = gateway.new_key()
+    gateway.call("/openai/v1/chat/completions", CHAT, key)  # warms the key cache
+    aws_calls.clear()
+    for body in (CHAT, {**CHAT, "stream": True}):
+        gateway.call("/openai/v1/chat/completions", body, key)
+    gateway.call("/anthropic/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []}, key)
+    assert aws_calls == ["PutItem", "PutItem", "PutItem"]
+
+
+def test_a_cold_key_costs_one_get(gateway, upstream, aws_calls):
+    key = gateway.new_key()
+    from chalicelib.auth import key_cache
+    key_cache.clear()
+    aws_calls.clear()
+    gateway.call("/openai/v1/chat/completions", CHAT, key)
+    gateway.call("/openai/v1/chat/completions", CHAT, "tg-000000000000_unknown")
+    gateway.call("/openai/v1/chat/completions", CHAT, "tg-000000000000_unknown")  # negative cache
+    assert aws_calls == ["GetItem", "PutItem", "GetItem"]
