@@ -10,7 +10,11 @@ SECRET_MAX_AGE_SECONDS = 300
 def _from_ssm(name: str) -> str:
     from aws_lambda_powertools.utilities import parameters  # only AWS stages pay this import
 
-    return parameters.get_parameter(name, decrypt=True, max_age=SECRET_MAX_AGE_SECONDS)
+    try:
+        return parameters.get_parameter(name, decrypt=True, max_age=SECRET_MAX_AGE_SECONDS)
+    except parameters.exceptions.GetParameterError as exc:
+        raise ConfigurationError(f"secret parameter {name!r} could not be read: set it with "
+                                 f"`aws ssm put-parameter --type SecureString --name {name}`") from exc
 
 
 def admin_key() -> str | None:

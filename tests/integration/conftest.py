@@ -65,7 +65,7 @@ def aws_env():
 def client(aws_env, upstream):
     from app import app
 
-    with Client(app) as chalice_client:
+    with Client(app, stage_name="local") as chalice_client:  # the `local` stage reads no SSM
         yield chalice_client
 
 

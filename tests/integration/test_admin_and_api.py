@@ -128,3 +128,25 @@ def test_health_is_degraded_when_a_table_is_missing(gateway, upstream):
     body = json.loads(response.body)
     assert response.status_code == 503 and body["status"] == "degraded"
     assert body["components"]["tollgate-dev-keys"]["status"] == "error"
+
+
+def test_secrets_come_from_ssm_when_a_parameter_is_named(gateway, upstream, monkeypatch):
+    from tests.integration.conftest import reload_settings
+
+    monkeypatch.setenv("TOLLGATE_ADMIN_KEY_PARAMETER", "/tollgate/test/admin-key")
+    monkeypatch.setenv("TOLLGATE_OPENAI_API_KEY_PARAMETER", "/tollgate/test/openai-api-key")
+    reload_settings()
+    status, error = gateway.admin("get", "/admin/keys", key="from-ssm")
+    assert status == 500 and "aws ssm put-parameter" in error["error"]["message"]
+
+    from aws_lambda_powertools.utilities import parameters
+
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name="/tollgate/test/admin-key", Value="from-ssm", Type="SecureString")
+    ssm.put_parameter(Name="/tollgate/test/openai-api-key", Value="sk-upstream-test", Type="SecureString")
+    parameters.clear_caches()
+    assert gateway.admin("get", "/admin/keys", key="from-ssm")[0] == 200
+    status, created = gateway.admin("post", "/admin/keys", {"name": "n", "account": "a"}, key="from-ssm")
+    response = gateway.call("/openai/v1/chat/completions", CHAT, created["key"])
+    assert response.status_code == 200
+    parameters.clear_caches()
