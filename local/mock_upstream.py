@@ -87,6 +87,7 @@ def estimate_tokens(value: Any) -> int:
 class _Handler(BaseHTTPRequestHandler):
     upstream: MockUpstream
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: don't wait for a delayed ACK
 
     def log_message(self, *args: Any) -> None:  # quiet: the gateway logs calls
         pass

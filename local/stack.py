@@ -179,7 +179,8 @@ class Stack:
     def banner(self) -> str:
         template = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=False)
         return template.get_template("local_banner.txt.j2").render(
-            api_url=f"http://{self.host}:{self.port}", data_dir=self.data_dir, upstreams=self.upstreams,
+            api_url=f"http://{self.host}:{self.port}", data_dir=self.data_dir,
+            aws_endpoint=os.environ["TOLLGATE_AWS_ENDPOINT"], upstreams=self.upstreams,
             admin_key=self.admin_key, demo_key=self.demo_key,
             dashboard=(ROOT / "dist" / "dashboard" / "index.html").exists())
 

@@ -1,0 +1,139 @@
+"""Proxy overhead on the local stack, next to its floor (one DynamoDB PutItem on the same moto server).
+
+Every figure is measured in one run against the same instant mock upstream, so the ratios hold on a
+noisy shared machine even when the absolute numbers move.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+import httpx
+
+from local.stack import MOCK_UPSTREAM_KEY, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
+WORKERS = 8
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark"}]}
+
+
+def start_stack(data_dir: str) -> tuple[subprocess.Popen, dict[str, str], Path]:
+    port = free_port()
+    log = Path(data_dir) / "stack.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update(TOLLGATE_PORT=str(port), TOLLGATE_DATA_DIR=data_dir)
+    process = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT, env=env,
+                               stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while "ready in" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the stack did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    text = log.read_text()
+    found = {
+        "api": f"http://127.0.0.1:{port}",
+        "demo_key": re.search(r"Demo key\s+(\S+)", text).group(1),
+        "upstream": re.search(r"openai=(\S+?),", text).group(1),
+        "aws": re.search(r"AWS \(moto\)\s+(\S+)", text).group(1),
+    }
+    return process, found, log
+
+
+def timed(send, count: int, workers: int = 1) -> list[float]:
+    """Latency in ms of `count` calls of `send`, on `workers` threads."""
+    def one(_: int) -> float:
+        started = time.perf_counter()
+        send()
+        return (time.perf_counter() - started) * 1000
+
+    if workers == 1:
+        return [one(i) for i in range(count)]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as data_dir:
+        process, stack, _ = start_stack(data_dir)
+        try:
+            rows = measure(stack)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+    report(rows)
+
+
+def measure(stack: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
+    limits = httpx.Limits(max_keepalive_connections=WORKERS, max_connections=WORKERS)
+    gateway = httpx.Client(base_url=stack["api"], limits=limits,
+                           headers={"Authorization": f"Bearer {stack['demo_key']}"})
+    direct = httpx.Client(base_url=stack["upstream"], limits=limits,
+                          headers={"Authorization": f"Bearer {MOCK_UPSTREAM_KEY}"})
+    dynamodb = boto3.client("dynamodb", endpoint_url=stack["aws"], region_name="us-east-1",
+                            aws_access_key_id="local", aws_secret_access_key="local")
+    table = "tollgate-dev-calls"
+
+    def via_gateway() -> None:
+        gateway.post("/openai/v1/chat/completions", json=BODY).raise_for_status()
+
+    def straight() -> None:
+        direct.post("/chat/completions", json=BODY).raise_for_status()
+
+    def put_item() -> None:
+        dynamodb.put_item(TableName=table, Item={"account": {"S": "bench"}, "sk": {"S": uuid.uuid4().hex},
+                                                 "day": {"S": "1970-01-01"}})
+
+    for send in (via_gateway, straight, put_item):  # warm connections and caches
+        timed(send, 20)
+    rows = []
+    for label, workers in (("sequential", 1), (f"concurrent ({WORKERS} workers)", WORKERS)):
+        print(f"measuring {label}: {REQUESTS} requests each way…", file=sys.stderr, flush=True)
+        floor = timed(put_item, REQUESTS, workers)
+        through = timed(via_gateway, REQUESTS, workers)
+        around = timed(straight, REQUESTS, workers)
+        for q in (50, 95, 99):
+            added = pct(through, q) - pct(around, q)
+            rows.append((label, f"p{q}", f"{pct(around, q):.1f}", f"{pct(through, q):.1f}",
+                         f"{added:.1f} (floor {pct(floor, q):.1f})"))
+    return rows
+
+
+def report(rows: list[tuple[str, str, str, str, str]]) -> None:
+    header = ("run", "quantile", "direct ms", "via gateway ms", "added ms (PutItem floor ms)")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    table = "\n".join(lines)
+    print(table)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    docs = ROOT / "docs" / "BENCHMARKS.md"
+    docs.parent.mkdir(exist_ok=True)
+    docs.write_text(
+        "# Benchmarks\n\n"
+        f"`make bench` on {stamp}; {machine}; {REQUESTS} requests per cell.\n\n"
+        "Proxy overhead on the local stack (Chalice local server, Nagle off) against the built-in mock "
+        "upstream, which answers instantly. *Added* is via-gateway minus direct at the same quantile; "
+        "the floor is one PutItem round trip to the same moto server, the one write every call makes.\n\n"
+        f"{table}\n")
+    print(f"\nwritten to {docs.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
