@@ -1,7 +1,7 @@
 """Tollgate's table of contents: every route and event source, each handing off to chalicelib."""
 from chalice import Chalice
 
-from chalicelib import api, auth, calllog, edge, keys, proxy
+from chalicelib import api, auth, calllog, edge, jobs, keys, proxy, reports, stream, users
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="tollgate")
@@ -96,6 +96,30 @@ def create_dashboard_key():
     return 201, keys.create_dashboard_key(edge.json_body(app.current_request))
 
 
+@app.route("/admin/jobs/{job}", methods=["POST"], content_types=ANY)
+@edge.json_api
+def run_job(job):
+    """Run a job now: recalculate {from, to} closed days, reconcile {day, fix?}."""
+    _admin()
+    return jobs.run(job, edge.json_body(app.current_request))
+
+
+@app.route("/admin/users/{user}/export", methods=["GET"])
+@edge.json_api
+def export_user(user):
+    """Every call attributed to a user (data access request)."""
+    _admin()
+    return users.export(user)
+
+
+@app.route("/admin/users/{user}", methods=["DELETE"])
+@edge.json_api
+def erase_user(user):
+    """Delete a user's calls; the stream subtracts them from the aggregates."""
+    _admin()
+    return users.erase(user)
+
+
 # --- JSON API (CONTRACT §4) ---------------------------------------------------------------------
 @app.route("/health", methods=["GET"])
 @edge.json_api
@@ -111,7 +135,41 @@ def calls():
     return api.list_calls(_dashboard(), edge.params_of(app.current_request))
 
 
+@app.route("/api/summary", methods=["GET"])
+@edge.json_api
+def summary():
+    """Calls, errors, tokens by kind, cost, latency percentiles, by provider and model, last `hours`."""
+    return reports.summary(_dashboard(), edge.params_of(app.current_request))
+
+
+@app.route("/api/usage/daily", methods=["GET"])
+@edge.json_api
+def usage_daily():
+    """Per UTC day for `days`, optionally `group_by` model|provider|account|key|operation|team."""
+    return reports.daily(_dashboard(), edge.params_of(app.current_request))
+
+
+@app.route("/api/usage/timeseries", methods=["GET"])
+@edge.json_api
+def usage_timeseries():
+    """Points every 5m or 1h over the last `hours`."""
+    return reports.timeseries(_dashboard(), edge.params_of(app.current_request))
+
+
+@app.route("/api/usage/window", methods=["GET"])
+@edge.json_api
+def usage_window():
+    """Calls, tokens and cost in the rolling window of the last `minutes`."""
+    return reports.window(_dashboard(), edge.params_of(app.current_request))
+
+
 # --- Event sources ------------------------------------------------------------------------------
+@app.on_dynamodb_record(stream_arn=get_settings().calls_stream_arn, batch_size=100)
+def rollup_calls(event):
+    """Fold new, erased and expired calls into the aggregates; report the first record not applied."""
+    return stream.handle_records(event)
+
+
 @app.on_sqs_message(queue=get_settings().spill_queue_name, batch_size=10)
 def replay_spill(event):
     """Write call records that spilled when the call log was unavailable (idempotent)."""

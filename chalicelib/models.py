@@ -12,9 +12,10 @@ from pynamodb.attributes import (
     UnicodeAttribute,
 )
 from pynamodb.constants import NUMBER, STREAM_NEW_AND_OLD_IMAGE
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
+from .rollup import INDEXED_COUNTERS
 from .settings import get_settings
 
 _settings = get_settings()
@@ -49,6 +50,17 @@ class CallsByDay(GlobalSecondaryIndex):
         projection = AllProjection()
 
     day = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class CallsByUser(GlobalSecondaryIndex):
+    """`user` → every call attributed to an end user (sparse): export and erasure on request."""
+
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
 
 
@@ -98,6 +110,7 @@ class CallRecord(Model):
     expires_at = TTLAttribute(null=True)
 
     by_day = CallsByDay()
+    by_user = CallsByUser()
 
 
 class ApiKey(Model):
@@ -122,7 +135,38 @@ class ApiKey(Model):
     revoked_at = UnicodeAttribute(null=True)
 
 
-ALL_MODELS = (CallRecord, ApiKey)
+class AggregatesByKind(GlobalSecondaryIndex):
+    """`kind` + `day_id` → every scope of one kind over a range of days, day counters only (group_by)."""
+
+    class Meta:
+        index_name = "by_kind"
+        projection = IncludeProjection(list(INDEXED_COUNTERS))
+
+    kind = UnicodeAttribute(hash_key=True)
+    day_id = UnicodeAttribute(range_key=True)
+
+
+class Aggregate(Model):
+    """One scope's counters for one UTC day, written by the stream rollup (see chalicelib/rollup.py).
+
+    Key: `pk` = `<kind>#<scope id>` (e.g. `model#gpt-4o`, `global#all`) + `day`: a scope's days are one
+    Query. Counters are sparse attributes with computed names, so they are read and written through
+    aggstore with the low-level client; this model fixes the keys and the index. `hw|<lane>` holds the
+    last stream sequence number applied per call-log partition (exactly-once). No TTL: kept forever.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()
+    day_id = UnicodeAttribute()
+
+    by_kind = AggregatesByKind()
+
+
+ALL_MODELS = (CallRecord, ApiKey, Aggregate)
 
 
 def create_tables() -> None:

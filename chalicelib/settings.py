@@ -23,6 +23,9 @@ class Settings:
     aws_endpoint: str | None = None  # moto server URL in the local stack; None in AWS
     calls_table: str = "tollgate-dev-calls"
     keys_table: str = "tollgate-dev-keys"
+    aggregates_table: str = "tollgate-dev-aggregates"
+    calls_stream_arn: str = "arn:aws:dynamodb:us-east-1:000000000000:table/tollgate-dev-calls/stream/local"
+    archive_bucket: str = "tollgate-dev-archive"
     spill_queue_name: str = "tollgate-dev-spill"
     spill_queue_url: str | None = None
     base_urls: dict[str, str] = field(default_factory=dict)
@@ -57,6 +60,10 @@ def from_env() -> Settings:
         aws_endpoint=_env("TOLLGATE_AWS_ENDPOINT"),
         calls_table=_env("TOLLGATE_CALLS_TABLE", f"{prefix}-calls"),
         keys_table=_env("TOLLGATE_KEYS_TABLE", f"{prefix}-keys"),
+        aggregates_table=_env("TOLLGATE_AGGREGATES_TABLE", f"{prefix}-aggregates"),
+        calls_stream_arn=_env("TOLLGATE_CALLS_STREAM_ARN",
+                              f"arn:aws:dynamodb:us-east-1:000000000000:table/{prefix}-calls/stream/local"),
+        archive_bucket=_env("TOLLGATE_ARCHIVE_BUCKET", f"{prefix}-archive"),
         spill_queue_name=_env("TOLLGATE_SPILL_QUEUE_NAME", f"{prefix}-spill"),
         spill_queue_url=_env("TOLLGATE_SPILL_QUEUE_URL"),
         base_urls={p: u.rstrip("/") for p in PROVIDERS if (u := _env(f"TOLLGATE_{upper[p]}_BASE_URL"))},

@@ -21,6 +21,7 @@ import jinja2
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = ("openai", "anthropic", "openrouter")
+PUMP_SECONDS = 0.5
 MOCK_PATHS = {"openai": "/v1", "anthropic": "", "openrouter": "/openrouter/v1"}
 DEFAULT_ADMIN_KEY = "tollgate-local-admin"
 MOCK_UPSTREAM_KEY = "mock-upstream-key"
@@ -67,6 +68,7 @@ class Stack:
         self._configure_env(f"http://127.0.0.1:{moto_port}")
         self._create_resources()
         self._serve_http()
+        self._start_pump()
         self._every(self.schedule_seconds, self.run_schedule, "scheduler")
         self._every(SNAPSHOT_SECONDS, self.save, "snapshots")
 
@@ -75,6 +77,7 @@ class Stack:
         os.environ.update({
             "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local",
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+            "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
             "TOLLGATE_AWS_ENDPOINT": moto_url, "TOLLGATE_ADMIN_KEY": self.admin_key,
         })
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -105,6 +108,12 @@ class Stack:
         sqs = boto3.client("sqs", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"])
         queue_url = sqs.create_queue(QueueName=get_settings().spill_queue_name)["QueueUrl"]
         os.environ["TOLLGATE_SPILL_QUEUE_URL"] = queue_url
+        boto3.client("s3", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"]).create_bucket(
+            Bucket=get_settings().archive_bucket)
+        from chalicelib.models import CallRecord
+
+        self.stream_arn = self.dynamodb.describe_table(TableName=CallRecord.Meta.table_name)["Table"][
+            "LatestStreamArn"]
         get_settings.cache_clear()
         key_id, self.demo_key = demo_secret(self.admin_key)
         from chalicelib.auth import hash_secret
@@ -138,6 +147,18 @@ class Stack:
         thread = threading.Thread(target=self.http.server.serve_forever, daemon=True, name="http")
         thread.start()
 
+    def _start_pump(self) -> None:
+        import boto3
+
+        import app as app_module
+        from local.pump import StreamPump
+
+        streams = boto3.client("dynamodbstreams", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"])
+        self.pump = StreamPump(streams, self.stream_arn, app_module.rollup_calls,
+                               self.data_dir / "stream-checkpoints.json")
+        self.pump.start_at_latest()
+        self._every(PUMP_SECONDS, self.pump.run_once, "stream-pump")
+
     def _every(self, seconds: float, job, name: str) -> None:
         def loop() -> None:
             while not self._stop.wait(seconds):
@@ -154,7 +175,7 @@ class Stack:
     def run_schedule(self) -> None:
         from chalicelib import calllog
 
-        replayed = calllog.drain_spill_queue()
+        replayed = calllog.drain_spill_queue()  # replayed calls reach the stream like any other
         if replayed["replayed"]:
             print(f"[scheduler] replayed {replayed['replayed']} spilled call records", flush=True)
 
@@ -168,6 +189,7 @@ class Stack:
         self._stop.set()
         try:
             self.run_schedule()
+            self.pump.drain()
             self.save()
         finally:
             self.http.server.shutdown()

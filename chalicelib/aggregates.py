@@ -1,0 +1,189 @@
+"""Read aggregates: totals, breakdowns, series, windows and percentiles from aggregate items. Pure.
+
+Items are plain dicts (one scope, one UTC day) as aggstore returns them; a *prefix* picks the
+resolution inside an item: "" for the day, "h07|" for an hour, "m0705|" for a 5-minute bucket.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Iterable
+
+from .histogram import percentile
+from .pricing import money
+from .rollup import SEP, TOKEN_KINDS
+
+TOKEN_FIELDS = {"in": "input_tokens", "cr": "cache_read_tokens", "cw": "cache_write_tokens",
+                "out": "output_tokens", "rs": "reasoning_tokens"}
+
+
+@dataclass
+class Totals:
+    calls: int = 0
+    errors: int = 0
+    tokens: dict[str, int] = field(default_factory=lambda: {k: 0 for k in TOKEN_KINDS})
+    cost: Decimal = Decimal(0)
+    unpriced: int = 0
+    latency_sum: int = 0
+    latency: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    errors_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    unsplit_tokens: int = 0  # tokens known only as a total (hourly breakdowns)
+
+    def add(self, item: dict[str, Any], prefix: str) -> None:
+        """Add one resolution's counters of one item (names exactly `prefix + counter`)."""
+        self.calls += int(item.get(f"{prefix}calls", 0))
+        self.errors += int(item.get(f"{prefix}errors", 0))
+        for kind in TOKEN_KINDS:
+            self.tokens[kind] += int(item.get(f"{prefix}{kind}", 0))
+        self.cost += Decimal(item.get(f"{prefix}cost", 0))
+        self.unpriced += int(item.get(f"{prefix}unpriced", 0))
+        self.latency_sum += int(item.get(f"{prefix}lat_sum", 0))
+        latency_prefix, error_prefix = f"{prefix}lat{SEP}", f"{prefix}err{SEP}"
+        for name, value in item.items():
+            if name.startswith(latency_prefix) and name.count(SEP) == latency_prefix.count(SEP):
+                self.latency[int(name[len(latency_prefix):])] += int(value)
+            elif prefix == "" and name.startswith(error_prefix):
+                self.errors_by_type[name[len(error_prefix):]] += int(value)
+
+    def add_breakdown(self, item: dict[str, Any], prefix: str, dim: str, value: str) -> None:
+        """Add one dimension value's share (`b|<dim>|<value>|…`); breakdowns carry no latency."""
+        head = f"{prefix}b{SEP}{dim}{SEP}{value}{SEP}"
+        self.calls += int(item.get(f"{head}calls", 0))
+        self.errors += int(item.get(f"{head}errors", 0))
+        self.cost += Decimal(item.get(f"{head}cost", 0))
+        for kind in TOKEN_KINDS:
+            self.tokens[kind] += int(item.get(f"{head}{kind}", 0))
+        self.unsplit_tokens += int(item.get(f"{head}tok", 0))
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.tokens.values()) + self.unsplit_tokens
+
+    def view(self, with_latency: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "calls": self.calls, "errors": self.errors,
+            "error_rate": round(self.errors / self.calls, 4) if self.calls else 0.0,
+            "tokens": {TOKEN_FIELDS[k]: v for k, v in self.tokens.items()} | {"total": self.total_tokens},
+            "cost_usd": money(self.cost), "unpriced_calls": self.unpriced,
+        }
+        if with_latency:
+            out["latency_ms"] = {f"p{q}": percentile(self.latency, q) for q in (50, 95, 99)}
+            out["latency_ms"]["mean"] = round(self.latency_sum / self.calls, 1) if self.calls else None
+            out["errors_by_type"] = dict(self.errors_by_type)
+        return out
+
+
+def breakdown(items: Iterable[dict[str, Any]], prefixes: Iterable[tuple[dict[str, Any], str]] | None,
+              dim: str) -> dict[str, dict[str, Any]]:
+    """`{value: {calls, errors, tokens, cost_usd}}` for one dimension, from `b|<dim>|<value>|<counter>`."""
+    sums: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    pairs = prefixes if prefixes is not None else ((item, "") for item in items)
+    for item, prefix in pairs:
+        head = f"{prefix}b{SEP}{dim}{SEP}"
+        for name, value in item.items():
+            if not name.startswith(head):
+                continue
+            scope_value, _, counter = name[len(head):].rpartition(SEP)
+            sums[scope_value][counter] += value
+    return {value: _breakdown_view(counters) for value, counters in sorted(sums.items())}
+
+
+def _breakdown_view(counters: dict[str, Any]) -> dict[str, Any]:
+    tokens = int(counters.get("tok", 0)) or sum(int(counters.get(k, 0)) for k in TOKEN_KINDS)
+    view = {"calls": int(counters.get("calls", 0)), "errors": int(counters.get("errors", 0)),
+            "tokens": tokens, "cost_usd": money(Decimal(counters.get("cost", 0)))}
+    if any(k in counters for k in TOKEN_KINDS):
+        view |= {TOKEN_FIELDS[k]: int(counters.get(k, 0)) for k in TOKEN_KINDS}
+    return view
+
+
+def hours_between(start: datetime, end: datetime) -> list[datetime]:
+    """Hour starts from the hour holding `start` to the one holding `end`."""
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    hours = []
+    while hour <= end:
+        hours.append(hour)
+        hour += timedelta(hours=1)
+    return hours
+
+
+def five_minutes_between(start: datetime, end: datetime) -> list[datetime]:
+    slot = start.replace(minute=start.minute - start.minute % 5, second=0, microsecond=0)
+    slots = []
+    while slot <= end:
+        slots.append(slot)
+        slot += timedelta(minutes=5)
+    return slots
+
+
+def by_day(items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {item["day"]: item for item in items}
+
+
+def hour_prefix(hour: datetime) -> str:
+    return f"h{hour.hour:02d}{SEP}"
+
+
+def slot_prefix(slot: datetime) -> str:
+    return f"m{slot.hour:02d}{slot.minute:02d}{SEP}"
+
+
+def resolution_pairs(items: Iterable[dict[str, Any]], starts: list[datetime], prefix_of) -> list[tuple[dict, str]]:
+    days = by_day(items)
+    return [(days[t.strftime("%Y-%m-%d")], prefix_of(t)) for t in starts if t.strftime("%Y-%m-%d") in days]
+
+
+def total(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None = None) -> Totals:
+    """Totals over (item, prefix) pairs: the item's own counters, or one breakdown `part` (dim, value)."""
+    totals = Totals()
+    for item, prefix in pairs:
+        if part:
+            totals.add_breakdown(item, prefix, *part)
+        else:
+            totals.add(item, prefix)
+    return totals
+
+
+def summarize(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Totals, latency percentiles and the provider and model breakdowns over (item, prefix) pairs."""
+    return total(pairs, part).view(with_latency=part is None) | {
+        "by_provider": breakdown([], pairs, "provider"),
+        "by_model": breakdown([], pairs, "model"),
+    }
+
+
+def series(pairs_by_start: list[tuple[datetime, list[tuple[dict[str, Any], str]]]],
+           with_providers: bool, part: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """One point per bucket start: totals (and the provider breakdown where the resolution has it)."""
+    points = []
+    for start, pairs in pairs_by_start:
+        point = {"ts": start.strftime("%Y-%m-%dT%H:%M:%SZ")} | total(pairs, part).view(with_latency=False)
+        if with_providers:
+            point["by_provider"] = breakdown([], pairs, "provider")
+        points.append(point)
+    return points
+
+
+def daily_groups(items: Iterable[dict[str, Any]], dim: str | None, scope_of=None) -> list[dict[str, Any]]:
+    """Per day: totals, and per group value when grouped (from breakdowns, or one item per scope)."""
+    days: dict[str, dict[str, Any]] = {}
+    for item in sorted(items, key=lambda i: i["day"]):
+        day = days.setdefault(item["day"], {"day": item["day"], "_totals": Totals(), "groups": {}})
+        if scope_of is not None:  # one item per scope value (the by_kind index)
+            totals = Totals()
+            totals.add(item, "")
+            day["groups"][scope_of(item)] = totals.view(with_latency=False)
+            day["_totals"].add(item, "")
+        else:
+            day["_totals"].add(item, "")
+            if dim:
+                day["groups"].update(breakdown([item], None, dim))
+    out = []
+    for day in days.values():
+        view = {"day": day["day"]} | day.pop("_totals").view(with_latency=False)
+        if dim:
+            view["groups"] = day["groups"]
+        out.append(view)
+    return out

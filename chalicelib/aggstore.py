@@ -1,0 +1,166 @@
+"""Aggregate items in DynamoDB: apply folded deltas exactly once, read days of a scope or of a kind.
+
+Exactly once: each item keeps `hw|<lane>`, the last stream sequence number applied from each
+call-log partition (records of one partition arrive in order). An update adds its counters only if
+every lane's mark is below the batch's first record for that lane; when the condition fails (a
+redelivery), the item's marks are read and only the newer records are folded again.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Iterable
+
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from . import aws
+from .models import Aggregate
+from .rollup import SEP, AggregateKey, Delta, Fact, fold
+
+MAX_TERMS = 300  # counters per UpdateItem: keeps the expression well under DynamoDB's 4 KB limit
+LANE_PREFIX = f"hw{SEP}"
+_deserialize = TypeDeserializer().deserialize
+
+
+def _table() -> str:
+    return Aggregate.Meta.table_name
+
+
+def _number(value: Any) -> dict[str, str]:
+    return {"N": format(value, "f") if isinstance(value, Decimal) else str(value)}
+
+
+def update_request(key: AggregateKey, delta: Delta) -> dict[str, Any]:
+    """The UpdateItem that adds `delta` to `key` unless its lanes already hold these records."""
+    names = {"#kind": "kind", "#day_id": "day_id"}
+    values: dict[str, Any] = {":kind": {"S": key.kind}, ":day_id": {"S": f"{key.day}#{key.scope_id}"}}
+    adds, sets, conditions = [], ["#kind = :kind", "#day_id = :day_id"], []
+    for i, (name, value) in enumerate(sorted(delta.nonzero().items())):
+        names[f"#{i}"], values[f":{i}"] = name, _number(value)
+        adds.append(f"#{i} :{i}")
+    if delta.dims:
+        names["#dims"], values[":dims"] = "dims", {"SS": sorted(delta.dims)}
+        adds.append("#dims :dims")
+    for j, lane in enumerate(sorted(delta.last_seq)):
+        names[f"#h{j}"] = f"{LANE_PREFIX}{lane}"
+        values[f":f{j}"], values[f":l{j}"] = _number(delta.first_seq[lane]), _number(delta.last_seq[lane])
+        conditions.append(f"(attribute_not_exists(#h{j}) OR #h{j} < :f{j})")
+        sets.append(f"#h{j} = :l{j}")
+    expression = (f"ADD {', '.join(adds)} " if adds else "") + f"SET {', '.join(sets)}"
+    request = {"TableName": _table(), "Key": {"pk": {"S": key.pk}, "day": {"S": key.day}},
+               "UpdateExpression": expression, "ExpressionAttributeNames": names,
+               "ExpressionAttributeValues": values}
+    if conditions:
+        request["ConditionExpression"] = " AND ".join(conditions)
+    return request
+
+
+def too_large(deltas: dict[AggregateKey, Delta]) -> bool:
+    return any(len(d.nonzero()) > MAX_TERMS for d in deltas.values())
+
+
+def lanes(key: AggregateKey) -> dict[str, int]:
+    """The stream high-water marks an item holds, per lane."""
+    item = aws.client("dynamodb").get_item(TableName=_table(), Key={"pk": {"S": key.pk}, "day": {"S": key.day}},
+                                           ConsistentRead=True).get("Item", {})
+    return {name[len(LANE_PREFIX):]: int(value["N"]) for name, value in item.items()
+            if name.startswith(LANE_PREFIX)}
+
+
+def write(key: AggregateKey, delta: Delta, facts: list[Fact]) -> None:
+    """Apply one item's delta once; on a redelivery, fold again only the records the item lacks."""
+    for _ in range(3):
+        try:
+            aws.client("dynamodb").update_item(**update_request(key, delta))
+            return
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        marks = lanes(key)
+        newer = [f for f in facts if f.seq > marks.get(f.lane, -1)]
+        delta = fold(newer).get(key)
+        if delta is None:
+            return
+    raise RuntimeError(f"aggregate {key} kept changing under a redelivery")
+
+
+def apply(facts: list[Fact]) -> int | None:
+    """Apply facts (one batch, in stream order); the sequence number of the first one not durably applied."""
+    if not facts:
+        return None
+    deltas = fold(facts)
+    if too_large(deltas) and len(facts) > 1:
+        half = len(facts) // 2
+        return apply(facts[:half]) or apply(facts[half:])
+    failed: list[int] = []
+    for key, delta in deltas.items():
+        try:
+            write(key, delta, facts)
+        except ClientError:
+            failed.append(min(delta.first_seq.values()))
+    return min(failed) if failed else None
+
+
+def _items(response: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{name: _deserialize(value) for name, value in item.items()} for item in response.get("Items", [])]
+
+
+def query_days(pk: str, first_day: str, last_day: str, names: Iterable[str] | None = None,
+               max_requests: int = 3) -> list[dict[str, Any]]:
+    """A scope's items for a range of days, whole or projected to `names` (plus keys)."""
+    request: dict[str, Any] = {
+        "TableName": _table(), "KeyConditionExpression": "pk = :pk AND #day BETWEEN :a AND :b",
+        "ExpressionAttributeNames": {"#day": "day"},
+        "ExpressionAttributeValues": {":pk": {"S": pk}, ":a": {"S": first_day}, ":b": {"S": last_day}},
+    }
+    if names is not None:
+        wanted = ["day", *sorted(set(names))]
+        request["ExpressionAttributeNames"] = {f"#p{i}": n for i, n in enumerate(wanted)}
+        request["ExpressionAttributeNames"]["#day"] = "day"
+        request["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(wanted)))
+    return _paged(request, max_requests)
+
+
+def query_kind(kind: str, first_day: str, last_day: str, max_requests: int = 3) -> list[dict[str, Any]]:
+    """Every scope of a kind over a range of days, day counters only (the by_kind index)."""
+    request = {
+        "TableName": _table(), "IndexName": "by_kind",
+        "KeyConditionExpression": "kind = :kind AND day_id BETWEEN :a AND :b",
+        "ExpressionAttributeValues": {":kind": {"S": kind}, ":a": {"S": first_day},
+                                      ":b": {"S": f"{last_day}#\uffff"}},
+    }
+    return _paged(request, max_requests)
+
+
+def _paged(request: dict[str, Any], max_requests: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for _ in range(max_requests):
+        response = aws.client("dynamodb").query(**request)
+        items += _items(response)
+        if "LastEvaluatedKey" not in response:
+            return items
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    raise ValueError("range too large for one answer: ask for fewer days")
+
+
+def replace_day(day: str, deltas: dict[AggregateKey, Delta]) -> int:
+    """Recalculation: delete every aggregate item of `day`, then write the rebuilt ones. Returns items written."""
+    client = aws.client("dynamodb")
+    for kind in ("global", "account", "team", "key", "provider", "model", "operation"):
+        stale = query_kind(kind, day, day, max_requests=1000)
+        for item in stale:
+            client.delete_item(TableName=_table(), Key={"pk": {"S": f"{kind}#{item['day_id'].split('#', 1)[1]}"},
+                                                        "day": {"S": day}})
+    for key, delta in deltas.items():
+        client.put_item(TableName=_table(), Item=full_item(key, delta))
+    return len(deltas)
+
+
+def full_item(key: AggregateKey, delta: Delta) -> dict[str, Any]:
+    """A whole aggregate item (no expression-size limit, unlike an update): for rebuilt days."""
+    item: dict[str, Any] = {"pk": {"S": key.pk}, "day": {"S": key.day}, "kind": {"S": key.kind},
+                            "day_id": {"S": f"{key.day}#{key.scope_id}"}}
+    item.update({name: _number(value) for name, value in delta.nonzero().items()})
+    if delta.dims:
+        item["dims"] = {"SS": sorted(delta.dims)}
+    return item

@@ -1,0 +1,183 @@
+"""Usage reports for the JSON API (§4): summary, daily, timeseries, rolling window; aggregates only.
+
+Each report is at most three DynamoDB requests whatever the call volume: a scope's days are one
+Query; long ranges first read the item's `dims` so the second Query can project just what it needs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from . import aggregates as agg
+from . import aggstore
+from .api import int_param, scoped_account
+from .auth import Principal
+from .errors import InvalidRequest
+from .histogram import BUCKETS_PER_DOUBLING
+from .rollup import GLOBAL_ID, INDEXED_COUNTERS, SEP, TOKEN_KINDS
+
+GROUPS = ("model", "provider", "account", "key", "operation", "team")
+ACCOUNT_GROUPS = ("model", "provider", "key", "operation", "team")
+WHOLE_ITEMS_DAYS = 3  # up to this many days, read whole items; beyond, project
+LATENCY_NAMES = [f"lat{SEP}{i}" for i in range(0, 21 * BUCKETS_PER_DOUBLING + 1)]  # up to ~35 min
+DAY_COUNTERS = [*INDEXED_COUNTERS, "lat_sum", *LATENCY_NAMES]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which aggregate item answers: `pk`, and for an account filtered by model or provider, `part`."""
+
+    pk: str
+    part: tuple[str, str] | None = None
+    account: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        kind, scope_id = self.pk.split("#", 1)
+        out = {"scope": kind, "scope_id": scope_id}
+        if self.part:
+            out["filter"] = {self.part[0]: self.part[1]}
+        return out
+
+
+def resolve_scope(principal: Principal, params: dict[str, str]) -> Scope:
+    account = scoped_account(principal, params.get("account"))
+    provider, model = params.get("provider") or None, params.get("model") or None
+    for name in ("team", "key"):
+        if params.get(name):
+            if account:
+                raise InvalidRequest(f"`{name}` cannot be combined with an account")
+            return Scope(f"{name}#{params[name]}")
+    if account:
+        part = ("model", model) if model else ("provider", provider) if provider else None
+        return Scope(f"account#{account}", part, account)
+    if model:
+        return Scope(f"model#{model}")
+    if provider:
+        return Scope(f"provider#{provider}")
+    return Scope(f"global#{GLOBAL_ID}")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _day(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%d")
+
+
+def _iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _projected(scope: Scope, first: str, last: str, fixed: list[str], dim_names) -> list[dict[str, Any]]:
+    """Two Queries: the items' `dims`, then `fixed` plus the breakdown names those dims imply."""
+    dims = set()
+    for item in aggstore.query_days(scope.pk, first, last, ["dims"]):
+        dims |= item.get("dims", set())
+    names = list(fixed)
+    for dim_value in dims:
+        dim, _, value = dim_value.partition(SEP)
+        names += dim_names(dim, value)
+    return aggstore.query_days(scope.pk, first, last, names, max_requests=1)
+
+
+def _breakdown_names(prefixes: list[str], dims: tuple[str, ...], counters: tuple[str, ...]):
+    def names(dim: str, value: str) -> list[str]:
+        if dim not in dims:
+            return []
+        return [f"{p}b{SEP}{dim}{SEP}{value}{SEP}{c}" for p in prefixes for c in counters]
+    return names
+
+
+def summary(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+    """Totals, error rate, tokens by kind, cost, latency percentiles, by provider and by model."""
+    hours = int_param(params, "hours", 24, 1, 24 * 366)
+    scope = resolve_scope(principal, params)
+    end = _now()
+    start = end - timedelta(hours=hours) + timedelta(microseconds=1)
+    if hours <= 48:
+        items = aggstore.query_days(scope.pk, _day(start), _day(end))
+        pairs = agg.resolution_pairs(items, agg.hours_between(start, end), agg.hour_prefix)
+        resolution, since = "1h", start.replace(minute=0, second=0, microsecond=0)
+    else:
+        full = ("calls", "errors", *TOKEN_KINDS, "cost")
+        items = _projected(scope, _day(start), _day(end), DAY_COUNTERS,
+                           _breakdown_names([""], ("provider", "model"), full))
+        pairs = [(item, "") for item in items]
+        resolution, since = "1d", start.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {"hours": hours, "from": _iso(since), "to": _iso(end), "resolution": resolution,
+            **scope.view(), **agg.summarize(pairs, scope.part)}
+
+
+def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+    """Per UTC day, optionally grouped by model, provider, account, key, operation or team."""
+    days = int_param(params, "days", 30, 1, 366)
+    group_by = params.get("group_by") or None
+    if group_by and group_by not in GROUPS:
+        raise InvalidRequest(f"`group_by` must be one of {', '.join(GROUPS)}")
+    scope = resolve_scope(principal, params)
+    end = _now()
+    first, last = _day(end - timedelta(days=days - 1)), _day(end)
+    if group_by and (scope.part or not scope.pk.startswith(("global#", "account#"))):
+        raise InvalidRequest("`group_by` cannot be combined with a provider, model, team or key filter")
+    if group_by and scope.account is None:
+        items = aggstore.query_kind(group_by, first, last)
+        rows = agg.daily_groups(items, group_by, scope_of=lambda item: item["day_id"].split("#", 1)[1])
+    elif group_by:
+        if group_by not in ACCOUNT_GROUPS:
+            raise InvalidRequest(f"for one account, `group_by` must be one of {', '.join(ACCOUNT_GROUPS)}")
+        full = ("calls", "errors", *TOKEN_KINDS, "cost")
+        items = _projected(scope, first, last, DAY_COUNTERS, _breakdown_names([""], (group_by,), full))
+        rows = agg.daily_groups(items, group_by)
+    elif scope.part:
+        full = ("calls", "errors", *TOKEN_KINDS, "cost")
+        items = aggstore.query_days(scope.pk, first, last, _breakdown_names([""], (scope.part[0],), full)(
+            *scope.part))
+        rows = [{"day": item["day"]} | agg.total([(item, "")], scope.part).view(with_latency=False)
+                for item in items]
+    else:
+        items = aggstore.query_days(scope.pk, first, last, DAY_COUNTERS)
+        rows = agg.daily_groups(items, None)
+    return {"days": days, "from": first, "to": last, "group_by": group_by, **scope.view(), "daily": rows}
+
+
+def timeseries(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+    """Points every 5 minutes (up to 48 h) or every hour (up to 7 days), with cost by provider hourly."""
+    interval = params.get("interval") or "1h"
+    if interval not in ("5m", "1h"):
+        raise InvalidRequest("`interval` must be 5m or 1h")
+    hours = int_param(params, "hours", 24, 1, 48 if interval == "5m" else 168)
+    scope = resolve_scope(principal, params)
+    end = _now()
+    start = end - timedelta(hours=hours) + timedelta(microseconds=1)
+    if hours <= 24 * (WHOLE_ITEMS_DAYS - 1):
+        items = aggstore.query_days(scope.pk, _day(start), _day(end))
+    else:
+        hour_prefixes = [f"h{h:02d}{SEP}" for h in range(24)]
+        fixed = [f"{p}{c}" for p in hour_prefixes for c in ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")]
+        items = _projected(scope, _day(start), _day(end), fixed,
+                           _breakdown_names(hour_prefixes, ("provider",), ("calls", "errors", "tok", "cost")))
+    days = agg.by_day(items)
+    if interval == "1h":
+        starts, prefix_of = agg.hours_between(start, end), agg.hour_prefix
+    else:
+        starts, prefix_of = agg.five_minutes_between(start, end), agg.slot_prefix
+    buckets = [(t, [(days[_day(t)], prefix_of(t))] if _day(t) in days else []) for t in starts]
+    points = agg.series(buckets, with_providers=interval == "1h" and scope.part is None, part=scope.part)
+    return {"hours": hours, "interval": interval, **scope.view(), "points": points}
+
+
+def window(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+    """Calls, tokens and cost in the rolling window of the last `minutes`, from 5-minute buckets."""
+    minutes = int_param(params, "minutes", 300, 5, 24 * 60)
+    scope = resolve_scope(principal, params)
+    if scope.part:
+        raise InvalidRequest("a rolling window is kept per scope: filter by account, or by model/provider alone")
+    end = _now()
+    start = end - timedelta(minutes=minutes) + timedelta(microseconds=1)
+    items = aggstore.query_days(scope.pk, _day(start), _day(end))
+    slots = agg.five_minutes_between(start, end)
+    totals = agg.total(agg.resolution_pairs(items, slots, agg.slot_prefix))
+    return {"minutes": minutes, "from": _iso(slots[0]), "to": _iso(end), **scope.view(),
+            **totals.view(with_latency=False)}

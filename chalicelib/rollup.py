@@ -1,0 +1,155 @@
+"""Fold call records into aggregate deltas: one item per (scope, UTC day) with day, hour and 5-minute counters.
+
+Pure: no AWS. An aggregate item's attributes are sparse counters named by where they apply:
+`calls` (the day), `h07|calls` (07:00-08:00), `m0705|calls` (07:05-07:10), `b|model|gpt-4o|cost`
+(the day's breakdown by model, kept on global and account items only), `h07|b|model|gpt-4o|cost`.
+Keeping a whole day in one item is what makes a batch cost one write per scope value it touches.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Iterable
+
+from .histogram import bucket_of
+
+SEP = "|"
+TOKEN_KINDS = ("in", "cr", "cw", "out", "rs")  # input, cache read, cache write, output, reasoning
+SCOPE_KINDS = ("global", "account", "team", "key", "provider", "model", "operation")
+BREAKDOWN_SCOPES = ("global", "account")
+DAY_BREAKDOWNS = {"global": ("provider", "model", "account", "team", "operation"),
+                  "account": ("provider", "model", "key", "team", "operation")}
+HOUR_BREAKDOWNS = ("provider", "model")
+GLOBAL_ID = "all"
+# Day-level counters copied to the by_kind index (fixed names, so the index stays small).
+INDEXED_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One call's contribution: +1 when logged, -1 when deleted (erasure); `seq` orders it in its lane."""
+
+    sign: int
+    lane: str  # the call log partition (account): stream order holds within it
+    seq: int
+    ts: datetime
+    account: str
+    key_id: str
+    provider: str
+    model: str | None
+    operation: str | None
+    team: str | None
+    is_error: bool
+    error_type: str | None
+    tokens: tuple[int, int, int, int, int]  # TOKEN_KINDS order
+    cost_usd: Decimal | None
+    latency_ms: int
+
+    @classmethod
+    def from_call(cls, call: Any, sign: int = 1, seq: int = 0) -> "Fact":
+        """From a CallRecord (or anything with its attributes)."""
+        return cls(
+            sign=sign, lane=call.account, seq=seq, ts=datetime.strptime(call.ts, "%Y-%m-%dT%H:%M:%S.%fZ"),
+            account=call.account, key_id=call.key_id, provider=call.provider, model=call.model,
+            operation=call.operation, team=call.team,
+            is_error=call.status >= 400 or call.error_type is not None, error_type=call.error_type,
+            tokens=(call.input_tokens, call.cache_read_tokens, call.cache_write_tokens, call.output_tokens,
+                    call.reasoning_tokens),
+            cost_usd=call.cost_usd, latency_ms=call.latency_ms,
+        )
+
+    def scopes(self) -> list[tuple[str, str]]:
+        values = {"global": GLOBAL_ID, "account": self.account, "team": self.team, "key": self.key_id,
+                  "provider": self.provider, "model": self.model, "operation": self.operation}
+        return [(kind, values[kind]) for kind in SCOPE_KINDS if values[kind]]
+
+
+@dataclass(frozen=True)
+class AggregateKey:
+    kind: str
+    scope_id: str
+    day: str  # YYYY-MM-DD, UTC
+
+    @property
+    def pk(self) -> str:
+        return f"{self.kind}#{self.scope_id}"
+
+
+@dataclass
+class Delta:
+    """What one batch adds to one aggregate item, and the stream positions it covers per lane."""
+
+    counters: dict[str, Any] = field(default_factory=lambda: defaultdict(int))
+    dims: set[str] = field(default_factory=set)
+    first_seq: dict[str, int] = field(default_factory=dict)
+    last_seq: dict[str, int] = field(default_factory=dict)
+
+    def nonzero(self) -> dict[str, Any]:
+        return {name: value for name, value in self.counters.items() if value != 0}
+
+
+def _add_core(counters: dict[str, Any], prefix: str, fact: Fact, with_errors_by_type: bool) -> None:
+    s = fact.sign
+    counters[f"{prefix}calls"] += s
+    counters[f"{prefix}errors"] += s if fact.is_error else 0
+    for kind, count in zip(TOKEN_KINDS, fact.tokens):
+        counters[f"{prefix}{kind}"] += s * count
+    if fact.cost_usd is None:
+        counters[f"{prefix}unpriced"] += s
+    else:
+        counters[f"{prefix}cost"] += s * fact.cost_usd
+    counters[f"{prefix}lat_sum"] += s * fact.latency_ms
+    counters[f"{prefix}lat{SEP}{bucket_of(fact.latency_ms)}"] += s
+    if with_errors_by_type and fact.is_error:
+        counters[f"{prefix}err{SEP}{fact.error_type or 'error'}"] += s
+
+
+def _add_breakdown(counters: dict[str, Any], prefix: str, dim: str, value: str, fact: Fact, full: bool) -> None:
+    s = fact.sign
+    base = f"{prefix}b{SEP}{dim}{SEP}{value}{SEP}"
+    counters[f"{base}calls"] += s
+    counters[f"{base}errors"] += s if fact.is_error else 0
+    counters[f"{base}cost"] += s * (fact.cost_usd or 0)
+    if full:
+        for kind, count in zip(TOKEN_KINDS, fact.tokens):
+            counters[f"{base}{kind}"] += s * count
+    else:
+        counters[f"{base}tok"] += s * sum(fact.tokens)
+
+
+def hour_prefix(ts: datetime) -> str:
+    return f"h{ts.hour:02d}{SEP}"
+
+
+def five_minute_prefix(ts: datetime) -> str:
+    return f"m{ts.hour:02d}{ts.minute - ts.minute % 5:02d}{SEP}"
+
+
+def fold(facts: Iterable[Fact]) -> dict[AggregateKey, Delta]:
+    """Sum facts into one delta per aggregate item they touch."""
+    deltas: dict[AggregateKey, Delta] = defaultdict(Delta)
+    for fact in facts:
+        day = fact.ts.strftime("%Y-%m-%d")
+        dim_values = {"account": fact.account, "team": fact.team, "key": fact.key_id,
+                      "provider": fact.provider, "model": fact.model, "operation": fact.operation}
+        for kind, scope_id in fact.scopes():
+            delta = deltas[AggregateKey(kind, scope_id, day)]
+            delta.first_seq.setdefault(fact.lane, fact.seq)
+            delta.first_seq[fact.lane] = min(delta.first_seq[fact.lane], fact.seq)
+            delta.last_seq[fact.lane] = max(delta.last_seq.get(fact.lane, fact.seq), fact.seq)
+            counters = delta.counters
+            _add_core(counters, "", fact, with_errors_by_type=True)
+            _add_core(counters, hour_prefix(fact.ts), fact, with_errors_by_type=False)
+            _add_core(counters, five_minute_prefix(fact.ts), fact, with_errors_by_type=False)
+            if kind not in BREAKDOWN_SCOPES:
+                continue
+            for dim in DAY_BREAKDOWNS[kind]:
+                if dim_values[dim]:
+                    _add_breakdown(counters, "", dim, dim_values[dim], fact, full=True)
+                    delta.dims.add(f"{dim}{SEP}{dim_values[dim]}")
+            for dim in HOUR_BREAKDOWNS:
+                if dim_values[dim]:
+                    _add_breakdown(counters, hour_prefix(fact.ts), dim, dim_values[dim], fact, full=False)
+    return dict(deltas)
