@@ -20,6 +20,10 @@ from pathlib import Path
 import jinja2
 
 ROOT = Path(__file__).resolve().parent.parent
+# moto parses an update expression into a tree as deep as its ADD list; DynamoDB itself only limits
+# the expression to 4 KB, which aggstore.MAX_TERMS respects. Give moto's parser the stack it needs.
+MOTO_RECURSION_LIMIT = 20_000
+sys.setrecursionlimit(max(sys.getrecursionlimit(), MOTO_RECURSION_LIMIT))
 PROVIDERS = ("openai", "anthropic", "openrouter")
 PUMP_SECONDS = 0.5
 MOCK_PATHS = {"openai": "/v1", "anthropic": "", "openrouter": "/openrouter/v1"}

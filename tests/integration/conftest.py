@@ -57,6 +57,7 @@ def aws_env():
         reload_settings()
         create_tables()
         boto3.client("sqs").create_queue(QueueName="tollgate-dev-spill")
+        boto3.client("s3").create_bucket(Bucket="tollgate-dev-archive")
         yield
         reload_settings()
 
@@ -125,8 +126,10 @@ class DynamoFaults:
         self.failures: dict[str, tuple[int, str, int]] = {}
         self.injected: Counter = Counter()
 
-    def fail(self, operation, times, code="ProvisionedThroughputExceededException", status=400):
+    def fail(self, operation, times, code="ProvisionedThroughputExceededException", status=400, after=0):
+        """Fail `operation` `times` times, after letting `after` attempts through."""
         self.failures[operation] = (times, code, status)
+        self.injected[operation] = -after
         return self.injected
 
     def clear(self) -> None:
@@ -140,6 +143,8 @@ class DynamoFaults:
         if self.injected[operation_model.name] >= times:
             return None
         self.injected[operation_model.name] += 1
+        if self.injected[operation_model.name] <= 0:
+            return None
         body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}).encode()
         http = AWSResponse(request.url, status, {"x-amzn-requestid": "injected"}, MockRawResponse(body))
         parsed = {"Error": {"Code": code, "Message": "injected"},
@@ -147,13 +152,41 @@ class DynamoFaults:
         return (http, parsed), None
 
 
-@pytest.fixture
-def dynamo_faults(monkeypatch):
-    faults = DynamoFaults()
+def install_faults(faults, patcher):
     original = botocore.endpoint.Endpoint._do_get_response
 
     def faulty(self, request, operation_model, context):
         return faults.response_for(request, operation_model) or original(self, request, operation_model, context)
 
-    monkeypatch.setattr(botocore.endpoint.Endpoint, "_do_get_response", faulty)
+    patcher.setattr(botocore.endpoint.Endpoint, "_do_get_response", faulty)
     return faults
+
+
+@pytest.fixture
+def dynamo_faults(monkeypatch):
+    return install_faults(DynamoFaults(), monkeypatch)
+
+
+def stream_records(table="tollgate-dev-calls"):
+    """Every record in the call log's stream so far, shaped as Lambda delivers them."""
+    import boto3
+
+    from local.pump import lambda_record
+
+    arn = boto3.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    streams = boto3.client("dynamodbstreams")
+    records = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            response = streams.get_records(ShardIterator=iterator, Limit=1000)
+            if not response["Records"]:
+                break
+            records += [lambda_record(r, arn) for r in response["Records"]]
+            iterator = response.get("NextShardIterator")
+    return records
+
+
+def as_ttl_expiry(record):
+    return {**record, "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"}}

@@ -1,18 +1,41 @@
-"""The CloudFormation tables in infra/ describe the same keys, index, stream and TTL as the pynamodb models."""
+"""The CloudFormation tables in infra/ describe the same keys, indexes and stream as the pynamodb models."""
 import json
 
-from chalicelib.models import CallRecord
+import pytest
+
+from chalicelib.models import ALL_MODELS, CallRecord
 from tests.conftest import ROOT
 
+RESOURCES = json.loads((ROOT / "infra" / "resources.json").read_text())["Resources"]
 
-def test_calls_table_in_infra_matches_the_model():
-    resources = json.loads((ROOT / "infra" / "resources.json").read_text())["Resources"]
-    table = resources["CallsTable"]["Properties"]
-    model = CallRecord._get_schema()
-    assert table["KeySchema"] == [{"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]}
-                                  for k in model["key_schema"]]
-    [index] = table["GlobalSecondaryIndexes"]
-    [model_index] = model["global_secondary_indexes"]
-    assert index["IndexName"] == model_index["index_name"] and index["KeySchema"] == model_index["key_schema"]
+
+def _table(model):
+    suffix = model.Meta.table_name.split("tollgate-dev-", 1)[1]
+    [table] = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::DynamoDB::Table"
+               and r["Properties"]["TableName"] == {"Fn::Sub": f"tollgate-${{Stage}}-{suffix}"}]
+    return table
+
+
+def _keys(schema):
+    return sorted((k["AttributeName"], k["KeyType"]) for k in schema)
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.__name__)
+def test_tables_in_infra_match_the_models(model):
+    table, schema = _table(model), model._get_schema()
+    assert _keys(table["KeySchema"]) == _keys(schema["key_schema"])
+    assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]} == {
+        a["AttributeName"]: a["AttributeType"] for a in schema["attribute_definitions"]}
+    indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
+    assert set(indexes) == {i["index_name"] for i in schema.get("global_secondary_indexes", [])}
+    for index in schema.get("global_secondary_indexes", []):
+        assert _keys(indexes[index["index_name"]]["KeySchema"]) == _keys(index["key_schema"])
+        projection = indexes[index["index_name"]]["Projection"]
+        assert projection["ProjectionType"] == index["projection"]["ProjectionType"]
+        assert sorted(projection.get("NonKeyAttributes", [])) == sorted(index["projection"].get("NonKeyAttributes", []))
+
+
+def test_call_log_stream_and_ttl():
+    table = _table(CallRecord)
     assert table["StreamSpecification"]["StreamViewType"] == CallRecord.Meta.stream_view_type
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}

@@ -1,0 +1,76 @@
+"""Tollgate's command line: run admin jobs through the admin API, with progress, locally or in AWS.
+
+    python cli.py recalculate --from 2026-11-01 --to 2026-11-20
+    python cli.py reconcile --day 2026-11-20 [--fix]
+
+`--url` (or TOLLGATE_URL; default the local stack) and `--admin-key` (or TOLLGATE_ADMIN_KEY).
+Recalculation runs one day per request, so each stays far inside API Gateway's time limit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date, timedelta
+
+import httpx
+
+BAR_WIDTH = 30
+LOCAL_ADMIN_KEY = "tollgate-local-admin"
+
+
+def _post(client: httpx.Client, job: str, body: dict) -> dict:
+    response = client.post(f"/admin/jobs/{job}", json=body)
+    payload = response.json()
+    if response.status_code != 200:
+        raise SystemExit(f"{job} failed ({response.status_code}): {payload.get('error', {}).get('message', payload)}")
+    return payload
+
+
+def progress(done: int, total: int, label: str) -> None:
+    filled = BAR_WIDTH * done // total
+    sys.stderr.write(f"\r[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done}/{total} {label}")
+    sys.stderr.flush()
+    if done == total:
+        sys.stderr.write("\n")
+
+
+def recalculate(client: httpx.Client, first: date, last: date) -> dict:
+    if last < first:
+        raise SystemExit("--to is before --from")
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    totals = {"job": "recalculate", "from": days[0].isoformat(), "to": days[-1].isoformat(), "days": 0,
+              "calls": 0, "items": 0}
+    for done, day in enumerate(days, start=1):
+        result = _post(client, "recalculate", {"from": day.isoformat(), "to": day.isoformat()})
+        for name in ("days", "calls", "items"):
+            totals[name] += result[name]
+        progress(done, len(days), f"{day.isoformat()} ({totals['calls']} calls)")
+    return totals
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tollgate", description=__doc__.split("\n")[0])
+    parser.add_argument("--url", default=os.environ.get("TOLLGATE_URL")
+                        or f"http://127.0.0.1:{os.environ.get('TOLLGATE_PORT', '8000')}")
+    parser.add_argument("--admin-key", default=os.environ.get("TOLLGATE_ADMIN_KEY", LOCAL_ADMIN_KEY))
+    jobs = parser.add_subparsers(dest="job", required=True)
+    rebuild = jobs.add_parser("recalculate", help="rebuild aggregates of closed UTC days from the call log")
+    rebuild.add_argument("--from", dest="first", type=date.fromisoformat, required=True)
+    rebuild.add_argument("--to", dest="last", type=date.fromisoformat)
+    check = jobs.add_parser("reconcile", help="compare a day's aggregates with the call log")
+    check.add_argument("--day", type=date.fromisoformat, default=date.today() - timedelta(days=1))
+    check.add_argument("--fix", action="store_true", help="rebuild the day if it drifted")
+    args = parser.parse_args(argv)
+    with httpx.Client(base_url=args.url, timeout=120,
+                      headers={"Authorization": f"Bearer {args.admin_key}"}) as client:
+        if args.job == "recalculate":
+            result = recalculate(client, args.first, args.last or args.first)
+        else:
+            result = _post(client, "reconcile", {"day": args.day.isoformat(), "fix": args.fix})
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The stream rollup against moto: real stream records, redeliveries, crashes mid-batch, erasure and TTL."""
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import boto3
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from moto import mock_aws
+
+from chalicelib import calllog
+from chalicelib.models import CallRecord, create_tables
+from chalicelib.rollup import Fact, fold
+from tests.integration.conftest import (DynamoFaults, as_ttl_expiry, install_faults, reload_settings,
+                                        stream_records)
+
+START = datetime(2026, 11, 20, 23, 0, tzinfo=timezone.utc)  # calls straddle two UTC days
+
+
+def handler(records):
+    from app import rollup_calls
+
+    return rollup_calls({"Records": records}, None)
+
+
+def log_call(n, account="acme", model="gpt-4o", minutes=0, cost="0.001", user=None, status=200, latency=80):
+    record = calllog.new_record(
+        f"call_{n:06d}", START + timedelta(minutes=minutes), account, provider="openai", endpoint="chat/completions",
+        model=model, key_id=f"key-{account}", user=user, status=status, latency_ms=latency,
+        error_type=None if status < 400 else "server_error", input_tokens=n, output_tokens=2 * n,
+        cost_usd=None if cost is None else Decimal(cost), priced=cost is not None)
+    assert calllog.write(record) == "written"
+    return record
+
+
+def stored_counters():
+    """Every aggregate item's counters, zeros dropped, keyed like the fold."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    out = {}
+    for item in boto3.client("dynamodb").scan(TableName="tollgate-dev-aggregates")["Items"]:
+        plain = {k: TypeDeserializer().deserialize(v) for k, v in item.items()}
+        kind, scope_id = plain["pk"].split("#", 1)
+        counters = {k: v for k, v in plain.items() if k not in ("pk", "day", "kind", "day_id", "dims")
+                    and not k.startswith("hw|") and v != 0}
+        if counters:
+            out[(kind, scope_id, plain["day"])] = counters
+    return out
+
+
+def expected_counters(calls):
+    return {(k.kind, k.scope_id, k.day): dict(d.nonzero())
+            for k, d in fold([Fact.from_call(c) for c in calls]).items() if d.nonzero()}
+
+
+def test_stream_records_become_aggregates_and_a_replay_changes_nothing(aws_env):
+    calls = [log_call(i, account=f"a{i % 2}", minutes=i * 20) for i in range(1, 7)]
+    records = stream_records()
+    assert [r["eventName"] for r in records] == ["INSERT"] * 6
+    assert handler(records) == {"batchItemFailures": []}
+    assert stored_counters() == expected_counters(calls)
+    assert handler(records) == {"batchItemFailures": []}  # redelivered whole
+    assert handler(records[2:5]) == {"batchItemFailures": []}  # and in part
+    assert stored_counters() == expected_counters(calls)
+
+
+def test_a_failed_item_write_reports_the_first_record_not_applied(aws_env, dynamo_faults):
+    calls = [log_call(i, minutes=i) for i in range(1, 5)]
+    records = stream_records()
+    dynamo_faults.fail("UpdateItem", times=1, code="ValidationException", after=2)
+    result = handler(records)
+    assert result == {"batchItemFailures": [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]}
+    dynamo_faults.clear()
+    assert handler(records) == {"batchItemFailures": []}  # Lambda retries from there
+    assert stored_counters() == expected_counters(calls)
+
+
+def test_erasure_subtracts_and_ttl_expiry_archives_without_subtracting(aws_env):
+    kept = log_call(1, user="bob")
+    erased = log_call(2, user="alice")
+    expired = log_call(3, user="carol")
+    erased.delete()
+    expired.delete()
+    records = stream_records()
+    records[-1] = as_ttl_expiry(records[-1])  # the last REMOVE came from TTL
+    assert handler(records) == {"batchItemFailures": []}
+    assert stored_counters() == expected_counters([kept, expired])
+    s3 = boto3.client("s3")
+    [obj] = s3.list_objects_v2(Bucket="tollgate-dev-archive")["Contents"]
+    assert obj["Key"].startswith("calls/day=2026-11-20/")
+    line = s3.get_object(Bucket="tollgate-dev-archive", Key=obj["Key"])["Body"].read().decode()
+    assert '"call_id": "call_000003"' in line and line.count("\n") == 1
+
+
+def test_writes_per_call_for_a_batch_of_100(aws_env, aws_calls):
+    for i in range(100):
+        log_call(i + 1, account=f"acct-{i % 5}", model=f"model-{i % 3}", minutes=(i * 37) % 60)
+    records = stream_records()
+    aws_calls.clear()
+    assert handler(records) == {"batchItemFailures": []}
+    writes = aws_calls.count("UpdateItem")
+    assert writes == 1 + 5 + 5 + 1 + 3 and writes / 100 <= 0.25 and set(aws_calls) == {"UpdateItem"}
+
+
+calls_strategy = st.lists(
+    st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 150), st.sampled_from(["0.001", "0.25", None]),
+              st.sampled_from([200, 200, 200, 500]), st.integers(1, 60_000)),
+    min_size=1, max_size=30)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(calls=calls_strategy, deletions=st.lists(st.sampled_from(["keep", "erase", "ttl"]), min_size=30, max_size=30),
+       plan=st.lists(st.tuples(st.integers(1, 12), st.sampled_from(["ok", "ok", "redeliver", "crash"]),
+                               st.integers(0, 8)), min_size=60, max_size=60))
+def test_aggregates_equal_the_call_log_whatever_the_delivery(calls, deletions, plan, monkeypatch):
+    with mock_aws():
+        reload_settings()
+        create_tables()
+        boto3.client("s3").create_bucket(Bucket="tollgate-dev-archive")
+        logged = [log_call(n + 1, account=f"a{a}", model=f"m{m}", minutes=minute, cost=cost, status=status,
+                           latency=latency)
+                  for n, (a, m, minute, cost, status, latency) in enumerate(calls)]
+        fate = dict(zip((c.call_id for c in logged), deletions))
+        for call in logged:
+            if fate[call.call_id] != "keep":
+                call.delete()
+        records = [as_ttl_expiry(r) if r["eventName"] == "REMOVE" and fate[r["dynamodb"]["OldImage"]["call_id"]["S"]]
+                   == "ttl" else r for r in stream_records()]
+
+        faults = install_faults(DynamoFaults(), monkeypatch)
+        position, steps = 0, iter(plan)
+        while position < len(records):
+            size, action, crash_after = next(steps, (12, "ok", 0))
+            batch = records[position:position + size]
+            if action == "crash":
+                faults.fail("UpdateItem", times=1, code="ValidationException", after=crash_after)
+            result = handler(batch)
+            faults.clear()
+            if result["batchItemFailures"]:
+                failed = result["batchItemFailures"][0]["itemIdentifier"]
+                position = next(i for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] == failed)
+                continue
+            if action == "redeliver":
+                assert handler(batch) == {"batchItemFailures": []}
+            position += size
+
+        surviving = [c for c in logged if fate[c.call_id] != "erase"]
+        assert stored_counters() == expected_counters(surviving)
+        by_day = defaultdict(lambda: [0, Decimal(0)])
+        for call in surviving:
+            by_day[call.day][0] += 1
+            by_day[call.day][1] += call.cost_usd or 0
+        stored = stored_counters()
+        for day, (count, cost) in by_day.items():
+            assert stored[("global", "all", day)]["calls"] == count
+            assert stored[("global", "all", day)].get("cost", 0) == cost
