@@ -1,0 +1,78 @@
+"""Rollup writes per call: calls over 5 accounts × 3 models in one hour, folded in batches of 1, 10, 100.
+
+In-process moto (DynamoDB with streams); the real stream records go through the real handler, and
+every UpdateItem the handler sends is counted.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+CALLS = 300
+BATCH_SIZES = (1, 10, 100)
+
+
+def _fake_aws_env() -> None:
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_REGION": "us-east-1", "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+                       "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"})
+    for name in ("TOLLGATE_AWS_ENDPOINT", "AWS_PROFILE"):
+        os.environ.pop(name, None)
+    sys.setrecursionlimit(20_000)  # moto's expression parser (see tests/conftest.py)
+
+
+def measure() -> list[tuple[str, str, str, str]]:
+    _fake_aws_env()
+    import boto3
+    import botocore.endpoint
+    from moto import mock_aws
+
+    with mock_aws():
+        from app import rollup_calls
+        from chalicelib import calllog
+        from chalicelib.models import CallRecord, create_tables
+        from local.pump import lambda_record
+
+        create_tables()
+        rng = random.Random(1)
+        hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        for n in range(CALLS):
+            account = f"acct-{n % 5}"
+            calllog.write(calllog.new_record(
+                f"call_{n:06d}", hour + timedelta(seconds=rng.randrange(3600)), account, provider="openai",
+                endpoint="chat/completions", model=f"model-{n % 3}", key_id=f"key-{account}", status=200,
+                input_tokens=100, output_tokens=20, cost_usd=Decimal("0.001"), priced=True, latency_ms=300))
+        arn = boto3.client("dynamodb").describe_table(TableName=CallRecord.Meta.table_name)["Table"]["LatestStreamArn"]
+        streams = boto3.client("dynamodbstreams")
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+        records = [lambda_record(r, arn) for r in streams.get_records(
+            ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"]]
+
+        writes = []
+        original = botocore.endpoint.Endpoint.make_request
+
+        def counting(self, operation_model, request_dict):
+            if operation_model.name == "UpdateItem":
+                writes.append(1)
+            return original(self, operation_model, request_dict)
+
+        botocore.endpoint.Endpoint.make_request = counting
+        rows = []
+        try:
+            for size in BATCH_SIZES:
+                boto3.client("dynamodb").delete_table(TableName="tollgate-dev-aggregates")
+                create_tables()
+                writes.clear()
+                for start in range(0, len(records), size):
+                    rollup_calls({"Records": records[start:start + size]}, None)
+                per_call = len(writes) / len(records)
+                target = "≤ 0.25" if size == 100 else "-"
+                verdict = ("met" if per_call <= 0.25 else "MISSED") if size == 100 else ""
+                rows.append((str(size), str(len(writes)), f"{per_call:.3f}", f"{target} {verdict}".strip()))
+        finally:
+            botocore.endpoint.Endpoint.make_request = original
+    return rows
