@@ -11,7 +11,7 @@ RESOURCES = json.loads((ROOT / "infra" / "resources.json").read_text())["Resourc
 
 def _table(model):
     suffix = model.Meta.table_name.split("tollgate-dev-", 1)[1]
-    [table] = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::DynamoDB::Table"
+    [table] = [r["Properties"] for r in RESOURCES.values() if r.get("Type") == "AWS::DynamoDB::Table"
                and r["Properties"]["TableName"] == {"Fn::Sub": f"tollgate-${{Stage}}-{suffix}"}]
     return table
 
@@ -39,3 +39,14 @@ def test_call_log_stream_and_ttl():
     table = _table(CallRecord)
     assert table["StreamSpecification"]["StreamViewType"] == CallRecord.Meta.stream_view_type
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def test_the_stream_mapping_reports_partial_batch_failures_with_bounded_retries():
+    """Merged over the function Chalice generates for app.rollup_calls (its resource is RollupCalls)."""
+    import app
+
+    assert "rollup_calls" in app.app.handler_map
+    mapping = RESOURCES["RollupCalls"]["Properties"]["Events"]["RollupCallsDynamodbEventSource"]["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["Stream"] == {"Fn::GetAtt": ["CallsTable", "StreamArn"]}
+    assert 0 < mapping["MaximumRetryAttempts"] <= 100 and "OnFailure" in mapping["DestinationConfig"]
