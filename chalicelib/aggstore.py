@@ -1,7 +1,7 @@
 """Aggregate items in DynamoDB: apply folded deltas exactly once, read days of a scope or of a kind.
 
 Exactly once: each item keeps `hw|<lane>`, the last stream sequence number applied from each
-call-log partition (records of one partition arrive in order). An update adds its counters only if
+lane: one stream (by its label) and one call-log partition, within which records arrive in order. An update adds its counters only if
 every lane's mark is below the batch's first record for that lane; when the condition fails (a
 redelivery), the item's marks are read and only the newer records are folded again.
 """

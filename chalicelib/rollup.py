@@ -32,7 +32,7 @@ class Fact:
     """One call's contribution: +1 when logged, -1 when deleted (erasure); `seq` orders it in its lane."""
 
     sign: int
-    lane: str  # the call log partition (account): stream order holds within it
+    lane: str  # stream label + call-log partition (account): sequence numbers only order records within it
     seq: int
     ts: datetime
     account: str
@@ -48,10 +48,10 @@ class Fact:
     latency_ms: int
 
     @classmethod
-    def from_call(cls, call: Any, sign: int = 1, seq: int = 0) -> "Fact":
-        """From a CallRecord (or anything with its attributes)."""
+    def from_call(cls, call: Any, sign: int = 1, seq: int = 0, stream: str = "") -> "Fact":
+        """From a CallRecord (or anything with its attributes), as delivered by `stream` (its label)."""
         return cls(
-            sign=sign, lane=call.account, seq=seq, ts=datetime.strptime(call.ts, "%Y-%m-%dT%H:%M:%S.%fZ"),
+            sign=sign, lane=f"{stream}{SEP}{call.account}" if stream else call.account, seq=seq, ts=datetime.strptime(call.ts, "%Y-%m-%dT%H:%M:%S.%fZ"),
             account=call.account, key_id=call.key_id, provider=call.provider, model=call.model,
             operation=call.operation, team=call.team,
             is_error=call.status >= 400 or call.error_type is not None, error_type=call.error_type,

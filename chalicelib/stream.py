@@ -17,6 +17,11 @@ def is_ttl_expiry(record: Any) -> bool:
     return identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL
 
 
+def stream_label(record: Any) -> str:
+    """The stream's label (its creation time): a recreated table or a restarted local stack gets a new one."""
+    return record.event_source_arn.rsplit("/stream/", 1)[-1]
+
+
 def handle_records(records: Iterable[Any]) -> dict[str, list[dict[str, str]]]:
     """Lambda's partial-batch answer: empty, or the first record whose effects are not all durable.
 
@@ -26,15 +31,15 @@ def handle_records(records: Iterable[Any]) -> dict[str, list[dict[str, str]]]:
     facts: list[Fact] = []
     expired: list[tuple[str, dict[str, Any]]] = []
     for record in records:
-        seq = int(record.sequence_number)
+        seq, stream = int(record.sequence_number), stream_label(record)
         if record.event_name == "INSERT" and record.new_image:
-            facts.append(Fact.from_call(CallRecord.from_raw_data(record.new_image), +1, seq))
+            facts.append(Fact.from_call(CallRecord.from_raw_data(record.new_image), +1, seq, stream))
         elif record.event_name == "REMOVE" and record.old_image:
             call = CallRecord.from_raw_data(record.old_image)
             if is_ttl_expiry(record):
                 expired.append((record.sequence_number, call_view(call) | {"day": call.day}))
             else:
-                facts.append(Fact.from_call(call, -1, seq))
+                facts.append(Fact.from_call(call, -1, seq, stream))
     if expired:
         archive.archive_expired(expired)
     failed = aggstore.apply(facts)

@@ -154,3 +154,16 @@ def test_aggregates_equal_the_call_log_whatever_the_delivery(calls, deletions, p
         for day, (count, cost) in by_day.items():
             assert stored[("global", "all", day)]["calls"] == count
             assert stored[("global", "all", day)].get("cost", 0) == cost
+
+
+def test_a_new_stream_starts_new_lanes(aws_env):
+    """A recreated table (or a restarted local stack) numbers its stream from scratch: nothing is skipped."""
+    first = log_call(1)
+    records = stream_records()
+    assert handler(records) == {"batchItemFailures": []}
+    second = log_call(2)
+    [again] = [r for r in stream_records() if r["dynamodb"]["NewImage"]["call_id"]["S"] == "call_000002"]
+    relabelled = {**again, "eventSourceARN": again["eventSourceARN"] + "-recreated",
+                  "dynamodb": {**again["dynamodb"], "SequenceNumber": records[0]["dynamodb"]["SequenceNumber"]}}
+    assert handler([relabelled]) == {"batchItemFailures": []}
+    assert stored_counters() == expected_counters([first, second])
