@@ -1,7 +1,8 @@
 """Tollgate's table of contents: every route and event source, each handing off to chalicelib."""
-from chalice import Chalice
+from chalice import Chalice, Cron, Rate
 
-from chalicelib import api, auth, calllog, edge, jobs, keys, proxy, reports, stream, users
+from chalicelib import (alerts, api, auth, budget_store, calllog, credits, digest, edge, evaluate, jobs, keys,
+                        proxy, reports, stream, users)
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="tollgate")
@@ -96,10 +97,42 @@ def create_dashboard_key():
     return 201, keys.create_dashboard_key(edge.json_body(app.current_request))
 
 
+@app.route("/admin/budgets/{budget_id}", methods=["PUT"], content_types=ANY)
+@edge.json_api
+def put_budget(budget_id):
+    """Create or replace a budget."""
+    _admin()
+    return budget_store.put_budget(budget_id, edge.json_body(app.current_request))
+
+
+@app.route("/admin/budgets", methods=["GET"])
+@edge.json_api
+def list_budgets():
+    """Every budget, as configured, with its last evaluated state."""
+    _admin()
+    return {"budgets": [budget_store.budget_view(b) for b in budget_store.all_budgets()]}
+
+
+@app.route("/admin/budgets/{budget_id}", methods=["DELETE"])
+@edge.json_api
+def delete_budget(budget_id):
+    """Delete a budget (its alerts keep their history)."""
+    _admin()
+    return budget_store.delete_budget(budget_id)
+
+
+@app.route("/admin/credits/{account}", methods=["POST"], content_types=ANY)
+@edge.json_api
+def top_up(account):
+    """Add prepaid credit to an account: {"amount_usd", "note"?}."""
+    _admin()
+    return credits.top_up(account, edge.json_body(app.current_request), budget_store.utc_now())
+
+
 @app.route("/admin/jobs/{job}", methods=["POST"], content_types=ANY)
 @edge.json_api
 def run_job(job):
-    """Run a job now: recalculate {from, to} closed days, reconcile {day, fix?}."""
+    """Run a job now: evaluate, digest {kind}, recalculate {from, to} closed days, reconcile {day, fix?}."""
     _admin()
     return jobs.run(job, edge.json_body(app.current_request))
 
@@ -163,7 +196,55 @@ def usage_window():
     return reports.window(_dashboard(), edge.params_of(app.current_request))
 
 
+@app.route("/api/budgets", methods=["GET"])
+@edge.json_api
+def budgets():
+    """Each budget with spent, limit, percent, state and forecast for the period end."""
+    return budget_store.budgets_report(_dashboard().account)
+
+
+@app.route("/api/alerts", methods=["GET"])
+@edge.json_api
+def list_alerts():
+    """Alerts, newest first: `state=open` (open and acknowledged) or `all`."""
+    params = edge.params_of(app.current_request)
+    return alerts.list_alerts(params.get("state") or "open", _dashboard().account)
+
+
+@app.route("/api/alerts/{alert_id}/ack", methods=["POST"], content_types=ANY)
+@edge.json_api
+def acknowledge_alert(alert_id):
+    """Acknowledge an open alert (it still resolves by itself when its condition clears)."""
+    principal = _dashboard()
+    return alerts.acknowledge(alert_id, principal.account, principal.key_id or "admin", budget_store.utc_now())
+
+
+@app.route("/api/credits", methods=["GET"])
+@edge.json_api
+def list_credits():
+    """Credits per account: allocated, used, remaining, top-ups."""
+    return credits.credits_report(_dashboard().account, budget_store.utc_now())
+
+
 # --- Event sources ------------------------------------------------------------------------------
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def evaluate_every_minute(event):
+    """Budgets and alert rules; queued messages delivered."""
+    return evaluate.evaluate()
+
+
+@app.schedule(Cron(0, 8, "*", "*", "?", "*"))
+def daily_digest(event):
+    """Yesterday's cost, tokens, top models and accounts, budget status."""
+    return digest.digest({"kind": "daily"})
+
+
+@app.schedule(Cron(0, 8, "?", "*", "MON", "*"))
+def weekly_report(event):
+    """Last week's latency percentiles and error rates by operation."""
+    return digest.digest({"kind": "weekly"})
+
+
 @app.on_dynamodb_record(stream_arn=get_settings().calls_stream_arn, batch_size=100)
 def rollup_calls(event):
     """Fold new, erased and expired calls into the aggregates; report the first record not applied."""

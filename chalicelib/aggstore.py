@@ -164,3 +164,12 @@ def full_item(key: AggregateKey, delta: Delta) -> dict[str, Any]:
     if delta.dims:
         item["dims"] = {"SS": sorted(delta.dims)}
     return item
+
+
+def get_days(pk: str, days: list[str]) -> list[dict[str, Any]]:
+    """Whole items of a few days of one scope, in one BatchGetItem."""
+    if not days:
+        return []
+    response = aws.client("dynamodb").batch_get_item(RequestItems={_table(): {
+        "Keys": [{"pk": {"S": pk}, "day": {"S": day}} for day in days]}})
+    return _items({"Items": response["Responses"].get(_table(), [])})

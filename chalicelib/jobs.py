@@ -5,6 +5,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
 from . import aggstore
+from .digest import digest
+from .evaluate import evaluate
 from .errors import InvalidRequest, NotFound
 from .models import CallRecord
 from .rollup import INDEXED_COUNTERS, SCOPE_KINDS, Fact, fold
@@ -77,7 +79,8 @@ def reconcile(body: Any) -> dict[str, Any]:
     return result
 
 
-JOBS: dict[str, Callable[[Any], dict[str, Any]]] = {"recalculate": recalculate, "reconcile": reconcile}
+JOBS: dict[str, Callable[[Any], dict[str, Any]]] = {"recalculate": recalculate, "reconcile": reconcile,
+                                                    "evaluate": evaluate, "digest": digest}
 
 
 def run(job: str, body: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from decimal import Decimal
 from pynamodb.attributes import (
     Attribute,
     BooleanAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     TTLAttribute,
@@ -166,7 +167,126 @@ class Aggregate(Model):
     by_kind = AggregatesByKind()
 
 
-ALL_MODELS = (CallRecord, ApiKey, Aggregate)
+class Budget(Model):
+    """A spending or token limit on a scope for a period, with the state the evaluator last found.
+
+    Key: `budget_id` (chosen by the admin). Read whole (Scan, cached a few seconds) by the proxy to
+    enforce hard limits without a read per request; written by the evaluator and the rollup.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.budgets_table
+
+    budget_id = UnicodeAttribute(hash_key=True)
+    scope = UnicodeAttribute()  # global | account | team | key | provider | model
+    scope_id = UnicodeAttribute()
+    period = UnicodeAttribute()  # daily | weekly | monthly | window
+    window_minutes = NumberAttribute(null=True)
+    timezone = UnicodeAttribute(default="UTC")
+    limit_usd = DecimalAttribute(null=True)
+    limit_tokens = NumberAttribute(null=True)
+    thresholds = ListAttribute(of=DecimalAttribute)
+    mode = UnicodeAttribute(default="soft")  # soft: alert only; hard: block
+    channels = ListAttribute(of=UnicodeAttribute)
+    account = UnicodeAttribute(null=True)  # the account whose dashboard sees it (account scope)
+    created_at = UnicodeAttribute()
+    # what the last evaluation found
+    spent_usd = DecimalAttribute(null=True)
+    spent_tokens = NumberAttribute(null=True)
+    period_start = UnicodeAttribute(null=True)
+    period_end = UnicodeAttribute(null=True)
+    blocked_until = UnicodeAttribute(null=True)
+    evaluated_at = UnicodeAttribute(null=True)
+
+
+class AlertsByState(GlobalSecondaryIndex):
+    """`state` + `opened_at` → open (or acknowledged, resolved) alerts, newest first."""
+
+    class Meta:
+        index_name = "by_state"
+        projection = AllProjection()
+
+    state = UnicodeAttribute(hash_key=True)
+    opened_at = UnicodeAttribute(range_key=True)
+
+
+class Alert(Model):
+    """One alert per (rule, scope, period, threshold): `alert_id` is a hash of those, so opening is a
+    conditional put that only one evaluator can win. States: open → acknowledged → resolved."""
+
+    class Meta(_Meta):
+        table_name = _settings.alerts_table
+
+    alert_id = UnicodeAttribute(hash_key=True)
+    rule = UnicodeAttribute()
+    scope = UnicodeAttribute()
+    scope_id = UnicodeAttribute()
+    period = UnicodeAttribute()
+    threshold = UnicodeAttribute(null=True)
+    severity = UnicodeAttribute()  # info | medium | high | critical
+    state = UnicodeAttribute()
+    title = UnicodeAttribute()
+    message = UnicodeAttribute()
+    account = UnicodeAttribute(null=True)
+    provider = UnicodeAttribute(null=True)
+    channels = ListAttribute(of=UnicodeAttribute)
+    opened_at = UnicodeAttribute()
+    acknowledged_at = UnicodeAttribute(null=True)
+    acknowledged_by = UnicodeAttribute(null=True)
+    resolved_at = UnicodeAttribute(null=True)
+    resolution = UnicodeAttribute(null=True)
+
+    by_state = AlertsByState()
+
+
+class DeliveriesByStatus(GlobalSecondaryIndex):
+    """`status` + `created_at` → what is still to be sent."""
+
+    class Meta:
+        index_name = "by_status"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Delivery(Model):
+    """An outbox entry: one message to one channel (`<alert_id>#<event>#<channel>`), sent at least once,
+    retried on later runs until it succeeds or runs out of attempts; never dropped silently."""
+
+    class Meta(_Meta):
+        table_name = _settings.deliveries_table
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    channel = UnicodeAttribute()  # slack | webhook | sns
+    event = UnicodeAttribute()  # opened | resolved | digest | report
+    payload = UnicodeAttribute()  # JSON of the message facts (rendered per channel when sent)
+    status = UnicodeAttribute()  # pending | sending | sent | failed
+    attempts = NumberAttribute(default=0)
+    last_error = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    sent_at = UnicodeAttribute(null=True)
+    lease_until = UnicodeAttribute(null=True)
+
+    by_status = DeliveriesByStatus()
+
+
+class CreditEntry(Model):
+    """An account's credit ledger: `balance` (allocated so far) and one item per top-up (`txn#<ts>#<id>`),
+    written together in a transaction."""
+
+    class Meta(_Meta):
+        table_name = _settings.credits_table
+
+    account = UnicodeAttribute(hash_key=True)
+    entry = UnicodeAttribute(range_key=True)
+    amount_usd = DecimalAttribute()
+    note = UnicodeAttribute(null=True)
+    since = UnicodeAttribute(null=True)  # on the balance: the day credits started counting usage
+    created_at = UnicodeAttribute()
+
+
+ALL_MODELS = (CallRecord, ApiKey, Aggregate, Budget, Alert, Delivery, CreditEntry)
 
 
 def create_tables() -> None:

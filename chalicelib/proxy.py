@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from . import auth, calllog, pricing, secrets, upstream
+from . import auth, calllog, limits, pricing, secrets, upstream
 from .attribution import Attribution, attribution_of
 from .errors import InvalidRequest, PayloadTooLarge, TollgateError, UpstreamError, UpstreamUnreachable
 from .observability import MetricUnit, flush_metrics, logger, metrics
@@ -45,6 +45,7 @@ class Exchange:
     upstream_reached: bool = False
     upstream_latency_ms: int | None = None
     provider_cost_usd: Decimal | None = None
+    limit: limits.LimitCheck | None = None
 
 
 def handle(provider: str, path: str, request: IncomingRequest) -> OutgoingResponse:
@@ -63,7 +64,7 @@ def handle(provider: str, path: str, request: IncomingRequest) -> OutgoingRespon
 
     exchange = Exchange()
     try:
-        _forward(adapter, endpoint, request, exchange)
+        _forward(adapter, endpoint, request, exchange, principal, now)
     except TollgateError as error:
         exchange.response = error_response(adapter, error)
         exchange.error_type = error.error_type
@@ -75,6 +76,8 @@ def handle(provider: str, path: str, request: IncomingRequest) -> OutgoingRespon
     price = pricing.price_call(provider, exchange.model, exchange.usage, now)
     if price.priced:
         response.headers["X-Tollgate-Cost-USD"] = pricing.money(price.cost_usd)
+    if exchange.limit is not None:
+        response.headers.update(limits.remaining_header(exchange.limit, price.cost_usd))
     latency_ms = round((time.monotonic() - started) * 1000)
     record = _record(call_id, now, provider, endpoint, principal, attribution, exchange, price, latency_ms)
     log_outcome = calllog.write(record)
@@ -82,7 +85,8 @@ def handle(provider: str, path: str, request: IncomingRequest) -> OutgoingRespon
     return response
 
 
-def _forward(adapter: ProviderAdapter, endpoint: Endpoint, request: IncomingRequest, exchange: Exchange) -> None:
+def _forward(adapter: ProviderAdapter, endpoint: Endpoint, request: IncomingRequest, exchange: Exchange,
+             principal: auth.Principal, now: datetime) -> None:
     settings = get_settings()
     body, prepared = None, None
     if endpoint.method == "POST":
@@ -90,6 +94,8 @@ def _forward(adapter: ProviderAdapter, endpoint: Endpoint, request: IncomingRequ
         exchange.model = body["model"]
         exchange.stream = body.get("stream") is True
         prepared = adapter.prepare_body(endpoint, request.body, body)
+    if endpoint.metered:
+        exchange.limit = limits.check(principal, adapter.name, exchange.model, now.replace(tzinfo=None))
     answer = upstream.send(
         endpoint.method,
         adapter.upstream_url(settings.base_url(adapter.name), endpoint),

@@ -31,3 +31,11 @@ def provider_key(provider: str) -> str:
     if key := settings.provider_keys.get(provider):
         return key
     raise ConfigurationError(f"no API key configured for provider {provider!r}")
+
+
+def slack_webhook_url() -> str | None:
+    """The Slack incoming-webhook URL is a secret too (anyone holding it can post to the channel)."""
+    settings = get_settings()
+    if settings.slack_webhook_parameter:
+        return _from_ssm(settings.slack_webhook_parameter)
+    return settings.slack_webhook_url

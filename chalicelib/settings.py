@@ -24,6 +24,16 @@ class Settings:
     calls_table: str = "tollgate-dev-calls"
     keys_table: str = "tollgate-dev-keys"
     aggregates_table: str = "tollgate-dev-aggregates"
+    budgets_table: str = "tollgate-dev-budgets"
+    alerts_table: str = "tollgate-dev-alerts"
+    deliveries_table: str = "tollgate-dev-deliveries"
+    credits_table: str = "tollgate-dev-credits"
+    sns_topic_arn: str | None = None
+    slack_webhook_url: str | None = None
+    slack_webhook_parameter: str | None = None
+    alert_webhook_url: str | None = None
+    dashboard_url: str | None = None
+    budget_cache_seconds: float = 5.0
     calls_stream_arn: str = "arn:aws:dynamodb:us-east-1:000000000000:table/tollgate-dev-calls/stream/local"
     archive_bucket: str = "tollgate-dev-archive"
     spill_queue_name: str = "tollgate-dev-spill"
@@ -61,6 +71,16 @@ def from_env() -> Settings:
         calls_table=_env("TOLLGATE_CALLS_TABLE", f"{prefix}-calls"),
         keys_table=_env("TOLLGATE_KEYS_TABLE", f"{prefix}-keys"),
         aggregates_table=_env("TOLLGATE_AGGREGATES_TABLE", f"{prefix}-aggregates"),
+        budgets_table=_env("TOLLGATE_BUDGETS_TABLE", f"{prefix}-budgets"),
+        alerts_table=_env("TOLLGATE_ALERTS_TABLE", f"{prefix}-alerts"),
+        deliveries_table=_env("TOLLGATE_DELIVERIES_TABLE", f"{prefix}-deliveries"),
+        credits_table=_env("TOLLGATE_CREDITS_TABLE", f"{prefix}-credits"),
+        sns_topic_arn=_env("TOLLGATE_SNS_TOPIC_ARN"),
+        slack_webhook_url=_env("TOLLGATE_SLACK_WEBHOOK_URL"),
+        slack_webhook_parameter=_env("TOLLGATE_SLACK_WEBHOOK_URL_PARAMETER"),
+        alert_webhook_url=_env("TOLLGATE_ALERT_WEBHOOK_URL"),
+        dashboard_url=_env("TOLLGATE_DASHBOARD_URL"),
+        budget_cache_seconds=float(_env("TOLLGATE_BUDGET_CACHE_SECONDS", "5")),
         calls_stream_arn=_env("TOLLGATE_CALLS_STREAM_ARN",
                               f"arn:aws:dynamodb:us-east-1:000000000000:table/{prefix}-calls/stream/local"),
         archive_bucket=_env("TOLLGATE_ARCHIVE_BUCKET", f"{prefix}-archive"),

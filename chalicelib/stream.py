@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from . import aggstore, archive
+from datetime import datetime, timezone
+
+from . import aggstore, archive, limits
 from .api import call_view
 from .models import CallRecord
 from .observability import MetricUnit, flush_metrics, logger, metrics
@@ -43,6 +45,8 @@ def handle_records(records: Iterable[Any]) -> dict[str, list[dict[str, str]]]:
     if expired:
         archive.archive_expired(expired)
     failed = aggstore.apply(facts)
+    if facts and failed is None:
+        limits.flag_exceeded([f for f in facts if f.sign > 0], datetime.now(timezone.utc).replace(tzinfo=None))
     metrics.add_metric(name="RollupRecords", unit=MetricUnit.Count, value=len(facts))
     flush_metrics()
     if failed is None:

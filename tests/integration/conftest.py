@@ -39,9 +39,11 @@ def upstream(upstream_url, monkeypatch):
 def reload_settings():
     from chalicelib import aws, upstream
     from chalicelib.auth import key_cache
+    from chalicelib.limits import budget_cache
     from chalicelib.settings import get_settings
 
     get_settings.cache_clear()
+    budget_cache.clear()
     aws.client.cache_clear()
     upstream.use_transport(None)
     key_cache.clear()

@@ -91,12 +91,15 @@ def test_one_aws_call_per_proxied_request_with_warm_caches(gateway, upstream, aw
     assert aws_calls == ["PutItem", "PutItem", "PutItem"]
 
 
-def test_a_cold_key_costs_one_get(gateway, upstream, aws_calls):
+def test_cold_caches_cost_one_get_and_one_budget_scan(gateway, upstream, aws_calls):
     key = gateway.new_key()
     from chalicelib.auth import key_cache
+    from chalicelib.limits import budget_cache
     key_cache.clear()
+    budget_cache.clear()
     aws_calls.clear()
+    gateway.call("/openai/v1/chat/completions", CHAT, key)
     gateway.call("/openai/v1/chat/completions", CHAT, key)
     gateway.call("/openai/v1/chat/completions", CHAT, "tg-000000000000_unknown")
     gateway.call("/openai/v1/chat/completions", CHAT, "tg-000000000000_unknown")  # negative cache
-    assert aws_calls == ["GetItem", "PutItem", "GetItem"]
+    assert aws_calls == ["GetItem", "Scan", "PutItem", "PutItem", "GetItem"]

@@ -1,0 +1,111 @@
+"""Budgets in DynamoDB: admin CRUD, current spend from the aggregates, the state the evaluator records."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from . import aggstore
+from .budgets import BudgetSpec, BudgetStatus, days_of, parse_budget, period_bounds, spend, status, whole_days
+from .errors import NotFound
+from .models import Budget
+from .pricing import money
+from .rollup import INDEXED_COUNTERS
+
+WINDOW_BLOCK = timedelta(minutes=5)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def spec_of(item: Budget) -> BudgetSpec:
+    return BudgetSpec(item.budget_id, item.scope, item.scope_id, item.period, item.limit_usd, item.limit_tokens,
+                      tuple(item.thresholds), item.mode, tuple(item.channels), item.timezone, item.window_minutes)
+
+
+def put_budget(budget_id: str, body: Any) -> dict[str, Any]:
+    spec = parse_budget(budget_id, body)
+    item = Budget(spec.budget_id, scope=spec.scope, scope_id=spec.scope_id, period=spec.period,
+                  window_minutes=spec.window_minutes, timezone=spec.timezone, limit_usd=spec.limit_usd,
+                  limit_tokens=spec.limit_tokens, thresholds=list(spec.thresholds), mode=spec.mode,
+                  channels=list(spec.channels), account=spec.scope_id if spec.scope == "account" else None,
+                  created_at=iso(utc_now()))
+    item.save()
+    return budget_view(item)
+
+
+def delete_budget(budget_id: str) -> dict[str, Any]:
+    try:
+        Budget.get(budget_id).delete()
+    except DoesNotExist:
+        raise NotFound(f"no budget {budget_id!r}") from None
+    return {"budget_id": budget_id, "deleted": True}
+
+
+def all_budgets() -> list[Budget]:
+    return sorted(Budget.scan(), key=lambda b: b.budget_id)
+
+
+def measure(spec: BudgetSpec, now: datetime) -> BudgetStatus:
+    """Spend in the current period: one projected Query for whole days, one BatchGet for the edges."""
+    start, end = period_bounds(spec, now)
+    full, days = whole_days(start, end), days_of(start, min(end, now) if now > start else end)
+    items: list[dict[str, Any]] = []
+    if full:
+        items += aggstore.query_days(spec.pk, min(full), max(full), INDEXED_COUNTERS)
+    items += aggstore.get_days(spec.pk, [d for d in days if d not in full])
+    cost, tokens = spend(items, start, end)
+    return status(spec, cost, tokens, start, end, now)
+
+
+def record_status(item: Budget, result: BudgetStatus, now: datetime) -> None:
+    """Store what evaluation found; a hard budget over its limit blocks until its period ends."""
+    blocked = None
+    if item.mode == "hard" and result.state == "exceeded":
+        # a calendar period unblocks when it ends; a window when the next evaluation finds room again
+        blocked = iso(result.end if item.period != "window" else now + WINDOW_BLOCK)
+    item.update(actions=[
+        Budget.spent_usd.set(result.spent if item.limit_usd is not None else None),
+        Budget.spent_tokens.set(int(result.spent) if item.limit_tokens is not None else None),
+        Budget.period_start.set(iso(result.start)), Budget.period_end.set(iso(result.end)),
+        Budget.blocked_until.set(blocked), Budget.evaluated_at.set(iso(now)),
+    ])
+
+
+def budget_view(item: Budget, result: BudgetStatus | None = None) -> dict[str, Any]:
+    spec = spec_of(item)
+    view: dict[str, Any] = {
+        "budget_id": item.budget_id, "scope": item.scope, "scope_id": item.scope_id, "period": item.period,
+        "window_minutes": item.window_minutes, "timezone": item.timezone, "mode": item.mode,
+        "limit_usd": None if item.limit_usd is None else money(item.limit_usd), "limit_tokens": item.limit_tokens,
+        "thresholds": [float(t) for t in item.thresholds], "channels": list(item.channels),
+        "blocked_until": item.blocked_until,
+    }
+    if result is not None:
+        spent = money(result.spent) if spec.unit == "usd" else int(result.spent)
+        projected = money(result.forecast) if spec.unit == "usd" else int(result.forecast)
+        view |= {"spent": spent, "limit": money(spec.limit) if spec.unit == "usd" else int(spec.limit),
+                 "unit": spec.unit, "percent": float(result.percent), "state": result.state,
+                 "forecast": projected, "projected_to_exceed": result.forecast >= spec.limit,
+                 "period_start": iso(result.start), "period_end": iso(result.end)}
+    return view
+
+
+def budgets_report(account: str | None) -> dict[str, Any]:
+    """`GET /api/budgets`: every budget the caller may see, measured now."""
+    now = utc_now()
+    items = [b for b in all_budgets() if account is None or b.account == account]
+    return {"budgets": [budget_view(item, measure(spec_of(item), now)) for item in items]}
+
+
+def remaining_usd(item: Budget) -> Decimal | None:
+    if item.limit_usd is None or item.spent_usd is None:
+        return None
+    return item.limit_usd - item.spent_usd

@@ -1,0 +1,192 @@
+"""Budget math: validate a budget, find its current period, measure spend from aggregate items, forecast.
+
+Pure: no AWS. Times are naive UTC datetimes; a budget may name an IANA timezone, whose midnight (and
+Monday, and first of the month) then bounds its periods.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import InvalidRequest
+from .rollup import GLOBAL_ID, SEP, TOKEN_KINDS
+
+SCOPES = ("global", "account", "team", "key", "provider", "model")
+PERIODS = ("daily", "weekly", "monthly", "window")
+CHANNELS = ("slack", "sns", "webhook")
+DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
+ID_MAX = 128
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    budget_id: str
+    scope: str
+    scope_id: str
+    period: str
+    limit_usd: Decimal | None
+    limit_tokens: int | None
+    thresholds: tuple[Decimal, ...] = DEFAULT_THRESHOLDS
+    mode: str = "soft"
+    channels: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    window_minutes: int | None = None
+
+    @property
+    def pk(self) -> str:
+        return f"{self.scope}#{self.scope_id}"
+
+    @property
+    def limit(self) -> Decimal:
+        return self.limit_usd if self.limit_usd is not None else Decimal(self.limit_tokens)
+
+    @property
+    def unit(self) -> str:
+        return "usd" if self.limit_usd is not None else "tokens"
+
+    def applies_to(self, account: str | None, team: str | None, key_id: str | None, provider: str,
+                   model: str | None) -> bool:
+        values = {"global": GLOBAL_ID, "account": account, "team": team, "key": key_id, "provider": provider,
+                  "model": model}
+        return values[self.scope] == self.scope_id
+
+
+def _decimal(value: Any, name: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidRequest(f"`{name}` must be a number") from None
+    if not number.is_finite() or number <= 0:
+        raise InvalidRequest(f"`{name}` must be a positive number")
+    return number
+
+
+def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
+    """A budget from the admin API's JSON, or a 400 that names the field at fault."""
+    if not budget_id or len(budget_id) > ID_MAX or not all(c.isalnum() or c in "-_." for c in budget_id):
+        raise InvalidRequest("budget_id may hold letters, digits, '-', '_' and '.' (at most 128)")
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    scope, period, mode = body.get("scope"), body.get("period"), body.get("mode", "soft")
+    if scope not in SCOPES:
+        raise InvalidRequest(f"`scope` must be one of {', '.join(SCOPES)}")
+    scope_id = GLOBAL_ID if scope == "global" else body.get("scope_id")
+    if not isinstance(scope_id, str) or not scope_id:
+        raise InvalidRequest("`scope_id` is required for this scope")
+    if period not in PERIODS:
+        raise InvalidRequest(f"`period` must be one of {', '.join(PERIODS)}")
+    window = body.get("window_minutes")
+    if period == "window":
+        if not isinstance(window, int) or not 5 <= window <= 10080:
+            raise InvalidRequest("`window_minutes` must be an integer from 5 to 10080 for a window budget")
+    if ("limit_usd" in body) == ("limit_tokens" in body):
+        raise InvalidRequest("give exactly one of `limit_usd` and `limit_tokens`")
+    limit_usd = _decimal(body["limit_usd"], "limit_usd") if "limit_usd" in body else None
+    limit_tokens = None
+    if "limit_tokens" in body:
+        if not isinstance(body["limit_tokens"], int) or body["limit_tokens"] <= 0:
+            raise InvalidRequest("`limit_tokens` must be a positive integer")
+        limit_tokens = body["limit_tokens"]
+    raw_thresholds = body.get("thresholds", [float(t) for t in DEFAULT_THRESHOLDS])
+    if not isinstance(raw_thresholds, list) or not raw_thresholds or len(raw_thresholds) > 10:
+        raise InvalidRequest("`thresholds` must be a list of 1 to 10 fractions such as [0.5, 0.8, 1.0]")
+    thresholds = tuple(sorted({_decimal(t, "thresholds") for t in raw_thresholds}))
+    if thresholds[-1] > 10:
+        raise InvalidRequest("`thresholds` are fractions of the limit (1.0 = 100 %)")
+    if mode not in ("soft", "hard"):
+        raise InvalidRequest("`mode` must be soft or hard")
+    channels = body.get("channels", [])
+    if not isinstance(channels, list) or any(c not in CHANNELS for c in channels):
+        raise InvalidRequest(f"`channels` must be a list drawn from {', '.join(CHANNELS)}")
+    zone = body.get("timezone", "UTC")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidRequest("`timezone` must be an IANA name such as Europe/Berlin") from None
+    return BudgetSpec(budget_id, scope, scope_id, period, limit_usd, limit_tokens, thresholds, mode,
+                      tuple(dict.fromkeys(channels)), zone, window)
+
+
+def period_bounds(spec: BudgetSpec, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the period holding `now`, in naive UTC."""
+    if spec.period == "window":
+        return now - timedelta(minutes=spec.window_minutes), now
+    zone = ZoneInfo(spec.timezone)
+    local = now.replace(tzinfo=timezone.utc).astimezone(zone)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if spec.period == "daily":
+        start, end = midnight, midnight + timedelta(days=1)
+    elif spec.period == "weekly":  # ISO weeks start on Monday
+        start = midnight - timedelta(days=local.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = midnight.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    # re-attach the zone so a daylight-saving change inside the period moves the bound by an hour
+    start, end = (t.replace(tzinfo=None).replace(tzinfo=zone) for t in (start, end))
+    return tuple(t.astimezone(timezone.utc).replace(tzinfo=None) for t in (start, end))  # type: ignore[return-value]
+
+
+def days_of(start: datetime, end: datetime) -> list[str]:
+    """UTC days overlapping [start, end)."""
+    days, day = [], start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < end:
+        days.append(day.strftime("%Y-%m-%d"))
+        day += timedelta(days=1)
+    return days
+
+
+def whole_days(start: datetime, end: datetime) -> set[str]:
+    """UTC days entirely inside [start, end)."""
+    return {d for d in days_of(start, end)
+            if datetime.strptime(d, "%Y-%m-%d") >= start and datetime.strptime(d, "%Y-%m-%d") + timedelta(days=1) <= end}
+
+
+def spend(items: list[dict[str, Any]], start: datetime, end: datetime) -> tuple[Decimal, int]:
+    """(cost, tokens) in [start, end): day counters for whole days, 5-minute buckets at the edges."""
+    cost, tokens = Decimal(0), 0
+    full = whole_days(start, end)
+    for item in items:
+        if item["day"] in full:
+            prefixes = [""]
+        else:
+            day = datetime.strptime(item["day"], "%Y-%m-%d")
+            prefixes = [f"m{slot.hour:02d}{slot.minute:02d}{SEP}" for slot in
+                        (day + timedelta(minutes=5 * n) for n in range(288)) if start <= slot < end]
+        for prefix in prefixes:
+            cost += Decimal(item.get(f"{prefix}cost", 0))
+            tokens += sum(int(item.get(f"{prefix}{kind}", 0)) for kind in TOKEN_KINDS)
+    return cost, tokens
+
+
+def forecast(spent: Decimal, start: datetime, end: datetime, now: datetime) -> Decimal:
+    """Spend at the period's end if it goes on at the rate so far (a window's forecast is its spend)."""
+    elapsed = (min(now, end) - start).total_seconds()
+    length = (end - start).total_seconds()
+    if elapsed <= 0 or now >= end:
+        return spent
+    return (spent * Decimal(length) / Decimal(elapsed)).quantize(Decimal("0.000001"))
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    spent: Decimal
+    percent: Decimal
+    state: str  # ok | warning | exceeded
+    crossed: tuple[Decimal, ...]
+    forecast: Decimal
+    start: datetime
+    end: datetime
+
+
+def status(spec: BudgetSpec, cost: Decimal, tokens: int, start: datetime, end: datetime,
+           now: datetime) -> BudgetStatus:
+    spent = cost if spec.unit == "usd" else Decimal(tokens)
+    fraction = spent / spec.limit
+    crossed = tuple(t for t in spec.thresholds if fraction >= t)
+    state = "exceeded" if fraction >= 1 else "warning" if crossed else "ok"
+    return BudgetStatus(spent, (fraction * 100).quantize(Decimal("0.01")), state, crossed,
+                        forecast(spent, start, end, now), start, end)
