@@ -106,6 +106,7 @@ def budgets_report(account: str | None) -> dict[str, Any]:
 
 
 def remaining_usd(item: Budget) -> Decimal | None:
-    if item.limit_usd is None or item.spent_usd is None:
+    """What is left as of the last measurement (a budget not measured yet has spent nothing)."""
+    if item.limit_usd is None:
         return None
-    return item.limit_usd - item.spent_usd
+    return item.limit_usd - (item.spent_usd or 0)

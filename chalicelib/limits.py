@@ -1,7 +1,7 @@
 """Hard limits at the proxy: budgets cached for a few seconds, so enforcing them costs no read per call.
 
 A hard budget blocks once its state says `blocked_until` is in the future. The state is set by the
-stream rollup as soon as it adds the spend that crosses the limit, and by the evaluator every run;
+stream rollup as soon as it adds spend to the budget's scope, and by the evaluator every run;
 calls already in flight, the stream's lag (about a second) and this cache's TTL bound the overshoot.
 """
 from __future__ import annotations
@@ -75,19 +75,15 @@ def remaining_header(check_result: LimitCheck, cost_usd: Decimal | None) -> dict
     return {"X-Tollgate-Budget-Remaining-USD": money(max(left, Decimal(0)))}
 
 
-def flag_exceeded(facts: list, now: datetime) -> list[str]:
-    """After the rollup added spend: re-measure the hard budgets it touched; block those now over."""
-    flagged = []
+def refresh_touched(facts: list, now: datetime) -> list[str]:
+    """After the rollup added spend: re-measure the budgets it touched, so a hard budget over its limit
+    blocks now (not at the next evaluation) and the remaining-budget header stays about a second old."""
+    refreshed = []
     for item in budget_cache.budgets():
-        if item.mode != "hard":
-            continue
         spec = spec_of(item)
-        if not any(spec.applies_to(f.account, f.team, f.key_id, f.provider, f.model) for f in facts):
-            continue
-        result = measure(spec, now)
-        if result.state == "exceeded" and not (item.blocked_until and item.blocked_until > iso(now)):
-            record_status(item, result, now)
-            flagged.append(item.budget_id)
-    if flagged:
+        if any(spec.applies_to(f.account, f.team, f.key_id, f.provider, f.model) for f in facts):
+            record_status(item, measure(spec, now), now)
+            refreshed.append(item.budget_id)
+    if refreshed:
         budget_cache.clear()
-    return flagged
+    return refreshed

@@ -46,7 +46,7 @@ def handle_records(records: Iterable[Any]) -> dict[str, list[dict[str, str]]]:
         archive.archive_expired(expired)
     failed = aggstore.apply(facts)
     if facts and failed is None:
-        limits.flag_exceeded([f for f in facts if f.sign > 0], datetime.now(timezone.utc).replace(tzinfo=None))
+        limits.refresh_touched([f for f in facts if f.sign > 0], datetime.now(timezone.utc).replace(tzinfo=None))
     metrics.add_metric(name="RollupRecords", unit=MetricUnit.Count, value=len(facts))
     flush_metrics()
     if failed is None:

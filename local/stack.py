@@ -114,6 +114,10 @@ class Stack:
         os.environ["TOLLGATE_SPILL_QUEUE_URL"] = queue_url
         boto3.client("s3", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"]).create_bucket(
             Bucket=get_settings().archive_bucket)
+        if not os.environ.get("TOLLGATE_SNS_TOPIC_ARN"):  # alerts also go to SNS, as in AWS (moto keeps them)
+            sns = boto3.client("sns", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"])
+            os.environ["TOLLGATE_SNS_TOPIC_ARN"] = sns.create_topic(Name="tollgate-dev-alerts")["TopicArn"]
+        get_settings.cache_clear()
         from chalicelib.models import CallRecord
 
         self.stream_arn = self.dynamodb.describe_table(TableName=CallRecord.Meta.table_name)["Table"][
@@ -177,11 +181,24 @@ class Stack:
 
     # -- jobs -------------------------------------------------------------------------------------
     def run_schedule(self) -> None:
+        """What AWS runs on schedules: spill replay (SQS trigger there), evaluation, the 08:00 digests."""
         from chalicelib import calllog
+        from chalicelib.budget_store import utc_now
+        from chalicelib.digest import digest
+        from chalicelib.evaluate import evaluate
 
         replayed = calllog.drain_spill_queue()  # replayed calls reach the stream like any other
         if replayed["replayed"]:
             print(f"[scheduler] replayed {replayed['replayed']} spilled call records", flush=True)
+        result = evaluate()
+        for name in ("opened", "resolved"):
+            if result[name]:
+                print(f"[scheduler] {len(result[name])} alert(s) {name}", flush=True)
+        now = utc_now()
+        if now.hour >= 8:  # digests queue once per day / week whatever the number of runs
+            digest({"kind": "daily"})
+            if now.weekday() == 0:
+                digest({"kind": "weekly"})
 
     def save(self) -> None:
         from local import persist

@@ -1,0 +1,99 @@
+"""On the local stack: a tiny hard budget → one message per threshold on Slack and the webhook (a local
+sink), then 429; acknowledge; raise the limit → alerts resolve and calls flow again; reruns send nothing."""
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import ADMIN_KEY, UPSTREAM_KEY
+from tests.e2e.conftest import RunningStack
+from tests.sink import Sink
+
+USAGE = {"prompt_tokens": 1200, "completion_tokens": 300}  # gpt-4o: $0.006 a call
+
+
+def wait_for(condition, seconds=15):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.25)
+
+
+def budget_titles(sink, path):
+    return sorted(m["title"] for m in sink.at(path) if "Budget" in m.get("title", str(m)))
+
+
+def slack_titles(sink):
+    return sorted(m["attachments"][0]["blocks"][0]["text"]["text"] for m in sink.at("/slack")
+                  if "Budget" in m["text"])
+
+
+@pytest.fixture
+def alerting_stack(fake_upstream, tmp_path):
+    sink = Sink()
+    env = {"TOLLGATE_OPENAI_BASE_URL": f"{fake_upstream.url}/v1", "TOLLGATE_OPENAI_API_KEY": UPSTREAM_KEY,
+           "TOLLGATE_SLACK_WEBHOOK_URL": f"{sink.url}/slack", "TOLLGATE_ALERT_WEBHOOK_URL": f"{sink.url}/webhook",
+           "TOLLGATE_SCHEDULE_SECONDS": "1"}
+    stack = RunningStack(env, tmp_path / "data").start()
+    yield stack, sink
+    stack.stop()
+    sink.stop()
+
+
+def test_hard_budget_alerts_once_per_threshold_then_blocks(alerting_stack, upstream):
+    stack, sink = alerting_stack
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    key = stack.admin("POST", "/admin/keys", json={"name": "e2e", "account": "small"}).json()["key"]
+    budget = {"scope": "account", "scope_id": "small", "period": "daily", "limit_usd": "0.01",
+              "thresholds": [0.5, 1.0], "mode": "hard", "channels": ["slack", "webhook"]}
+    assert httpx.put(f"{stack.url}/admin/budgets/small-daily", json=budget, headers=admin).status_code == 200
+    client = openai.OpenAI(base_url=f"{stack.url}/openai/v1", api_key=key, max_retries=0)
+
+    for _ in range(2):
+        upstream.enqueue(usage=USAGE)
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "spend"}])
+    refusal = first_refusal(client)  # within seconds: the rollup blocks it, not the schedule
+    assert refusal.status_code == 429 and refusal.body["code"] == "budget_exceeded"
+    assert int(refusal.response.headers["retry-after"]) > 0
+
+    wait_for(lambda: len(budget_titles(sink, "/webhook")) == 2)
+    assert budget_titles(sink, "/webhook") == ["Budget small-daily at 100 % (account small)",
+                                               "Budget small-daily at 50 % (account small)"]
+    assert slack_titles(sink) == budget_titles(sink, "/webhook")
+    time.sleep(3)  # several more scheduler runs: nothing new
+    assert len(budget_titles(sink, "/webhook")) == 2 and len(slack_titles(sink)) == 2
+
+    dashboard = {"X-Dashboard-Key": ADMIN_KEY}
+    open_alerts = httpx.get(f"{stack.url}/api/alerts?state=open", headers=dashboard).json()["alerts"]
+    budget_alerts = [a for a in open_alerts if a["rule"] == "budget"]
+    assert len(budget_alerts) == 2
+    ack = httpx.post(f"{stack.url}/api/alerts/{budget_alerts[0]['alert_id']}/ack", headers=dashboard)
+    assert ack.status_code == 200 and ack.json()["state"] == "acknowledged"
+
+    budget["limit_usd"] = "100"
+    assert httpx.put(f"{stack.url}/admin/budgets/small-daily", json=budget, headers=admin).status_code == 200
+    wait_for(lambda: sum(1 for m in sink.at("/webhook") if m["event"] == "alert.resolved") == 2)
+    wait_for(lambda: _allowed(client), seconds=20)
+    assert all(a["state"] == "resolved" for a in httpx.get(f"{stack.url}/api/alerts?state=all", headers=dashboard)
+               .json()["alerts"] if a["rule"] == "budget")
+
+
+def first_refusal(client, seconds=15):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "again"}])
+        except openai.RateLimitError as refusal:
+            return refusal
+        time.sleep(0.25)
+    raise AssertionError("the hard budget never refused a call")
+
+
+def _allowed(client):
+    try:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "ok?"}])
+        return True
+    except openai.RateLimitError:
+        return False

@@ -1,0 +1,228 @@
+"""Budgets, hard limits, alerts and their delivery, against moto and a local HTTP sink."""
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import boto3
+import pytest
+
+from chalicelib import evaluate as evaluation
+from chalicelib.models import Alert, Delivery
+from tests.conftest import ADMIN_KEY
+from tests.integration.conftest import reload_settings, stream_records
+from tests.integration.test_reports import log, roll_up
+from tests.integration.test_rollup import handler
+from tests.sink import Sink
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+OPENAI_USAGE = {"prompt_tokens": 1200, "completion_tokens": 300}  # gpt-4o: $0.006 a call
+
+
+@pytest.fixture
+def sink():
+    server = Sink()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def channels(sink, monkeypatch, aws_env):
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="tollgate-dev-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="alert-mail")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    monkeypatch.setenv("TOLLGATE_SLACK_WEBHOOK_URL", f"{sink.url}/slack")
+    monkeypatch.setenv("TOLLGATE_ALERT_WEBHOOK_URL", f"{sink.url}/webhook")
+    monkeypatch.setenv("TOLLGATE_SNS_TOPIC_ARN", topic)
+    reload_settings()
+    return queue
+
+
+def sns_messages(queue):
+    messages = boto3.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def budget_messages(sink, path):
+    return [m for m in sink.at(path) if "Budget" in json.dumps(m)]
+
+
+def put_budget(gateway, budget_id, **body):
+    status, view = gateway.admin("put", f"/admin/budgets/{budget_id}", body)
+    assert status == 200, view
+    return view
+
+
+def run_evaluate(gateway):
+    status, result = gateway.admin("post", "/admin/jobs/evaluate", {})
+    assert status == 200, result
+    return result
+
+
+def test_hard_budget_blocks_soon_after_the_spend_crosses_it(gateway, upstream, channels, sink):
+    key = gateway.new_key(account="tiny")
+    put_budget(gateway, "tiny-daily", scope="account", scope_id="tiny", period="daily", limit_usd="0.01",
+               thresholds=[0.5, 1.0], mode="hard", channels=["slack", "webhook", "sns"])
+    upstream.enqueue(usage=OPENAI_USAGE)
+    first = gateway.call("/openai/v1/chat/completions", CHAT, key)
+    assert first.status_code == 200 and first.headers["X-Tollgate-Budget-Remaining-USD"] == "0.004"
+    roll_up()  # the rollup adds $0.006: 60 %, not blocked yet
+    upstream.enqueue(usage=OPENAI_USAGE)
+    assert gateway.call("/openai/v1/chat/completions", CHAT, key).status_code == 200
+    roll_up()  # $0.012: over the limit; the rollup itself blocks the budget
+
+    blocked = gateway.call("/openai/v1/chat/completions", CHAT, key)
+    anthropic = gateway.call("/anthropic/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 5,
+                                                        "messages": []}, key)
+    assert blocked.status_code == 429 == anthropic.status_code
+    assert json.loads(blocked.body)["error"]["code"] == "budget_exceeded"
+    assert json.loads(anthropic.body)["error"]["type"] == "budget_exceeded"
+    assert "tiny-daily" in json.loads(blocked.body)["error"]["message"]
+    assert int(blocked.headers["Retry-After"]) > 0 and blocked.headers["X-Tollgate-Budget-Id"] == "tiny-daily"
+    other = gateway.new_key(account="someone-else")
+    assert gateway.call("/openai/v1/chat/completions", CHAT, other).status_code == 200
+
+    result = run_evaluate(gateway)
+    assert len(result["opened"]) == 2 and result["delivered"]["sent"] == 6
+    assert {m["severity"] for m in sink.at("/webhook")} == {"medium", "critical"}
+    assert len(sink.at("/slack")) == 2 and len(sns_messages(channels)) == 2
+    again = run_evaluate(gateway)
+    assert again["opened"] == [] and again["delivered"]["sent"] == 0 and len(sink.at("/slack")) == 2
+
+    _, view = gateway.calls(query="?account=tiny&limit=1")
+    assert view["calls"][0]["status"] == 429 and view["calls"][0]["error_type"] == "budget_exceeded"
+
+
+def test_budgets_report_spend_percent_state_and_forecast(gateway, upstream):
+    for n in range(3):
+        log(n, 5 + n, account="acme", cost="2.5")
+    roll_up()
+    put_budget(gateway, "acme-monthly", scope="account", scope_id="acme", period="monthly", limit_usd=100)
+    put_budget(gateway, "gpt4o-tokens", scope="model", scope_id="gpt-4o", period="window", window_minutes=60,
+               limit_tokens=400, thresholds=[0.8])
+    status, body = gateway.client.http.get("/api/budgets", headers={"X-Dashboard-Key": ADMIN_KEY}).status_code, None
+    body = json.loads(gateway.client.http.get("/api/budgets", headers={"X-Dashboard-Key": ADMIN_KEY}).body)
+    money, tokens = sorted(body["budgets"], key=lambda b: b["budget_id"])
+    assert money["spent"] == "7.5" and money["percent"] == 7.5 and money["state"] == "ok"
+    assert Decimal(money["forecast"]) >= Decimal("7.5") and money["unit"] == "usd"
+    assert tokens["spent"] == 495 and tokens["state"] == "exceeded" and tokens["unit"] == "tokens"
+    _, scoped = gateway.admin("post", "/admin/dashboard-keys", {"account": "globex"})
+    other = json.loads(gateway.client.http.get("/api/budgets", headers={"X-Dashboard-Key": scoped["key"]}).body)
+    assert other["budgets"] == []
+    assert gateway.admin("delete", "/admin/budgets/acme-monthly")[0] == 200
+    assert gateway.admin("delete", "/admin/budgets/acme-monthly")[0] == 404
+    assert gateway.admin("put", "/admin/budgets/x", {"scope": "global"})[0] == 400
+
+
+def test_concurrent_evaluators_open_each_alert_once(gateway, upstream, channels, sink):
+    log(1, 3, cost="3")
+    roll_up()
+    put_budget(gateway, "global-daily", scope="global", period="daily", limit_usd=4,
+               thresholds=[0.25, 0.5, 0.75], channels=["slack", "webhook"])
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    results, errors = [], []
+
+    def evaluate_once():
+        try:
+            results.append(evaluation.evaluate(now=now))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=evaluate_once) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    opened = [a for r in results for a in r["opened"] if Alert.get(a).rule == "budget"]
+    assert len(opened) == len(set(opened)) == 3
+    assert len([a for a in Alert.scan() if a.rule == "budget"]) == 3
+    assert len(budget_messages(sink, "/slack")) == 3 and len(budget_messages(sink, "/webhook")) == 3
+
+
+def test_acknowledge_then_auto_resolve_when_the_period_ends(gateway, upstream, channels, sink):
+    log(1, 3, cost="3")
+    roll_up()
+    put_budget(gateway, "global-daily", scope="global", period="daily", limit_usd=4, thresholds=[0.5],
+               channels=["webhook"])
+    today = datetime.now(timezone.utc).replace(tzinfo=None)
+    opened = evaluation.evaluate(now=today)["opened"]
+    [alert_id] = [a for a in opened if Alert.get(a).rule == "budget"]
+    response = gateway.client.http.post(f"/api/alerts/{alert_id}/ack", headers={"X-Dashboard-Key": ADMIN_KEY})
+    assert response.status_code == 200 and json.loads(response.body)["state"] == "acknowledged"
+    again = gateway.client.http.post(f"/api/alerts/{alert_id}/ack", headers={"X-Dashboard-Key": ADMIN_KEY})
+    assert again.status_code == 400 and "acknowledged" in json.loads(again.body)["error"]["message"]
+    _, scoped = gateway.admin("post", "/admin/dashboard-keys", {"account": "globex"})
+    denied = gateway.client.http.post(f"/api/alerts/{alert_id}/ack", headers={"X-Dashboard-Key": scoped["key"]})
+    assert denied.status_code == 403
+    open_now = json.loads(gateway.client.http.get("/api/alerts?state=open", headers={"X-Dashboard-Key": ADMIN_KEY}).body)
+    assert alert_id in [a["alert_id"] for a in open_now["alerts"]]
+
+    tomorrow = today.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1, hours=1)
+    resolved = evaluation.evaluate(now=tomorrow)
+    assert alert_id in resolved["resolved"] and Alert.get(alert_id).state == "resolved"
+    assert [m["event"] for m in budget_messages(sink, "/webhook")] == ["alert.opened", "alert.resolved"]
+    assert budget_messages(sink, "/webhook")[1]["title"].startswith("Resolved:")
+    history = json.loads(gateway.client.http.get("/api/alerts?state=all", headers={"X-Dashboard-Key": ADMIN_KEY}).body)
+    assert {a["alert_id"]: a["state"] for a in history["alerts"]}[alert_id] == "resolved"
+    assert evaluation.evaluate(now=tomorrow)["resolved"] == []
+
+
+def test_one_channel_down_delays_only_that_channel(gateway, upstream, channels, sink):
+    log(1, 3, cost="3")
+    roll_up()
+    put_budget(gateway, "g", scope="global", period="daily", limit_usd=4, thresholds=[0.5, 0.6],
+               channels=["slack", "webhook"])
+    sink.failing.add("/slack")
+    first = run_evaluate(gateway)
+    assert first["delivered"]["failed"] == 1 and len(budget_messages(sink, "/webhook")) == 2
+    assert sink.at("/slack") == []
+    pending = [d for d in Delivery.scan() if d.channel == "slack"]
+    assert {d.status for d in pending} == {"pending"} and max(d.attempts for d in pending) == 1
+    assert any(d.last_error for d in pending)
+    sink.failing.clear()
+    second = run_evaluate(gateway)
+    assert len(budget_messages(sink, "/slack")) == 2 and len(budget_messages(sink, "/webhook")) == 2
+    assert second["delivered"]["failed"] == 0
+
+
+def test_rules_on_calls_spend_and_credits(gateway, upstream, channels, sink, monkeypatch):
+    monkeypatch.setenv("TOLLGATE_ALERT_RULES", json.dumps({"daily_cost_tiers": [[1, "medium"], [2, "high"]],
+                                                           "error_rate_min_calls": 5}))
+    log(1, 2, cost="0.75")                                  # expensive single call
+    for n in range(2, 8):
+        log(n, 1, account="flaky", status=500, cost="0")    # six errors in a row on key-flaky
+    log(8, 1, cost="0.6")
+    roll_up()
+    gateway.admin("post", "/admin/credits/acme", {"amount_usd": "1.45", "note": "trial"})
+    result = run_evaluate(gateway)
+    rules = sorted(Alert.get(a).rule for a in result["opened"])
+    assert rules == ["consecutive_errors", "credits_low", "daily_cost", "error_rate", "error_rate",
+                     "expensive_call", "expensive_call"]
+    credits = json.loads(gateway.client.http.get("/api/credits?account=acme",
+                                                 headers={"X-Dashboard-Key": ADMIN_KEY}).body)["credits"][0]
+    assert credits["allocated_usd"] == "1.45" and credits["used_usd"] == "1.35" and credits["remaining_usd"] == "0.1"
+    assert [t["note"] for t in credits["transactions"]] == ["trial"]
+
+    log(9, 0, account="flaky", cost="0")                    # the key recovers
+    gateway.admin("post", "/admin/credits/acme", {"amount_usd": "10"})
+    roll_up()
+    later = run_evaluate(gateway)
+    settled = sorted(Alert.get(a).rule for a in later["resolved"])
+    assert "consecutive_errors" in settled and "credits_low" in settled
+
+
+def test_digest_is_queued_once_a_day(gateway, upstream, channels, sink):
+    yesterday = datetime.now(timezone.utc) - timedelta(days=1)
+    log(1, 0, at=yesterday.replace(hour=9), cost="1.25", model="gpt-4o")
+    roll_up()
+    status, first = gateway.admin("post", "/admin/jobs/digest", {"kind": "daily"})
+    assert status == 200 and first["queued"] == 3 and "$1.25" in first["message"]
+    assert "gpt-4o $1.25" in first["message"] and len(sink.at("/slack")) == 1
+    _, second = gateway.admin("post", "/admin/jobs/digest", {"kind": "daily"})
+    assert second["queued"] == 0 and len(sink.at("/slack")) == 1
+    _, weekly = gateway.admin("post", "/admin/jobs/digest", {"kind": "weekly"})
+    assert "p95" in weekly["message"] and sink.at("/webhook")[-1]["event"] == "report.weekly"
+    assert gateway.admin("post", "/admin/jobs/digest", {"kind": "hourly"})[0] == 400

@@ -1,0 +1,97 @@
+"""Budget validation, periods (month end, ISO week, timezones, DST) with a frozen clock, spend, forecast."""
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from chalicelib.budgets import BudgetSpec, forecast, parse_budget, period_bounds, spend, status
+from chalicelib.errors import InvalidRequest
+from chalicelib.rollup import AggregateKey, Fact, fold
+
+
+def spec(period="monthly", zone="UTC", window=None, limit="10"):
+    return BudgetSpec("b", "global", "all", period, Decimal(limit), None, timezone=zone, window_minutes=window)
+
+
+@pytest.mark.parametrize("now,period,zone,start,end", [
+    ("2026-11-30 23:59", "monthly", "UTC", "2026-11-01 00:00", "2026-12-01 00:00"),
+    ("2026-12-01 00:00", "monthly", "UTC", "2026-12-01 00:00", "2027-01-01 00:00"),
+    ("2026-12-31 12:00", "monthly", "UTC", "2026-12-01 00:00", "2027-01-01 00:00"),
+    ("2026-11-22 23:00", "weekly", "UTC", "2026-11-16 00:00", "2026-11-23 00:00"),  # a Sunday
+    ("2026-11-23 00:00", "weekly", "UTC", "2026-11-23 00:00", "2026-11-30 00:00"),  # the Monday after
+    ("2027-01-01 10:00", "weekly", "UTC", "2026-12-28 00:00", "2027-01-04 00:00"),  # ISO week 53 of 2026
+    ("2026-11-22 03:00", "daily", "America/New_York", "2026-11-21 05:00", "2026-11-22 05:00"),
+    ("2026-11-22 03:00", "daily", "Asia/Kolkata", "2026-11-21 18:30", "2026-11-22 18:30"),
+    ("2026-03-08 12:00", "daily", "America/New_York", "2026-03-08 05:00", "2026-03-09 04:00"),  # 23-hour day
+    ("2026-10-31 23:30", "monthly", "Europe/Berlin", "2026-10-31 23:00", "2026-11-30 23:00"),
+])
+def test_period_bounds(now, period, zone, start, end):
+    fmt = "%Y-%m-%d %H:%M"
+    got = period_bounds(spec(period, zone), datetime.strptime(now, fmt))
+    assert got == (datetime.strptime(start, fmt), datetime.strptime(end, fmt))
+
+
+def test_window_period_is_the_last_minutes():
+    now = datetime(2026, 11, 22, 12, 0)
+    assert period_bounds(spec("window", window=300), now) == (now - timedelta(minutes=300), now)
+
+
+def _fact(ts, cost, seq):
+    return Fact(1, "acme", seq, ts, "acme", "k", "openai", "gpt-4o", None, None, False, None, (10, 0, 0, 5, 0),
+                Decimal(cost), 100)
+
+
+def test_spend_uses_whole_days_and_five_minute_buckets_at_the_edges():
+    facts = [_fact(datetime(2026, 11, 21, 4, 59), "1", 1),   # before a New York day starting 05:00 UTC
+             _fact(datetime(2026, 11, 21, 5, 0), "2", 2),    # inside
+             _fact(datetime(2026, 11, 21, 23, 0), "4", 3),   # inside
+             _fact(datetime(2026, 11, 22, 4, 55), "8", 4),   # inside (last bucket)
+             _fact(datetime(2026, 11, 22, 5, 0), "16", 5)]   # the next day
+    items = [{"day": k.day, **d.nonzero()} for k, d in fold(facts).items() if k.kind == "global"]
+    start, end = period_bounds(spec("daily", "America/New_York"), datetime(2026, 11, 21, 12, 0))
+    assert spend(items, start, end) == (Decimal(14), 45)
+    monthly_start, monthly_end = period_bounds(spec("monthly"), datetime(2026, 11, 21))
+    assert spend(items, monthly_start, monthly_end) == (Decimal(31), 75)
+
+
+def test_status_and_forecast():
+    start, end = datetime(2026, 11, 1), datetime(2026, 12, 1)
+    now = start + (end - start) / 3
+    assert forecast(Decimal(3), start, end, now) == Decimal("9.000000")
+    result = status(spec(limit="10"), Decimal("8.5"), 0, start, end, now)
+    assert result.state == "warning" and result.crossed == (Decimal("0.5"), Decimal("0.8"))
+    assert result.percent == Decimal("85.00") and result.forecast > 10
+    assert status(spec(limit="10"), Decimal(10), 0, start, end, now).state == "exceeded"
+    tokens = BudgetSpec("t", "model", "gpt-4o", "daily", None, 1000)
+    assert status(tokens, Decimal(99), 400, start, end, now).percent == Decimal("40.00")
+
+
+@pytest.mark.parametrize("budget_id,body,message", [
+    ("b 1", {}, "budget_id"),
+    ("b", [], "JSON object"),
+    ("b", {"scope": "planet"}, "`scope`"),
+    ("b", {"scope": "account", "period": "daily", "limit_usd": 1}, "`scope_id`"),
+    ("b", {"scope": "global", "period": "yearly", "limit_usd": 1}, "`period`"),
+    ("b", {"scope": "global", "period": "window", "limit_usd": 1}, "`window_minutes`"),
+    ("b", {"scope": "global", "period": "daily"}, "exactly one"),
+    ("b", {"scope": "global", "period": "daily", "limit_usd": 1, "limit_tokens": 5}, "exactly one"),
+    ("b", {"scope": "global", "period": "daily", "limit_usd": "-3"}, "positive"),
+    ("b", {"scope": "global", "period": "daily", "limit_usd": "NaN"}, "positive"),
+    ("b", {"scope": "global", "period": "daily", "limit_tokens": 1.5}, "`limit_tokens`"),
+    ("b", {"scope": "global", "period": "daily", "limit_usd": 1, "thresholds": []}, "`thresholds`"),
+    ("b", {"scope": "global", "period": "daily", "limit_usd": 1, "mode": "strict"}, "`mode`"),
+    ("b", {"scope": "global", "period": "daily", "limit_usd": 1, "channels": ["pager"]}, "`channels`"),
+    ("b", {"scope": "global", "period": "daily", "limit_usd": 1, "timezone": "Mars/Olympus"}, "`timezone`"),
+])
+def test_bad_budgets_are_refused_clearly(budget_id, body, message):
+    with pytest.raises(InvalidRequest, match=message):
+        parse_budget(budget_id, body)
+
+
+def test_a_good_budget():
+    got = parse_budget("acme-monthly", {"scope": "account", "scope_id": "acme", "period": "monthly",
+                                        "limit_usd": "100.50", "thresholds": [1.0, 0.5, 0.5], "mode": "hard",
+                                        "channels": ["slack", "slack", "sns"], "timezone": "Europe/Berlin"})
+    assert got.limit_usd == Decimal("100.50") and got.thresholds == (Decimal("0.5"), Decimal("1.0"))
+    assert got.channels == ("slack", "sns") and got.applies_to("acme", None, "k", "openai", "m")
+    assert not got.applies_to("globex", None, "k", "openai", "m")
