@@ -1,12 +1,15 @@
 """Tollgate's table of contents: every route and event source, each handing off to chalicelib."""
-from chalice import Chalice, Cron, Rate
+from chalice import Chalice, CORSConfig, Cron, Rate, Response
 
 from chalicelib import (alerts, api, auth, budget_store, calllog, credits, digest, edge, evaluate, jobs, keys,
-                        proxy, reports, stream, users)
+                        openapi, proxy, reports, stream, users)
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="tollgate")
 ANY = ["*/*"]  # the proxy answers a wrong Content-Type itself, in the caller's wire format
+_origin = get_settings().dashboard_origin
+# The dashboard (an S3 site) may call /api from its own origin, and no other origin may.
+DASHBOARD_CORS = CORSConfig(allow_origin=_origin, allow_headers=["X-Dashboard-Key"], max_age=600) if _origin else None
 
 
 # --- Proxy (CONTRACT §2) ------------------------------------------------------------------------
@@ -161,49 +164,49 @@ def health():
     return api.health()
 
 
-@app.route("/api/calls", methods=["GET"])
+@app.route("/api/calls", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def calls():
     """Newest calls first, filtered by account, provider, model; paged by `before`."""
     return api.list_calls(_dashboard(), edge.params_of(app.current_request))
 
 
-@app.route("/api/summary", methods=["GET"])
+@app.route("/api/summary", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def summary():
     """Calls, errors, tokens by kind, cost, latency percentiles, by provider and model, last `hours`."""
     return reports.summary(_dashboard(), edge.params_of(app.current_request))
 
 
-@app.route("/api/usage/daily", methods=["GET"])
+@app.route("/api/usage/daily", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def usage_daily():
     """Per UTC day for `days`, optionally `group_by` model|provider|account|key|operation|team."""
     return reports.daily(_dashboard(), edge.params_of(app.current_request))
 
 
-@app.route("/api/usage/timeseries", methods=["GET"])
+@app.route("/api/usage/timeseries", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def usage_timeseries():
     """Points every 5m or 1h over the last `hours`."""
     return reports.timeseries(_dashboard(), edge.params_of(app.current_request))
 
 
-@app.route("/api/usage/window", methods=["GET"])
+@app.route("/api/usage/window", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def usage_window():
     """Calls, tokens and cost in the rolling window of the last `minutes`."""
     return reports.window(_dashboard(), edge.params_of(app.current_request))
 
 
-@app.route("/api/budgets", methods=["GET"])
+@app.route("/api/budgets", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def budgets():
     """Each budget with spent, limit, percent, state and forecast for the period end."""
     return budget_store.budgets_report(_dashboard().account)
 
 
-@app.route("/api/alerts", methods=["GET"])
+@app.route("/api/alerts", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def list_alerts():
     """Alerts, newest first: `state=open` (open and acknowledged) or `all`."""
@@ -211,7 +214,7 @@ def list_alerts():
     return alerts.list_alerts(params.get("state") or "open", _dashboard().account)
 
 
-@app.route("/api/alerts/{alert_id}/ack", methods=["POST"], content_types=ANY)
+@app.route("/api/alerts/{alert_id}/ack", methods=["POST"], content_types=ANY, cors=DASHBOARD_CORS)
 @edge.json_api
 def acknowledge_alert(alert_id):
     """Acknowledge an open alert (it still resolves by itself when its condition clears)."""
@@ -219,11 +222,27 @@ def acknowledge_alert(alert_id):
     return alerts.acknowledge(alert_id, principal.account, principal.key_id or "admin", budget_store.utc_now())
 
 
-@app.route("/api/credits", methods=["GET"])
+@app.route("/api/credits", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def list_credits():
     """Credits per account: allocated, used, remaining, top-ups."""
     return credits.credits_report(_dashboard().account, budget_store.utc_now())
+
+
+@app.route("/api/export", methods=["GET"], cors=DASHBOARD_CORS)
+@edge.json_api
+def export():
+    """The calls of the last `hours` as a CSV or JSON download."""
+    body, content_type, name = api.export_calls(_dashboard(), edge.params_of(app.current_request))
+    return Response(body=body, status_code=200, headers={
+        "Content-Type": content_type, "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@app.route("/openapi.json", methods=["GET"])
+@edge.json_api
+def openapi_document():
+    """The OpenAPI document of the admin API and the JSON API."""
+    return openapi.document()
 
 
 # --- Event sources ------------------------------------------------------------------------------

@@ -146,11 +146,14 @@ def total(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None 
     return totals
 
 
-def summarize(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None = None) -> dict[str, Any]:
-    """Totals, latency percentiles and the provider and model breakdowns over (item, prefix) pairs."""
-    return total(pairs, part).view(with_latency=part is None) | {
-        "by_provider": breakdown([], pairs, "provider"),
-        "by_model": breakdown([], pairs, "model"),
+def summarize(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None = None,
+              breakdown_pairs: list[tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
+    """Totals and latency percentiles over (item, prefix) pairs; the provider and model breakdowns over
+    `breakdown_pairs` (breakdowns exist by the hour and by the day only), by default the same pairs."""
+    coarse = pairs if breakdown_pairs is None else breakdown_pairs
+    return total(coarse if part else pairs, part).view(with_latency=part is None) | {
+        "by_provider": breakdown([], coarse, "provider"),
+        "by_model": breakdown([], coarse, "model"),
     }
 
 

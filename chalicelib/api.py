@@ -80,6 +80,42 @@ def list_calls(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     }
 
 
+EXPORT_LIMIT = 50_000
+EXPORT_FIELDS = ("call_id", "ts", "provider", "model", "endpoint", "operation", "account", "team", "key_id", "user",
+                 "session", "status", "error_type", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+                 "output_tokens", "reasoning_tokens", "cost_usd", "priced", "provider_cost_usd", "latency_ms", "stream")
+
+
+def export_calls(principal: Principal, params: dict[str, str]) -> tuple[str, str, str]:
+    """`GET /api/export`: the calls of the last `hours` as CSV or JSON; (body, content type, file name)."""
+    import csv
+    import io
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    fmt = params.get("format") or "csv"
+    if fmt not in ("csv", "json"):
+        raise InvalidRequest("`format` must be csv or json")
+    hours = int_param(params, "hours", 24, 1, 24 * 92)
+    since = calllog.iso(datetime.now(timezone.utc) - timedelta(hours=hours))
+    rows = []
+    for record in calllog.recent_calls(account=scoped_account(principal, params.get("account")),
+                                       limit=EXPORT_LIMIT, provider=params.get("provider"),
+                                       model=params.get("model")):
+        if record.ts < since:
+            break
+        rows.append(call_view(record))
+    name = f"tollgate-calls-{since[:10]}-{hours}h.{fmt}"
+    if fmt == "json":
+        return json.dumps({"calls": rows}), "application/json", name
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:  # a leading = + - @ would be a formula in a spreadsheet: quote it as text
+        writer.writerow({k: (f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v) for k, v in row.items()})
+    return out.getvalue(), "text/csv; charset=utf-8", name
+
+
 def health() -> tuple[int, dict[str, Any]]:
     """Each table answers DescribeTable and the spill queue is empty → healthy; else degraded."""
     components: dict[str, Any] = {}

@@ -93,21 +93,24 @@ def _breakdown_names(prefixes: list[str], dims: tuple[str, ...], counters: tuple
 def summary(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     """Totals, error rate, tokens by kind, cost, latency percentiles, by provider and by model."""
     hours = int_param(params, "hours", 24, 1, 24 * 366)
+    offset = int_param(params, "offset_hours", 0, 0, 24 * 366)  # the period before: offset_hours=hours
     scope = resolve_scope(principal, params)
-    end = _now()
+    end = _now() - timedelta(hours=offset)
     start = end - timedelta(hours=hours) + timedelta(microseconds=1)
-    if hours <= 48:
+    if hours <= 48 and offset + hours <= 24 * (WHOLE_ITEMS_DAYS - 1):
         items = aggstore.query_days(scope.pk, _day(start), _day(end))
-        pairs = agg.resolution_pairs(items, agg.hours_between(start, end), agg.hour_prefix)
-        resolution, since = "1h", start.replace(minute=0, second=0, microsecond=0)
-    else:
-        full = ("calls", "errors", *TOKEN_KINDS, "cost")
-        items = _projected(scope, _day(start), _day(end), DAY_COUNTERS,
-                           _breakdown_names([""], ("provider", "model"), full))
-        pairs = [(item, "") for item in items]
-        resolution, since = "1d", start.replace(hour=0, minute=0, second=0, microsecond=0)
-    return {"hours": hours, "from": _iso(since), "to": _iso(end), "resolution": resolution,
-            **scope.view(), **agg.summarize(pairs, scope.part)}
+        slots = [slot for slot in agg.five_minutes_between(start, end) if slot >= start]
+        pairs = agg.resolution_pairs(items, slots, agg.slot_prefix)
+        hourly = agg.resolution_pairs(items, agg.hours_between(start, end), agg.hour_prefix)
+        since = slots[0] if slots else end
+        return {"hours": hours, "from": _iso(since), "to": _iso(end), "resolution": "5m",
+                "breakdown_from": _iso(start.replace(minute=0, second=0, microsecond=0)),
+                **scope.view(), **agg.summarize(pairs, scope.part, breakdown_pairs=hourly)}
+    full = ("calls", "errors", *TOKEN_KINDS, "cost")
+    items = _projected(scope, _day(start), _day(end), DAY_COUNTERS, _breakdown_names([""], ("provider", "model"), full))
+    since = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    return {"hours": hours, "from": _iso(since), "to": _iso(end), "resolution": "1d",
+            **scope.view(), **agg.summarize([(item, "") for item in items], scope.part)}
 
 
 def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class Settings:
     slack_webhook_parameter: str | None = None
     alert_webhook_url: str | None = None
     dashboard_url: str | None = None
+    dashboard_origin: str | None = None  # CORS: the only origin allowed to call /api (the S3 site)
     budget_cache_seconds: float = 5.0
     calls_stream_arn: str = "arn:aws:dynamodb:us-east-1:000000000000:table/tollgate-dev-calls/stream/local"
     archive_bucket: str = "tollgate-dev-archive"
@@ -80,6 +81,7 @@ def from_env() -> Settings:
         slack_webhook_parameter=_env("TOLLGATE_SLACK_WEBHOOK_URL_PARAMETER"),
         alert_webhook_url=_env("TOLLGATE_ALERT_WEBHOOK_URL"),
         dashboard_url=_env("TOLLGATE_DASHBOARD_URL"),
+        dashboard_origin=_env("TOLLGATE_DASHBOARD_ORIGIN"),
         budget_cache_seconds=float(_env("TOLLGATE_BUDGET_CACHE_SECONDS", "5")),
         calls_stream_arn=_env("TOLLGATE_CALLS_STREAM_ARN",
                               f"arn:aws:dynamodb:us-east-1:000000000000:table/{prefix}-calls/stream/local"),

@@ -51,7 +51,7 @@ def test_summary_matches_the_calls(gateway, traffic):
     assert body["tokens"] == {"input_tokens": 500, "cache_read_tokens": 250, "cache_write_tokens": 0,
                               "output_tokens": 50, "reasoning_tokens": 25, "total": 825}
     assert set(body["by_provider"]) == {"openai", "anthropic"} and body["by_model"]["gpt-4o-mini"]["calls"] == 1
-    assert 200 <= body["latency_ms"]["p50"] <= 260 and body["resolution"] == "1h"
+    assert 200 <= body["latency_ms"]["p50"] <= 260 and body["resolution"] == "5m"
     _, week = get(gateway, "/api/summary?hours=168")
     assert week["calls"] == 6 and week["resolution"] == "1d" and week["by_model"]["gpt-4o"]["calls"] == 4
 

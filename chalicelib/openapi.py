@@ -1,0 +1,100 @@
+"""The OpenAPI 3.1 document of the admin API and the JSON API (CONTRACT §3 and §4), built from a table."""
+from __future__ import annotations
+
+from typing import Any
+
+ADMIN, DASHBOARD = [{"admin": []}], [{"dashboard": []}, {"admin_as_dashboard": []}]
+FILTERS = ("account", "provider", "model")
+
+
+def _param(name: str, kind: str = "string", where: str = "query", required: bool = False, **schema: Any):
+    return {"name": name, "in": where, "required": required or where == "path", "schema": {"type": kind, **schema}}
+
+
+def _op(summary: str, security: list, params=(), body: dict | None = None, status: str = "200") -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "security": security, "parameters": list(params),
+                                 "responses": {status: {"description": "OK",
+                                                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                                               "400": {"$ref": "#/components/responses/Error"},
+                                               "401": {"$ref": "#/components/responses/Error"},
+                                               "403": {"$ref": "#/components/responses/Error"}}}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return operation
+
+
+def _obj(**properties: dict) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+STRING, NUMBER_TEXT = {"type": "string"}, {"type": ["string", "number"]}
+FILTER_PARAMS = [_param(name) for name in FILTERS]
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/health": {"get": {"summary": "Health of tables and spill queue", "security": [],
+                        "responses": {"200": {"description": "healthy"}, "503": {"description": "degraded"}}}},
+    "/admin/keys": {
+        "post": _op("Issue a gateway key (the secret is shown once)", ADMIN,
+                    body=_obj(name=STRING, account=STRING, team=STRING, user=STRING), status="201"),
+        "get": _op("List keys (never secrets)", ADMIN)},
+    "/admin/keys/{key_id}": {"delete": _op("Revoke a key", ADMIN, [_param("key_id", where="path")])},
+    "/admin/dashboard-keys": {"post": _op("Issue a read-only dashboard key", ADMIN, body=_obj(account=STRING),
+                                          status="201")},
+    "/admin/budgets": {"get": _op("List budgets", ADMIN)},
+    "/admin/budgets/{budget_id}": {
+        "put": _op("Create or replace a budget", ADMIN, [_param("budget_id", where="path")],
+                   body=_obj(scope=STRING, scope_id=STRING, period=STRING, window_minutes={"type": "integer"},
+                             limit_usd=NUMBER_TEXT, limit_tokens={"type": "integer"},
+                             thresholds={"type": "array", "items": {"type": "number"}}, mode=STRING,
+                             channels={"type": "array", "items": STRING}, timezone=STRING)),
+        "delete": _op("Delete a budget", ADMIN, [_param("budget_id", where="path")])},
+    "/admin/jobs/{job}": {"post": _op("Run a job now: evaluate, digest, recalculate, reconcile", ADMIN,
+                                      [_param("job", where="path", enum=["evaluate", "digest", "recalculate",
+                                                                         "reconcile"])],
+                                      body=_obj(**{"from": STRING, "to": STRING, "day": STRING,
+                                                   "fix": {"type": "boolean"}, "kind": STRING}))},
+    "/admin/credits/{account}": {"post": _op("Top up an account's credits", ADMIN, [_param("account", where="path")],
+                                             body=_obj(amount_usd=NUMBER_TEXT, note=STRING))},
+    "/admin/users/{user}/export": {"get": _op("Every call attributed to a user", ADMIN, [_param("user", where="path")])},
+    "/admin/users/{user}": {"delete": _op("Erase a user's calls", ADMIN, [_param("user", where="path")])},
+    "/api/summary": {"get": _op("Totals, tokens by kind, cost, latency percentiles, by provider and model", DASHBOARD,
+                                [_param("hours", "integer", minimum=1), _param("offset_hours", "integer", minimum=0),
+                                 *FILTER_PARAMS])},
+    "/api/usage/daily": {"get": _op("Per UTC day, optionally grouped", DASHBOARD,
+                                    [_param("days", "integer", minimum=1, maximum=366),
+                                     _param("group_by", enum=["model", "provider", "account", "key", "operation",
+                                                              "team"]), *FILTER_PARAMS])},
+    "/api/usage/timeseries": {"get": _op("Points every 5 minutes or hour", DASHBOARD,
+                                         [_param("hours", "integer", minimum=1), _param("interval", enum=["5m", "1h"]),
+                                          *FILTER_PARAMS])},
+    "/api/usage/window": {"get": _op("Rolling window totals", DASHBOARD,
+                                     [_param("minutes", "integer", minimum=5, maximum=1440), *FILTER_PARAMS])},
+    "/api/calls": {"get": _op("Newest calls first", DASHBOARD,
+                              [_param("limit", "integer", minimum=1, maximum=500), _param("before"), *FILTER_PARAMS])},
+    "/api/budgets": {"get": _op("Budgets with spend, percent, state, forecast", DASHBOARD)},
+    "/api/alerts": {"get": _op("Alerts", DASHBOARD, [_param("state", enum=["open", "all"])])},
+    "/api/alerts/{alert_id}/ack": {"post": _op("Acknowledge an open alert", DASHBOARD,
+                                               [_param("alert_id", where="path")])},
+    "/api/credits": {"get": _op("Credits per account", DASHBOARD, [_param("account")])},
+    "/api/export": {"get": _op("The calls as a CSV or JSON download", DASHBOARD,
+                               [_param("format", enum=["csv", "json"]), _param("hours", "integer", minimum=1),
+                                *FILTER_PARAMS])},
+}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Tollgate admin and JSON API", "version": "1.0.0",
+                 "description": "Money is a decimal string in USD; times are UTC ISO-8601."},
+        "paths": PATHS,
+        "components": {
+            "securitySchemes": {
+                "admin": {"type": "http", "scheme": "bearer", "description": "the admin key"},
+                "dashboard": {"type": "apiKey", "in": "header", "name": "X-Dashboard-Key"},
+                "admin_as_dashboard": {"type": "apiKey", "in": "header", "name": "X-Dashboard-Key",
+                                       "description": "the admin key also reads /api"}},
+            "responses": {"Error": {"description": "an error", "content": {"application/json": {"schema": _obj(
+                error=_obj(type=STRING, message=STRING))}}}},
+        },
+    }
