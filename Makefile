@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 STAGE ?= dev
 
-.PHONY: run test bench deploy clean
+.PHONY: run test bench deploy clean dashboard browser
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,10 +13,20 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(INSTALLED)
 
-run: $(INSTALLED)
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+
+dashboard: node_modules/.package-lock.json
+	$(BIN)/python -m local.build_dashboard
+
+browser:  # Debian's Chromium for the browser tests (never a downloaded browser build)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || echo "chromium could not be installed: the browser tests will be skipped" >&2
+
+run: $(INSTALLED) dashboard
 	$(BIN)/python -m local.stack
 
-test: $(INSTALLED)
+test: $(INSTALLED) dashboard browser
 	$(BIN)/python -m pytest
 
 bench: $(INSTALLED)
@@ -27,4 +37,4 @@ deploy:
 	@exit 2
 
 clean:
-	rm -rf $(VENV) .tollgate dist .pytest_cache .hypothesis
+	rm -rf $(VENV) .tollgate dist .pytest_cache .hypothesis node_modules

@@ -226,7 +226,8 @@ def acknowledge_alert(alert_id):
 @edge.json_api
 def list_credits():
     """Credits per account: allocated, used, remaining, top-ups."""
-    return credits.credits_report(_dashboard().account, budget_store.utc_now())
+    account = api.scoped_account(_dashboard(), edge.params_of(app.current_request).get("account"))
+    return credits.credits_report(account, budget_store.utc_now())
 
 
 @app.route("/api/export", methods=["GET"], cors=DASHBOARD_CORS)

@@ -30,12 +30,41 @@ MOCK_PATHS = {"openai": "/v1", "anthropic": "", "openrouter": "/openrouter/v1"}
 DEFAULT_ADMIN_KEY = "tollgate-local-admin"
 MOCK_UPSTREAM_KEY = "mock-upstream-key"
 SNAPSHOT_SECONDS = 10.0
+DASHBOARD_DIR = ROOT / "dist" / "dashboard"
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def serve_static(handler, root: Path, prefix: str) -> None:
+    """GET a file under `root` for a path under `prefix`; index.html for folders; nothing outside `root`."""
+    import mimetypes
+
+    relative = handler.path.split("?")[0][len(prefix):].lstrip("/")
+    if handler.path.split("?")[0] == prefix:
+        handler.send_response(301)
+        handler.send_header("Location", f"{prefix}/")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return
+    target = (root / relative).resolve()
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.is_file() or root.resolve() not in target.parents:
+        body = b"not found (build the dashboard with: python -m local.build_dashboard)"
+        handler.send_response(404)
+        handler.send_header("Content-Type", "text/plain")
+    else:
+        body = target.read_bytes()
+        handler.send_response(200)
+        handler.send_header("Content-Type", mimetypes.guess_type(target.name)[0] or "application/octet-stream")
+        handler.send_header("Cache-Control", "no-cache")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def demo_secret(admin_key: str) -> tuple[str, str]:
@@ -142,6 +171,12 @@ class Stack:
 
             def log_message(self, *args) -> None:
                 pass
+
+            def do_GET(self) -> None:  # the static dashboard next to the API, as S3 serves it in AWS
+                if self.path.split("?")[0].startswith("/dashboard"):
+                    serve_static(self, DASHBOARD_DIR, "/dashboard")
+                else:
+                    self._generic_handle()
 
         class Server(ThreadedHTTPServer):
             request_queue_size = 128

@@ -64,3 +64,38 @@ def test_cors_allows_only_the_dashboard_origin():
     without = subprocess.run([sys.executable, "-c", probe.replace("cors.allow_origin", "cors")], cwd=ROOT,
                              capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert without.returncode != 0 or without.stdout.startswith("None")
+
+
+API_GETS = ["/api/summary", "/api/usage/daily", "/api/usage/timeseries", "/api/usage/window", "/api/calls",
+            "/api/budgets", "/api/alerts", "/api/credits", "/api/export"]
+BAD_PARAMS = {"/api/summary": "hours=-1", "/api/usage/daily": "days=0", "/api/usage/timeseries": "interval=2h",
+              "/api/usage/window": "minutes=99999", "/api/calls": "limit=0", "/api/alerts": "state=closed",
+              "/api/export": "format=pdf"}
+
+
+def test_every_api_route_is_covered_here():
+    from app import app
+
+    gets = {path for path, methods in app.routes.items() if path.startswith("/api/") and "GET" in methods}
+    assert gets == set(API_GETS)
+
+
+def test_every_api_endpoint_needs_a_key_and_scopes_to_the_keys_account(gateway, upstream):
+    gateway_key = gateway.new_key(account="acme")
+    _, scoped = gateway.admin("post", "/admin/dashboard-keys", {"account": "acme"})
+    for path in API_GETS:
+        assert get(gateway, path, key="").status_code == 401, path
+        assert get(gateway, path, key=gateway_key).status_code == 401, path
+        assert get(gateway, path, key=scoped["key"]).status_code == 200, path
+        if path not in ("/api/budgets", "/api/alerts"):  # these filter to the key's account, no `account` param
+            other = get(gateway, f"{path}?account=globex", key=scoped["key"])
+            assert other.status_code == 403 and "acme" in json.loads(other.body)["error"]["message"], path
+    ack = gateway.client.http.post("/api/alerts/al_nope/ack", headers={"X-Dashboard-Key": ""})
+    assert ack.status_code == 401
+
+
+def test_bad_parameters_get_a_clear_400_everywhere(gateway, upstream):
+    for path, query in BAD_PARAMS.items():
+        response = get(gateway, f"{path}?{query}")
+        message = json.loads(response.body)["error"]["message"]
+        assert response.status_code == 400 and query.split("=")[0] in message, (path, message)
