@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 STAGE ?= dev
 
-.PHONY: run test bench deploy clean dashboard browser
+.PHONY: run test bench package deploy clean dashboard browser
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,9 +32,11 @@ test: $(INSTALLED) dashboard browser
 bench: $(INSTALLED)
 	$(BIN)/python -m bench
 
-deploy:
-	@echo "make deploy is not built yet: see the issue 'Deploy to AWS' (infra/ holds the tables and queue so far)." >&2
-	@exit 2
+package: $(INSTALLED)
+	$(BIN)/python -m infra.package --stage $(STAGE)
+
+deploy: $(INSTALLED) node_modules/.package-lock.json
+	STAGE=$(STAGE) PYTHON=$(BIN)/python infra/deploy.sh
 
 clean:
 	rm -rf $(VENV) .tollgate dist .pytest_cache .hypothesis node_modules
