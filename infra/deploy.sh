@@ -33,6 +33,7 @@ DASHBOARD_BUCKET="$(output DashboardBucketName)"
 echo "==> uploading the dashboard"
 "$PYTHON" -m local.build_dashboard --api-url "$API_URL" --out "dist/dashboard-${STAGE}"
 aws s3 sync "dist/dashboard-${STAGE}" "s3://${DASHBOARD_BUCKET}" --delete
+aws cloudfront create-invalidation --distribution-id "$(output DashboardDistributionId)" --paths "/*" >/dev/null
 
 echo
 echo "API:        ${API_URL}"
