@@ -1,8 +1,8 @@
 """Tollgate's table of contents: every route and event source, each handing off to chalicelib."""
 from chalice import Chalice, CORSConfig, Cron, Rate, Response
 
-from chalicelib import (alerts, api, auth, budget_store, calllog, credits, digest, edge, evaluate, jobs, keys,
-                        openapi, proxy, reports, stream, users)
+from chalicelib import (alerts, api, audit, auth, budget_store, calllog, credits, digest, edge, evaluate, jobs,
+                        keys, openapi, proxy, reports, stream, users)
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="tollgate")
@@ -10,6 +10,15 @@ ANY = ["*/*"]  # the proxy answers a wrong Content-Type itself, in the caller's 
 _origin = get_settings().dashboard_origin
 # The dashboard (an S3 site) may call /api from its own origin, and no other origin may.
 DASHBOARD_CORS = CORSConfig(allow_origin=_origin, allow_headers=["X-Dashboard-Key"], max_age=600) if _origin else None
+
+
+@app.middleware("http")
+def audit_admin_requests(event, get_response):
+    """Every /admin request, allowed or refused, lands in the audit trail."""
+    response = get_response(event)
+    if event.path.startswith("/admin"):
+        audit.record(event, response.status_code)
+    return response
 
 
 # --- Proxy (CONTRACT §2) ------------------------------------------------------------------------
@@ -130,6 +139,14 @@ def top_up(account):
     """Add prepaid credit to an account: {"amount_usd", "note"?}."""
     _admin()
     return credits.top_up(account, edge.json_body(app.current_request), budget_store.utc_now())
+
+
+@app.route("/admin/audit", methods=["GET"])
+@edge.json_api
+def audit_trail():
+    """Who did what on the admin API, and when (newest first)."""
+    _admin()
+    return audit.list_entries(edge.params_of(app.current_request))
 
 
 @app.route("/admin/jobs/{job}", methods=["POST"], content_types=ANY)

@@ -286,7 +286,29 @@ class CreditEntry(Model):
     created_at = UnicodeAttribute()
 
 
-ALL_MODELS = (CallRecord, ApiKey, Aggregate, Budget, Alert, Delivery, CreditEntry)
+class AuditEntry(Model):
+    """Every request to /admin: who (key kind, actor header, source), what (method, path, fields, status), when.
+
+    Key: `month` + `sk` (`<ts>#<id>`): the newest entries are one Query per month. Kept forever.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.audit_table
+
+    month = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    ts = UnicodeAttribute()
+    principal = UnicodeAttribute()  # admin | refused
+    actor = UnicodeAttribute(null=True)  # X-Tollgate-Actor: the person, as they name themselves
+    source_ip = UnicodeAttribute(null=True)
+    user_agent = UnicodeAttribute(null=True)
+    method = UnicodeAttribute()
+    path = UnicodeAttribute()
+    status = NumberAttribute()
+    details = MapAttribute(null=True)
+
+
+ALL_MODELS = (CallRecord, ApiKey, Aggregate, Budget, Alert, Delivery, CreditEntry, AuditEntry)
 
 
 def create_tables() -> None:

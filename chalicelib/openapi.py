@@ -41,6 +41,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/admin/dashboard-keys": {"post": _op("Issue a read-only dashboard key", ADMIN, body=_obj(account=STRING),
                                           status="201")},
     "/admin/budgets": {"get": _op("List budgets", ADMIN)},
+    "/admin/audit": {"get": _op("The audit trail of admin requests, newest first", ADMIN,
+                                [_param("limit", "integer", minimum=1, maximum=1000)])},
     "/admin/budgets/{budget_id}": {
         "put": _op("Create or replace a budget", ADMIN, [_param("budget_id", where="path")],
                    body=_obj(scope=STRING, scope_id=STRING, period=STRING, window_minutes={"type": "integer"},

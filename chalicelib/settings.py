@@ -28,6 +28,7 @@ class Settings:
     alerts_table: str = "tollgate-dev-alerts"
     deliveries_table: str = "tollgate-dev-deliveries"
     credits_table: str = "tollgate-dev-credits"
+    audit_table: str = "tollgate-dev-audit"
     sns_topic_arn: str | None = None
     slack_webhook_url: str | None = None
     slack_webhook_parameter: str | None = None
@@ -76,6 +77,7 @@ def from_env() -> Settings:
         alerts_table=_env("TOLLGATE_ALERTS_TABLE", f"{prefix}-alerts"),
         deliveries_table=_env("TOLLGATE_DELIVERIES_TABLE", f"{prefix}-deliveries"),
         credits_table=_env("TOLLGATE_CREDITS_TABLE", f"{prefix}-credits"),
+        audit_table=_env("TOLLGATE_AUDIT_TABLE", f"{prefix}-audit"),
         sns_topic_arn=_env("TOLLGATE_SNS_TOPIC_ARN"),
         slack_webhook_url=_env("TOLLGATE_SLACK_WEBHOOK_URL"),
         slack_webhook_parameter=_env("TOLLGATE_SLACK_WEBHOOK_URL_PARAMETER"),

@@ -79,7 +79,7 @@ def test_stream_mapping_tables_and_buckets(packaged):
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["MaximumRetryAttempts"] <= 100 and "OnFailure" in mapping["DestinationConfig"]
     tables = resources(template, "AWS::DynamoDB::Table")
-    assert len(tables) == 7
+    assert len(tables) == 8
     assert all(t["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] for t in tables.values())
     assert tables["CallsTable"]["Properties"]["TimeToLiveSpecification"]["Enabled"]
     for bucket in resources(template, "AWS::S3::Bucket").values():  # the dashboard too: CloudFront reads it via OAC

@@ -1,0 +1,61 @@
+"""The audit trail of admin actions: who did what, when, and how it ended. Never a secret or a body."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from . import auth
+from .api import int_param
+from .models import AuditEntry
+
+# Body fields worth keeping; anything else (and every secret) stays out of the trail.
+KEPT_FIELDS = ("name", "account", "team", "user", "scope", "scope_id", "period", "mode", "limit_usd", "limit_tokens",
+               "window_minutes", "from", "to", "day", "fix", "kind", "amount_usd", "note")
+TEXT_MAX = 256
+
+
+def _details(body: bytes | str | None) -> dict[str, str] | None:
+    try:
+        parsed = json.loads(body or b"null")
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    kept = {k: str(parsed[k])[:TEXT_MAX] for k in KEPT_FIELDS if k in parsed and parsed[k] is not None}
+    return kept or None
+
+
+def record(request: Any, status: int) -> None:
+    """Write one entry for an /admin request (called by the HTTP middleware after the response)."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    now = datetime.now(timezone.utc)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    identity = (request.context or {}).get("identity", {}) if hasattr(request, "context") else {}
+    admin = auth.is_admin_secret(auth.bearer_or_api_key(headers))
+    AuditEntry(stamp[:7], f"{stamp}#{uuid.uuid4().hex[:8]}", ts=stamp, principal="admin" if admin else "refused",
+               actor=(headers.get("x-tollgate-actor") or "")[:TEXT_MAX] or None,
+               source_ip=identity.get("sourceIp"), user_agent=(headers.get("user-agent") or "")[:TEXT_MAX] or None,
+               method=request.method, path=request.path.format(**(request.uri_params or {}))[:TEXT_MAX],
+               status=status,
+               details=_details(request.raw_body) if request.method in ("POST", "PUT") else None).save()
+
+
+def entry_view(entry: AuditEntry) -> dict[str, Any]:
+    return {"ts": entry.ts, "principal": entry.principal, "actor": entry.actor, "source_ip": entry.source_ip,
+            "user_agent": entry.user_agent, "method": entry.method, "path": entry.path, "status": entry.status,
+            "details": entry.details.as_dict() if entry.details else None}
+
+
+def list_entries(params: dict[str, str]) -> dict[str, Any]:
+    """`GET /admin/audit?limit=100`: newest first, over this month and the one before."""
+    limit = int_param(params, "limit", 100, 1, 1000)
+    now = datetime.now(timezone.utc)
+    months = [now.strftime("%Y-%m"), (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")]
+    entries: list[AuditEntry] = []
+    for month in months:
+        entries += list(AuditEntry.query(month, scan_index_forward=False, limit=limit - len(entries)))
+        if len(entries) >= limit:
+            break
+    return {"entries": [entry_view(e) for e in entries]}
