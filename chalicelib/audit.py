@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from . import auth
 from .api import int_param
 from .models import AuditEntry
 
@@ -33,8 +32,8 @@ def record(request: Any, status: int) -> None:
     now = datetime.now(timezone.utc)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     identity = (request.context or {}).get("identity", {}) if hasattr(request, "context") else {}
-    admin = auth.is_admin_secret(auth.bearer_or_api_key(headers))
-    AuditEntry(stamp[:7], f"{stamp}#{uuid.uuid4().hex[:8]}", ts=stamp, principal="admin" if admin else "refused",
+    refused = status in (401, 403)  # the route decided; the trail does not check the key again
+    AuditEntry(stamp[:7], f"{stamp}#{uuid.uuid4().hex[:8]}", ts=stamp, principal="refused" if refused else "admin",
                actor=(headers.get("x-tollgate-actor") or "")[:TEXT_MAX] or None,
                source_ip=identity.get("sourceIp"), user_agent=(headers.get("user-agent") or "")[:TEXT_MAX] or None,
                method=request.method, path=request.path.format(**(request.uri_params or {}))[:TEXT_MAX],
