@@ -77,10 +77,10 @@ def main() -> None:
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=30)
-    print("measuring rollup writes per call…", file=sys.stderr, flush=True)
-    from bench import rollup
+    print("measuring rollup writes per call, footprint…", file=sys.stderr, flush=True)
+    from bench import footprint, rollup
 
-    report(rows, rollup.measure())
+    report(rows, rollup.measure(), footprint.measure())
 
 
 def measure(stack: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
@@ -112,9 +112,12 @@ def measure(stack: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
         through = timed(via_gateway, REQUESTS, workers)
         around = timed(straight, REQUESTS, workers)
         for q in (50, 95, 99):
-            added = pct(through, q) - pct(around, q)
+            added, base = pct(through, q) - pct(around, q), pct(floor, q)
+            target = {50: 2, 95: 5}.get(q)
+            verdict = "" if target is None or workers > 1 else (
+                f"≤ floor + {target}: {'met' if added <= base + target else 'MISSED'}")
             rows.append((label, f"p{q}", f"{pct(around, q):.1f}", f"{pct(through, q):.1f}",
-                         f"{added:.1f} (floor {pct(floor, q):.1f})"))
+                         f"{added:.1f} (floor {base:.1f})", verdict))
     return rows
 
 
@@ -123,12 +126,15 @@ def markdown(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def report(rows: list[tuple[str, str, str, str, str]], rollup_rows: list[tuple[str, str, str, str]]) -> None:
-    from bench import rollup
+def report(rows: list[tuple[str, ...]], rollup_rows: list[tuple[str, ...]], footprint_rows: list[tuple[str, ...]]) -> None:
+    from bench import cost, rollup
 
-    table = markdown(("run", "quantile", "direct ms", "via gateway ms", "added ms (PutItem floor ms)"), rows)
+    table = markdown(("run", "quantile", "direct ms", "via gateway ms", "added ms (PutItem floor ms)", "target"), rows)
     writes = markdown(("batch size", "UpdateItem requests", "writes per call", "target"), rollup_rows)
-    print(table + "\n\n" + writes)
+    footprint = markdown(("measure", "value", "target", "verdict"), footprint_rows)
+    costs = markdown(("per million calls", "Lambda arm64 512 MB", "API Gateway REST", "DynamoDB writes", "AWS total",
+                      "LLM spend (typical call)"), cost.rows())
+    print("\n\n".join((table, writes, footprint, costs)))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     docs = ROOT / "docs" / "BENCHMARKS.md"
@@ -142,7 +148,18 @@ def report(rows: list[tuple[str, str, str, str, str]], rollup_rows: list[tuple[s
         f"{table}\n\n"
         f"Rollup writes per call: {rollup.CALLS} calls over 5 accounts × 3 models in one hour, through the "
         "stream handler in batches of each size (in-process moto; every UpdateItem counted).\n\n"
-        f"{writes}\n")
+        f"{writes}\n\n"
+        "Footprint: cold import time, package size, AWS requests per proxied call (in-process moto).\n\n"
+        f"{footprint}\n\n"
+        "Cost model at list prices (us-east-1, arm64 at $0.0000133334/GB-s, API Gateway REST $3.50/M, "
+        "DynamoDB on-demand $0.625/M write units; ~3 write units for the call log and ~4 for rollups per call; "
+        "stream reads by Lambda are free), against the LLM spend of a gpt-4o call of 1,000 in / 300 out tokens:\n\n"
+        f"{costs}\n\n"
+        "Missed targets and why: the proxy's own time per call is botocore's request signing and httpx's "
+        "client work on top of the PutItem (profiled: about 5 ms of CPU under the profiler); under 8 "
+        "concurrent workers the local stack, moto and the mock upstream share one Python process and its "
+        "GIL on 2 cores, which the tail shows. The cold import is botocore (via pynamodb) plus genai-prices "
+        "(pydantic), both needed by every call.\n")
     print(f"\nwritten to {docs.relative_to(ROOT)}")
 
 
