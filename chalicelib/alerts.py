@@ -67,38 +67,36 @@ def _deliveries(alert: Alert, event: str, when: datetime) -> list[Delivery]:
                      status="pending", created_at=iso(when)) for channel in alert.channels]
 
 
+def _with_messages(alert: Alert, event: str, now: datetime, change) -> bool:
+    """Apply `change` (a conditional write of the alert) and queue its messages in one transaction;
+    False when the condition failed (another evaluator, or an earlier run, got there first)."""
+    try:
+        with TransactWrite(connection=_connection()) as transaction:
+            change(transaction)
+            for delivery in _deliveries(alert, event, now):
+                transaction.save(delivery, condition=Delivery.delivery_id.does_not_exist())
+    except TransactWriteError as exc:
+        if exc.cause_response_code == "TransactionCanceledException":
+            return False
+        raise
+    return True
+
+
 def open_alert(draft: AlertDraft, now: datetime) -> bool:
     """True if this call opened the alert; False if it was already there (in any state)."""
     fields = asdict(draft)
     fields["channels"] = list(draft.channels)
     alert = Alert(draft.alert_id, state="open", opened_at=iso(now), **fields)
-    try:
-        with TransactWrite(connection=_connection()) as transaction:
-            transaction.save(alert, condition=Alert.alert_id.does_not_exist())
-            for delivery in _deliveries(alert, "opened", now):
-                transaction.save(delivery, condition=Delivery.delivery_id.does_not_exist())
-    except TransactWriteError as exc:
-        if exc.cause_response_code == "TransactionCanceledException":
-            return False
-        raise
-    return True
+    return _with_messages(alert, "opened", now,
+                          lambda transaction: transaction.save(alert, condition=Alert.alert_id.does_not_exist()))
 
 
 def resolve(alert: Alert, resolution: str, now: datetime) -> bool:
     """Resolve an active alert and queue the recovery message; False if it was resolved meanwhile."""
     alert.state, alert.resolution, alert.resolved_at = "resolved", resolution, iso(now)
-    try:
-        with TransactWrite(connection=_connection()) as transaction:
-            transaction.update(alert, actions=[Alert.state.set("resolved"), Alert.resolution.set(resolution),
-                                               Alert.resolved_at.set(iso(now))],
-                               condition=Alert.state.is_in(*ACTIVE))
-            for delivery in _deliveries(alert, "resolved", now):
-                transaction.save(delivery, condition=Delivery.delivery_id.does_not_exist())
-    except TransactWriteError as exc:
-        if exc.cause_response_code == "TransactionCanceledException":
-            return False
-        raise
-    return True
+    actions = [Alert.state.set("resolved"), Alert.resolution.set(resolution), Alert.resolved_at.set(iso(now))]
+    return _with_messages(alert, "resolved", now, lambda transaction: transaction.update(
+        alert, actions=actions, condition=Alert.state.is_in(*ACTIVE)))
 
 
 def active_alerts() -> list[Alert]:
