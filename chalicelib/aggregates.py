@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable
 
-from .histogram import percentile
+from .histogram import bucket_of, percentile
 from .pricing import money
 from .rollup import SEP, TOKEN_KINDS
 
+LATENCY_BUCKETS = bucket_of(24 * 3600 * 1000) + 1  # up to a day, far beyond any timeout
 TOKEN_FIELDS = {"in": "input_tokens", "cr": "cache_read_tokens", "cw": "cache_write_tokens",
                 "out": "output_tokens", "rs": "reasoning_tokens"}
 
@@ -40,12 +41,13 @@ class Totals:
         self.cost += Decimal(item.get(f"{prefix}cost", 0))
         self.unpriced += int(item.get(f"{prefix}unpriced", 0))
         self.latency_sum += int(item.get(f"{prefix}lat_sum", 0))
-        latency_prefix, error_prefix = f"{prefix}lat{SEP}", f"{prefix}err{SEP}"
-        for name, value in item.items():
-            if name.startswith(latency_prefix) and name.count(SEP) == latency_prefix.count(SEP):
-                self.latency[int(name[len(latency_prefix):])] += int(value)
-            elif prefix == "" and name.startswith(error_prefix):
-                self.errors_by_type[name[len(error_prefix):]] += int(value)
+        for index in range(LATENCY_BUCKETS):  # probe the known names: items hold thousands of attributes
+            if (count := item.get(f"{prefix}lat{SEP}{index}")) is not None:
+                self.latency[index] += int(count)
+        if prefix == "":  # errors by type are kept per day only
+            for name, value in item.items():
+                if name.startswith(f"err{SEP}"):
+                    self.errors_by_type[name[4:]] += int(value)
 
     def add_breakdown(self, item: dict[str, Any], prefix: str, dim: str, value: str) -> None:
         """Add one dimension value's share (`b|<dim>|<value>|…`); breakdowns carry no latency."""

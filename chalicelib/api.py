@@ -1,6 +1,10 @@
 """The JSON API the dashboard reads: calls and health (views over calllog, scoped to the caller's account)."""
 from __future__ import annotations
 
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import calllog
@@ -88,11 +92,6 @@ EXPORT_FIELDS = ("call_id", "ts", "provider", "model", "endpoint", "operation", 
 
 def export_calls(principal: Principal, params: dict[str, str]) -> tuple[str, str, str]:
     """`GET /api/export`: the calls of the last `hours` as CSV or JSON; (body, content type, file name)."""
-    import csv
-    import io
-    import json
-    from datetime import datetime, timedelta, timezone
-
     fmt = params.get("format") or "csv"
     if fmt not in ("csv", "json"):
         raise InvalidRequest("`format` must be csv or json")
