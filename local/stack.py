@@ -172,6 +172,19 @@ class Stack:
             def log_message(self, *args) -> None:
                 pass
 
+            def refuse_method(self) -> None:  # API Gateway refuses methods it has no route for; so do we
+                body = b'{"error": {"type": "method_not_allowed", "message": "method not allowed"}}'
+                self.send_response(405)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def __getattr__(self, name: str):  # any other method (TRACE, QUERY, …): 405, not a 501 page
+                if name.startswith("do_"):
+                    return self.refuse_method
+                raise AttributeError(name)
+
             def do_GET(self) -> None:  # the static dashboard next to the API, as S3 serves it in AWS
                 if self.path.split("?")[0].startswith("/dashboard"):
                     serve_static(self, DASHBOARD_DIR, "/dashboard")
