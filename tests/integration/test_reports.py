@@ -17,7 +17,7 @@ NOW = datetime.now(timezone.utc)
 def log(n, minutes_ago, account="acme", model="gpt-4o", provider="openai", cost="0.01", status=200, user=None,
         at=None):
     record = calllog.new_record(
-        f"call_{n:06d}", at or NOW - timedelta(minutes=minutes_ago), account, provider=provider,
+        f"call_{n:06d}", at or datetime.now(timezone.utc) - timedelta(minutes=minutes_ago), account, provider=provider,
         endpoint="chat/completions", model=model, key_id=f"key-{account}", user=user, status=status,
         error_type=None if status < 400 else "server_error", input_tokens=100, cache_read_tokens=50,
         output_tokens=10, reasoning_tokens=5, cost_usd=Decimal(cost), priced=True, latency_ms=200 + n)
