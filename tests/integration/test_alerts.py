@@ -1,5 +1,6 @@
 """Budgets, hard limits, alerts and their delivery, against moto and a local HTTP sink."""
 import json
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -45,8 +46,11 @@ def sns_messages(queue):
     return [json.loads(m["Body"]) for m in messages]
 
 
+THRESHOLD_TITLE = re.compile(r"Budget \S+ at \d+ %")  # not the forecast alert, which depends on the hour
+
+
 def budget_messages(sink, path):
-    return [m for m in sink.at(path) if "Budget" in json.dumps(m)]
+    return [m for m in sink.at(path) if THRESHOLD_TITLE.search(json.dumps(m))]
 
 
 def put_budget(gateway, budget_id, **body):
