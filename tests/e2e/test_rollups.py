@@ -22,23 +22,30 @@ def test_summary_and_daily_match_the_call_log(stack, gateway_key, upstream):
     for model in ("gpt-4o", "gpt-4o-mini", "gpt-4o-mini"):
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "count me"}])
     calls = [c for c in stack.calls(limit=500)]
+    expected = {}
+    for call in calls:
+        expected[call["model"]] = expected.get(call["model"], 0) + 1
+    # One batch writes the global item first and the model items after it: wait for both.
     deadline = time.monotonic() + 10
-    while report(stack, "/api/summary?hours=24")["calls"] != len(calls) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        summary = report(stack, "/api/summary?hours=24")
+        by_model = calls_by_model(report(stack, "/api/usage/daily?days=2&group_by=model"))
+        if summary["calls"] == len(calls) and by_model == expected:
+            break
         time.sleep(0.2)  # the pump polls every 0.5 s
-    summary = report(stack, "/api/summary?hours=24")
     assert summary["calls"] == len(calls)
     assert Decimal(summary["cost_usd"]) == sum(Decimal(c["cost_usd"] or 0) for c in calls)
     assert summary["tokens"]["input_tokens"] == sum(c["input_tokens"] for c in calls)
     assert summary["errors"] == sum(1 for c in calls if c["status"] >= 400 or c["error_type"])
-    daily = report(stack, "/api/usage/daily?days=2&group_by=model")
+    assert by_model == expected
+
+
+def calls_by_model(daily):
     by_model = {}
     for day in daily["daily"]:
         for model, group in day["groups"].items():
             by_model[model] = by_model.get(model, 0) + group["calls"]
-    expected = {}
-    for call in calls:
-        expected[call["model"]] = expected.get(call["model"], 0) + 1
-    assert by_model == expected
+    return by_model
 
 
 def test_cli_runs_jobs_with_progress(stack):

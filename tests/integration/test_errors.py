@@ -172,3 +172,20 @@ def test_redirects_are_not_followed(gateway, upstream):
     upstream.enqueue(status=307, body={"error": {"type": "redirect", "message": "go elsewhere"}})
     response = gateway.call(*ROUTES["openai"], key)
     assert response.status_code == 307 and len(upstream.requests) == 1
+
+
+def test_openai_stream_cut_before_the_usage_chunk_is_logged_as_unpriced_not_free(gateway, upstream):
+    key = gateway.new_key()
+    upstream.enqueue(usage={"prompt_tokens": 900, "completion_tokens": 40}, drop_stream_after_events=2)
+    body = {**ROUTES["openai"][1], "stream": True}
+    response = gateway.call("/openai/v1/chat/completions", body, key)
+    assert response.status_code == 200
+    assert b"chat.completion.chunk" in response.body
+    [call] = logged()
+    assert call.error_type == "stream_interrupted" and call.upstream_reached
+    # OpenAI reports usage only in the last chunk: unknown usage is flagged and left unpriced,
+    # so it shows up as "unpriced" in reports and alerts instead of as a free call.
+    assert not call.usage_reported and not call.priced and call.cost_usd is None
+    status, listed = gateway.calls(query="?limit=5")
+    assert status == 200 and listed["calls"][0]["cost_usd"] is None
+    assert listed["calls"][0]["usage_reported"] is False

@@ -1,9 +1,11 @@
 """The stream rollup against moto: real stream records, redeliveries, crashes mid-batch, erasure and TTL."""
+import random
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import boto3
+import botocore.endpoint
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from moto import mock_aws
@@ -168,3 +170,45 @@ def test_a_new_stream_starts_new_lanes(aws_env):
                   "dynamodb": {**again["dynamodb"], "SequenceNumber": records[0]["dynamodb"]["SequenceNumber"]}}
     assert handler([relabelled]) == {"batchItemFailures": []}
     assert stored_counters() == expected_counters([first, second])
+
+
+class Crash(BaseException):
+    """The function dying mid-batch (timeout, out of memory): nothing in the handler can catch it."""
+
+
+def test_crashes_in_a_fifth_of_deliveries_leave_aggregates_equal_to_the_log(aws_env, monkeypatch):
+    """200 calls, batches of 40; 20 % of deliveries die after a random number of DynamoDB requests and
+    Lambda hands the whole batch over again (a crash reports no batchItemFailures)."""
+    rng = random.Random(7)
+    logged = [log_call(n, account=f"a{n % 5}", model=f"m{n % 3}", minutes=(n % 4) * 30,
+                       status=500 if n % 17 == 0 else 200) for n in range(1, 201)]
+    records = stream_records()
+    original = botocore.endpoint.Endpoint._do_get_response
+    budget = {"left": None}
+
+    def dying(self, request, operation_model, context):
+        if budget["left"] is not None:
+            if budget["left"] == 0:
+                raise Crash()
+            budget["left"] -= 1
+        return original(self, request, operation_model, context)
+
+    monkeypatch.setattr("botocore.endpoint.Endpoint._do_get_response", dying)
+    deliveries = crashes = 0
+    for start in range(0, len(records), 40):
+        while True:
+            deliveries += 1
+            budget["left"] = rng.randrange(0, 14) if rng.random() < 0.2 else None
+            try:
+                result = handler(records[start:start + 40])
+            except Crash:
+                crashes += 1
+                continue
+            finally:
+                budget["left"] = None
+            assert result == {"batchItemFailures": []}
+            break
+    assert crashes >= 1 and deliveries == 5 + crashes
+    assert stored_counters() == expected_counters(logged)
+    global_days = [c for (kind, _, _), c in stored_counters().items() if kind == "global"]
+    assert len(global_days) == 2 and sum(c["calls"] for c in global_days) == len(list(CallRecord.scan())) == 200
