@@ -9,7 +9,7 @@ STAGE ?= dev
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade "pip<26.3"  # chalice 1.34 requires pip<26.3
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(INSTALLED)
 

@@ -5,29 +5,19 @@ every UpdateItem the handler sends is counted.
 """
 from __future__ import annotations
 
-import os
 import random
-import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+
+from bench.harness import fake_aws_env, metering
 
 CALLS = 300
 BATCH_SIZES = (1, 10, 100)
 
 
-def _fake_aws_env() -> None:
-    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-                       "AWS_REGION": "us-east-1", "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-                       "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"})
-    for name in ("TOLLGATE_AWS_ENDPOINT", "AWS_PROFILE"):
-        os.environ.pop(name, None)
-    sys.setrecursionlimit(20_000)  # moto's expression parser (see tests/conftest.py)
-
-
 def measure() -> list[tuple[str, str, str, str]]:
-    _fake_aws_env()
+    fake_aws_env()
     import boto3
-    import botocore.endpoint
     from moto import mock_aws
 
     with mock_aws():
@@ -52,27 +42,17 @@ def measure() -> list[tuple[str, str, str, str]]:
         records = [lambda_record(r, arn) for r in streams.get_records(
             ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"]]
 
-        writes = []
-        original = botocore.endpoint.Endpoint.make_request
-
-        def counting(self, operation_model, request_dict):
-            if operation_model.name == "UpdateItem":
-                writes.append(1)
-            return original(self, operation_model, request_dict)
-
-        botocore.endpoint.Endpoint.make_request = counting
         rows = []
-        try:
+        with metering() as meter:
             for size in BATCH_SIZES:
                 boto3.client("dynamodb").delete_table(TableName="tollgate-dev-aggregates")
                 create_tables()
-                writes.clear()
+                meter.reset()
                 for start in range(0, len(records), size):
                     rollup_calls({"Records": records[start:start + size]}, None)
-                per_call = len(writes) / len(records)
+                writes = meter.operations.count("UpdateItem")
+                per_call = writes / len(records)
                 target = "≤ 0.25" if size == 100 else "-"
                 verdict = ("met" if per_call <= 0.25 else "MISSED") if size == 100 else ""
-                rows.append((str(size), str(len(writes)), f"{per_call:.3f}", f"{target} {verdict}".strip()))
-        finally:
-            botocore.endpoint.Endpoint.make_request = original
+                rows.append((str(size), str(writes), f"{per_call:.3f}", f"{target} {verdict}".strip()))
     return rows

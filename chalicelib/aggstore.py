@@ -8,18 +8,30 @@ redelivery), the item's marks are read and only the newer records are folded aga
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Iterable
 
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from . import aws
+from .errors import InvalidRequest
 from .models import Aggregate
 from .rollup import SEP, AggregateKey, Delta, Fact, fold
 
-MAX_TERMS = 300  # counters per UpdateItem: keeps the expression well under DynamoDB's 4 KB limit
+EXPRESSION_BYTES = 4096  # DynamoDB's limit on each expression string of a request
 LANE_PREFIX = f"hw{SEP}"
-_deserialize = TypeDeserializer().deserialize
+
+
+@lru_cache(maxsize=1)
+def _deserializer() -> Any:
+    """boto3's, imported on first read: boto3 costs ~40 ms of cold start the proxy never needs."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer()
+
+
+def _deserialize(value: dict[str, Any]) -> Any:
+    return _deserializer().deserialize(value)
 
 
 def _table() -> str:
@@ -56,7 +68,13 @@ def update_request(key: AggregateKey, delta: Delta) -> dict[str, Any]:
 
 
 def too_large(deltas: dict[AggregateKey, Delta]) -> bool:
-    return any(len(d.nonzero()) > MAX_TERMS for d in deltas.values())
+    """Whether some item's update would pass DynamoDB's expression limit (many counters, or many lanes)."""
+    for key, delta in deltas.items():
+        request = update_request(key, delta)
+        if any(len(request.get(part, "").encode()) > EXPRESSION_BYTES
+               for part in ("UpdateExpression", "ConditionExpression")):
+            return True
+    return False
 
 
 def lanes(key: AggregateKey) -> dict[str, int]:
@@ -140,7 +158,7 @@ def _paged(request: dict[str, Any], max_requests: int) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in response:
             return items
         request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-    raise ValueError("range too large for one answer: ask for fewer days")
+    raise InvalidRequest("this range holds more data than one answer reads: ask for fewer days")
 
 
 def replace_day(day: str, deltas: dict[AggregateKey, Delta]) -> int:
@@ -166,10 +184,16 @@ def full_item(key: AggregateKey, delta: Delta) -> dict[str, Any]:
     return item
 
 
-def get_days(pk: str, days: list[str]) -> list[dict[str, Any]]:
-    """Whole items of a few days of one scope, in one BatchGetItem."""
+def get_days(pk: str, days: list[str], max_requests: int = 3) -> list[dict[str, Any]]:
+    """Whole items of a few days of one scope, in one BatchGetItem (more only for keys DynamoDB left unprocessed)."""
     if not days:
         return []
-    response = aws.client("dynamodb").batch_get_item(RequestItems={_table(): {
-        "Keys": [{"pk": {"S": pk}, "day": {"S": day}} for day in days]}})
-    return _items({"Items": response["Responses"].get(_table(), [])})
+    request = {_table(): {"Keys": [{"pk": {"S": pk}, "day": {"S": day}} for day in days]}}
+    items: list[dict[str, Any]] = []
+    for _ in range(max_requests):
+        response = aws.client("dynamodb").batch_get_item(RequestItems=request)
+        items += response["Responses"].get(_table(), [])
+        request = response.get("UnprocessedKeys") or {}
+        if not request:
+            return _items({"Items": items})
+    raise RuntimeError("DynamoDB left keys unprocessed: try again")

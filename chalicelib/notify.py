@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jinja2
 from pynamodb.exceptions import PutError, UpdateError
 
 from . import aws
@@ -31,7 +30,10 @@ WEBHOOK_FIELDS = ("event", "provider", "severity", "title", "message", "timestam
 
 
 @lru_cache(maxsize=1)
-def _templates() -> jinja2.Environment:
+def _templates() -> "jinja2.Environment":
+    """Imported here: only the scheduled senders render messages, so the proxy's cold start skips jinja2."""
+    import jinja2
+
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 

@@ -139,9 +139,10 @@ def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
             *scope.part))
         rows = [{"day": item["day"]} | agg.total([(item, "")], scope.part).view(with_latency=False)
                 for item in items]
+    elif scope.pk == f"global#{GLOBAL_ID}":  # the index holds the day counters: small entries, not whole days
+        rows = agg.daily_groups(aggstore.query_kind("global", first, last), None)
     else:
-        items = aggstore.query_days(scope.pk, first, last, DAY_COUNTERS)
-        rows = agg.daily_groups(items, None)
+        rows = agg.daily_groups(aggstore.query_days(scope.pk, first, last, INDEXED_COUNTERS, max_requests=10), None)
     return {"days": days, "from": first, "to": last, "group_by": group_by, **scope.view(), "daily": rows}
 
 

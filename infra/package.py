@@ -2,15 +2,18 @@
 
 `chalice package` with infra/resources.json merged in, then the zip loses what the Lambda Python
 runtime already ships (boto3, botocore and their dependencies, pulled in by pynamodb), which is most
-of its size.
+of its size, and gains compiled bytecode, which Lambda cannot write for itself.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -25,16 +28,60 @@ def provided_by_runtime(name: str) -> bool:
     return stem in RUNTIME_PROVIDED
 
 
+def bytecode(name: str, source: bytes) -> tuple[str, bytes]:
+    """(path, contents) of the .pyc for a source file in the zip.
+
+    Lambda's /var/task is read-only, so Python cannot cache what it compiles there: without shipped
+    bytecode every cold start compiles every module it imports. Hash-based and unchecked, so the
+    zip's timestamps do not matter.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        source_file, compiled = Path(scratch) / "module.py", Path(scratch) / "module.pyc"
+        source_file.write_bytes(source)
+        py_compile.compile(str(source_file), cfile=str(compiled), dfile=f"/var/task/{name}", doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        return importlib.util.cache_from_source(name), compiled.read_bytes()
+
+
 def slim(zip_path: Path) -> tuple[int, int]:
-    """Rewrite the zip without runtime-provided packages; (bytes before, bytes after)."""
+    """Rewrite the zip without runtime-provided packages and with fresh bytecode; (bytes before, bytes after)."""
     before = zip_path.stat().st_size
     slimmed = zip_path.with_suffix(".slim.zip")
     with zipfile.ZipFile(zip_path) as source, zipfile.ZipFile(slimmed, "w", zipfile.ZIP_DEFLATED) as target:
         for item in source.infolist():
-            if not provided_by_runtime(item.filename):
-                target.writestr(item, source.read(item.filename))
+            if provided_by_runtime(item.filename) or "__pycache__/" in item.filename:
+                continue
+            data = source.read(item.filename)
+            target.writestr(item, data)
+            if item.filename.endswith(".py"):
+                cached, compiled = bytecode(item.filename, data)
+                target.writestr(zipfile.ZipInfo(cached, item.date_time), compiled, zipfile.ZIP_DEFLATED)
     os.replace(slimmed, zip_path)
     return before, zip_path.stat().st_size
+
+
+def unpack_like_lambda(zip_path: Path, dest: Path) -> list[Path]:
+    """The zip unpacked as a Lambda sees it, runnable here: the sys.path to import `app` with under `python -S`.
+
+    Only what the zip holds plus what the runtime provides is importable, so a runtime dependency
+    missing from requirements.txt fails here as it would in Lambda. Compiled packages were built for
+    arm64; each is swapped for this machine's build of the same package.
+    """
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    code, runtime = dest / "code", dest / "runtime"
+    runtime.mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(code)
+        compiled = {n.split("/", 1)[0] for n in archive.namelist() if n.endswith(".so")}
+    for top in compiled:
+        shutil.rmtree(code / top)
+        (code / top).symlink_to(site / top)
+    for entry in site.iterdir():
+        if provided_by_runtime(entry.name):
+            (runtime / entry.name).symlink_to(entry)
+    return [code, runtime]
 
 
 def package(stage: str, out: Path) -> Path:

@@ -20,12 +20,7 @@ from pathlib import Path
 import jinja2
 
 ROOT = Path(__file__).resolve().parent.parent
-# moto parses an update expression into a tree as deep as its ADD list; DynamoDB itself only limits
-# the expression to 4 KB, which aggstore.MAX_TERMS respects. Give moto's parser the stack it needs.
-MOTO_RECURSION_LIMIT = 20_000
-sys.setrecursionlimit(max(sys.getrecursionlimit(), MOTO_RECURSION_LIMIT))
 PROVIDERS = ("openai", "anthropic", "openrouter")
-PUMP_SECONDS = 0.5
 MOCK_PATHS = {"openai": "/v1", "anthropic": "", "openrouter": "/openrouter/v1"}
 DEFAULT_ADMIN_KEY = "tollgate-local-admin"
 MOCK_UPSTREAM_KEY = "mock-upstream-key"
@@ -84,6 +79,7 @@ class Stack:
         self.data_dir = Path(env.get("TOLLGATE_DATA_DIR") or ROOT / ".tollgate").resolve()
         self.admin_key = env.get("TOLLGATE_ADMIN_KEY") or DEFAULT_ADMIN_KEY
         self.schedule_seconds = float(env.get("TOLLGATE_SCHEDULE_SECONDS") or 60)
+        self.pump_seconds = float(env.get("TOLLGATE_PUMP_SECONDS") or 0.5)  # negative: no pump
         self.env = env
         self.upstreams: dict[str, str] = {}
         self._stop = threading.Event()
@@ -93,6 +89,9 @@ class Stack:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from local.moto_tuning import tune_moto
+
+        tune_moto()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
 
         moto_port = free_port()
@@ -213,7 +212,8 @@ class Stack:
         self.pump = StreamPump(streams, self.stream_arn, app_module.rollup_calls,
                                self.data_dir / "stream-checkpoints.json")
         self.pump.start_at_latest()
-        self._every(PUMP_SECONDS, self.pump.run_once, "stream-pump")
+        if self.pump_seconds >= 0:
+            self._every(self.pump_seconds, self.pump.run_once, "stream-pump")
 
     def _every(self, seconds: float, job, name: str) -> None:
         def loop() -> None:
@@ -258,7 +258,8 @@ class Stack:
         self._stop.set()
         try:
             self.run_schedule()
-            self.pump.drain()
+            if self.pump_seconds >= 0:
+                self.pump.drain()
             self.save()
         finally:
             self.http.server.shutdown()

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# moto parses an update expression into a tree as deep as its ADD list; DynamoDB itself only limits
-# the expression to 4 KB, which aggstore.MAX_TERMS respects. Give moto's parser the stack it needs.
-MOTO_RECURSION_LIMIT = 20_000
-sys.setrecursionlimit(max(sys.getrecursionlimit(), MOTO_RECURSION_LIMIT))
 EVENTS = Path(__file__).resolve().parent / "events"
 sys.path.insert(0, str(ROOT))
+
+from local.moto_tuning import tune_moto  # noqa: E402  (needs ROOT on the path)
+
+tune_moto()
 
 ADMIN_KEY = "test-admin-key"
 UPSTREAM_KEY = "sk-upstream-test"

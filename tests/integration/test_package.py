@@ -41,6 +41,21 @@ def test_runtime_files_are_in_the_zip_and_runtime_packages_are_not(packaged):
     assert any("aarch64" in n for n in names if n.startswith("pydantic_core/"))  # wheels for arm64
 
 
+def test_the_zip_imports_with_only_what_lambda_provides(packaged, tmp_path):
+    """Every runtime import resolves from the zip or the Lambda runtime: none from the dev environment."""
+    from infra.package import unpack_like_lambda
+
+    out, _ = packaged
+    path = [str(p) for p in unpack_like_lambda(out / "deployment.zip", tmp_path)]
+    probe = ("import sys; sys.path[:0] = sys.argv[1:]; import app, chalicelib.notify, chalicelib.pricing; "
+             "print(app.app.app_name, chalicelib.notify.__file__)")
+    env = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "true", "PATH": os.environ["PATH"]}
+    done = subprocess.run([sys.executable, "-S", "-c", probe, *path], cwd=path[0], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["tollgate", str(tmp_path / "code" / "chalicelib" / "notify.py")]
+
+
 def test_cfn_lint_finds_no_errors(packaged):
     out, _ = packaged
     lint = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), str(out / "sam.json")],

@@ -1,4 +1,5 @@
 """The stream rollup against moto: real stream records, redeliveries, crashes mid-batch, erasure and TTL."""
+import json
 import random
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -212,3 +213,46 @@ def test_crashes_in_a_fifth_of_deliveries_leave_aggregates_equal_to_the_log(aws_
     assert stored_counters() == expected_counters(logged)
     global_days = [c for (kind, _, _), c in stored_counters().items() if kind == "global"]
     assert len(global_days) == 2 and sum(c["calls"] for c in global_days) == len(list(CallRecord.scan())) == 200
+
+
+def test_a_batch_from_many_accounts_keeps_every_expression_under_dynamodbs_limit(aws_env, monkeypatch):
+    """100 accounts in one batch: the global item holds 100 lanes and 100 account breakdowns, more than
+    one UpdateItem may say (4 KB per expression), so the batch is applied in parts."""
+    from chalicelib import aggstore
+
+    logged = [log_call(n, account=f"tenant-{n:03d}") for n in range(1, 101)]
+    sizes = []
+    original = botocore.endpoint.Endpoint.make_request
+
+    def measuring(self, operation_model, request_dict):
+        if operation_model.name == "UpdateItem":
+            body = json.loads(request_dict["body"])
+            sizes.append((body["Key"]["pk"]["S"], max(len(body.get(part, "").encode())
+                                                      for part in ("UpdateExpression", "ConditionExpression"))))
+        return original(self, operation_model, request_dict)
+
+    monkeypatch.setattr(botocore.endpoint.Endpoint, "make_request", measuring)
+    assert handler(stream_records()) == {"batchItemFailures": []}
+    assert max(size for _, size in sizes) <= aggstore.EXPRESSION_BYTES
+    assert sum(1 for pk, _ in sizes if pk == "global#all") > 1
+    assert stored_counters() == expected_counters(logged)
+
+
+def test_keys_dynamodb_leaves_unprocessed_are_asked_for_again(aws_env, monkeypatch):
+    from chalicelib import aggstore, aws
+
+    log_call(1), log_call(2, minutes=90)
+    assert handler(stream_records()) == {"batchItemFailures": []}
+    client, asked = aws.client("dynamodb"), []
+    real = client.batch_get_item
+
+    def throttled_once(**request):
+        asked.append(request)
+        if len(asked) == 1:  # what DynamoDB answers when it is throttled or the answer would pass 16 MB
+            return {"Responses": {}, "UnprocessedKeys": request["RequestItems"]}
+        return real(**request)
+
+    monkeypatch.setattr(client, "batch_get_item", throttled_once)
+    days = ["2026-11-20", "2026-11-21"]
+    items = aggstore.get_days("global#all", days)
+    assert sorted(i["day"] for i in items) == days and [i["calls"] for i in items] == [1, 1] and len(asked) == 2

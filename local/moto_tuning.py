@@ -1,0 +1,100 @@
+"""Four adjustments so moto copes with aggregate items of thousands of attributes, as DynamoDB does.
+
+- moto parses an update expression into a tree as deep as its ADD list (DynamoDB itself only limits
+  each expression to 4 KB, which `aggstore.too_large` respects): its parser needs a deeper stack.
+- moto checks the 400 KB item limit by summing the whole item on every attribute it sets, so building
+  an item of n attributes costs n² size computations (seconds for one aggregate item). Here the sum is
+  kept as it grows (an overwrite counts twice, so it only errs high) and recomputed exactly before
+  anything is refused, so items are refused exactly where moto refuses them.
+- moto projects an item by converting the whole item to JSON once per projected name; for top-level
+  names (all Tollgate projects) one conversion serves them all.
+- moto fills a 1 MB page of an index Query with whole items; DynamoDB with index entries, which hold
+  only the projected attributes (a few hundred bytes of a 100 KB aggregate item in `by_kind`).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+RECURSION_LIMIT = 20_000
+ITEM_LIMIT = 405_000  # moto's own figure: DynamoDB refuses items between 409 and 410 KB
+
+
+def _size(value: Any) -> int:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.utilities import bytesize
+
+    return value.size() if type(value) is DynamoType else bytesize(str(value))
+
+
+def _setitem(self: dict, key: str, value: Any) -> None:
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.utilities import bytesize
+
+    added = bytesize(key) + _size(value)
+    running = self.__dict__.get("_running_size")
+    if running is None or running + added > ITEM_LIMIT:
+        running = sum(_size(k) + _size(v) for k, v in self.items())
+        if running + added > ITEM_LIMIT:
+            raise ItemSizeTooLarge
+    self.__dict__["_running_size"] = running + added
+    dict.__setitem__(self, key, value)
+
+
+def _project_once(original):
+    def project(self: Any, projection_expressions: list[list[str]]) -> Any:
+        from moto.dynamodb.models.dynamo_type import Item, serializer
+
+        if any(len(path) != 1 or "[" in path[0] for path in projection_expressions):
+            return original(self, projection_expressions)  # nested paths: moto's own way
+        whole = self.to_regular_json()
+        kept = {path[0]: whole[path[0]] for path in projection_expressions if path[0] in whole}
+        return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=serializer.serialize(kept)["M"])
+
+    project.tuned = True  # type: ignore[attr-defined]
+    return project
+
+
+_querying = threading.local()  # the projected index a Query on this thread reads, if any
+
+
+def _entry_size(original):
+    def size(self: Any) -> int:
+        index = getattr(_querying, "index", None)
+        if index is None:
+            return original(self)
+        _querying.index = None  # projecting builds items; their sizes are plain
+        try:
+            return original(index.project(self))
+        finally:
+            _querying.index = index
+
+    return size
+
+
+def _pages_of_entries(original):
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = args[7] if len(args) > 7 else kwargs.get("index_name")
+        index = self.get_index(name) if name else None
+        if index is None or (index.projection or {}).get("ProjectionType", "ALL") == "ALL":
+            return original(self, *args, **kwargs)
+        _querying.index = index
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            _querying.index = None
+
+    return query
+
+
+def tune_moto() -> None:
+    from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
+    from moto.dynamodb.models.table import Table
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+    LimitedSizeDict.__setitem__ = _setitem
+    if not getattr(Item.project, "tuned", False):
+        Item.project = _project_once(Item.project)
+        Item.size = _entry_size(Item.size)
+        Table.query = _pages_of_entries(Table.query)

@@ -1,0 +1,39 @@
+"""The moto adjustments in local/moto_tuning.py keep DynamoDB's rules: the 400 KB item limit, and index
+pages filled by index entries, so reports over full aggregate items answer as they would in AWS."""
+from datetime import date, timedelta
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib import aggstore
+
+TABLE = "tollgate-dev-aggregates"
+
+
+def aggregate(kind, scope_id, day, attributes):
+    """An aggregate item with `attributes` counters of ~38 bytes each."""
+    item = {"pk": {"S": f"{kind}#{scope_id}"}, "day": {"S": day}, "kind": {"S": kind},
+            "day_id": {"S": f"{day}#{scope_id}"}, "calls": {"N": "7"}}
+    item.update({f"m{n:04d}|b|model|some-model-name|calls": {"N": "12345"} for n in range(attributes)})
+    return item
+
+
+def test_the_item_size_limit_still_holds(aws_env):
+    client = boto3.client("dynamodb")
+    client.put_item(TableName=TABLE, Item=aggregate("global", "all", "2026-01-01", 9_000))  # ~340 KB
+    with pytest.raises(ClientError) as refused:
+        client.put_item(TableName=TABLE, Item=aggregate("global", "all", "2026-01-02", 12_000))  # ~460 KB
+    assert "maximum allowed size" in str(refused.value)
+
+
+def test_index_queries_page_by_projected_entries_not_whole_items(aws_env, aws_calls):
+    client = boto3.client("dynamodb")
+    first = date(2026, 1, 1)
+    days = [(first + timedelta(days=n)).isoformat() for n in range(40)]
+    for day in days:  # 40 items of ~125 KB: five 1 MB pages if whole items counted
+        client.put_item(TableName=TABLE, Item=aggregate("model", "gpt-4o", day, 3_300))
+    aws_calls.clear()
+    items = aggstore.query_kind("model", days[0], days[-1])
+    assert len(items) == 40 and aws_calls == ["Query"]
+    assert all(item["calls"] == 7 and not any(name.startswith("m") for name in item) for item in items)
