@@ -133,21 +133,21 @@ def measure(stack: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
 
 MISSED = """Missed targets, and why:
 
-- Proxy overhead: beyond the floor, the handler's own CPU (about 2 ms per call, the footprint table:
-  botocore's signing and parsing, pynamodb, httpx, pricing), the Chalice local server (~0.9 ms for a
-  request that is refused before any AWS call) and, in the concurrent runs, one Python process and its
-  GIL on 2 cores shared by the stack, moto and the mock upstream.
+- Proxy overhead: beyond the floor, the handler's own CPU (2–3.5 ms per call, the footprint table:
+  botocore's signing and parsing, pynamodb, httpx, pricing) and the Chalice local server (~0.9 ms for
+  a request refused before any AWS call); in the concurrent runs, one Python process and its GIL on
+  2 cores shared by the stack, moto and the mock upstream.
 - Cold import: botocore (via pynamodb, ~110 ms) and genai-prices with pydantic (~90 ms) are needed by
   every proxied call. Cheap fixes made: the zip ships compiled bytecode (Lambda cannot write its own:
   without it the import took ~750 ms), and jinja2 and boto3 load only where messages are rendered or
   aggregates read.
-- JSON API ratios: summary, timeseries and window read one or two whole day items, whose 5-minute
-  counters fill up with volume (~100 KB at 10k calls a month, ~150 KB at 1M), so parsing grows with
-  volume though the request count does not. The fix is a separate 5-minute item per scope and day,
-  read only for windows under 48 h; it costs a second write per touched scope, so it waits for a
-  measured need. Daily reports read the `by_kind` index for the global scope (small entries) and page
-  up to 10 times for one account, whose items DynamoDB reads whole (its 1 MB page counts the item,
-  not the projection)."""
+- JSON API ratios: the global summary and the timeseries (at times the window) read one or two whole
+  day items, whose 5-minute counters fill up with volume (~108 KB at 10k calls a month, ~174 KB at
+  1M), so parsing grows with volume though the request count does not. The fix is a separate 5-minute
+  item per scope and day, read only for windows under 48 h; it costs a second write per touched scope,
+  so it waits for a measured need. Daily reports read the `by_kind` index for the global scope (small
+  entries) and page up to 10 times for one account, whose items DynamoDB reads whole (its 1 MB page
+  counts the item, not the projection)."""
 
 
 def markdown(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
