@@ -10,7 +10,7 @@ import json
 from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pynamodb.exceptions import PutError, UpdateError
@@ -21,6 +21,9 @@ from .models import Delivery
 from .observability import MetricUnit, logger, metrics
 from .settings import get_settings
 
+if TYPE_CHECKING:
+    import jinja2
+
 TEMPLATES = Path(__file__).with_name("templates")
 SEND_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 MAX_ATTEMPTS = 10
@@ -30,7 +33,7 @@ WEBHOOK_FIELDS = ("event", "provider", "severity", "title", "message", "timestam
 
 
 @lru_cache(maxsize=1)
-def _templates() -> "jinja2.Environment":
+def _templates() -> jinja2.Environment:
     """Imported here: only the scheduled senders render messages, so the proxy's cold start skips jinja2."""
     import jinja2
 

@@ -1,6 +1,5 @@
 """Moto-backed fixtures: fresh AWS per test, the mock upstream over real HTTP, the Chalice test client."""
 import json
-import os
 from collections import Counter
 
 import botocore.endpoint

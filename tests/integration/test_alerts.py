@@ -11,9 +11,8 @@ import pytest
 from chalicelib import evaluate as evaluation
 from chalicelib.models import Alert, Delivery
 from tests.conftest import ADMIN_KEY
-from tests.integration.conftest import reload_settings, stream_records
+from tests.integration.conftest import reload_settings
 from tests.integration.test_reports import log, roll_up
-from tests.integration.test_rollup import handler
 from tests.sink import Sink
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -106,7 +105,6 @@ def test_budgets_report_spend_percent_state_and_forecast(gateway, upstream):
     put_budget(gateway, "acme-monthly", scope="account", scope_id="acme", period="monthly", limit_usd=100)
     put_budget(gateway, "gpt4o-tokens", scope="model", scope_id="gpt-4o", period="window", window_minutes=60,
                limit_tokens=400, thresholds=[0.8])
-    status, body = gateway.client.http.get("/api/budgets", headers={"X-Dashboard-Key": ADMIN_KEY}).status_code, None
     body = json.loads(gateway.client.http.get("/api/budgets", headers={"X-Dashboard-Key": ADMIN_KEY}).body)
     money, tokens = sorted(body["budgets"], key=lambda b: b["budget_id"])
     assert money["spent"] == "7.5" and money["percent"] == 7.5 and money["state"] == "ok"

@@ -3,7 +3,6 @@ import json
 import logging
 
 import boto3
-import pytest
 
 from chalicelib import calllog
 from chalicelib.models import CallRecord

@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import boto3
 import botocore.endpoint
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from moto import mock_aws
 

@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib.budgets import BudgetSpec, forecast, parse_budget, period_bounds, spend, status
 from chalicelib.errors import InvalidRequest
-from chalicelib.rollup import AggregateKey, Fact, fold
+from chalicelib.rollup import Fact, fold
 
 
 def spec(period="monthly", zone="UTC", window=None, limit="10"):

@@ -4,7 +4,7 @@ import random
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from chalicelib import aggregates as agg
 from chalicelib.histogram import bucket_of, lower, percentile, upper
