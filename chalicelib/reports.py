@@ -22,6 +22,7 @@ ACCOUNT_GROUPS = ("model", "provider", "key", "operation", "team")
 WHOLE_ITEMS_DAYS = 3  # up to this many days, read whole items; beyond, project
 LATENCY_NAMES = [f"lat{SEP}{i}" for i in range(0, 21 * BUCKETS_PER_DOUBLING + 1)]  # up to ~35 min
 DAY_COUNTERS = [*INDEXED_COUNTERS, "lat_sum", *LATENCY_NAMES]
+DAY_BREAKDOWN_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost")  # what a day breakdown holds per value
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,8 @@ def summary(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
         return {"hours": hours, "from": _iso(since), "to": _iso(end), "resolution": "5m",
                 "breakdown_from": _iso(start.replace(minute=0, second=0, microsecond=0)),
                 **scope.view(), **agg.summarize(pairs, scope.part, breakdown_pairs=hourly)}
-    full = ("calls", "errors", *TOKEN_KINDS, "cost")
-    items = _projected(scope, _day(start), _day(end), DAY_COUNTERS, _breakdown_names([""], ("provider", "model"), full))
+    items = _projected(scope, _day(start), _day(end), DAY_COUNTERS,
+                       _breakdown_names([""], ("provider", "model"), DAY_BREAKDOWN_COUNTERS))
     since = start.replace(hour=0, minute=0, second=0, microsecond=0)
     return {"hours": hours, "from": _iso(since), "to": _iso(end), "resolution": "1d",
             **scope.view(), **agg.summarize([(item, "") for item in items], scope.part)}
@@ -130,13 +131,11 @@ def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     elif group_by:
         if group_by not in ACCOUNT_GROUPS:
             raise InvalidRequest(f"for one account, `group_by` must be one of {', '.join(ACCOUNT_GROUPS)}")
-        full = ("calls", "errors", *TOKEN_KINDS, "cost")
-        items = _projected(scope, first, last, DAY_COUNTERS, _breakdown_names([""], (group_by,), full))
+        items = _projected(scope, first, last, DAY_COUNTERS, _breakdown_names([""], (group_by,), DAY_BREAKDOWN_COUNTERS))
         rows = agg.daily_groups(items, group_by)
     elif scope.part:
-        full = ("calls", "errors", *TOKEN_KINDS, "cost")
-        items = aggstore.query_days(scope.pk, first, last, _breakdown_names([""], (scope.part[0],), full)(
-            *scope.part))
+        names = _breakdown_names([""], (scope.part[0],), DAY_BREAKDOWN_COUNTERS)(*scope.part)
+        items = aggstore.query_days(scope.pk, first, last, names)
         rows = [{"day": item["day"]} | agg.total([(item, "")], scope.part).view(with_latency=False)
                 for item in items]
     elif scope.pk == f"global#{GLOBAL_ID}":  # the index holds the day counters: small entries, not whole days
