@@ -1,12 +1,16 @@
-"""Tollgate's table of contents: every route and event source, each handing off to chalicelib."""
+"""Tollgate's table of contents: admin, JSON API and event sources, each handing off to chalicelib.
+
+The provider routes (CONTRACT §2) are not here: they stream, so they are the ASGI app in
+`chalicelib/proxy_app.py`, its own function in AWS, on the same base URL.
+"""
 from chalice import Chalice, CORSConfig, Cron, Rate, Response
 
 from chalicelib import (alerts, api, audit, auth, budget_store, calllog, credits, digest, edge, evaluate, jobs,
-                        keys, openapi, proxy, reports, stream, users)
+                        keys, openapi, reports, stream, users)
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="tollgate")
-ANY = ["*/*"]  # the proxy answers a wrong Content-Type itself, in the caller's wire format
+ANY = ["*/*"]  # a wrong Content-Type gets our own JSON error, not Chalice's
 _origin = get_settings().dashboard_origin
 # The dashboard (an S3 site) may call /api from its own origin, and no other origin may.
 DASHBOARD_CORS = CORSConfig(allow_origin=_origin, allow_headers=["X-Dashboard-Key"], max_age=600) if _origin else None
@@ -19,61 +23,6 @@ def audit_admin_requests(event, get_response):
     if event.path.startswith("/admin"):
         audit.record(event, response.status_code)
     return response
-
-
-# --- Proxy (CONTRACT §2) ------------------------------------------------------------------------
-@app.route("/openai/v1/chat/completions", methods=["POST"], content_types=ANY)
-def openai_chat_completions():
-    """OpenAI Chat Completions, streamed or not."""
-    return _proxy("openai", "chat/completions")
-
-
-@app.route("/openai/v1/completions", methods=["POST"], content_types=ANY)
-def openai_completions():
-    """OpenAI legacy Completions."""
-    return _proxy("openai", "completions")
-
-
-@app.route("/openai/v1/embeddings", methods=["POST"], content_types=ANY)
-def openai_embeddings():
-    """OpenAI Embeddings."""
-    return _proxy("openai", "embeddings")
-
-
-@app.route("/openai/v1/responses", methods=["POST"], content_types=ANY)
-def openai_responses():
-    """OpenAI Responses, streamed or not."""
-    return _proxy("openai", "responses")
-
-
-@app.route("/openai/v1/models", methods=["GET"])
-def openai_models():
-    """OpenAI model list (not metered)."""
-    return _proxy("openai", "models")
-
-
-@app.route("/openrouter/v1/chat/completions", methods=["POST"], content_types=ANY)
-def openrouter_chat_completions():
-    """OpenRouter Chat Completions (OpenAI wire format, provider-reported cost kept)."""
-    return _proxy("openrouter", "chat/completions")
-
-
-@app.route("/openrouter/v1/models", methods=["GET"])
-def openrouter_models():
-    """OpenRouter model list (not metered)."""
-    return _proxy("openrouter", "models")
-
-
-@app.route("/anthropic/v1/messages", methods=["POST"], content_types=ANY)
-def anthropic_messages():
-    """Anthropic Messages, streamed or not."""
-    return _proxy("anthropic", "messages")
-
-
-@app.route("/anthropic/v1/messages/count_tokens", methods=["POST"], content_types=ANY)
-def anthropic_count_tokens():
-    """Anthropic token counting (free, not metered)."""
-    return _proxy("anthropic", "messages/count_tokens")
 
 
 # --- Admin (CONTRACT §3) ------------------------------------------------------------------------
@@ -188,6 +137,13 @@ def calls():
     return api.list_calls(_dashboard(), edge.params_of(app.current_request))
 
 
+@app.route("/api/calls/{call_id}", methods=["GET"], cors=DASHBOARD_CORS)
+@edge.json_api
+def call(call_id):
+    """One call by its id (the `X-Tollgate-Call-Id` header or a stream's closing comment)."""
+    return api.get_call(_dashboard(), call_id)
+
+
 @app.route("/api/summary", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def summary():
@@ -295,10 +251,6 @@ def replay_spill(event):
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def _proxy(provider, path):
-    return edge.to_chalice(proxy.handle(provider, path, edge.incoming(app.current_request)))
-
-
 def _admin():
     return auth.require_admin(edge.headers_of(app.current_request))
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import calllog
 from .auth import Principal
-from .errors import InvalidRequest, PermissionDenied
+from .errors import InvalidRequest, NotFound, PermissionDenied
 from .models import ApiKey, CallRecord
 from .pricing import money
 
@@ -34,7 +34,7 @@ def call_view(record: CallRecord) -> dict[str, Any]:
         "cost_usd": _money_or_none(record.cost_usd), "priced": record.priced,
         "price_source": record.price_source, "provider_cost_usd": _money_or_none(record.provider_cost_usd),
         "latency_ms": record.latency_ms, "upstream_latency_ms": record.upstream_latency_ms,
-        "stream": record.stream,
+        "ttft_ms": record.ttft_ms, "output_tokens_per_s": record.output_tokens_per_s, "stream": record.stream,
     }
 
 
@@ -84,10 +84,19 @@ def list_calls(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def get_call(principal: Principal, call_id: str) -> dict[str, Any]:
+    """`GET /api/calls/{call_id}`: one call, if the key may see its account."""
+    record = calllog.find_call(call_id, principal.account)
+    if record is None:
+        raise NotFound(f"no call {call_id!r}" + (f" in account {principal.account!r}" if principal.account else ""))
+    return call_view(record)
+
+
 EXPORT_LIMIT = 50_000
 EXPORT_FIELDS = ("call_id", "ts", "provider", "model", "endpoint", "operation", "account", "team", "key_id", "user",
                  "session", "status", "error_type", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-                 "output_tokens", "reasoning_tokens", "cost_usd", "priced", "provider_cost_usd", "latency_ms", "stream")
+                 "output_tokens", "reasoning_tokens", "cost_usd", "priced", "provider_cost_usd", "latency_ms",
+                 "ttft_ms", "output_tokens_per_s", "stream")
 
 
 def export_calls(principal: Principal, params: dict[str, str]) -> tuple[str, str, str]:

@@ -54,13 +54,19 @@ class BudgetSpec:
         return values[self.scope] == self.scope_id
 
 
+AMOUNT_MAX = Decimal(10) ** 12  # a trillion USD or tokens: past any real budget, inside DynamoDB's Number
+
+
 def _decimal(value: Any, name: str) -> Decimal:
+    """A positive amount an admin typed: bounded, and exact to 12 decimal places at most."""
     try:
         number = Decimal(str(value))
     except InvalidOperation:
         raise InvalidRequest(f"`{name}` must be a number") from None
     if not number.is_finite() or number <= 0:
         raise InvalidRequest(f"`{name}` must be a positive number")
+    if number >= AMOUNT_MAX or number.as_tuple().exponent < -12:
+        raise InvalidRequest(f"`{name}` must be below {AMOUNT_MAX:,} with at most 12 decimal places")
     return number
 
 

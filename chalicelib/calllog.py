@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-import uuid
+import re
+import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator
 
@@ -16,8 +17,25 @@ from .settings import get_settings
 CONDITIONAL_FAILED = "ConditionalCheckFailedException"
 
 
-def new_call_id() -> str:
-    return f"call_{uuid.uuid4().hex}"
+CALL_ID = re.compile(r"call_([0-9a-f]{12})[0-9a-f]{20}")
+
+
+def new_call_id(ts: datetime) -> str:
+    """`call_` + the call's millisecond (12 hex digits) + 80 random bits: the id alone finds the record."""
+    millis = int(ts.timestamp()) * 1000 + ts.microsecond // 1000
+    return f"call_{millis:012x}{secrets.token_hex(10)}"
+
+
+def _sort_key_prefix(call_id: str) -> str | None:
+    """The start of the call's sort key (its timestamp to the millisecond), read back from its id."""
+    match = CALL_ID.fullmatch(call_id)
+    if not match:
+        return None
+    try:
+        ts = datetime.fromtimestamp(int(match.group(1), 16) / 1000, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return iso(ts)[:23]
 
 
 def iso(ts: datetime) -> str:
@@ -117,6 +135,20 @@ def spill_backlog() -> int | None:
     attributes = aws.client("sqs").get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     return int(attributes["ApproximateNumberOfMessages"])
+
+
+def find_call(call_id: str, account: str | None = None) -> CallRecord | None:
+    """One call by id: one Query on the account, or on `by_day` for every account (the id holds the time)."""
+    prefix = _sort_key_prefix(call_id)
+    if prefix is None:
+        return None
+    sort_key = CallRecord.sk.startswith(prefix)
+    matches = CallRecord.call_id == call_id
+    if account:
+        found = CallRecord.query(account, sort_key, filter_condition=matches)
+    else:
+        found = CallRecord.by_day.query(prefix[:10], sort_key, filter_condition=matches)
+    return next(iter(found), None)
 
 
 def _filters(provider: str | None, model: str | None):

@@ -9,16 +9,6 @@ from typing import Any, Callable
 from chalice import Response
 
 from .errors import InvalidRequest, TollgateError
-from .proxy import IncomingRequest, OutgoingResponse
-
-
-def incoming(request) -> IncomingRequest:
-    raw = request.raw_body
-    return IncomingRequest(
-        method=request.method,
-        headers={k.lower(): v for k, v in request.headers.items()},
-        body=raw if isinstance(raw, bytes) else (raw or "").encode(),
-    )
 
 
 def headers_of(request) -> dict[str, str]:
@@ -38,10 +28,6 @@ def json_body(request) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError):
         raise InvalidRequest("body is not valid JSON") from None
-
-
-def to_chalice(response: OutgoingResponse) -> Response:
-    return Response(body=response.body, status_code=response.status, headers=response.headers)
 
 
 def _default(value: Any) -> Any:

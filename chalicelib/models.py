@@ -108,6 +108,8 @@ class CallRecord(Model):
     provider_cost_usd = DecimalAttribute(null=True)  # what the provider says it charged (OpenRouter)
     latency_ms = NumberAttribute()
     upstream_latency_ms = NumberAttribute(null=True)
+    ttft_ms = NumberAttribute(null=True)  # to the first body byte; for streams, to the first content event
+    output_tokens_per_s = NumberAttribute(null=True)  # streams: (output + reasoning) / (latency - ttft)
     expires_at = TTLAttribute(null=True)
 
     by_day = CallsByDay()

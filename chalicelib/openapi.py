@@ -73,6 +73,9 @@ PATHS: dict[str, dict[str, Any]] = {
                                      [_param("minutes", "integer", minimum=5, maximum=1440), *FILTER_PARAMS])},
     "/api/calls": {"get": _op("Newest calls first", DASHBOARD,
                               [_param("limit", "integer", minimum=1, maximum=500), _param("before"), *FILTER_PARAMS])},
+    "/api/calls/{call_id}": {"get": _op(
+        "One call, by the id in its X-Tollgate-Call-Id header or its stream's closing `: tollgate` comment "
+        "(ttft_ms, output_tokens_per_s, cost_usd)", DASHBOARD, [_param("call_id", where="path")])},
     "/api/budgets": {"get": _op("Budgets with spend, percent, state, forecast", DASHBOARD)},
     "/api/alerts": {"get": _op("Alerts", DASHBOARD, [_param("state", enum=["open", "all"])])},
     "/api/alerts/{alert_id}/ack": {"post": _op("Acknowledge an open alert", DASHBOARD,

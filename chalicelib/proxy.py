@@ -1,4 +1,10 @@
-"""The proxy step: authenticate, forward upstream, meter usage and cost, log the call, answer the caller."""
+"""The proxy step: authenticate, forward upstream, relay the answer as it arrives, meter it, log the call.
+
+`handle` answers with an `Answer`: a whole body (errors, non-streamed calls, which carry their cost
+in a header) or a stream of SSE bytes whose usage is read event by event as it passes and whose
+call record is written when the upstream ends, just before the closing `: tollgate {…}` comment.
+DynamoDB and SSM are reached through a worker thread, so the event loop only ever waits on sockets.
+"""
 from __future__ import annotations
 
 import json
@@ -6,17 +12,27 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, AsyncIterator
+
+import anyio
+import httpx
+from anyio.to_thread import run_sync
 
 from . import auth, calllog, limits, pricing, secrets, upstream
 from .attribution import Attribution, attribution_of
-from .errors import InvalidRequest, PayloadTooLarge, TollgateError, UpstreamError, UpstreamUnreachable
+from .errors import InvalidRequest, PayloadTooLarge, TollgateError, UpstreamError, UpstreamTimeout, \
+    UpstreamUnreachable
 from .observability import MetricUnit, flush_metrics, logger, metrics
 from .providers import Endpoint, ProviderAdapter, get_adapter
+from .providers.base import PreparedBody, StreamMeter
 from .settings import get_settings
-from .usage import TokenUsage, join_sse
+from .sse import EventTooLarge, SseDecoder, comment
+from .usage import TokenUsage
 
 JSON_TYPES = ("application/json", "")
+# How a stream that did not end normally is logged.
+CLIENT_DISCONNECTED = "client_disconnected"
+STREAM_INTERRUPTED = "stream_interrupted"
 
 
 @dataclass(frozen=True)
@@ -27,108 +43,197 @@ class IncomingRequest:
 
 
 @dataclass
-class OutgoingResponse:
+class Answer:
+    """What goes back to the caller: a whole `body`, or `stream` (headers leave before the first event)."""
+
     status: int
-    body: str
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
 
 
 @dataclass
-class Exchange:
-    """What happened on one call, filled in as it goes; becomes the response and the call record."""
+class Call:
+    """What happened on one call, filled in as it goes; becomes the answer's headers and the call record."""
 
-    response: OutgoingResponse | None = None
+    provider: str
+    endpoint: Endpoint
+    call_id: str
+    now: datetime
+    started: float
+    principal: auth.Principal | None = None
+    attribution: Attribution = field(default_factory=Attribution)
     model: str | None = None
     stream: bool = False
     usage: TokenUsage | None = None
+    status: int = 0
     error_type: str | None = None
     upstream_reached: bool = False
     upstream_latency_ms: int | None = None
+    first_byte_at: float | None = None  # time to first body byte, or to the first content event of a stream
     provider_cost_usd: Decimal | None = None
     limit: limits.LimitCheck | None = None
 
+    def elapsed_ms(self, at: float | None = None) -> int:
+        return round(((time.monotonic() if at is None else at) - self.started) * 1000)
 
-def handle(provider: str, path: str, request: IncomingRequest) -> OutgoingResponse:
+
+async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
     """Serve one proxied call end to end. Never raises: errors answer in the caller's wire format."""
-    started = time.monotonic()
-    now = datetime.now(timezone.utc)
     adapter = get_adapter(provider)
-    endpoint = adapter.endpoint(path)
-    call_id = calllog.new_call_id()
-    logger.set_correlation_id(call_id)
+    now = datetime.now(timezone.utc)
+    call = Call(provider, adapter.endpoint(path), calllog.new_call_id(now), now, time.monotonic())
     try:
-        principal = auth.verify_key(auth.bearer_or_api_key(request.headers), "gateway")
-        attribution = attribution_of(request.headers, principal)
+        prepared, upstream_headers = await run_sync(_admit, adapter, call, request)
+        response = await upstream.open_stream(
+            call.endpoint.method, adapter.upstream_url(get_settings().base_url(provider), call.endpoint),
+            upstream_headers, prepared.body if prepared else None)
     except TollgateError as error:
-        return _with_call_id(error_response(adapter, error), call_id)
+        if call.principal is None:  # an unknown caller: there is no account to log the call under
+            return _with_call_id(error_answer(adapter, error), call)
+        return await _failed(adapter, call, error)
+    call.upstream_reached = True
+    call.upstream_latency_ms = call.elapsed_ms()
+    headers = {**adapter.response_headers(upstream.response_headers(response)),
+               "Content-Type": response.headers.get("content-type", "application/json")}
+    if (call.stream and call.endpoint.metered and response.status_code < 400
+            and "text/event-stream" in headers["Content-Type"]):
+        call.status = response.status_code
+        meter = adapter.stream_meter(call.endpoint, prepared or PreparedBody(b""))
+        headers.update(_limit_headers(call, None))
+        return _with_call_id(Answer(response.status_code, headers, stream=_relay(call, response, meter)), call)
+    return await _whole(adapter, call, response, headers)
 
-    exchange = Exchange()
+
+def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest) -> tuple[PreparedBody | None, dict]:
+    """Who is calling, is the body sound, is a hard limit hit: all before anything goes upstream.
+
+    Runs in a worker thread: a cold key cache, budget cache or secret is a DynamoDB or SSM request.
+    """
+    call.principal = auth.verify_key(auth.bearer_or_api_key(request.headers), "gateway")
+    call.attribution = attribution_of(request.headers, call.principal)
+    prepared = None
+    if call.endpoint.method == "POST":
+        body = parse_body(request, get_settings().max_body_bytes)
+        call.model = body["model"]
+        call.stream = body.get("stream") is True
+        prepared = adapter.prepare_body(call.endpoint, request.body, body)
+    if call.endpoint.metered:
+        call.limit = limits.check(call.principal, adapter.name, call.model, call.now.replace(tzinfo=None))
+    headers = adapter.upstream_headers(request.headers, secrets.provider_key(adapter.name))
+    if call.stream:
+        headers["accept-encoding"] = "identity"  # a compressed stream would reach us in lumps
+    return prepared, headers
+
+
+async def _whole(adapter: ProviderAdapter, call: Call, response: httpx.Response, headers: dict[str, str]) -> Answer:
+    """A non-streamed answer (or an error, or an upstream that ignored `stream`): read it, meter it, log it."""
+    deadline = get_settings().upstream_deadline_seconds - (time.monotonic() - call.started)
+    chunks: list[bytes] = []
     try:
-        _forward(adapter, endpoint, request, exchange, principal, now)
-    except TollgateError as error:
-        exchange.response = error_response(adapter, error)
-        exchange.error_type = error.error_type
-        exchange.upstream_reached = isinstance(error, UpstreamError) and not isinstance(error, UpstreamUnreachable)
-    response = _with_call_id(exchange.response, call_id)
-    if not endpoint.metered:
-        return response
+        with anyio.fail_after(max(deadline, 0.001)):
+            async for chunk in response.aiter_bytes():
+                call.first_byte_at = call.first_byte_at or time.monotonic()
+                chunks.append(chunk)
+    except TimeoutError:
+        return await _failed(adapter, call, UpstreamTimeout("upstream did not finish its answer in time"))
+    except httpx.TransportError:
+        if not chunks:
+            return await _failed(adapter, call, UpstreamUnreachable("upstream closed the connection"))
+        call.error_type = STREAM_INTERRUPTED
+    finally:
+        await response.aclose()
+    body = b"".join(chunks)
+    call.status = response.status_code
+    if call.status >= 400:
+        call.error_type = _upstream_error_type(body, call.status)
+    elif call.endpoint.metered:
+        parsed = _loads(body)
+        call.usage, model = adapter.parse_usage(call.endpoint, parsed)
+        call.model = model or call.model
+        call.provider_cost_usd = adapter.provider_cost(parsed)
+    answer = _with_call_id(Answer(call.status, headers, body), call)
+    if call.endpoint.metered:
+        price = await _log(call)
+        if price.priced:
+            answer.headers["X-Tollgate-Cost-USD"] = pricing.money(price.cost_usd)
+        answer.headers.update(_limit_headers(call, price.cost_usd))
+    return answer
 
-    price = pricing.price_call(provider, exchange.model, exchange.usage, now)
-    if price.priced:
-        response.headers["X-Tollgate-Cost-USD"] = pricing.money(price.cost_usd)
-    if exchange.limit is not None:
-        response.headers.update(limits.remaining_header(exchange.limit, price.cost_usd))
-    latency_ms = round((time.monotonic() - started) * 1000)
-    record = _record(call_id, now, provider, endpoint, principal, attribution, exchange, price, latency_ms)
-    log_outcome = calllog.write(record)
-    _observe(record, log_outcome)
-    return response
+
+async def _relay(call: Call, response: httpx.Response, meter: StreamMeter) -> AsyncIterator[bytes]:
+    """Each upstream event goes to the caller as it arrives; at the end the call is logged, then the trailer.
+
+    If the caller goes away, the consumer stops iterating (or cancels it mid-read): the upstream
+    request is closed at once and the call is logged with what was seen so far.
+    """
+    decoder = SseDecoder()
+    deadline = call.started + get_settings().upstream_deadline_seconds
+    chunks = response.aiter_bytes()
+    try:
+        while True:
+            with anyio.move_on_after(deadline - time.monotonic()) as timer:
+                chunk = await anext(chunks, None)
+            if timer.cancelled_caught:
+                call.error_type = STREAM_INTERRUPTED  # the gateway's own deadline, before Lambda's
+                break
+            events = decoder.feed(chunk) if chunk is not None else decoder.flush()
+            for event in events:
+                started = meter.content_started
+                forward = meter.see(event)
+                if meter.content_started and not started:
+                    call.first_byte_at = time.monotonic()
+                if forward:
+                    yield event.wire()
+            if chunk is None:
+                break
+    except (httpx.TransportError, EventTooLarge):
+        call.error_type = STREAM_INTERRUPTED
+    except (GeneratorExit, anyio.get_cancelled_exc_class()):  # the caller has gone
+        if not meter.complete:  # SDKs may hang up as soon as they have the last event: that is no loss
+            call.error_type = CLIENT_DISCONNECTED
+        raise
+    except Exception:  # a bug must not leave the call unlogged; the caller keeps what it got
+        logger.exception("stream relay failed", extra={"call_id": call.call_id})
+        call.error_type = STREAM_INTERRUPTED
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+            call.usage, model = meter.usage()
+            call.model = model or call.model
+            call.provider_cost_usd = meter.provider_cost()
+            price = await _log(call)
+    trailer = {"call_id": call.call_id, "cost_usd": pricing.money(price.cost_usd) if price.priced else None}
+    yield comment("tollgate " + json.dumps(trailer))
 
 
-def _forward(adapter: ProviderAdapter, endpoint: Endpoint, request: IncomingRequest, exchange: Exchange,
-             principal: auth.Principal, now: datetime) -> None:
-    settings = get_settings()
-    body, prepared = None, None
-    if endpoint.method == "POST":
-        body = parse_body(request, settings.max_body_bytes)
-        exchange.model = body["model"]
-        exchange.stream = body.get("stream") is True
-        prepared = adapter.prepare_body(endpoint, request.body, body)
-    if endpoint.metered:
-        exchange.limit = limits.check(principal, adapter.name, exchange.model, now.replace(tzinfo=None))
-    answer = upstream.send(
-        endpoint.method,
-        adapter.upstream_url(settings.base_url(adapter.name), endpoint),
-        adapter.upstream_headers(request.headers, secrets.provider_key(adapter.name)),
-        prepared.body if prepared else None,
-    )
-    exchange.upstream_reached = True
-    exchange.upstream_latency_ms = answer.latency_ms
-    text = answer.body.decode("utf-8", errors="replace")
-    headers = adapter.response_headers(answer.headers)
-    headers["Content-Type"] = answer.headers.get("content-type", "application/json")
-    if answer.truncated:
-        exchange.error_type = "stream_interrupted"
+async def _failed(adapter: ProviderAdapter, call: Call, error: TollgateError) -> Answer:
+    """An error of the gateway's own, in the caller's wire format, logged like any call."""
+    answer = _with_call_id(error_answer(adapter, error), call)
+    call.status, call.error_type = error.status, error.error_type
+    call.upstream_reached = call.upstream_reached or (
+        isinstance(error, UpstreamError) and not isinstance(error, UpstreamUnreachable))
+    if call.endpoint.metered:
+        await _log(call)
+    return answer
 
-    if answer.status >= 400:
-        exchange.error_type = _upstream_error_type(text, answer.status)
-    elif exchange.stream and endpoint.metered and "text/event-stream" in headers["Content-Type"]:
-        events = adapter.parse_stream(text)
-        exchange.usage, model = adapter.stream_usage(endpoint, events)
-        exchange.model = model or exchange.model
-        text = join_sse(adapter.filter_stream(events, prepared))
-    elif endpoint.metered:
-        parsed = _loads(text)
-        exchange.usage, model = adapter.parse_usage(endpoint, parsed)
-        exchange.model = model or exchange.model
-        exchange.provider_cost_usd = adapter.provider_cost(parsed)
-    exchange.response = OutgoingResponse(answer.status, text, headers)
+
+async def _log(call: Call) -> pricing.Price:
+    """Price what was used (all of it seen, or a stream's usage so far) and write the call record.
+
+    The write is a DynamoDB request, so it runs in a worker thread.
+    """
+    price = pricing.price_call(call.provider, call.model, call.usage, call.now)
+    record = _record(call, price, call.elapsed_ms())
+    outcome = await run_sync(calllog.write, record)
+    _observe(record, outcome)
+    return price
 
 
 def parse_body(request: IncomingRequest, max_bytes: int) -> dict[str, Any]:
     """The caller's JSON body, checked just enough to meter it; the provider validates the rest."""
     if len(request.body) > max_bytes:
-        raise PayloadTooLarge(f"request body is {len(request.body)} bytes; the limit is {max_bytes}")
+        raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES:
         raise InvalidRequest(f"Content-Type must be application/json, not {content_type!r}")
@@ -149,56 +254,69 @@ def parse_body(request: IncomingRequest, max_bytes: int) -> dict[str, Any]:
     return body
 
 
-def error_response(adapter: ProviderAdapter, error: TollgateError) -> OutgoingResponse:
-    body = json.dumps(adapter.error_body(error))
-    return OutgoingResponse(error.status, body, {"Content-Type": "application/json", **error.headers})
+def error_answer(adapter: ProviderAdapter, error: TollgateError) -> Answer:
+    body = json.dumps(adapter.error_body(error)).encode()
+    return Answer(error.status, {"Content-Type": "application/json", **error.headers}, body)
 
 
-def _with_call_id(response: OutgoingResponse, call_id: str) -> OutgoingResponse:
-    response.headers["X-Tollgate-Call-Id"] = call_id
-    return response
+def _with_call_id(answer: Answer, call: Call) -> Answer:
+    answer.headers["X-Tollgate-Call-Id"] = call.call_id
+    return answer
 
 
-def _loads(text: str) -> Any:
+def _limit_headers(call: Call, cost_usd: Decimal | None) -> dict[str, str]:
+    return limits.remaining_header(call.limit, cost_usd) if call.limit is not None else {}
+
+
+def _loads(body: bytes) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(body)
     except ValueError:
         return None
 
 
-def _upstream_error_type(text: str, status: int) -> str:
+def _upstream_error_type(body: bytes, status: int) -> str:
     """The provider's own error type (both wire formats nest it under `error.type`)."""
-    body = _loads(text)
-    error = body.get("error") if isinstance(body, dict) else None
+    parsed = _loads(body)
+    error = parsed.get("error") if isinstance(parsed, dict) else None
     if isinstance(error, dict) and isinstance(error.get("type"), str):
         return error["type"][:64]
     return f"upstream_{status}"
 
 
-def _record(call_id, now, provider, endpoint, principal, attribution: Attribution, exchange: Exchange,
-            price: pricing.Price, latency_ms: int):
-    usage = exchange.usage or TokenUsage()
+def output_tokens_per_s(usage: TokenUsage | None, latency_ms: int, ttft_ms: int | None) -> float | None:
+    """Generation speed of a stream: output and reasoning tokens over the time after the first token."""
+    if usage is None or ttft_ms is None or latency_ms <= ttft_ms:
+        return None
+    return round(usage.total_output_tokens * 1000 / (latency_ms - ttft_ms), 1)
+
+
+def _record(call: Call, price: pricing.Price, latency_ms: int):
+    usage = call.usage or TokenUsage()
+    principal, attribution = call.principal, call.attribution
+    ttft_ms = call.elapsed_ms(call.first_byte_at) if call.first_byte_at is not None else None
     return calllog.new_record(
-        call_id, now, principal.account,
-        provider=provider, endpoint=endpoint.path, model=exchange.model, operation=attribution.operation,
+        call.call_id, call.now, principal.account,
+        provider=call.provider, endpoint=call.endpoint.path, model=call.model, operation=attribution.operation,
         team=principal.team, key_id=principal.key_id, user=attribution.user, session=attribution.session,
-        tags=attribution.tags or None, status=exchange.response.status, error_type=exchange.error_type,
-        upstream_reached=exchange.upstream_reached, stream=exchange.stream,
+        tags=attribution.tags or None, status=call.status, error_type=call.error_type,
+        upstream_reached=call.upstream_reached, stream=call.stream,
         input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
         output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens,
-        usage_reported=exchange.usage is not None, cost_usd=price.cost_usd, priced=price.priced,
-        price_source=price.source, provider_cost_usd=exchange.provider_cost_usd, latency_ms=latency_ms,
-        upstream_latency_ms=exchange.upstream_latency_ms,
+        usage_reported=call.usage is not None and call.error_type is None, cost_usd=price.cost_usd,
+        priced=price.priced, price_source=price.source, provider_cost_usd=call.provider_cost_usd,
+        latency_ms=latency_ms, upstream_latency_ms=call.upstream_latency_ms, ttft_ms=ttft_ms,
+        output_tokens_per_s=output_tokens_per_s(call.usage, latency_ms, ttft_ms) if call.stream else None,
     )
 
 
 def _observe(record, log_outcome: str) -> None:
     """One structured log line and one EMF blob per call; never the prompt, the answer or a key."""
     logger.info("call", extra={
-        "provider": record.provider, "model": record.model, "status": record.status,
+        "call_id": record.call_id, "provider": record.provider, "model": record.model, "status": record.status,
         "error_type": record.error_type, "cost_usd": None if record.cost_usd is None else str(record.cost_usd),
-        "latency_ms": record.latency_ms, "log": log_outcome,
+        "latency_ms": record.latency_ms, "ttft_ms": record.ttft_ms, "log": log_outcome,
     })
     metrics.add_dimension(name="provider", value=record.provider)
     metrics.add_metric(name="Calls", unit=MetricUnit.Count, value=1)

@@ -48,7 +48,8 @@ class Settings:
     call_ttl_days: int = 90
     max_body_bytes: int = 6 * 1024 * 1024  # Lambda's synchronous payload limit
     upstream_connect_seconds: float = 5.0
-    upstream_read_seconds: float = 120.0
+    upstream_read_seconds: float = 120.0  # the longest silence between two pieces of an answer
+    upstream_deadline_seconds: float = 870.0  # a whole call, streamed or not: ends before Lambda's 900 s
     key_cache_seconds: float = 5.0
     store_bodies: bool = False
 
@@ -101,6 +102,7 @@ def from_env() -> Settings:
         max_body_bytes=int(_env("TOLLGATE_MAX_BODY_BYTES", str(6 * 1024 * 1024))),
         upstream_connect_seconds=float(_env("TOLLGATE_UPSTREAM_CONNECT_SECONDS", "5")),
         upstream_read_seconds=float(_env("TOLLGATE_UPSTREAM_READ_SECONDS", "120")),
+        upstream_deadline_seconds=float(_env("TOLLGATE_UPSTREAM_DEADLINE_SECONDS", "870")),
         key_cache_seconds=float(_env("TOLLGATE_KEY_CACHE_SECONDS", "5")),
         store_bodies=_env("TOLLGATE_STORE_BODIES", "false").lower() == "true",
     )

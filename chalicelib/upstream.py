@@ -1,70 +1,62 @@
-"""HTTP to the providers with httpx: one pooled client per container, fixed URLs, explicit timeouts."""
+"""HTTP to the providers with httpx: one pooled async client per event loop, fixed URLs, explicit timeouts.
+
+Nothing is shared between tenants through it: it keeps no cookies and follows no redirects.
+"""
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import asyncio
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
 from .errors import UpstreamTimeout, UpstreamUnreachable
 from .settings import get_settings
 
-_client: httpx.Client | None = None
-_transport: httpx.BaseTransport | None = None
+_client: httpx.AsyncClient | None = None
+_client_loop: asyncio.AbstractEventLoop | None = None
+_transport: httpx.AsyncBaseTransport | None = None
 
 
-@dataclass(frozen=True)
-class UpstreamResponse:
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    latency_ms: int
-    truncated: bool = False  # the connection broke mid-body; `body` holds what arrived
-
-
-def use_transport(transport: httpx.BaseTransport | None) -> None:
+def use_transport(transport: httpx.AsyncBaseTransport | None) -> None:
     """Swap the transport (tests use httpx.MockTransport); the next request builds a new client."""
     global _client, _transport
-    if _client is not None:
-        _client.close()
     _client, _transport = None, transport
 
 
-def get_client() -> httpx.Client:
-    global _client
-    if _client is None:
+def _no_cookies() -> CookieJar:
+    """A jar that refuses every cookie: an upstream Set-Cookie on one tenant's call never rides on another's."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def get_client() -> httpx.AsyncClient:
+    """The client of the running event loop (a client's connections belong to the loop that opened them)."""
+    global _client, _client_loop
+    loop = asyncio.get_running_loop()
+    if _client is None or _client_loop is not loop:
         settings = get_settings()
-        _client = httpx.Client(
+        _client_loop = loop
+        _client = httpx.AsyncClient(
             transport=_transport,
             follow_redirects=False,
+            cookies=_no_cookies(),
             timeout=httpx.Timeout(settings.upstream_read_seconds, connect=settings.upstream_connect_seconds),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=60),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=32, keepalive_expiry=60),
         )
     return _client
 
 
-def send(method: str, url: str, headers: dict[str, str], body: bytes | None) -> UpstreamResponse:
-    """Send one request and read the whole answer; a broken stream returns what arrived so far."""
-    started = time.monotonic()
-    chunks: list[bytes] = []
+async def open_stream(method: str, url: str, headers: dict[str, str], body: bytes | None) -> httpx.Response:
+    """Send one request and return as soon as the answer's headers arrive; the caller reads and closes it."""
+    client = get_client()
+    request = client.build_request(method, url, headers=headers, content=body)
     try:
-        with get_client().stream(method, url, headers=headers, content=body) as response:
-            try:
-                for chunk in response.iter_bytes():
-                    chunks.append(chunk)
-                truncated = False
-            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout):
-                if not chunks:
-                    raise
-                truncated = True
+        return await client.send(request, stream=True)
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout(f"upstream did not answer in time ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
         raise UpstreamUnreachable(f"upstream unreachable ({type(exc).__name__})") from exc
-    return UpstreamResponse(
-        status=response.status_code,
-        headers={k.lower(): v for k, v in response.headers.items()},
-        body=b"".join(chunks),
-        latency_ms=round((time.monotonic() - started) * 1000),
-        truncated=truncated,
-    )
+
+
+def response_headers(response: httpx.Response) -> dict[str, str]:
+    """Lower-case names; repeated headers joined as HTTP allows."""
+    return {name.lower(): value for name, value in response.headers.items()}

@@ -1,4 +1,4 @@
-"""Token usage as explicit, disjoint kinds, read from provider bodies and SSE streams.
+"""Token usage as explicit, disjoint kinds, read from provider bodies and streams.
 
 Kinds never overlap, so they add up to the tokens billed: `input_tokens` is uncached input
 (total input = input + cache_read + cache_write) and `output_tokens` excludes reasoning
@@ -6,9 +6,7 @@ Kinds never overlap, so they add up to the tokens billed: `input_tokens` is unca
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, Iterator
 
 from genai_prices import Usage
 
@@ -61,40 +59,3 @@ class TokenUsage:
             optional["cache_write_5m_tokens"] = self.cache_write_tokens - self.cache_write_1h_tokens
         values.update({k: v for k, v in optional.items() if v})
         return Usage(**values)
-
-
-@dataclass(frozen=True)
-class SseEvent:
-    """One server-sent event, with its raw text kept so it can be forwarded byte for byte."""
-
-    event: str | None
-    data: str
-    raw: str
-
-    def json(self) -> Any | None:
-        if not self.data or self.data == "[DONE]":
-            return None
-        try:
-            return json.loads(self.data)
-        except ValueError:
-            return None
-
-
-def iter_sse(text: str) -> Iterator[SseEvent]:
-    """Split an SSE body into events (blank-line separated; multi-line data joined by newlines)."""
-    for raw in text.replace("\r\n", "\n").split("\n\n"):
-        if not raw.strip():
-            continue
-        event, data_lines = None, []
-        for line in raw.split("\n"):
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "event":
-                event = value
-            elif name == "data":
-                data_lines.append(value)
-        yield SseEvent(event=event, data="\n".join(data_lines), raw=raw)
-
-
-def join_sse(events: list[SseEvent]) -> str:
-    return "".join(f"{e.raw}\n\n" for e in events)

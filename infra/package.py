@@ -2,7 +2,8 @@
 
 `chalice package` with infra/resources.json merged in, then the zip loses what the Lambda Python
 runtime already ships (boto3, botocore and their dependencies, pulled in by pynamodb), which is most
-of its size, and gains compiled bytecode, which Lambda cannot write for itself.
+of its size, and gains compiled bytecode, which Lambda cannot write for itself. The same zip serves
+the Chalice functions and the streaming proxy, whose handler is a shell script (executable in the zip).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import importlib.util
 import os
 import py_compile
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "python_dateutil", "urllib3", "six")
 TARGET_MB = 15
+EXECUTABLE = (stat.S_IFREG | 0o755) << 16  # a zip entry's external_attr for a regular file, rwxr-xr-x
 
 
 def provided_by_runtime(name: str) -> bool:
@@ -43,8 +46,18 @@ def bytecode(name: str, source: bytes) -> tuple[str, bytes]:
         return importlib.util.cache_from_source(name), compiled.read_bytes()
 
 
+def is_startup_script(name: str) -> bool:
+    """A Lambda handler that the Web Adapter execs (chalicelib/run_proxy.sh): it must be executable."""
+    return name.startswith("chalicelib/") and name.endswith(".sh")
+
+
 def slim(zip_path: Path) -> tuple[int, int]:
-    """Rewrite the zip without runtime-provided packages and with fresh bytecode; (bytes before, bytes after)."""
+    """Rewrite the zip without runtime-provided packages and with fresh bytecode; (bytes before, bytes after).
+
+    Startup scripts get mode 0755 whatever the checkout gave them (`core.fileMode=false`, a copy
+    that dropped modes): the adapter's bootstrap execs the handler, and a script without `x` fails
+    every cold start with "permission denied".
+    """
     before = zip_path.stat().st_size
     slimmed = zip_path.with_suffix(".slim.zip")
     with zipfile.ZipFile(zip_path) as source, zipfile.ZipFile(slimmed, "w", zipfile.ZIP_DEFLATED) as target:
@@ -52,6 +65,8 @@ def slim(zip_path: Path) -> tuple[int, int]:
             if provided_by_runtime(item.filename) or "__pycache__/" in item.filename:
                 continue
             data = source.read(item.filename)
+            if is_startup_script(item.filename):
+                item.external_attr = EXECUTABLE
             target.writestr(item, data)
             if item.filename.endswith(".py"):
                 cached, compiled = bytecode(item.filename, data)
@@ -65,7 +80,9 @@ def unpack_like_lambda(zip_path: Path, dest: Path) -> list[Path]:
 
     Only what the zip holds plus what the runtime provides is importable, so a runtime dependency
     missing from requirements.txt fails here as it would in Lambda. Compiled packages were built for
-    arm64; each is swapped for this machine's build of the same package.
+    arm64; each is swapped for this machine's build of the same package. File modes come from the
+    zip, as Lambda applies them (zipfile's extractall drops them), so the startup script runs only
+    if it is executable in the zip.
     """
     import sysconfig
 
@@ -74,6 +91,9 @@ def unpack_like_lambda(zip_path: Path, dest: Path) -> list[Path]:
     runtime.mkdir(parents=True)
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(code)
+        for item in archive.infolist():
+            if not item.is_dir() and (mode := stat.S_IMODE(item.external_attr >> 16)):
+                (code / item.filename).chmod(mode)
         compiled = {n.split("/", 1)[0] for n in archive.namelist() if n.endswith(".so")}
     for top in compiled:
         shutil.rmtree(code / top)

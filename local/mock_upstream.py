@@ -28,6 +28,9 @@ class Script:
     body: dict[str, Any] | None = None  # a whole body, for error answers
     delay_seconds: float = 0.0
     drop_stream_after_events: int | None = None  # close the connection after this many events
+    event_interval_seconds: float = 0.0  # a pause before each streamed event after the first, as a model generates
+    stall_after_events: int | None = None  # then go silent (for `stall_seconds`) instead of sending the rest
+    stall_seconds: float = 0.0
 
 
 @dataclass
@@ -47,6 +50,7 @@ class MockUpstream:
     requests: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    streams_abandoned: int = 0  # streams whose reader hung up before the end
 
     def enqueue(self, **kwargs: Any) -> None:
         self.scripts.append(Script(**kwargs))
@@ -138,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(404, _error(anthropic, "not_found_error", f"no route {path}"))
         events_or_body = builder(body, script, openrouter)
         if isinstance(events_or_body, list):
-            return self._sse(events_or_body, script.drop_stream_after_events)
+            return self._sse(events_or_body, script)
         return self._json(200, events_or_body)
 
     def _authorised(self, headers: dict[str, str], anthropic: bool) -> bool:
@@ -157,19 +161,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _sse(self, events: list[tuple[str | None, Any]], drop_after: int | None) -> None:
-        blocks = []
-        for name, data in events:
-            payload = data if isinstance(data, str) else json.dumps(data)
-            blocks.append((f"event: {name}\n" if name else "") + f"data: {payload}\n\n")
-        full = "".join(blocks).encode()
-        sent = full if drop_after is None else "".join(blocks[:drop_after]).encode()
+    def _sse(self, events: list[tuple[str | None, Any]], script: Script) -> None:
+        """Chunked, one event a chunk, flushed as it is written: a real provider's shape on the wire."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(full)))  # a dropped stream ends short of it
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.wfile.write(sent)
-        if drop_after is not None:
+        try:
+            for n, (name, data) in enumerate(events):
+                if n == script.drop_stream_after_events:
+                    self.close_connection = True  # no closing chunk: the reader sees a broken stream
+                    return
+                if n == script.stall_after_events:
+                    time.sleep(script.stall_seconds)
+                elif n and script.event_interval_seconds:
+                    time.sleep(script.event_interval_seconds)
+                payload = data if isinstance(data, str) else json.dumps(data)
+                block = ((f"event: {name}\n" if name else "") + f"data: {payload}\n\n").encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            with self.upstream.lock:
+                self.upstream.streams_abandoned += 1
             self.close_connection = True
 
 

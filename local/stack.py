@@ -1,8 +1,8 @@
 """`make run`: the whole of Tollgate on this machine, over real HTTP, with moto standing in for AWS.
 
 One process: moto server (DynamoDB, SQS) → tables and spill queue → the mock upstream for every
-provider without a real base URL → the Chalice app on TOLLGATE_PORT (threaded, Nagle off) → a
-scheduler thread (spill replay, snapshots). State is snapshotted to TOLLGATE_DATA_DIR.
+provider without a real base URL → uvicorn on TOLLGATE_PORT serving the streaming proxy app, the
+Chalice routes and the dashboard (local.server) → a scheduler thread (spill replay, snapshots). State is snapshotted to TOLLGATE_DATA_DIR.
 """
 from __future__ import annotations
 
@@ -32,34 +32,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def serve_static(handler, root: Path, prefix: str) -> None:
-    """GET a file under `root` for a path under `prefix`; index.html for folders; nothing outside `root`."""
-    import mimetypes
-
-    relative = handler.path.split("?")[0][len(prefix):].lstrip("/")
-    if handler.path.split("?")[0] == prefix:
-        handler.send_response(301)
-        handler.send_header("Location", f"{prefix}/")
-        handler.send_header("Content-Length", "0")
-        handler.end_headers()
-        return
-    target = (root / relative).resolve()
-    if target.is_dir():
-        target = target / "index.html"
-    if not target.is_file() or root.resolve() not in target.parents:
-        body = b"not found (build the dashboard with: python -m local.build_dashboard)"
-        handler.send_response(404)
-        handler.send_header("Content-Type", "text/plain")
-    else:
-        body = target.read_bytes()
-        handler.send_response(200)
-        handler.send_header("Content-Type", mimetypes.guess_type(target.name)[0] or "application/octet-stream")
-        handler.send_header("Cache-Control", "no-cache")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
 
 
 def demo_secret(admin_key: str) -> tuple[str, str]:
@@ -159,48 +131,11 @@ class Stack:
         self.restored = restored
 
     def _serve_http(self) -> None:
-        from chalice.config import Config
-        from chalice.local import (ChaliceRequestHandler, CustomLocalChalice, LocalChalice, LocalDevServer,
-                                   ThreadedHTTPServer)
-
         from app import app
+        from local.server import Server, build_app
 
-        class Handler(ChaliceRequestHandler):
-            disable_nagle_algorithm = True  # else every keep-alive response waits ~40 ms for a delayed ACK
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def refuse_method(self) -> None:  # API Gateway refuses methods it has no route for; so do we
-                body = b'{"error": {"type": "method_not_allowed", "message": "method not allowed"}}'
-                self.send_response(405)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def __getattr__(self, name: str):  # any other method (TRACE, QUERY, …): 405, not a 501 page
-                if name.startswith("do_"):
-                    return self.refuse_method
-                raise AttributeError(name)
-
-            def do_GET(self) -> None:  # the static dashboard next to the API, as S3 serves it in AWS
-                if self.path.split("?")[0].startswith("/dashboard"):
-                    serve_static(self, DASHBOARD_DIR, "/dashboard")
-                else:
-                    self._generic_handle()
-
-        class Server(ThreadedHTTPServer):
-            request_queue_size = 128
-            allow_reuse_address = True
-
-        if not isinstance(app, LocalChalice):  # what chalice.local.create_local_server does: thread-local requests
-            CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
-            app.__class__ = CustomLocalChalice
-        self.http = LocalDevServer(app, Config.create(chalice_stage="local", app_name="tollgate"),
-                                   self.host, self.port, handler_cls=Handler, server_cls=Server)
-        thread = threading.Thread(target=self.http.server.serve_forever, daemon=True, name="http")
-        thread.start()
+        self.http = Server(build_app(app, DASHBOARD_DIR), self.host, self.port)
+        self.http.start()
 
     def _start_pump(self) -> None:
         import boto3
@@ -255,15 +190,17 @@ class Stack:
 
     # -- stop -------------------------------------------------------------------------------------
     def stop(self) -> None:
+        """Stop taking calls and finish those in flight, then fold, evaluate and snapshot what they logged."""
         self._stop.set()
         try:
-            self.run_schedule()
-            if self.pump_seconds >= 0:
-                self.pump.drain()
-            self.save()
+            self.http.stop()
+            try:
+                self.run_schedule()
+            finally:
+                if self.pump_seconds >= 0:
+                    self.pump.drain()
+                self.save()
         finally:
-            self.http.server.shutdown()
-            self.http.server.server_close()
             if getattr(self, "mock", None):
                 self.mock.stop()
             self.moto.stop()

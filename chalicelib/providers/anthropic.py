@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TollgateError
-from ..usage import SseEvent
+from ..sse import SseEvent
 from .base import Endpoint, ProviderAdapter
 
 class AnthropicAdapter(ProviderAdapter):
@@ -22,23 +22,23 @@ class AnthropicAdapter(ProviderAdapter):
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"x-api-key": api_key}
 
-    def final_body_from_stream(self, events: list[SseEvent]) -> dict[str, Any]:
+    def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
         """message_start holds input and cache counts; each message_delta the running output count."""
-        final: dict[str, Any] = {"usage": None}
-        for event in events:
-            data = event.json()
-            if not isinstance(data, dict):
-                continue
-            if data.get("type") == "message_start" and isinstance(data.get("message"), dict):
-                message = data["message"]
-                final["model"] = message.get("model")
-                if isinstance(message.get("usage"), dict):
-                    final["usage"] = dict(message["usage"])
-            elif data.get("type") == "message_delta" and isinstance(data.get("usage"), dict):
-                usage = final["usage"] if isinstance(final["usage"], dict) else {}
-                usage.update({k: v for k, v in data["usage"].items() if v is not None})
-                final["usage"] = usage
-        return final
+        if data.get("type") == "message_start" and isinstance(data.get("message"), dict):
+            message = data["message"]
+            final["model"] = message.get("model")
+            if isinstance(message.get("usage"), dict):
+                final["usage"] = dict(message["usage"])
+        elif data.get("type") == "message_delta" and isinstance(data.get("usage"), dict):
+            usage = final["usage"] if isinstance(final.get("usage"), dict) else {}
+            usage.update({k: v for k, v in data["usage"].items() if v is not None})
+            final["usage"] = usage
+
+    def is_content(self, data: dict[str, Any]) -> bool:
+        return data.get("type") == "content_block_delta"
+
+    def is_final(self, event: SseEvent) -> bool:
+        return event.event == "message_stop"
 
     def error_body(self, error: TollgateError) -> dict[str, Any]:
         return {"type": "error", "error": {"type": error.error_type, "message": error.message}}

@@ -9,7 +9,8 @@ from typing import Any
 from genai_prices import data_snapshot
 
 from ..errors import NotFound, TollgateError
-from ..usage import SseEvent, TokenUsage, iter_sse
+from ..sse import SseEvent
+from ..usage import TokenUsage
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,24 @@ class ProviderAdapter:
             return None, model
         return TokenUsage.from_genai(usage), model
 
-    def stream_usage(self, endpoint: Endpoint, events: list[SseEvent]) -> tuple[TokenUsage | None, str | None]:
-        """Usage and model of a streamed answer, rebuilt as a final body and parsed like one."""
-        return self.parse_usage(endpoint, self.final_body_from_stream(events))
+    def stream_meter(self, endpoint: Endpoint, prepared: PreparedBody) -> "StreamMeter":
+        return StreamMeter(self, endpoint, prepared)
 
-    def final_body_from_stream(self, events: list[SseEvent]) -> dict[str, Any]:
+    def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
+        """Fold one stream event into the final body it stands for (only what usage needs is kept)."""
         raise NotImplementedError
 
-    def filter_stream(self, events: list[SseEvent], prepared: PreparedBody) -> list[SseEvent]:
-        """Events returned to the caller (drops what the gateway asked for on its own behalf)."""
-        return events
+    def is_content(self, data: dict[str, Any]) -> bool:
+        """Does this event carry generated output (the first one marks time to first token)?"""
+        raise NotImplementedError
+
+    def is_final(self, event: SseEvent) -> bool:
+        """Is this the event that ends a complete answer (a caller may hang up once it has it)?"""
+        raise NotImplementedError
+
+    def forwards(self, data: Any, prepared: PreparedBody) -> bool:
+        """Is this event for the caller (not something the gateway asked for on its own behalf)?"""
+        return True
 
     def provider_cost(self, body: Any) -> Decimal | None:
         """The provider's own statement of what the call cost, where it gives one."""
@@ -106,9 +115,31 @@ class ProviderAdapter:
     def error_body(self, error: TollgateError) -> dict[str, Any]:
         raise NotImplementedError
 
-    def parse_stream(self, text: str) -> list[SseEvent]:
-        return list(iter_sse(text))
-
     @staticmethod
     def dumps(body: Any) -> bytes:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class StreamMeter:
+    """Usage of one streamed answer, read event by event as it passes: keeps a small final body, not the stream."""
+
+    def __init__(self, adapter: ProviderAdapter, endpoint: Endpoint, prepared: PreparedBody) -> None:
+        self.adapter, self.endpoint, self.prepared = adapter, endpoint, prepared
+        self.final: dict[str, Any] = {}
+        self.content_started = False
+        self.complete = False  # the answer's last event went by
+
+    def see(self, event: SseEvent) -> bool:
+        """Take one event into account; True if it goes on to the caller."""
+        data = event.json()
+        if isinstance(data, dict):
+            self.adapter.fold_stream_event(self.final, data)
+            self.content_started = self.content_started or self.adapter.is_content(data)
+        self.complete = self.complete or self.adapter.is_final(event)
+        return self.adapter.forwards(data, self.prepared)
+
+    def usage(self) -> tuple[TokenUsage | None, str | None]:
+        return self.adapter.parse_usage(self.endpoint, self.final)
+
+    def provider_cost(self) -> Decimal | None:
+        return self.adapter.provider_cost(self.final)

@@ -5,11 +5,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..errors import TollgateError
-from ..usage import SseEvent
+from ..sse import SseEvent
 from .base import Endpoint, PreparedBody, ProviderAdapter
 
 # Endpoints whose streams carry usage only when `stream_options.include_usage` is set.
 _USAGE_OPT_IN = {"chat/completions", "completions"}
+_RESPONSES_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+# Chat delta fields that carry generated output.
+_CONTENT_DELTAS = ("content", "tool_calls", "function_call", "refusal", "reasoning", "reasoning_content", "audio")
 
 
 class OpenAIAdapter(ProviderAdapter):
@@ -34,32 +37,43 @@ class OpenAIAdapter(ProviderAdapter):
         options["include_usage"] = True
         return PreparedBody(self.dumps({**body, "stream_options": options}), injected_stream_usage=True)
 
-    def final_body_from_stream(self, events: list[SseEvent]) -> dict[str, Any]:
-        final: dict[str, Any] = {}
-        for event in events:
-            chunk = event.json()
-            if not isinstance(chunk, dict):
-                continue
-            if chunk.get("type") in ("response.completed", "response.incomplete", "response.failed"):
-                return chunk.get("response") or {}
-            if isinstance(chunk.get("model"), str):
-                final["model"] = chunk["model"]
-            if isinstance(chunk.get("usage"), dict):
-                final["usage"] = chunk["usage"]
-        return final
+    def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
+        if final.get("object") == "response":  # Responses: the terminal event held the whole answer
+            return
+        if data.get("type") in _RESPONSES_TERMINAL:
+            final.clear()
+            final.update(data["response"] if isinstance(data.get("response"), dict) else {})
+            final["object"] = "response"
+            return
+        if isinstance(data.get("model"), str):
+            final["model"] = data["model"]
+        if isinstance(data.get("usage"), dict):
+            final["usage"] = data["usage"]
 
-    def filter_stream(self, events: list[SseEvent], prepared: PreparedBody) -> list[SseEvent]:
-        if not prepared.injected_stream_usage:
-            return events
-        return [e for e in events if not _is_usage_only_chunk(e)]
+    def is_content(self, data: dict[str, Any]) -> bool:
+        if isinstance(data.get("type"), str):  # Responses: output arrives in `*.delta` events
+            return data["type"].endswith(".delta")
+        choices = data.get("choices") if isinstance(data.get("choices"), list) else []
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(choice, dict) and choice.get("text"):
+                return True
+            if isinstance(delta, dict) and any(delta.get(k) for k in _CONTENT_DELTAS):
+                return True
+        return False
+
+    def is_final(self, event: SseEvent) -> bool:
+        return event.data == "[DONE]" or event.event in _RESPONSES_TERMINAL
+
+    def forwards(self, data: Any, prepared: PreparedBody) -> bool:
+        return not (prepared.injected_stream_usage and _is_usage_only_chunk(data))
 
     def error_body(self, error: TollgateError) -> dict[str, Any]:
         return {"error": {"message": error.message, "type": error.error_type, "param": None,
                           "code": error.error_type}}
 
 
-def _is_usage_only_chunk(event: SseEvent) -> bool:
-    chunk = event.json()
+def _is_usage_only_chunk(chunk: Any) -> bool:
     return isinstance(chunk, dict) and chunk.get("choices") == [] and isinstance(chunk.get("usage"), dict)
 
 

@@ -71,11 +71,45 @@ def client(aws_env, upstream):
         yield chalice_client
 
 
-class Gateway:
-    """Thin helpers over the Chalice test client for what most tests do."""
+class ProxyResponse:
+    """A proxy answer read whole, shaped like the Chalice test client's (status_code, headers, body)."""
 
-    def __init__(self, client):
-        self.client = client
+    def __init__(self, response):
+        self.status_code, self.headers, self.body = response.status_code, response.headers, response.content
+
+
+class ProxyClient:
+    """The streaming proxy app in-process (Starlette's TestClient), for the provider routes."""
+
+    def __init__(self, test_client):
+        self.test_client = test_client
+
+    def request(self, method, path, headers=None, body=None):
+        return ProxyResponse(self.test_client.request(method, path, headers=headers, content=body))
+
+    def post(self, path, headers=None, body=None):
+        return self.request("POST", path, headers, body)
+
+    def get(self, path, headers=None):
+        return self.request("GET", path, headers)
+
+
+@pytest.fixture
+def proxy_client(aws_env, upstream):
+    from starlette.testclient import TestClient
+
+    from chalicelib.proxy_app import app
+
+    with TestClient(app) as test_client:
+        yield ProxyClient(test_client)
+
+
+class Gateway:
+    """Thin helpers over the test clients for what most tests do: Chalice for /admin and /api, the proxy app
+    for the provider routes."""
+
+    def __init__(self, client, proxy):
+        self.client, self.proxy = client, proxy
 
     def admin(self, method, path, body=None, key=ADMIN_KEY):
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -91,7 +125,7 @@ class Gateway:
     def call(self, path, body, key, headers=None, raw=None):
         all_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})}
         data = raw if raw is not None else json.dumps(body)
-        return self.client.http.post(path, headers=all_headers, body=data)
+        return self.proxy.post(path, headers=all_headers, body=data)
 
     def calls(self, key=ADMIN_KEY, query=""):
         response = self.client.http.get(f"/api/calls{query}", headers={"X-Dashboard-Key": key})
@@ -99,8 +133,8 @@ class Gateway:
 
 
 @pytest.fixture
-def gateway(client):
-    return Gateway(client)
+def gateway(client, proxy_client):
+    return Gateway(client, proxy_client)
 
 
 @pytest.fixture

@@ -57,10 +57,10 @@ def test_cors_allows_only_the_dashboard_origin():
     probe = ("import tests.conftest, app; "
              "cors = app.app.routes['/api/summary']['GET'].cors; "
              "print(cors.allow_origin, 'X-Dashboard-Key' in cors.get_access_control_headers()"
-             "['Access-Control-Allow-Headers'], app.app.routes['/openai/v1/chat/completions']['POST'].cors)")
+             "['Access-Control-Allow-Headers'], '/openai/v1/chat/completions' in app.app.routes)")
     with_origin = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                                  env={"PATH": "/usr/bin:/bin", "TOLLGATE_DASHBOARD_ORIGIN": "https://dash.example"})
-    assert with_origin.stdout.split() == ["https://dash.example", "True", "None"], with_origin.stderr[-500:]
+    assert with_origin.stdout.split() == ["https://dash.example", "True", "False"], with_origin.stderr[-500:]
     without = subprocess.run([sys.executable, "-c", probe.replace("cors.allow_origin", "cors")], cwd=ROOT,
                              capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert without.returncode != 0 or without.stdout.startswith("None")
@@ -77,7 +77,7 @@ def test_every_api_route_is_covered_here():
     from app import app
 
     gets = {path for path, methods in app.routes.items() if path.startswith("/api/") and "GET" in methods}
-    assert gets == set(API_GETS)
+    assert gets == set(API_GETS) | {"/api/calls/{call_id}"}  # one call: tests/integration/test_proxy.py
 
 
 def test_every_api_endpoint_needs_a_key_and_scopes_to_the_keys_account(gateway, upstream):

@@ -37,7 +37,7 @@ def logged():
 ])
 def test_missing_or_wrong_key_is_401_and_not_forwarded(gateway, upstream, flavour, credentials, message):
     path, body = ROUTES[flavour]
-    response = gateway.client.http.post(path, body=json.dumps(body),
+    response = gateway.proxy.post(path, body=json.dumps(body),
                                         headers={"Content-Type": "application/json", **credentials})
     assert response.status_code == 401
     kind, text = error_of(flavour, response)
@@ -89,7 +89,7 @@ def test_bad_bodies_are_400_in_the_callers_format_and_logged(gateway, upstream, 
                                                              message):
     key = gateway.new_key()
     path, _ = ROUTES[flavour]
-    response = gateway.client.http.post(path, body=raw, headers={"Authorization": f"Bearer {key}",
+    response = gateway.proxy.post(path, body=raw, headers={"Authorization": f"Bearer {key}",
                                                                  "Content-Type": content_type})
     assert response.status_code == 400
     kind, text = error_of(flavour, response)

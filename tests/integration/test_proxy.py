@@ -60,7 +60,7 @@ def test_upstream_gets_the_provider_key_and_protocol_headers_only(gateway, upstr
 
 def test_gateway_key_is_accepted_as_x_api_key_on_openai_routes_too(gateway, upstream):
     key = gateway.new_key()
-    response = gateway.client.http.post("/openai/v1/chat/completions", body=json.dumps(CHAT),
+    response = gateway.proxy.post("/openai/v1/chat/completions", body=json.dumps(CHAT),
                                         headers={"x-api-key": key, "Content-Type": "application/json"})
     assert response.status_code == 200
     assert upstream.requests[-1].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
@@ -74,8 +74,12 @@ def test_openai_stream_asks_upstream_for_usage_and_hides_the_extra_chunk(gateway
     assert upstream.requests[-1].body["stream_options"] == {"include_usage": True}
     body = text(response)
     chunks = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: {")]
-    assert chunks and all(chunk["choices"] for chunk in chunks) and body.rstrip().endswith("data: [DONE]")
+    assert chunks and all(chunk["choices"] for chunk in chunks)
+    *events, trailer = body.rstrip("\n").split("\n\n")
+    assert events[-1] == "data: [DONE]" and trailer.startswith(": tollgate ")
     call = only_call()
+    assert json.loads(trailer[len(": tollgate "):]) == {"call_id": call.call_id, "cost_usd": str(call.cost_usd)}
+    assert "X-Tollgate-Cost-USD" not in response.headers  # headers leave before the usage is known
     assert call.stream and (call.input_tokens, call.output_tokens) == (40, 12)
     assert call.cost_usd == 40 * Decimal("2.5") / 10**6 + 12 * Decimal(10) / 10**6
 
@@ -98,7 +102,8 @@ def test_anthropic_stream_usage_is_captured(gateway, upstream):
     assert (call.input_tokens, call.cache_read_tokens, call.cache_write_tokens, call.output_tokens) == (
         100, 2000, 500, 300)
     # claude-sonnet-4-5: $3 input, $0.30 cache read, $3.75 cache write (5 m), $15 output, per million
-    assert call.cost_usd == Decimal("0.007275") and response.headers["X-Tollgate-Cost-USD"] == "0.007275"
+    assert call.cost_usd == Decimal("0.007275") and text(response).endswith(
+        f': tollgate {{"call_id": "{call.call_id}", "cost_usd": "0.007275"}}\n\n')
 
 
 def test_openrouter_cost_is_kept_next_to_ours(gateway, upstream):
@@ -138,7 +143,7 @@ def test_other_openai_endpoints_are_metered(gateway, upstream, path, body):
 
 def test_free_endpoints_are_proxied_but_not_logged(gateway, upstream):
     key = gateway.new_key()
-    models = gateway.client.http.get("/openai/v1/models", headers={"Authorization": f"Bearer {key}"})
+    models = gateway.proxy.get("/openai/v1/models", headers={"Authorization": f"Bearer {key}"})
     count = gateway.call("/anthropic/v1/messages/count_tokens", MESSAGE, key)
     assert models.status_code == 200 and json.loads(models.body)["data"]
     assert count.status_code == 200 and json.loads(count.body)["input_tokens"] > 0

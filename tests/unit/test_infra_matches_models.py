@@ -50,3 +50,38 @@ def test_the_stream_mapping_reports_partial_batch_failures_with_bounded_retries(
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["Stream"] == {"Fn::GetAtt": ["CallsTable", "StreamArn"]}
     assert 0 < mapping["MaximumRetryAttempts"] <= 100 and "OnFailure" in mapping["DestinationConfig"]
+
+
+def test_the_rest_api_sends_the_proxy_paths_to_the_proxy_app_and_chalice_defines_none_of_them():
+    """infra/ routes these paths to ProxyFunction, which runs chalicelib.proxy_app; a path the app does
+    not serve would answer 404 from AWS only, and one Chalice also defines would have two implementations."""
+    from starlette.routing import Match
+
+    import app
+    from chalicelib.proxy_app import app as proxy_app
+
+    def served(path, method):
+        scope = {"type": "http", "path": path, "root_path": "", "method": method.upper()}
+        return any(route.matches(scope)[0] == Match.FULL for route in proxy_app.routes)
+
+    paths = RESOURCES["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    unserved = [(path, method) for path, operations in paths.items() for method in operations if not served(path, method)]
+    assert paths and not unserved
+    assert not set(paths) & set(app.app.routes)
+    readiness = RESOURCES["ProxyFunction"]["Properties"]["Environment"]["Variables"]["AWS_LWA_READINESS_CHECK_PATH"]
+    assert served(readiness, "get")
+
+
+def test_every_setting_the_template_gives_the_proxy_is_one_the_settings_read(monkeypatch):
+    """A misspelt or renamed variable in infra/ would be ignored silently in AWS and the default used."""
+    from chalicelib.settings import from_env
+
+    baseline = from_env()
+    variables = RESOURCES["ProxyFunction"]["Properties"]["Environment"]["Variables"]
+    for name, value in variables.items():
+        if not name.startswith("TOLLGATE_"):
+            continue
+        probe = str(int(value) + 1) if isinstance(value, str) and value.isdigit() else f"probe-{name.lower()}"
+        with monkeypatch.context() as patch:
+            patch.setenv(name, probe)
+            assert from_env() != baseline, f"ProxyFunction sets {name}, which chalicelib.settings does not read"

@@ -1,6 +1,10 @@
 """Each provider's token semantics, turned into disjoint kinds (input excludes cache, output excludes reasoning)."""
+import pytest
+
 from chalicelib.providers import get_adapter
-from chalicelib.usage import TokenUsage, iter_sse, join_sse
+from chalicelib.providers.base import PreparedBody
+from chalicelib.sse import EventTooLarge, SseDecoder
+from chalicelib.usage import TokenUsage
 
 
 def _parse(provider, path, body):
@@ -8,9 +12,23 @@ def _parse(provider, path, body):
     return adapter.parse_usage(adapter.endpoint(path), body)
 
 
-def _stream(provider, path, text):
+def _events(text, piece=7):
+    """Decode as the proxy does: bytes in awkward pieces (mid-line, mid-character)."""
+    decoder, data, events = SseDecoder(), text.encode(), []
+    for start in range(0, len(data), piece):
+        events += decoder.feed(data[start:start + piece])
+    return events + decoder.flush()
+
+
+def _meter(provider, path, text, prepared=PreparedBody(b"")):
     adapter = get_adapter(provider)
-    return adapter.stream_usage(adapter.endpoint(path), adapter.parse_stream(text))
+    meter = adapter.stream_meter(adapter.endpoint(path), prepared)
+    forwarded = [event for event in _events(text) if meter.see(event)]
+    return meter, forwarded
+
+
+def _stream(provider, path, text):
+    return _meter(provider, path, text)[0].usage()
 
 
 def test_openai_cached_tokens_are_a_subset_of_prompt_tokens(event):
@@ -74,14 +92,32 @@ def test_interrupted_anthropic_stream_keeps_input_counts(event):
 def test_injected_usage_chunk_is_dropped_only_when_the_gateway_asked_for_it(event):
     adapter = get_adapter("openai")
     endpoint = adapter.endpoint("chat/completions")
-    events = adapter.parse_stream(event("openai_chat_stream_usage.sse"))
+    everything = _events(event("openai_chat_stream_usage.sse"))
     asked = adapter.prepare_body(endpoint, b"{}", {"model": "m", "stream": True})
     assert asked.injected_stream_usage
-    kept = adapter.filter_stream(events, asked)
-    assert len(kept) == len(events) - 1 and kept[-1].data == "[DONE]"
+    meter, kept = _meter("openai", "chat/completions", event("openai_chat_stream_usage.sse"), asked)
+    assert len(kept) == len(everything) - 1 and kept[-1].data == "[DONE]"
+    assert meter.usage()[0] == TokenUsage(input_tokens=19, output_tokens=10)  # read, though not forwarded
     caller_asked = adapter.prepare_body(endpoint, b"raw", {"model": "m", "stream": True,
                                                            "stream_options": {"include_usage": True}})
-    assert caller_asked.body == b"raw" and adapter.filter_stream(events, caller_asked) == events
+    assert caller_asked.body == b"raw"
+    assert _meter("openai", "chat/completions", event("openai_chat_stream_usage.sse"), caller_asked)[1] == everything
+
+
+def test_first_content_event_is_told_apart_from_role_and_usage_chunks(event):
+    openai = get_adapter("openai")
+    assert not openai.is_content({"choices": [{"delta": {"role": "assistant", "content": ""}}]})
+    assert openai.is_content({"choices": [{"delta": {"content": "Hi"}}]})
+    assert openai.is_content({"choices": [{"delta": {"tool_calls": [{"index": 0}]}}]})
+    assert openai.is_content({"choices": [{"text": "legacy"}]})
+    assert not openai.is_content({"choices": [], "usage": {"prompt_tokens": 1}})
+    assert openai.is_content({"type": "response.output_text.delta", "delta": "Hi"})
+    assert not openai.is_content({"type": "response.created"})
+    anthropic = get_adapter("anthropic")
+    assert not anthropic.is_content({"type": "message_start"})
+    assert anthropic.is_content({"type": "content_block_delta", "delta": {"text": "Hi"}})
+    meter, _ = _meter("anthropic", "messages", event("anthropic_stream.sse"))
+    assert meter.content_started
 
 
 def test_non_streaming_bodies_go_upstream_byte_for_byte():
@@ -92,6 +128,23 @@ def test_non_streaming_bodies_go_upstream_byte_for_byte():
 
 def test_sse_round_trip_keeps_event_names_and_multiline_data():
     text = "event: a\ndata: one\ndata: two\n\n: comment\ndata: [DONE]\n\n"
-    events = list(iter_sse(text))
+    events = _events(text, piece=3)
     assert [(e.event, e.data) for e in events] == [("a", "one\ntwo"), (None, "[DONE]")]
-    assert join_sse(events) == text
+    assert b"".join(e.wire() for e in events).decode() == text
+
+
+@pytest.mark.parametrize("piece", [1, 2, 5, 64])
+def test_sse_decoder_is_indifferent_to_where_chunks_split(piece):
+    text = "data: caf\u00e9 \U0001f600\r\n\r\nevent: b\r\ndata: x\r\n\r\ndata: tail-without-blank-line"
+    events = _events(text, piece)
+    assert [(e.event, e.data) for e in events] == [(None, "caf\u00e9 \U0001f600"), ("b", "x"),
+                                                   (None, "tail-without-blank-line")]
+
+
+def test_sse_decoder_holds_one_event_at_most_and_refuses_a_runaway_one():
+    decoder = SseDecoder(max_event_bytes=1000)
+    for _ in range(100):  # many small events: nothing accumulates
+        assert len(decoder.feed(b"data: " + b"x" * 500 + b"\n\n")) == 1
+    with pytest.raises(EventTooLarge):
+        for _ in range(10):
+            decoder.feed(b"data: " + b"y" * 200)
