@@ -201,7 +201,10 @@ function renderCalls() {
     row.append(el("td", call.ts.replace("T", " ").slice(0, 19)), el("td", call.provider), el("td", call.model, "model"),
                el("td", call.account), el("td", failed ? `${call.status} ${call.error_type || ""}` : call.status,
                failed ? "status-error" : ""), el("td", number(tokensOf(call)), "num"),
-               el("td", money(call.cost_usd), "num"), el("td", `${number(call.latency_ms)} ms`, "num"));
+               el("td", money(call.cost_usd), "num"), el("td", `${number(call.latency_ms)} ms`, "num"),
+               el("td", call.ttft_ms === null ? "—" : `${number(call.ttft_ms)} ms`, "num ttft"),
+               el("td", call.output_tokens_per_s === null ? "—" : String(call.output_tokens_per_s), "num speed"));
+    row.title = call.stream ? "streamed" : "";
     body.append(row);
   }
 }

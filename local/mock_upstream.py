@@ -31,6 +31,8 @@ class Script:
     event_interval_seconds: float = 0.0  # a pause before each streamed event after the first, as a model generates
     stall_after_events: int | None = None  # then go silent (for `stall_seconds`) instead of sending the rest
     stall_seconds: float = 0.0
+    filler_events: int = 0  # a long streamed chat answer: this many more content events before the last ones,
+    filler_event_bytes: int = 1024  # each about this many bytes on the wire
 
 
 @dataclass
@@ -226,6 +228,11 @@ def _chat_completion(body: dict[str, Any], script: Script, openrouter: bool) -> 
     for word in ANSWER.split(" "):
         events.append((None, {**chunk, **extra, "choices": [{"index": 0, "delta": {"content": word + " "},
                                                              "finish_reason": None}]}))
+    if script.filler_events:  # one shared event object: the mock holds the list, not the stream's bytes
+        filler = {**chunk, **extra, "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": None}]}
+        overhead = len(json.dumps(filler)) + len("data: \n\n")
+        filler["choices"][0]["delta"]["content"] = "token " * max(0, (script.filler_event_bytes - overhead) // 6)
+        events += [(None, filler)] * script.filler_events
     events.append((None, {**chunk, **extra, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
     if include_usage:
         events.append((None, {**chunk, "choices": [], "usage": usage}))

@@ -40,8 +40,13 @@ class RunningStack:
         raise RuntimeError(f"stack not ready in {READY_SECONDS}s:\n{self.output.read_text()}")
 
     def stop(self) -> str:
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=30)
+        """SIGTERM (a process started from a background job ignores SIGINT), then a kill if it hangs."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         self.log.close()
         return self.output.read_text()
 
@@ -74,7 +79,8 @@ def stack(fake_upstream, tmp_path_factory):
            "TOLLGATE_ANTHROPIC_BASE_URL": fake_upstream.url,
            "TOLLGATE_OPENROUTER_BASE_URL": f"{fake_upstream.url}/openrouter/v1",
            "TOLLGATE_OPENAI_API_KEY": UPSTREAM_KEY, "TOLLGATE_ANTHROPIC_API_KEY": UPSTREAM_KEY,
-           "TOLLGATE_OPENROUTER_API_KEY": UPSTREAM_KEY}
+           "TOLLGATE_OPENROUTER_API_KEY": UPSTREAM_KEY,
+           "TOLLGATE_UPSTREAM_READ_SECONDS": "3"}  # tests/e2e/test_streaming.py stalls a stream past it
     running = RunningStack(env, tmp_path_factory.mktemp("stack") / "data").start()
     yield running
     running.stop()

@@ -33,10 +33,14 @@ def test_dashboard_shows_filters_acknowledges_and_keeps_text_as_text(dashboard_s
     stack = dashboard_stack
     key = stack.admin("POST", "/admin/keys", json={"name": "ui", "account": "ui"}).json()["key"]
     client = openai.OpenAI(base_url=f"{stack.url}/openai/v1", api_key=key)
-    for model, usage in [("gpt-4o", (1000, 200))] * 3 + [("gpt-4o-mini", (500, 50))] * 2 + [(HOSTILE, (10, 10))]:
-        upstream.enqueue(usage={"prompt_tokens": usage[0], "completion_tokens": usage[1]})
-        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
-                                       extra_headers={"X-Tollgate-Tags": "note=<b>bold</b>"})
+    calls = [("gpt-4o", (1000, 200), False)] * 3 + [("gpt-4o-mini", (500, 50), n == 1) for n in range(2)]
+    for model, usage, stream in calls + [(HOSTILE, (10, 10), False)]:
+        upstream.enqueue(usage={"prompt_tokens": usage[0], "completion_tokens": usage[1]},
+                         event_interval_seconds=0.05)
+        answer = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
+                                                stream=stream, extra_headers={"X-Tollgate-Tags": "note=<b>bold</b>"})
+        if stream:
+            list(answer)
     deadline = time.monotonic() + 15
     while summary(stack)["calls"] < 6 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -72,6 +76,10 @@ def test_dashboard_shows_filters_acknowledges_and_keeps_text_as_text(dashboard_s
                                "([id, c]) => [id, c.data.datasets.reduce((n, d) => n + d.data.length, 0)]))")
         assert set(charts) == {"chart-cost", "chart-tokens", "chart-models", "chart-model-tokens"}
         assert all(points > 0 for points in charts.values())
+
+        assert all(t.endswith(" ms") for t in page.locator("#calls tbody td.ttft").all_inner_texts())
+        speeds = [t for t in page.locator("#calls tbody td.speed").all_inner_texts() if t != "—"]
+        assert len(speeds) == 1 and float(speeds[0]) > 0  # the one streamed call: output tokens per second
 
         cells = page.locator("#calls tbody td.model").all_inner_texts()
         assert HOSTILE in cells and page.locator("#calls img").count() == 0

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from chalicelib.models import CallRecord
-from tests.conftest import UPSTREAM_KEY
+from tests.conftest import ADMIN_KEY, UPSTREAM_KEY
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "the secret prompt text"}]}
 MESSAGE = {"model": "claude-sonnet-4-5", "max_tokens": 50,
@@ -155,3 +155,45 @@ def test_prompts_and_answers_are_not_stored(gateway, upstream):
     gateway.call("/anthropic/v1/messages", MESSAGE, key)
     stored = json.dumps(only_call().serialize())
     assert "secret prompt" not in stored and "mock answer" not in stored and key not in stored
+
+
+def test_every_answer_has_a_call_id_and_the_api_finds_the_call_by_it(gateway, upstream):
+    key = gateway.new_key(account="acme")
+    upstream.enqueue(usage={"prompt_tokens": 10, "completion_tokens": 5})
+    ok = gateway.call("/openai/v1/chat/completions", CHAT, key)
+    refused = gateway.call("/openai/v1/chat/completions", CHAT, "tg-000000000000_wrong")
+    bad = gateway.call("/anthropic/v1/messages", None, key, raw=b"{not json")
+    assert [r.status_code for r in (ok, refused, bad)] == [200, 401, 400]
+    assert all(r.headers["X-Tollgate-Call-Id"].startswith("call_") for r in (ok, refused, bad))
+    call_id = ok.headers["X-Tollgate-Call-Id"]
+    response = gateway.client.http.get(f"/api/calls/{call_id}", headers={"X-Dashboard-Key": ADMIN_KEY})
+    call = json.loads(response.body)
+    assert response.status_code == 200 and call["call_id"] == call_id and call["cost_usd"] == ok.headers[
+        "X-Tollgate-Cost-USD"]
+    assert call["ttft_ms"] is not None and call["ttft_ms"] <= call["latency_ms"]
+    assert call["output_tokens_per_s"] is None and not call["stream"]  # a speed is a stream's
+    _, scoped = gateway.admin("post", "/admin/dashboard-keys", {"account": "globex"})
+    other = gateway.client.http.get(f"/api/calls/{call_id}", headers={"X-Dashboard-Key": scoped["key"]})
+    assert other.status_code == 404
+    for junk in ("call_nope", "call_" + "f" * 32, "x" * 300):
+        assert gateway.client.http.get(f"/api/calls/{junk}", headers={"X-Dashboard-Key": ADMIN_KEY}).status_code == 404
+
+
+def test_upstream_cookies_are_neither_kept_nor_passed_on(gateway, upstream):
+    import httpx
+
+    from chalicelib import upstream as upstream_module
+
+    seen = []
+
+    def provider(request):
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, json={"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 1}},
+                              headers={"Set-Cookie": "tenant=acme; Path=/"})
+
+    upstream_module.use_transport(httpx.MockTransport(provider))
+    first, second = gateway.new_key(account="acme"), gateway.new_key(account="globex")
+    answer = gateway.call("/openai/v1/chat/completions", CHAT, first)
+    gateway.call("/openai/v1/chat/completions", CHAT, second)
+    assert answer.status_code == 200 and "set-cookie" not in answer.headers
+    assert seen == [None, None]  # tenant A's cookie never rides on tenant B's call

@@ -148,3 +148,13 @@ def test_sse_decoder_holds_one_event_at_most_and_refuses_a_runaway_one():
     with pytest.raises(EventTooLarge):
         for _ in range(10):
             decoder.feed(b"data: " + b"y" * 200)
+
+
+def test_output_speed_counts_reasoning_over_the_time_after_the_first_token():
+    from chalicelib.proxy import output_tokens_per_s
+
+    usage = TokenUsage(output_tokens=200, reasoning_tokens=100)
+    assert output_tokens_per_s(usage, latency_ms=3500, ttft_ms=500) == 100.0  # 300 tokens in 3 s
+    assert output_tokens_per_s(usage, latency_ms=500, ttft_ms=500) is None  # all at once: no rate
+    assert output_tokens_per_s(None, latency_ms=3500, ttft_ms=500) is None
+    assert output_tokens_per_s(usage, latency_ms=3500, ttft_ms=None) is None
