@@ -53,6 +53,16 @@ class UpstreamUnreachable(UpstreamError):
     error_type = "upstream_unreachable"
 
 
+class UpstreamAnswerTooLarge(UpstreamError):
+    status = 502
+    error_type = "upstream_answer_too_large"
+
+
+class RequestTimeout(TollgateError):
+    status = 408
+    error_type = "request_timeout"
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     error_type = "upstream_timeout"

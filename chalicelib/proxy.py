@@ -20,8 +20,8 @@ from anyio.to_thread import run_sync
 
 from . import auth, calllog, limits, pricing, secrets, upstream
 from .attribution import Attribution, attribution_of
-from .errors import InvalidRequest, PayloadTooLarge, TollgateError, UpstreamError, UpstreamTimeout, \
-    UpstreamUnreachable
+from .errors import InvalidRequest, PayloadTooLarge, TollgateError, UpstreamAnswerTooLarge, UpstreamError, \
+    UpstreamTimeout, UpstreamUnreachable
 from .observability import MetricUnit, flush_metrics, logger, metrics
 from .providers import Endpoint, ProviderAdapter, get_adapter
 from .providers.base import PreparedBody, StreamMeter
@@ -50,6 +50,7 @@ class Answer:
     headers: dict[str, str]
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
+    deadline: float | None = None  # monotonic time by which a stream must have been delivered
 
 
 @dataclass
@@ -73,6 +74,10 @@ class Call:
     first_byte_at: float | None = None  # time to first body byte, or to the first content event of a stream
     provider_cost_usd: Decimal | None = None
     limit: limits.LimitCheck | None = None
+
+    @property
+    def deadline(self) -> float:
+        return self.started + get_settings().upstream_deadline_seconds
 
     def elapsed_ms(self, at: float | None = None) -> int:
         return round(((time.monotonic() if at is None else at) - self.started) * 1000)
@@ -101,7 +106,8 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
         call.status = response.status_code
         meter = adapter.stream_meter(call.endpoint, prepared or PreparedBody(b""))
         headers.update(_limit_headers(call, None))
-        return _with_call_id(Answer(response.status_code, headers, stream=_relay(call, response, meter)), call)
+        answer = Answer(response.status_code, headers, stream=_relay(call, response, meter), deadline=call.deadline)
+        return _with_call_id(answer, call)
     return await _whole(adapter, call, response, headers)
 
 
@@ -128,13 +134,18 @@ def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest) -> tu
 
 async def _whole(adapter: ProviderAdapter, call: Call, response: httpx.Response, headers: dict[str, str]) -> Answer:
     """A non-streamed answer (or an error, or an upstream that ignored `stream`): read it, meter it, log it."""
-    deadline = get_settings().upstream_deadline_seconds - (time.monotonic() - call.started)
+    limit = get_settings().max_answer_bytes
     chunks: list[bytes] = []
+    size = 0
     try:
-        with anyio.fail_after(max(deadline, 0.001)):
+        with anyio.fail_after(max(call.deadline - time.monotonic(), 0.001)):
             async for chunk in response.aiter_bytes():
                 call.first_byte_at = call.first_byte_at or time.monotonic()
                 chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    return await _failed(adapter, call, UpstreamAnswerTooLarge(
+                        f"the upstream answer is larger than {limit} bytes; ask for it streamed"))
     except TimeoutError:
         return await _failed(adapter, call, UpstreamTimeout("upstream did not finish its answer in time"))
     except httpx.TransportError:
@@ -168,7 +179,7 @@ async def _relay(call: Call, response: httpx.Response, meter: StreamMeter) -> As
     request is closed at once and the call is logged with what was seen so far.
     """
     decoder = SseDecoder()
-    deadline = call.started + get_settings().upstream_deadline_seconds
+    deadline = call.deadline
     chunks = response.aiter_bytes()
     try:
         while True:
@@ -189,8 +200,10 @@ async def _relay(call: Call, response: httpx.Response, meter: StreamMeter) -> As
                 break
     except (httpx.TransportError, EventTooLarge):
         call.error_type = STREAM_INTERRUPTED
-    except (GeneratorExit, anyio.get_cancelled_exc_class()):  # the caller has gone
-        if not meter.complete:  # SDKs may hang up as soon as they have the last event: that is no loss
+    except (GeneratorExit, anyio.get_cancelled_exc_class()):  # the caller has gone, or read too slowly
+        if time.monotonic() >= deadline:
+            call.error_type = STREAM_INTERRUPTED
+        elif not meter.complete:  # SDKs may hang up as soon as they have the last event: that is no loss
             call.error_type = CLIENT_DISCONNECTED
         raise
     except Exception:  # a bug must not leave the call unlogged; the caller keeps what it got

@@ -5,16 +5,22 @@ streams its answers; locally `local.server` serves it on the same port as the Ch
 """
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
+
 import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import proxy
+from . import calllog, proxy
+from .errors import RequestTimeout
 from .providers import ADAPTERS
 from .settings import get_settings
+
+BODY_SECONDS = 30  # a caller that takes longer to send its request is refused (API Gateway does this in AWS)
 
 
 class RelayResponse(Response):
@@ -26,7 +32,7 @@ class RelayResponse(Response):
 
     def __init__(self, answer: proxy.Answer) -> None:
         super().__init__(answer.body, answer.status, answer.headers)
-        self.stream = answer.stream
+        self.stream, self.deadline = answer.stream, answer.deadline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.stream is None:
@@ -40,10 +46,12 @@ class RelayResponse(Response):
 
             group.start_soon(watch_for_disconnect)
             try:
-                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-                async for piece in self.stream:
-                    await send({"type": "http.response.body", "body": piece, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                with anyio.move_on_after(self.deadline - time.monotonic()):  # a caller that stops reading too
+                    await send({"type": "http.response.start", "status": self.status_code,
+                                "headers": self.raw_headers})
+                    async for piece in self.stream:
+                        await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:  # the server says the caller has gone (ASGI spec 2.4)
                 pass
             finally:
@@ -66,7 +74,16 @@ async def _body(request: Request, limit: int) -> bytes:
 def _route(provider: str, path: str, method: str) -> Route:
     async def endpoint(request: Request) -> Response:
         headers = {name.lower(): value for name, value in request.headers.items()}
-        body = await _body(request, get_settings().max_body_bytes) if method == "POST" else b""
+        try:
+            with anyio.fail_after(BODY_SECONDS):
+                body = await _body(request, get_settings().max_body_bytes) if method == "POST" else b""
+        except TimeoutError:
+            error = RequestTimeout(f"the request body did not arrive within {BODY_SECONDS} s")
+            answer = proxy.error_answer(ADAPTERS[provider], error)
+            answer.headers["X-Tollgate-Call-Id"] = calllog.new_call_id(datetime.now(timezone.utc))
+            return RelayResponse(answer)
+        except ClientDisconnect:  # gone before it finished asking: nobody to answer, nothing was sent upstream
+            return Response(status_code=400)
         answer = await proxy.handle(provider, path, proxy.IncomingRequest(method, headers, body))
         return RelayResponse(answer)
 

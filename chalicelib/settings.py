@@ -47,6 +47,7 @@ class Settings:
     admin_key_parameter: str | None = None  # SSM SecureString name (AWS)
     call_ttl_days: int = 90
     max_body_bytes: int = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+    max_answer_bytes: int = 64 * 1024 * 1024  # a non-streamed answer is held whole (its cost is a header)
     upstream_connect_seconds: float = 5.0
     upstream_read_seconds: float = 120.0  # the longest silence between two pieces of an answer
     upstream_deadline_seconds: float = 870.0  # a whole call, streamed or not: ends before Lambda's 900 s
@@ -100,6 +101,7 @@ def from_env() -> Settings:
         admin_key_parameter=_env("TOLLGATE_ADMIN_KEY_PARAMETER"),
         call_ttl_days=int(_env("TOLLGATE_CALL_TTL_DAYS", "90")),
         max_body_bytes=int(_env("TOLLGATE_MAX_BODY_BYTES", str(6 * 1024 * 1024))),
+        max_answer_bytes=int(_env("TOLLGATE_MAX_ANSWER_BYTES", str(64 * 1024 * 1024))),
         upstream_connect_seconds=float(_env("TOLLGATE_UPSTREAM_CONNECT_SECONDS", "5")),
         upstream_read_seconds=float(_env("TOLLGATE_UPSTREAM_READ_SECONDS", "120")),
         upstream_deadline_seconds=float(_env("TOLLGATE_UPSTREAM_DEADLINE_SECONDS", "870")),

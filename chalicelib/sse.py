@@ -1,11 +1,12 @@
-"""Server-sent events as the proxy sees them: split incrementally from upstream bytes, forwarded byte for byte.
+"""Server-sent events as the proxy sees them: split incrementally from upstream bytes, relayed one by one.
 
-The decoder holds only the event being received, so memory is bounded by the largest event, not
-by the stream; an event past `max_event_bytes` is refused rather than buffered without end.
+The decoder holds only the event being received and looks at each byte once, so memory and time
+stay bounded by the largest event, not by the stream; an event past `max_event_bytes` is refused
+rather than buffered without end. Line ends (CRLF, LF or a lone CR, as SSE allows) are relayed as
+LF, and bytes that are not UTF-8 as U+FFFD, which is how any SSE reader would decode them.
 """
 from __future__ import annotations
 
-import codecs
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -51,31 +52,37 @@ def parse_event(raw: str) -> SseEvent:
 
 
 class SseDecoder:
-    """Feed upstream chunks as they arrive; get back the events they complete (CRLF read as LF)."""
+    """Feed upstream chunks as they arrive; get back the events they complete."""
 
     def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
-        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = ""
+        self._pending = bytearray()  # line ends already made LF
+        self._scanned = 0  # no blank line before this offset
+        self._held_cr = False  # the last chunk ended in CR: if the next starts with LF, they are one line end
         self._max = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
-        self._pending += self._text.decode(chunk)
-        held_cr = self._pending.endswith("\r")  # its LF may be in the next chunk
-        if held_cr:
-            self._pending = self._pending[:-1]
-        self._pending = self._pending.replace("\r\n", "\n")
-        *blocks, self._pending = self._pending.split("\n\n")
-        if held_cr:
-            self._pending += "\r"
+        if self._held_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]  # the LF of a CRLF whose CR ended the previous chunk, already a line end
+        self._held_cr = chunk.endswith(b"\r")
+        self._pending += chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events = []
+        start = 0
+        while (end := self._pending.find(b"\n\n", max(self._scanned, start))) >= 0:
+            events.append(self._pending[start:end])
+            start = end + 2
+        del self._pending[:start]
+        self._scanned = max(len(self._pending) - 1, 0)
         if len(self._pending) > self._max:
-            raise EventTooLarge(f"an upstream event is longer than {self._max} characters")
-        return [parse_event(block) for block in blocks if block.strip()]
+            raise EventTooLarge(f"an upstream event is larger than {self._max} bytes")
+        return [parse_event(block.decode("utf-8", errors="replace")) for block in events if block.strip()]
 
     def flush(self) -> list[SseEvent]:
         """What is left when the upstream closes: a last event without its blank line."""
-        rest = (self._pending + self._text.decode(b"", final=True)).replace("\r\n", "\n").rstrip("\n")
-        self._pending = ""
-        return [parse_event(block) for block in rest.split("\n\n") if block.strip()]
+        rest = bytes(self._pending).rstrip(b"\n")
+        self._pending.clear()
+        self._scanned, self._held_cr = 0, False
+        return [parse_event(block.decode("utf-8", errors="replace")) for block in rest.split(b"\n\n")
+                if block.strip()]
 
 
 def comment(text: str) -> bytes:

@@ -189,3 +189,16 @@ def test_openai_stream_cut_before_the_usage_chunk_is_logged_as_unpriced_not_free
     status, listed = gateway.calls(query="?limit=5")
     assert status == 200 and listed["calls"][0]["cost_usd"] is None
     assert listed["calls"][0]["usage_reported"] is False
+
+
+@pytest.mark.parametrize("flavour", ROUTES)
+def test_an_answer_too_large_to_hold_is_a_502_and_logged(gateway, upstream, flavour, monkeypatch):
+    """A non-streamed answer is held whole (its cost goes in a header), so its size is bounded."""
+    monkeypatch.setenv("TOLLGATE_MAX_ANSWER_BYTES", "100")
+    reload_settings()
+    key = gateway.new_key()
+    path, body = ROUTES[flavour]
+    response = gateway.call(path, body, key)
+    assert response.status_code == 502 and error_of(flavour, response)[0] == "upstream_answer_too_large"
+    [call] = logged()
+    assert call.status == 502 and call.error_type == "upstream_answer_too_large" and call.upstream_reached

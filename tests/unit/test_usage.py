@@ -158,3 +158,20 @@ def test_output_speed_counts_reasoning_over_the_time_after_the_first_token():
     assert output_tokens_per_s(usage, latency_ms=500, ttft_ms=500) is None  # all at once: no rate
     assert output_tokens_per_s(None, latency_ms=3500, ttft_ms=500) is None
     assert output_tokens_per_s(usage, latency_ms=3500, ttft_ms=None) is None
+
+
+@pytest.mark.parametrize("piece", [1, 3, 64])
+def test_sse_decoder_reads_lone_carriage_returns_as_line_ends(piece):
+    """SSE allows CR alone as a line end: such a stream must still be relayed event by event and metered."""
+    text = "event: message_start\rdata: {\"a\": 1}\r\revent: message_stop\rdata: {}\r\r"
+    decoder, data, events = SseDecoder(), text.encode(), []
+    for start in range(0, len(data), piece):
+        events += decoder.feed(data[start:start + piece])
+    assert [(e.event, e.data) for e in events] == [("message_start", '{"a": 1}'), ("message_stop", "{}")]
+
+
+def test_sse_decoder_bounds_an_event_in_bytes_not_characters():
+    decoder = SseDecoder(max_event_bytes=1000)
+    with pytest.raises(EventTooLarge):
+        for _ in range(10):
+            decoder.feed(("data: " + "\U0001f600" * 50).encode())  # 200 bytes, 56 characters a chunk
