@@ -246,8 +246,10 @@ def rollup_calls(event):
 
 @app.on_sqs_message(queue=get_settings().spill_queue_name, batch_size=10)
 def replay_spill(event):
-    """Write call records that spilled when the call log was unavailable (idempotent)."""
-    calllog.replay_bodies(record.body for record in event)
+    """Write call records that spilled when the call log was unavailable (idempotent); one that can never
+    be written goes to the dead-letter queue with the reason; one to retry is reported alone."""
+    replayed = calllog.replay_bodies(record.to_dict() for record in event)
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in replayed.get("retry", [])]}
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -4,22 +4,29 @@ Exactly once: each item keeps `hw|<lane>`, the last stream sequence number appli
 lane: one stream (by its label) and one call-log partition, within which records arrive in order. An update adds its counters only if
 every lane's mark is below the batch's first record for that lane; when the condition fails (a
 redelivery), the item's marks are read and only the newer records are folded again.
+
+A record DynamoDB refuses for what it holds (ValidationException: a number it cannot store, an item
+grown past 400 KB; or a request that cannot even be serialized) fails the same way every time: the
+batch is split, in stream order, until that record stands alone, and it is handed back as rejected
+while the rest folds. Anything else (throttling, an outage) stops the batch there, so Lambda retries.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Iterable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from . import aws
 from .errors import InvalidRequest
 from .models import Aggregate
-from .rollup import SEP, AggregateKey, Delta, Fact, fold
+from .rollup import SEP, AggregateKey, Delta, Fact, fold, stored_name
 
 EXPRESSION_BYTES = 4096  # DynamoDB's limit on each expression string of a request
 LANE_PREFIX = f"hw{SEP}"
+REFUSED_CODES = ("ValidationException",)  # DynamoDB's answer about the request's content, not its state
 
 
 @lru_cache(maxsize=1)
@@ -102,25 +109,80 @@ def write(key: AggregateKey, delta: Delta, facts: list[Fact]) -> None:
     raise RuntimeError(f"aggregate {key} kept changing under a redelivery")
 
 
-def apply(facts: list[Fact]) -> int | None:
-    """Apply facts (one batch, in stream order); the sequence number of the first one not durably applied."""
+def refusal(exc: BaseException) -> str | None:
+    """Why a write can never succeed as it is (DynamoDB refuses what it holds, or it cannot be sent),
+    or None when trying again may (throttling, an outage, a missing permission)."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code')}: {error.get('Message', '')}" if error.get("Code") in REFUSED_CODES else None
+    if isinstance(exc, (ParamValidationError, UnicodeError, ArithmeticError)):
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@dataclass
+class Applied:
+    """What `apply` did: where Lambda must resend from (None: all durable), and the facts DynamoDB refused."""
+
+    retry_from: int | None = None
+    rejected: list[tuple[Fact, str]] = field(default_factory=list)
+
+
+def apply(facts: list[Fact]) -> Applied:
+    """Apply facts (one batch, in stream order), setting aside the ones DynamoDB refuses."""
+    applied = Applied()
+    _apply(facts, applied)
+    return applied
+
+
+def _apply(facts: list[Fact], applied: Applied) -> bool:
+    """Apply a run of consecutive facts; False once something must be retried (nothing after it is tried).
+
+    Halves are applied left before right, so each lane's records still reach every item in order:
+    a part whose items were partly written is skipped there by their marks when applied again.
+    """
     if not facts:
-        return None
+        return True
     deltas = fold(facts)
     if too_large(deltas) and len(facts) > 1:
-        half = len(facts) // 2
-        return apply(facts[:half]) or apply(facts[half:])
+        return _halves(facts, applied)
     failed: list[int] = []
+    refused: str | None = None
     for key, delta in deltas.items():
         try:
             write(key, delta, facts)
-        except ClientError:
-            failed.append(min(delta.first_seq.values()))
-    return min(failed) if failed else None
+        except Exception as exc:
+            reason = refusal(exc)
+            if reason is None and not isinstance(exc, ClientError):
+                raise
+            if reason is None:
+                failed.append(min(delta.first_seq.values()))
+            else:
+                refused = refused or reason
+    if failed:
+        applied.retry_from = min(failed)
+        return False
+    if refused is None:
+        return True
+    if len(facts) == 1:
+        applied.rejected.append((facts[0], refused))
+        return True
+    return _halves(facts, applied)
+
+
+def _halves(facts: list[Fact], applied: Applied) -> bool:
+    half = len(facts) // 2
+    return _apply(facts[:half], applied) and _apply(facts[half:], applied)
 
 
 def _items(response: dict[str, Any]) -> list[dict[str, Any]]:
     return [{name: _deserialize(value) for name, value in item.items()} for item in response.get("Items", [])]
+
+
+def stored_pk(pk: str) -> str:
+    """`<kind>#<scope id>` as named by a person (a budget, a report filter) → the key the rollup wrote."""
+    kind, sep, scope_id = pk.partition("#")
+    return f"{kind}#{stored_name(scope_id)}" if sep else pk
 
 
 def query_days(pk: str, first_day: str, last_day: str, names: Iterable[str] | None = None,
@@ -129,7 +191,7 @@ def query_days(pk: str, first_day: str, last_day: str, names: Iterable[str] | No
     request: dict[str, Any] = {
         "TableName": _table(), "KeyConditionExpression": "pk = :pk AND #day BETWEEN :a AND :b",
         "ExpressionAttributeNames": {"#day": "day"},
-        "ExpressionAttributeValues": {":pk": {"S": pk}, ":a": {"S": first_day}, ":b": {"S": last_day}},
+        "ExpressionAttributeValues": {":pk": {"S": stored_pk(pk)}, ":a": {"S": first_day}, ":b": {"S": last_day}},
     }
     if names is not None:
         wanted = ["day", *sorted(set(names))]
@@ -188,7 +250,7 @@ def get_days(pk: str, days: list[str], max_requests: int = 3) -> list[dict[str, 
     """Whole items of a few days of one scope, in one BatchGetItem (more only for keys DynamoDB left unprocessed)."""
     if not days:
         return []
-    request = {_table(): {"Keys": [{"pk": {"S": pk}, "day": {"S": day}} for day in days]}}
+    request = {_table(): {"Keys": [{"pk": {"S": stored_pk(pk)}, "day": {"S": day}} for day in days]}}
     items: list[dict[str, Any]] = []
     for _ in range(max_requests):
         response = aws.client("dynamodb").batch_get_item(RequestItems=request)

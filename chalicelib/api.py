@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from . import calllog
+from . import calllog, quarantine
 from .auth import Principal
 from .errors import InvalidRequest, NotFound, PermissionDenied
 from .models import ApiKey, CallRecord
@@ -65,7 +65,12 @@ def cursor_to_sort_key(cursor: str | None) -> str | None:
     if not cursor:
         return None
     ts, sep, call_id = cursor.partition("~")
-    if not (sep and len(ts) == 27 and ts[4] == "-" and ts[10] == "T" and call_id.startswith("call_")):
+    try:
+        datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+        valid = bool(sep and len(ts) == 27 and calllog.CALL_ID.fullmatch(call_id))
+    except ValueError:
+        valid = False
+    if not valid:
         raise InvalidRequest("`before` must be the `next_before` cursor of a previous page")
     return f"{ts}#{call_id}"
 
@@ -93,6 +98,7 @@ def get_call(principal: Principal, call_id: str) -> dict[str, Any]:
 
 
 EXPORT_LIMIT = 50_000
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_FIELDS = ("call_id", "ts", "provider", "model", "endpoint", "operation", "account", "team", "key_id", "user",
                  "session", "status", "error_type", "input_tokens", "cache_read_tokens", "cache_write_tokens",
                  "output_tokens", "reasoning_tokens", "cost_usd", "priced", "provider_cost_usd", "latency_ms",
@@ -119,13 +125,15 @@ def export_calls(principal: Principal, params: dict[str, str]) -> tuple[str, str
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
     writer.writeheader()
-    for row in rows:  # a leading = + - @ would be a formula in a spreadsheet: quote it as text
-        writer.writerow({k: (f"'{v}" if isinstance(v, str) and v[:1] in "=+-@" else v) for k, v in row.items()})
+    for row in rows:  # a leading = + - @ (or a tab or CR before one) would be a formula in a spreadsheet
+        writer.writerow({k: (f"'{v}" if isinstance(v, str) and v[:1] in FORMULA_STARTS else v)
+                         for k, v in row.items()})
     return out.getvalue(), "text/csv; charset=utf-8", name
 
 
 def health() -> tuple[int, dict[str, Any]]:
-    """Each table answers DescribeTable and the spill queue is empty → healthy; else degraded."""
+    """Each table answers DescribeTable, the spill queue is empty and no stream record is quarantined
+    → healthy; else degraded."""
     components: dict[str, Any] = {}
     for model in (CallRecord, ApiKey):
         try:
@@ -138,5 +146,11 @@ def health() -> tuple[int, dict[str, Any]]:
         components["spill_queue"] = {"status": "ok" if not backlog else "backlog", "pending": backlog}
     except Exception as exc:
         components["spill_queue"] = {"status": "error", "error": type(exc).__name__}
+    try:
+        held, more = quarantine.count()
+        components["rollup_quarantine"] = {"status": "ok" if not held else "quarantined", "records": held,
+                                           **({"more": True} if more else {})}
+    except Exception as exc:
+        components["rollup_quarantine"] = {"status": "error", "error": type(exc).__name__}
     healthy = all(c["status"] == "ok" for c in components.values())
     return (200 if healthy else 503), {"status": "healthy" if healthy else "degraded", "components": components}

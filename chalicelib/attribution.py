@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import names
 from .auth import Principal
 from .errors import InvalidRequest
 
 VALUE_MAX = 256
 TAG_KEY_MAX = 64
 TAGS_MAX = 20
+TAGS_HEADER_MAX = TAGS_MAX * (TAG_KEY_MAX + VALUE_MAX + 2)
 
 
 @dataclass(frozen=True)
@@ -20,16 +22,15 @@ class Attribution:
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:
-    value = headers.get(name, "").strip()
-    if len(value) > VALUE_MAX:
-        raise InvalidRequest(f"{name} is longer than {VALUE_MAX} characters")
-    return value or None
+    value = names.from_header(headers.get(name, "")).strip()
+    return names.check(value, name, VALUE_MAX) or None
 
 
 def parse_tags(text: str | None) -> dict[str, str]:
     """`k=v,k2=v2` → {"k": "v", "k2": "v2"}; anything else is a clear 400."""
     tags: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+    text = names.check(names.from_header(text or ""), "X-Tollgate-Tags", TAGS_HEADER_MAX)
+    for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key or len(key) > TAG_KEY_MAX or len(value) > VALUE_MAX:

@@ -15,6 +15,7 @@ from .pricing import money
 from .rollup import INDEXED_COUNTERS
 
 WINDOW_BLOCK = timedelta(minutes=5)
+PRECISE = "%Y-%m-%dT%H:%M:%S.%fZ"  # when a measurement was taken: the proxy counts its own calls from then
 
 
 def utc_now() -> datetime:
@@ -75,7 +76,7 @@ def record_status(item: Budget, result: BudgetStatus, now: datetime) -> None:
         Budget.spent_usd.set(result.spent if item.limit_usd is not None else None),
         Budget.spent_tokens.set(int(result.spent) if item.limit_tokens is not None else None),
         Budget.period_start.set(iso(result.start)), Budget.period_end.set(iso(result.end)),
-        Budget.blocked_until.set(blocked), Budget.evaluated_at.set(iso(now)),
+        Budget.blocked_until.set(blocked), Budget.evaluated_at.set(now.strftime(PRECISE)),
     ])
 
 
@@ -103,10 +104,3 @@ def budgets_report(account: str | None) -> dict[str, Any]:
     now = utc_now()
     items = [b for b in all_budgets() if account is None or b.account == account]
     return {"budgets": [budget_view(item, measure(spec_of(item), now)) for item in items]}
-
-
-def remaining_usd(item: Budget) -> Decimal | None:
-    """What is left as of the last measurement (a budget not measured yet has spent nothing)."""
-    if item.limit_usd is None:
-        return None
-    return item.limit_usd - (item.spent_usd or 0)

@@ -7,6 +7,7 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator
 
+from botocore.exceptions import ParamValidationError
 from pynamodb.exceptions import PutError
 
 from . import aws
@@ -98,31 +99,120 @@ def spill(record: CallRecord) -> str:
         return "logged"
 
 
-def replay_bodies(bodies: Iterable[str]) -> dict[str, int]:
-    """Write spilled records; a record already in the table counts as a duplicate, not a second call."""
-    counts = {"replayed": 0, "duplicates": 0}
-    for body in bodies:
-        written = _put_once(CallRecord.from_raw_data(json.loads(body)))
-        counts["replayed" if written else "duplicates"] += 1
+SPILL_RECEIVES_MAX = 5  # a spilled record still not written after this many receives is dead-lettered
+
+
+class _Unwritable(Exception):
+    """A spilled message no retry can write (not a call record, or refused by DynamoDB); says why."""
+
+
+def replay_bodies(messages: Iterable[str | dict[str, Any]]) -> dict[str, Any]:
+    """Write spilled records; a record already in the table counts as a duplicate, not a second call.
+
+    `messages` are SQS messages as Lambda or ReceiveMessage gives them (or bare bodies). One that can
+    never be written, or is still not written after SPILL_RECEIVES_MAX receives, goes to the spill
+    queue's dead-letter queue with the reason. Returns `replayed` and `duplicates`, and when there are
+    any, `dead_lettered` and `retry` (ids of messages to receive again: Lambda's batchItemFailures).
+    A bare body that fails for a reason that may pass raises: there is nothing to receive again.
+    """
+    counts: dict[str, Any] = {"replayed": 0, "duplicates": 0}
+    for message in messages:
+        body, message_id, receives = _spilled(message)
+        try:
+            counts[_write_spilled(body)] += 1
+            continue
+        except _Unwritable as exc:
+            reason = str(exc)
+        except Exception as exc:  # throttling, an outage: received again later, up to SPILL_RECEIVES_MAX
+            if message_id is None:
+                raise
+            if receives < SPILL_RECEIVES_MAX:
+                logger.warning("spilled call record not written yet", extra={"error": f"{type(exc).__name__}: {exc}"})
+                counts.setdefault("retry", []).append(message_id)
+                continue
+            reason = f"still not written after {receives} receives: {type(exc).__name__}: {exc}"
+        _dead_letter(body, reason, receives)
+        counts["dead_lettered"] = counts.get("dead_lettered", 0) + 1
     return counts
 
 
+def _spilled(message: str | dict[str, Any]) -> tuple[str, str | None, int]:
+    """(body, message id, receives so far) of an SQS message as Lambda (`body`) or ReceiveMessage (`Body`) has it."""
+    if isinstance(message, str):
+        return message, None, 1
+    if "Body" in message:
+        body, message_id, attributes = message["Body"], message.get("MessageId"), message.get("Attributes", {})
+    else:
+        body, message_id, attributes = message["body"], message.get("messageId"), message.get("attributes", {})
+    return body, message_id, int(attributes.get("ApproximateReceiveCount", 1))
+
+
+def _write_spilled(body: str) -> str:
+    """"replayed" or "duplicates"; _Unwritable when no retry can help, anything else when one may."""
+    try:
+        record = CallRecord.from_raw_data(json.loads(body))
+    except Exception as exc:  # parsing is pure: what fails once fails every time
+        raise _Unwritable(f"not a call record: {type(exc).__name__}: {exc}") from exc
+    try:
+        return "replayed" if _put_once(record) else "duplicates"
+    except PutError as exc:
+        if exc.cause_response_code == "ValidationException" or isinstance(exc.cause, ParamValidationError):
+            raise _Unwritable(f"DynamoDB refused it: {exc.cause_response_code or type(exc.cause).__name__}: "
+                             f"{exc.cause_response_message or exc.cause}") from exc
+        raise
+    except (ValueError, TypeError, ParamValidationError) as exc:  # cannot be serialized (a lone surrogate, a null key)
+        raise _Unwritable(f"it cannot be sent to DynamoDB: {type(exc).__name__}: {exc}") from exc
+
+
+def _dead_letter(body: str, reason: str, receives: int) -> None:
+    """Move a spilled record to the dead-letter queue of the spill queue (its redrive policy names it), with why."""
+    reason = "".join(c if c.isprintable() else "?" for c in reason)[:1000] or "?"
+    sqs, queue_url = aws.client("sqs"), get_settings().spill_queue_url
+    policy = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])["Attributes"].get(
+        "RedrivePolicy") if queue_url else None
+    if not policy:
+        logger.error("spilled call record cannot be written and there is no dead-letter queue; replay it from "
+                     "this log line", extra={"call_record": body, "reason": reason})
+        metrics.add_metric(name="CallLogLost", unit=MetricUnit.Count, value=1)
+        return
+    _, _, _, _, owner, name = json.loads(policy)["deadLetterTargetArn"].split(":", 5)
+    target = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=owner)["QueueUrl"]
+    sqs.send_message(QueueUrl=target, MessageBody=body, MessageAttributes={
+        "reason": {"DataType": "String", "StringValue": reason},
+        "receives": {"DataType": "Number", "StringValue": str(receives)}})
+    logger.error("spilled call record dead-lettered", extra={"reason": reason})
+    metrics.add_metric(name="CallLogDeadLettered", unit=MetricUnit.Count, value=1)
+
+
 def drain_spill_queue(max_messages: int = 1000) -> dict[str, int]:
-    """Pull spilled records from SQS and log them (the local scheduler; in AWS an SQS trigger does this)."""
+    """Pull spilled records from SQS and log them (the local scheduler; in AWS an SQS trigger does this).
+
+    Never raises for a message: one that cannot be written is dead-lettered and deleted; one that may
+    be written later is left in the queue, to be received again after its visibility timeout (and
+    dead-lettered after SPILL_RECEIVES_MAX receives). Returns the counts of replay_bodies, `retry` as
+    a number. Only failing to read the queue itself raises.
+    """
     queue_url = get_settings().spill_queue_url
-    totals = {"replayed": 0, "duplicates": 0}
+    totals: dict[str, int] = {"replayed": 0, "duplicates": 0}
     if not queue_url:
         return totals
     sqs = aws.client("sqs")
     seen = 0
     while seen < max_messages:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                       MessageSystemAttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
         if not messages:
             break
         for message in messages:
-            for name, count in replay_bodies([message["Body"]]).items():
-                totals[name] += count
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            try:
+                counts = replay_bodies([message])
+            except Exception as exc:  # the dead-letter queue failed: the message stays for the next run
+                logger.warning("spilled call record left in the queue", extra={"error": f"{type(exc).__name__}: {exc}"})
+                counts = {"retry": [message["MessageId"]]}
+            for name, count in counts.items():
+                totals[name] = totals.get(name, 0) + (len(count) if name == "retry" else count)
+            if "retry" not in counts:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         seen += len(messages)
     return totals
 

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from chalice import Response
 
+from . import names
 from .errors import InvalidRequest, TollgateError
 
 
@@ -16,7 +17,8 @@ def headers_of(request) -> dict[str, str]:
 
 
 def params_of(request) -> dict[str, str]:
-    return dict(request.query_params or {})
+    """Query parameters, each a bounded, clean name (they end up in keys and filters)."""
+    return {name: names.check(value, f"`{name}`") for name, value in (request.query_params or {}).items()}
 
 
 def json_body(request) -> Any:
@@ -52,6 +54,8 @@ def json_api(view: Callable[..., Any]) -> Callable[..., Response]:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Response:
         try:
+            for name, value in kwargs.items():  # path parameters: account, budget_id, key_id, user, …
+                names.check(value, f"`{name}`")
             result = view(*args, **kwargs)
         except TollgateError as error:
             return error_json(error)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import aggregates as agg
-from . import aggstore, alerts, calllog, credits, notify
+from . import aggstore, alerts, calllog, credits, notify, quarantine
 from .alerts import AlertDraft
 from .budget_store import all_budgets, iso, measure, record_status, spec_of, utc_now
 from .histogram import percentile
@@ -197,11 +197,27 @@ def check_credits(run: Run) -> None:
     run.settle(("credits_low",), "Credits were topped up.")
 
 
+def check_quarantine(run: Run) -> None:
+    """One alert for as long as the rollup holds records it could not fold, whatever their number."""
+    held, more = quarantine.count()
+    active = {a.alert_id for a in run.active if a.rule == "rollup_quarantine"}
+    if held and active:
+        run.firing |= active
+    elif held:  # a new episode: named by when it was found, so one after a resolved one opens again
+        run.fire(run.draft("rollup_quarantine", "global", GLOBAL_ID, iso(run.now), "high",
+                           "Call records quarantined by the rollup",
+                           f"{held}{'+' if more else ''} call record(s) could not be folded into the aggregates "
+                           f"and were set aside with the reason, under `{quarantine.PK}` in the aggregates table; "
+                           "the rest of the stream goes on. Reports and budgets leave them out until they are "
+                           "fixed and their days recalculated."))
+    run.settle(("rollup_quarantine",), "No quarantined record is left.")
+
+
 def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """The `evaluate` job: every check, then delivery of whatever is queued."""
     run = Run(now or utc_now(), rules_from_env())
     budgets = check_budgets(run)
-    for check in (check_traffic, check_calls, check_spend, check_credits):
+    for check in (check_traffic, check_calls, check_spend, check_credits, check_quarantine):
         check(run)
     delivered = notify.deliver_pending(run.now)
     return {"job": "evaluate", "at": iso(run.now), "budgets": budgets, "opened": run.opened,

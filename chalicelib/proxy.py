@@ -8,7 +8,9 @@ DynamoDB and SSM are reached through a worker thread, so the event loop only eve
 from __future__ import annotations
 
 import json
+import re
 import time
+from itertools import accumulate
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -18,7 +20,7 @@ import anyio
 import httpx
 from anyio.to_thread import run_sync
 
-from . import auth, calllog, limits, pricing, secrets, upstream
+from . import auth, calllog, limits, names, pricing, secrets, upstream
 from .attribution import Attribution, attribution_of
 from .errors import InvalidRequest, PayloadTooLarge, TollgateError, UpstreamAnswerTooLarge, UpstreamError, \
     UpstreamTimeout, UpstreamUnreachable
@@ -33,6 +35,10 @@ JSON_TYPES = ("application/json", "")
 # How a stream that did not end normally is logged.
 CLIENT_DISCONNECTED = "client_disconnected"
 STREAM_INTERRUPTED = "stream_interrupted"
+USAGE_INVALID = "usage_invalid"
+JSON_DEPTH_MAX = 256  # refused the same everywhere, whatever the interpreter's recursion limit
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 @dataclass(frozen=True)
@@ -117,13 +123,13 @@ def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest) -> tu
     Runs in a worker thread: a cold key cache, budget cache or secret is a DynamoDB or SSM request.
     """
     call.principal = auth.verify_key(auth.bearer_or_api_key(request.headers), "gateway")
-    call.attribution = attribution_of(request.headers, call.principal)
     prepared = None
     if call.endpoint.method == "POST":
         body = parse_body(request, get_settings().max_body_bytes)
         call.model = body["model"]
         call.stream = body.get("stream") is True
         prepared = adapter.prepare_body(call.endpoint, request.body, body)
+    call.attribution = attribution_of(request.headers, call.principal)  # after the body: a refusal keeps the model
     if call.endpoint.metered:
         call.limit = limits.check(call.principal, adapter.name, call.model, call.now.replace(tzinfo=None))
     headers = adapter.upstream_headers(request.headers, secrets.provider_key(adapter.name))
@@ -161,7 +167,7 @@ async def _whole(adapter: ProviderAdapter, call: Call, response: httpx.Response,
     elif call.endpoint.metered:
         parsed = _loads(body)
         call.usage, model = adapter.parse_usage(call.endpoint, parsed)
-        call.model = model or call.model
+        call.model = _reported_model(model, call.model)
         call.provider_cost_usd = adapter.provider_cost(parsed)
     answer = _with_call_id(Answer(call.status, headers, body), call)
     if call.endpoint.metered:
@@ -213,7 +219,7 @@ async def _relay(call: Call, response: httpx.Response, meter: StreamMeter) -> As
         with anyio.CancelScope(shield=True):
             await response.aclose()
             call.usage, model = meter.usage()
-            call.model = model or call.model
+            call.model = _reported_model(model, call.model)
             call.provider_cost_usd = meter.provider_cost()
             price = await _log(call)
     trailer = {"call_id": call.call_id, "cost_usd": pricing.money(price.cost_usd) if price.priced else None}
@@ -236,9 +242,13 @@ async def _log(call: Call) -> pricing.Price:
 
     The write is a DynamoDB request, so it runs in a worker thread.
     """
+    if call.usage is not None and not call.usage.plausible():  # never priced, never summed into a budget
+        call.usage, call.error_type = None, call.error_type or USAGE_INVALID
     price = pricing.price_call(call.provider, call.model, call.usage, call.now)
     record = _record(call, price, call.elapsed_ms())
     outcome = await run_sync(calllog.write, record)
+    tokens = call.usage.total_input_tokens + call.usage.total_output_tokens if call.usage else 0
+    limits.note_served(call.principal, call.provider, call.model, price.cost_usd, tokens, datetime.now(timezone.utc))
     _observe(record, outcome)
     return price
 
@@ -250,6 +260,8 @@ def parse_body(request: IncomingRequest, max_bytes: int) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in JSON_TYPES:
         raise InvalidRequest(f"Content-Type must be application/json, not {content_type!r}")
+    if _json_depth(request.body) > JSON_DEPTH_MAX:
+        raise InvalidRequest(f"request body is nested too deeply (more than {JSON_DEPTH_MAX} levels)")
     try:
         body = json.loads(request.body.decode("utf-8"))
     except UnicodeDecodeError:
@@ -262,9 +274,20 @@ def parse_body(request: IncomingRequest, max_bytes: int) -> dict[str, Any]:
         raise InvalidRequest("request body must be a JSON object")
     if not isinstance(body.get("model"), str) or not body["model"].strip():
         raise InvalidRequest("`model` is required and must be a string")
+    names.check(body["model"], "`model`")
     if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
         raise InvalidRequest("`stream` must be true or false")
     return body
+
+
+def _json_depth(raw: bytes) -> int:
+    """How deeply a JSON text nests (or more: an upper bound when that is under the limit), from its
+    brackets outside strings, without parsing it."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    opened = brackets.count(b"[") + brackets.count(b"{")
+    if opened <= JSON_DEPTH_MAX:  # the usual body: it cannot nest deeper than it opens
+        return opened
+    return max(accumulate(1 if b in b"[{" else -1 for b in brackets))
 
 
 def error_answer(adapter: ProviderAdapter, error: TollgateError) -> Answer:
@@ -272,7 +295,18 @@ def error_answer(adapter: ProviderAdapter, error: TollgateError) -> Answer:
     return Answer(error.status, {"Content-Type": "application/json", **error.headers}, body)
 
 
+def _reported_model(reported: str | None, requested: str | None) -> str | None:
+    """The model the provider says answered, unless it is no fit name (then the one asked for)."""
+    return reported if reported and names.problem(reported) is None else requested
+
+
+# An upstream body that is not JSON (an HTML error page, say) must not run as a page of the gateway's origin.
+INERT = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox; default-src 'none'"}
+
+
 def _with_call_id(answer: Answer, call: Call) -> Answer:
+    """Every answer names its call, and is inert if a browser opens it."""
+    answer.headers.update(INERT)
     answer.headers["X-Tollgate-Call-Id"] = call.call_id
     return answer
 

@@ -15,7 +15,7 @@ from .api import int_param, scoped_account
 from .auth import Principal
 from .errors import InvalidRequest
 from .histogram import BUCKETS_PER_DOUBLING
-from .rollup import GLOBAL_ID, INDEXED_COUNTERS, SEP, TOKEN_KINDS
+from .rollup import GLOBAL_ID, INDEXED_COUNTERS, SEP, TOKEN_KINDS, scope_pk, stored_name
 
 GROUPS = ("model", "provider", "account", "key", "operation", "team")
 ACCOUNT_GROUPS = ("model", "provider", "key", "operation", "team")
@@ -42,21 +42,22 @@ class Scope:
 
 
 def resolve_scope(principal: Principal, params: dict[str, str]) -> Scope:
+    """The item (and breakdown) that answers, named as the rollup stores names (long ones in short form)."""
     account = scoped_account(principal, params.get("account"))
     provider, model = params.get("provider") or None, params.get("model") or None
     for name in ("team", "key"):
         if params.get(name):
             if account:
                 raise InvalidRequest(f"`{name}` cannot be combined with an account")
-            return Scope(f"{name}#{params[name]}")
+            return Scope(scope_pk(name, params[name]))
     if account:
-        part = ("model", model) if model else ("provider", provider) if provider else None
-        return Scope(f"account#{account}", part, account)
+        part = ("model", stored_name(model)) if model else ("provider", stored_name(provider)) if provider else None
+        return Scope(scope_pk("account", account), part, account)
     if model:
-        return Scope(f"model#{model}")
+        return Scope(scope_pk("model", model))
     if provider:
-        return Scope(f"provider#{provider}")
-    return Scope(f"global#{GLOBAL_ID}")
+        return Scope(scope_pk("provider", provider))
+    return Scope(scope_pk("global", GLOBAL_ID))
 
 
 def _now() -> datetime:

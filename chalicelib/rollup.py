@@ -4,9 +4,13 @@ Pure: no AWS. An aggregate item's attributes are sparse counters named by where 
 `calls` (the day), `h07|calls` (07:00-08:00), `m0705|calls` (07:05-07:10), `b|model|gpt-4o|cost`
 (the day's breakdown by model, kept on global and account items only), `h07|b|model|gpt-4o|cost`.
 Keeping a whole day in one item is what makes a batch cost one write per scope value it touches.
+Names that come from calls (model, operation, account, …) enter keys and attribute names through
+`stored_name`, so no caller can make an item's key or attribute name unbounded.
 """
 from __future__ import annotations
 
+import hashlib
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +29,34 @@ HOUR_BREAKDOWNS = ("provider", "model")
 GLOBAL_ID = "all"
 # Day-level counters copied to the by_kind index (fixed names, so the index stays small).
 INDEXED_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")
+NAME_BYTES_MAX = 128  # a longer name (UTF-8) is stored as its short form
+SHORT_PREFIX_BYTES = 96  # what a short form keeps of the name: 96 + "…" (3) + 16 hex ≤ NAME_BYTES_MAX
+# What one call may add to a counter: DynamoDB Numbers hold 38 digits, and a day item sums many calls.
+TOKENS_MAX = 10**12  # CONTRACT §2: upstream counts outside [0, 10^12) are logged as usage_invalid
+COST_MAX_USD = 10**9
+LATENCY_MAX_MS = 10**10
+
+
+def stored_name(value: str) -> str:
+    """The name a scope or a breakdown value has in aggregate keys and attribute names.
+
+    Up to NAME_BYTES_MAX UTF-8 bytes: the name itself. Longer, or not valid Unicode (a lone
+    surrogate): its first bytes, "…" and 16 hex digits of its SHA-256, the same for the same name,
+    so reports and budgets that name the scope find it. A short form is its own short form.
+    """
+    try:
+        if len(value.encode()) <= NAME_BYTES_MAX:
+            return value
+    except UnicodeEncodeError:
+        pass
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    printable = value.encode("utf-8", "replace")[:SHORT_PREFIX_BYTES].decode("utf-8", "ignore")
+    return f"{printable}…{digest}"
+
+
+def scope_pk(kind: str, scope_id: str) -> str:
+    """An aggregate item's partition key: `<kind>#<stored name>`."""
+    return f"{kind}#{stored_name(scope_id)}"
 
 
 @dataclass(frozen=True)
@@ -51,7 +83,8 @@ class Fact:
     def from_call(cls, call: Any, sign: int = 1, seq: int = 0, stream: str = "") -> "Fact":
         """From a CallRecord (or anything with its attributes), as delivered by `stream` (its label)."""
         return cls(
-            sign=sign, lane=f"{stream}{SEP}{call.account}" if stream else call.account, seq=seq, ts=datetime.strptime(call.ts, "%Y-%m-%dT%H:%M:%S.%fZ"),
+            sign=sign, lane=stored_name(f"{stream}{SEP}{call.account}" if stream else call.account), seq=seq,
+            ts=datetime.strptime(call.ts, "%Y-%m-%dT%H:%M:%S.%fZ"),
             account=call.account, key_id=call.key_id, provider=call.provider, model=call.model,
             operation=call.operation, team=call.team,
             is_error=call.status >= 400 or call.error_type is not None, error_type=call.error_type,
@@ -65,11 +98,25 @@ class Fact:
                   "provider": self.provider, "model": self.model, "operation": self.operation}
         return [(kind, values[kind]) for kind in SCOPE_KINDS if values[kind]]
 
+    def unfoldable(self) -> str | None:
+        """Why this call cannot be added to counters, or None: a number outside what a call can hold."""
+        for kind, count in zip(TOKEN_KINDS, self.tokens):
+            if type(count) is not int or not 0 <= count < TOKENS_MAX:
+                return f"token count `{kind}` is {count!r}, not an integer in [0, 10^12)"
+        cost = self.cost_usd
+        if cost is not None and not (isinstance(cost, Decimal) and cost.is_finite() and 0 <= cost < COST_MAX_USD):
+            return f"cost_usd is {cost!r}, not an amount in [0, 10^9)"
+        latency = self.latency_ms
+        if (isinstance(latency, bool) or not isinstance(latency, (int, float)) or not math.isfinite(latency)
+                or not 0 <= latency < LATENCY_MAX_MS):
+            return f"latency_ms is {latency!r}, not a duration in [0, 10^10)"
+        return None
+
 
 @dataclass(frozen=True)
 class AggregateKey:
     kind: str
-    scope_id: str
+    scope_id: str  # a stored name (see `stored_name`)
     day: str  # YYYY-MM-DD, UTC
 
     @property
@@ -103,10 +150,11 @@ def _add_core(counters: dict[str, Any], prefix: str, fact: Fact, with_errors_by_
     counters[f"{prefix}lat_sum"] += s * fact.latency_ms
     counters[f"{prefix}lat{SEP}{bucket_of(fact.latency_ms)}"] += s
     if with_errors_by_type and fact.is_error:
-        counters[f"{prefix}err{SEP}{fact.error_type or 'error'}"] += s
+        counters[f"{prefix}err{SEP}{stored_name(fact.error_type or 'error')}"] += s
 
 
 def _add_breakdown(counters: dict[str, Any], prefix: str, dim: str, value: str, fact: Fact, full: bool) -> None:
+    """`value` is a stored name."""
     s = fact.sign
     base = f"{prefix}b{SEP}{dim}{SEP}{value}{SEP}"
     counters[f"{base}calls"] += s
@@ -132,10 +180,11 @@ def fold(facts: Iterable[Fact]) -> dict[AggregateKey, Delta]:
     deltas: dict[AggregateKey, Delta] = defaultdict(Delta)
     for fact in facts:
         day = fact.ts.strftime("%Y-%m-%d")
-        dim_values = {"account": fact.account, "team": fact.team, "key": fact.key_id,
-                      "provider": fact.provider, "model": fact.model, "operation": fact.operation}
+        dim_values = {dim: stored_name(value) if value else value for dim, value in (
+            ("account", fact.account), ("team", fact.team), ("key", fact.key_id), ("provider", fact.provider),
+            ("model", fact.model), ("operation", fact.operation))}
         for kind, scope_id in fact.scopes():
-            delta = deltas[AggregateKey(kind, scope_id, day)]
+            delta = deltas[AggregateKey(kind, stored_name(scope_id), day)]
             delta.first_seq.setdefault(fact.lane, fact.seq)
             delta.first_seq[fact.lane] = min(delta.first_seq[fact.lane], fact.seq)
             delta.last_seq[fact.lane] = max(delta.last_seq.get(fact.lane, fact.seq), fact.seq)

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from genai_prices import Usage
 
 
+TOKENS_MAX = 10**12  # past any real call: a count this large is a provider's bug or an attack on the bill
+
+
 @dataclass(frozen=True)
 class TokenUsage:
     input_tokens: int = 0
@@ -20,6 +23,10 @@ class TokenUsage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
 
+    def plausible(self) -> bool:
+        """Every kind a whole number in [0, 10^12): anything else is logged as `usage_invalid`, unpriced."""
+        return all(type(v) is int and 0 <= v < TOKENS_MAX for v in vars(self).values())
+
     @property
     def total_input_tokens(self) -> int:
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
@@ -27,6 +34,11 @@ class TokenUsage:
     @property
     def total_output_tokens(self) -> int:
         return self.output_tokens + self.reasoning_tokens
+
+    @classmethod
+    def unreadable(cls) -> "TokenUsage":
+        """Usage the provider sent that cannot be read as counts (negative, not numbers): never plausible."""
+        return cls(input_tokens=-1)
 
     @classmethod
     def from_genai(cls, usage: Usage) -> "TokenUsage":

@@ -1,16 +1,23 @@
 """The local stand-in for Lambda's stream event source: read moto's DynamoDB stream, call the handler.
 
 Same event shape as Lambda (epoch ApproximateCreationDateTime, eventSourceARN added, userIdentity
-kept), same partial-batch contract: on `batchItemFailures` the shard is read again from that record.
+kept), same contract as the deployed mapping (ReportBatchItemFailures, BisectBatchOnFunctionError,
+an on-failure destination): on `batchItemFailures` the shard is read again from that record, in a
+batch half as large each time it fails; a record that still fails alone after MAX_ATTEMPTS is handed
+to `dead_letter` with the reason and skipped, so no batch is read again forever.
 """
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
 BATCH_SIZE = 100
+MAX_ATTEMPTS = 3  # deliveries of a one-record batch before it goes to the dead letter
+
+DeadLetter = Callable[[dict[str, Any], str], None]
 
 
 def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
@@ -22,15 +29,30 @@ def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     return event | {"dynamodb": dynamodb, "eventSourceARN": stream_arn}
 
 
+def print_dead_letter(record: dict[str, Any], reason: str) -> None:
+    print(f"[stream-pump] record {record['dynamodb']['SequenceNumber']} dead-lettered: {reason}\n"
+          f"  {json.dumps(record, default=str)}", file=sys.stderr, flush=True)
+
+
+def sqs_dead_letter(sqs: Any, queue_url: str) -> DeadLetter:
+    """Dead-letter to an SQS queue: the record as the handler got it, the reason as a message attribute."""
+    def send(record: dict[str, Any], reason: str) -> None:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(record, default=str),
+                         MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "?"}})
+    return send
+
+
 class StreamPump:
     """Polls every shard of one stream; checkpoints (last applied sequence per shard) go to a file."""
 
     def __init__(self, streams: Any, stream_arn: str, handler: Callable[[dict, Any], dict],
-                 checkpoint_file: Path) -> None:
+                 checkpoint_file: Path, dead_letter: DeadLetter = print_dead_letter) -> None:
         self.streams, self.stream_arn, self.handler = streams, stream_arn, handler
-        self.checkpoint_file = checkpoint_file
+        self.checkpoint_file, self.dead_letter = checkpoint_file, dead_letter
         self.iterators: dict[str, str] = {}
         self.checkpoints: dict[str, str] = {}
+        self.batch_sizes: dict[str, int] = {}  # per shard: halved on each failure, back up on success
+        self.attempts: dict[str, tuple[str, int]] = {}  # per shard: (record failing alone, deliveries so far)
         self.lock = threading.Lock()
         saved = json.loads(checkpoint_file.read_text()) if checkpoint_file.exists() else {}
         if saved.get("stream_arn") == stream_arn:
@@ -61,22 +83,56 @@ class StreamPump:
                     seq = self.checkpoints.get(shard)
                     self.iterators[shard] = (self._iterator(shard, "AFTER_SEQUENCE_NUMBER", seq) if seq
                                              else self._iterator(shard, "TRIM_HORIZON"))
-                response = self.streams.get_records(ShardIterator=self.iterators[shard], Limit=BATCH_SIZE)
-                records = response["Records"]
+                size = self.batch_sizes.get(shard, BATCH_SIZE)
+                response = self.streams.get_records(ShardIterator=self.iterators[shard], Limit=size)
+                records = [lambda_record(r, self.stream_arn) for r in response["Records"]]
                 if not records:
                     self.iterators[shard] = response["NextShardIterator"]
                     continue
                 handed += len(records)
-                result = self.handler({"Records": [lambda_record(r, self.stream_arn) for r in records]}, None)
-                failures = (result or {}).get("batchItemFailures") or []
-                if failures:
-                    failed = failures[0]["itemIdentifier"]
-                    self.iterators[shard] = self._iterator(shard, "AT_SEQUENCE_NUMBER", failed)
-                else:
+                failed, reason = self._deliver(records)
+                if failed is None:
                     self.iterators[shard] = response["NextShardIterator"]
-                    self.checkpoints[shard] = records[-1]["dynamodb"]["SequenceNumber"]
+                    self._done(shard, records[-1])
+                    self.batch_sizes[shard] = min(BATCH_SIZE, size * 2)
+                else:
+                    self._failed(shard, records, failed, reason)
             self._save()
         return handed
+
+    def _deliver(self, records: list[dict[str, Any]]) -> tuple[str | None, str]:
+        """(the first record not applied, or None; why): a handler that raises failed the whole batch."""
+        try:
+            result = self.handler({"Records": records}, None)
+        except Exception as exc:  # what Lambda calls a function error: bisect and retry
+            return records[0]["dynamodb"]["SequenceNumber"], f"{type(exc).__name__}: {exc}"
+        failures = (result or {}).get("batchItemFailures") or []
+        if not failures:
+            return None, ""
+        return failures[0]["itemIdentifier"], "the handler reported it as not applied"
+
+    def _failed(self, shard: str, records: list[dict[str, Any]], failed: str, reason: str) -> None:
+        """Keep what came before `failed`; retry from it with half the batch, or dead-letter it when alone."""
+        sequence = [r["dynamodb"]["SequenceNumber"] for r in records]
+        position = sequence.index(failed) if failed in sequence else 0
+        if position:
+            self._done(shard, records[position - 1])
+        self.batch_sizes[shard] = max(1, min(self.batch_sizes.get(shard, BATCH_SIZE), len(records) - position) // 2)
+        if len(records) - position == 1:
+            previous, count = self.attempts.get(shard, ("", 0))
+            count = count + 1 if previous == failed else 1
+            self.attempts[shard] = (failed, count)
+            if count >= MAX_ATTEMPTS:
+                self.dead_letter(records[position], reason)
+                self._done(shard, records[position])
+                self.iterators[shard] = self._iterator(shard, "AFTER_SEQUENCE_NUMBER", failed)
+                self.batch_sizes[shard] = BATCH_SIZE
+                return
+        self.iterators[shard] = self._iterator(shard, "AT_SEQUENCE_NUMBER", failed)
+
+    def _done(self, shard: str, record: dict[str, Any]) -> None:
+        self.checkpoints[shard] = record["dynamodb"]["SequenceNumber"]
+        self.attempts.pop(shard, None)
 
     def drain(self, max_passes: int = 50) -> None:
         for _ in range(max_passes):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import os
 import signal
@@ -110,8 +111,11 @@ class Stack:
         self.tables = [model.Meta.table_name for model in ALL_MODELS]
         restored = persist.restore(self.dynamodb, self.tables, self.data_dir)
         sqs = boto3.client("sqs", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"])
-        queue_url = sqs.create_queue(QueueName=get_settings().spill_queue_name)["QueueUrl"]
+        queue_url = sqs.create_queue(QueueName=get_settings().spill_queue_name,
+                                     Attributes={"RedrivePolicy": self._dead_letter_policy(sqs)})["QueueUrl"]
         os.environ["TOLLGATE_SPILL_QUEUE_URL"] = queue_url
+        self.rollup_dead_letter_url = sqs.create_queue(
+            QueueName=f"tollgate-{get_settings().stage}-rollup-dlq")["QueueUrl"]
         boto3.client("s3", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"]).create_bucket(
             Bucket=get_settings().archive_bucket)
         if not os.environ.get("TOLLGATE_SNS_TOPIC_ARN"):  # alerts also go to SNS, as in AWS (moto keeps them)
@@ -130,6 +134,16 @@ class Stack:
                created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())).save()
         self.restored = restored
 
+    @staticmethod
+    def _dead_letter_policy(sqs) -> str:
+        """The spill queue's dead-letter queue, as in AWS (infra/resources.json): the replay moves a record
+        it cannot write there itself, with the reason; SQS moves what was received 10 times."""
+        from chalicelib.settings import get_settings
+
+        url = sqs.create_queue(QueueName=f"{get_settings().spill_queue_name}-dlq")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "10"})
+
     def _serve_http(self) -> None:
         from app import app
         from local.server import Server, build_app
@@ -141,11 +155,13 @@ class Stack:
         import boto3
 
         import app as app_module
-        from local.pump import StreamPump
+        from local.pump import StreamPump, sqs_dead_letter
 
         streams = boto3.client("dynamodbstreams", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"])
+        sqs = boto3.client("sqs", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"])
         self.pump = StreamPump(streams, self.stream_arn, app_module.rollup_calls,
-                               self.data_dir / "stream-checkpoints.json")
+                               self.data_dir / "stream-checkpoints.json",
+                               dead_letter=sqs_dead_letter(sqs, self.rollup_dead_letter_url))
         self.pump.start_at_latest()
         if self.pump_seconds >= 0:
             self._every(self.pump_seconds, self.pump.run_once, "stream-pump")
@@ -163,25 +179,47 @@ class Stack:
         self._threads.append(thread)
 
     # -- jobs -------------------------------------------------------------------------------------
-    def run_schedule(self) -> None:
-        """What AWS runs on schedules: spill replay (SQS trigger there), evaluation, the 08:00 digests."""
+    def run_schedule(self) -> dict[str, str]:
+        """What AWS runs on schedules: spill replay (SQS trigger there), evaluation, the 08:00 digests.
+
+        Each job runs whatever happened to the one before, as separate functions in AWS do; a failure
+        is reported and the job runs again next time. Returns each job's outcome ("ok" or the error).
+        """
         from chalicelib import calllog
         from chalicelib.budget_store import utc_now
         from chalicelib.digest import digest
         from chalicelib.evaluate import evaluate
 
-        replayed = calllog.drain_spill_queue()  # replayed calls reach the stream like any other
-        if replayed["replayed"]:
-            print(f"[scheduler] replayed {replayed['replayed']} spilled call records", flush=True)
-        result = evaluate()
-        for name in ("opened", "resolved"):
-            if result[name]:
-                print(f"[scheduler] {len(result[name])} alert(s) {name}", flush=True)
-        now = utc_now()
-        if now.hour >= 8:  # digests queue once per day / week whatever the number of runs
-            digest({"kind": "daily"})
-            if now.weekday() == 0:
-                digest({"kind": "weekly"})
+        def replay() -> None:
+            replayed = calllog.drain_spill_queue()  # replayed calls reach the stream like any other
+            if replayed["replayed"]:
+                print(f"[scheduler] replayed {replayed['replayed']} spilled call records", flush=True)
+            if replayed.get("dead_lettered"):
+                print(f"[scheduler] {replayed['dead_lettered']} spilled record(s) could not be written: moved to "
+                      "the spill dead-letter queue with the reason", file=sys.stderr, flush=True)
+
+        def evaluation() -> None:
+            result = evaluate()
+            for name in ("opened", "resolved"):
+                if result[name]:
+                    print(f"[scheduler] {len(result[name])} alert(s) {name}", flush=True)
+
+        def digests() -> None:
+            now = utc_now()
+            if now.hour >= 8:  # digests queue once per day / week whatever the number of runs
+                digest({"kind": "daily"})
+                if now.weekday() == 0:
+                    digest({"kind": "weekly"})
+
+        outcomes = {}
+        for name, job in (("spill replay", replay), ("evaluate", evaluation), ("digests", digests)):
+            try:
+                job()
+                outcomes[name] = "ok"
+            except Exception as exc:  # reported here, retried next run; the other jobs still run
+                outcomes[name] = f"{type(exc).__name__}: {exc}"
+                print(f"[scheduler] {name} failed: {outcomes[name]}", file=sys.stderr, flush=True)
+        return outcomes
 
     def save(self) -> None:
         from local import persist

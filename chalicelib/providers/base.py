@@ -85,9 +85,9 @@ class ProviderAdapter:
         provider = data_snapshot.get_snapshot().find_provider(None, self.genai_provider_id, None)
         try:
             _, usage = provider.extract_usage(body, api_flavor=endpoint.usage_flavor)
-        except (ValueError, TypeError):
-            return None, model
-        return TokenUsage.from_genai(usage), model
+            return TokenUsage.from_genai(usage), model
+        except (ValueError, TypeError, ArithmeticError):
+            return TokenUsage.unreadable(), model
 
     def stream_meter(self, endpoint: Endpoint, prepared: PreparedBody) -> "StreamMeter":
         return StreamMeter(self, endpoint, prepared)

@@ -38,11 +38,12 @@ def upstream(upstream_url, monkeypatch):
 def reload_settings():
     from chalicelib import aws, upstream
     from chalicelib.auth import key_cache
-    from chalicelib.limits import budget_cache
+    from chalicelib.limits import budget_cache, served
     from chalicelib.settings import get_settings
 
     get_settings.cache_clear()
     budget_cache.clear()
+    served.clear()
     aws.client.cache_clear()
     upstream.use_transport(None)
     key_cache.clear()
@@ -135,6 +136,23 @@ class Gateway:
 @pytest.fixture
 def gateway(client, proxy_client):
     return Gateway(client, proxy_client)
+
+
+@pytest.fixture
+def atomic_moto(monkeypatch):
+    """Each in-process moto request runs alone, as each DynamoDB request is atomic: moto's backends are
+    plain dicts, and threads iterating one while another writes it fail in moto, not in our code."""
+    import threading
+
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    lock, original = threading.Lock(), BotocoreStubber.__call__
+
+    def one_at_a_time(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", one_at_a_time)
 
 
 @pytest.fixture

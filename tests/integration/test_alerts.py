@@ -118,7 +118,7 @@ def test_budgets_report_spend_percent_state_and_forecast(gateway, upstream):
     assert gateway.admin("put", "/admin/budgets/x", {"scope": "global"})[0] == 400
 
 
-def test_concurrent_evaluators_open_each_alert_once(gateway, upstream, channels, sink):
+def test_concurrent_evaluators_open_each_alert_once(gateway, upstream, channels, sink, atomic_moto):
     log(1, 0, cost="3")
     roll_up()
     put_budget(gateway, "global-daily", scope="global", period="daily", limit_usd=4,

@@ -266,7 +266,13 @@ def test_stream_mapping_tables_and_buckets(packaged):
     _, template = packaged
     mapping = template["Resources"]["RollupCalls"]["Properties"]["Events"]["RollupCallsDynamodbEventSource"]["Properties"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True  # only a record that keeps failing is retried, then dead-lettered
     assert mapping["MaximumRetryAttempts"] <= 100 and "OnFailure" in mapping["DestinationConfig"]
+    spill = template["Resources"]["ReplaySpill"]["Properties"]["Events"]["ReplaySpillSqsEventSource"]
+    assert spill["Type"] == "SQS" and spill["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert spill["Properties"]["BatchSize"] == 10  # Chalice's own properties survive the merge
+    redrive = template["Resources"]["SpillQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["SpillDeadLetterQueue", "Arn"]}
     tables = resources(template, "AWS::DynamoDB::Table")
     assert len(tables) == 8
     assert all(t["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] for t in tables.values())

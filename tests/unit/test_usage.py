@@ -68,7 +68,8 @@ def test_openrouter_reports_its_own_cost(event):
 def test_body_without_usage_reports_none():
     assert _parse("openai", "chat/completions", {"model": "gpt-4o"}) == (None, "gpt-4o")
     assert _parse("anthropic", "messages", "not a dict") == (None, None)
-    assert _parse("openai", "chat/completions", {"model": "x", "usage": {"prompt_tokens": "many"}})[0] is None
+    unreadable = _parse("openai", "chat/completions", {"model": "x", "usage": {"prompt_tokens": "many"}})[0]
+    assert not unreadable.plausible()  # usage was sent but is no count: logged usage_invalid, not as free
 
 
 def test_openai_stream_usage_comes_from_the_final_chunk(event):
