@@ -36,6 +36,7 @@ JSON_TYPES = ("application/json", "")
 CLIENT_DISCONNECTED = "client_disconnected"
 STREAM_INTERRUPTED = "stream_interrupted"
 USAGE_INVALID = "usage_invalid"
+RECORD_SECONDS = 10  # kept back from the Lambda invocation's end to write the call record (or spill it)
 JSON_DEPTH_MAX = 256  # refused the same everywhere, whatever the interpreter's recursion limit
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
@@ -80,10 +81,7 @@ class Call:
     first_byte_at: float | None = None  # time to first body byte, or to the first content event of a stream
     provider_cost_usd: Decimal | None = None
     limit: limits.LimitCheck | None = None
-
-    @property
-    def deadline(self) -> float:
-        return self.started + get_settings().upstream_deadline_seconds
+    deadline: float = float("inf")  # monotonic time by which the call must be over, record written
 
     def elapsed_ms(self, at: float | None = None) -> int:
         return round(((time.monotonic() if at is None else at) - self.started) * 1000)
@@ -94,6 +92,7 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
     adapter = get_adapter(provider)
     now = datetime.now(timezone.utc)
     call = Call(provider, adapter.endpoint(path), calllog.new_call_id(now), now, time.monotonic())
+    call.deadline = deadline_of(request.headers, call.started)
     try:
         prepared, upstream_headers = await run_sync(_admit, adapter, call, request)
         response = await upstream.open_stream(
@@ -115,6 +114,18 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
         answer = Answer(response.status_code, headers, stream=_relay(call, response, meter), deadline=call.deadline)
         return _with_call_id(answer, call)
     return await _whole(adapter, call, response, headers)
+
+
+def deadline_of(headers: dict[str, str], started: float) -> float:
+    """When the call must end: `TOLLGATE_UPSTREAM_DEADLINE_SECONDS` from its start, or sooner if the Lambda
+    invocation ends sooner. The Web Adapter passes the invocation's context as `x-amzn-lambda-context`
+    (JSON, `deadline` in epoch milliseconds); a caller who forges it can only shorten their own call."""
+    deadline = started + get_settings().upstream_deadline_seconds
+    try:
+        lambda_ends = float(json.loads(headers.get("x-amzn-lambda-context", "{}"))["deadline"]) / 1000
+    except (ValueError, TypeError, KeyError):
+        return deadline
+    return min(deadline, started + (lambda_ends - time.time()) - RECORD_SECONDS)
 
 
 def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest) -> tuple[PreparedBody | None, dict]:

@@ -20,6 +20,7 @@ from .errors import RequestTimeout
 from .providers import ADAPTERS
 from .settings import get_settings
 
+WRITE_GRACE_SECONDS = 5  # after the call's deadline, for its last events and trailer (within proxy.RECORD_SECONDS)
 BODY_SECONDS = 30  # a caller that takes longer to send its request is refused (API Gateway does this in AWS)
 
 
@@ -46,7 +47,8 @@ class RelayResponse(Response):
 
             group.start_soon(watch_for_disconnect)
             try:
-                with anyio.move_on_after(self.deadline - time.monotonic()):  # a caller that stops reading too
+                # The relay ends the stream itself at the deadline; this catches a caller that stops reading.
+                with anyio.move_on_after(self.deadline + WRITE_GRACE_SECONDS - time.monotonic()):
                     await send({"type": "http.response.start", "status": self.status_code,
                                 "headers": self.raw_headers})
                     async for piece in self.stream:

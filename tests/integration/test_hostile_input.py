@@ -166,3 +166,17 @@ def test_csv_export_neutralises_formulas_behind_a_tab_or_cr(gateway, upstream):
     export = gateway.client.http.get("/api/export?format=csv", headers={"X-Dashboard-Key": ADMIN_KEY})
     body = export.body.decode()
     assert "'\t=1+2" in body and "'=cmd" in body and "'\r@SUM(A1)" in body
+
+
+def test_the_call_ends_before_the_lambda_invocation_does(gateway, upstream):
+    """The Web Adapter passes the invocation's deadline; the proxy keeps 10 s of it to write the record."""
+    import time
+
+    key = gateway.new_key()
+    upstream.enqueue(usage={"prompt_tokens": 5, "completion_tokens": 5}, event_interval_seconds=0.3)
+    lambda_context = json.dumps({"deadline": int((time.time() + 11) * 1000), "request_id": "r-1"})
+    response = gateway.call(ROUTES["openai"][0], {**ROUTES["openai"][1], "stream": True}, key,
+                            headers={"x-amzn-lambda-context": lambda_context})
+    assert response.status_code == 200 and b": tollgate " in response.body  # ended, with its trailer
+    [call] = logged()
+    assert call.error_type == "stream_interrupted" and 800 <= call.latency_ms < 2500
