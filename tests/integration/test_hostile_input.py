@@ -147,7 +147,7 @@ def test_deep_json_is_refused_whatever_the_recursion_limit(gateway, upstream):
     ("post", "/admin/credits/" + "a" * 3000, {"amount_usd": "1"}),
     ("get", "/api/summary?account=" + "a" * 3000, None),
 ])
-def test_api_input_that_used_to_500_is_a_clear_400(gateway, upstream, method, path, body):
+def test_api_input_beyond_bounds_is_a_clear_400(gateway, upstream, method, path, body):
     headers = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Dashboard-Key": ADMIN_KEY,
                "Content-Type": "application/json"}
     response = getattr(gateway.client.http, method)(path, headers=headers,
@@ -158,7 +158,7 @@ def test_api_input_that_used_to_500_is_a_clear_400(gateway, upstream, method, pa
 
 def test_csv_export_neutralises_formulas_behind_a_tab_or_cr(gateway, upstream):
     key = gateway.new_key()
-    for operation in ("\t=1+2", "=cmd", "\r@SUM(A1)"):
+    for _ in range(3):
         gateway.call(*ROUTES["openai"], key, headers={"X-Tollgate-Operation": "ok"})
     records = logged()
     for record, operation in zip(records, ("\t=1+2", "=cmd", "\r@SUM(A1)")):
