@@ -35,7 +35,7 @@ bench: $(INSTALLED)
 package: $(INSTALLED)
 	$(BIN)/python -m infra.package --stage $(STAGE)
 
-deploy: $(INSTALLED) node_modules/.package-lock.json
+deploy: $(INSTALLED)  # infra/deploy.sh checks the account, the stage and npm first, one line per missing piece
 	STAGE=$(STAGE) PYTHON=$(BIN)/python infra/deploy.sh
 
 clean:

@@ -6,7 +6,7 @@ The provider routes (CONTRACT §2) are not here: they stream, so they are the AS
 from chalice import Chalice, CORSConfig, Cron, Rate, Response
 
 from chalicelib import (alerts, api, audit, auth, budget_store, calllog, credits, digest, edge, evaluate, jobs,
-                        keys, openapi, reports, stream, users)
+                        keys, notify, openapi, reports, rules, signals, stream, users)
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="tollgate")
@@ -18,9 +18,10 @@ DASHBOARD_CORS = CORSConfig(allow_origin=_origin, allow_headers=["X-Dashboard-Ke
 
 @app.middleware("http")
 def audit_admin_requests(event, get_response):
-    """Every /admin request, allowed or refused, lands in the audit trail."""
+    """Every /admin request, and every acknowledgement and resolution of an alert, allowed or refused, lands in
+    the audit trail."""
     response = get_response(event)
-    if event.path.startswith("/admin"):
+    if audit.is_audited(event.method, event.path):
         audit.record(event, response.status_code)
     return response
 
@@ -106,6 +107,14 @@ def run_job(job):
     return jobs.run(job, edge.json_body(app.current_request))
 
 
+@app.route("/admin/alerts/test", methods=["POST"], content_types=ANY)
+@edge.json_api
+def test_notification():
+    """Send a test message to one channel now: {"channel": "slack"|"sns"|"webhook"}."""
+    _admin()
+    return notify.send_test(edge.json_body(app.current_request), budget_store.utc_now())
+
+
 @app.route("/admin/users/{user}/export", methods=["GET"])
 @edge.json_api
 def export_user(user):
@@ -182,17 +191,28 @@ def budgets():
 @app.route("/api/alerts", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def list_alerts():
-    """Alerts, newest first: `state=open` (open and acknowledged) or `all`."""
+    """Alerts, newest first: `state=open|acknowledged|resolved|all`, or `active` (open and acknowledged; the
+    default)."""
     params = edge.params_of(app.current_request)
-    return alerts.list_alerts(params.get("state") or "open", _dashboard().account)
+    return alerts.list_alerts(params.get("state") or "active", _dashboard().account)
 
 
 @app.route("/api/alerts/{alert_id}/ack", methods=["POST"], content_types=ANY, cors=DASHBOARD_CORS)
 @edge.json_api
 def acknowledge_alert(alert_id):
-    """Acknowledge an open alert (it still resolves by itself when its condition clears)."""
+    """Acknowledge an open alert (it still resolves by itself when its condition clears; an expensive-call
+    alert is resolved by it)."""
     principal = _dashboard()
     return alerts.acknowledge(alert_id, principal.account, principal.key_id or "admin", budget_store.utc_now())
+
+
+@app.route("/api/alerts/{alert_id}/resolve", methods=["POST"], content_types=ANY, cors=DASHBOARD_CORS)
+@edge.json_api
+def resolve_alert(alert_id):
+    """Resolve an open or acknowledged alert by hand: {"note"?}; the channels are told who did."""
+    principal, body = _dashboard(), edge.json_body(app.current_request)
+    return alerts.resolve_by_hand(alert_id, principal.account, principal.key_id or "admin", body,
+                                  budget_store.utc_now())
 
 
 @app.route("/api/credits", methods=["GET"], cors=DASHBOARD_CORS)
@@ -240,7 +260,9 @@ def weekly_report(event):
 
 @app.on_dynamodb_record(stream_arn=get_settings().calls_stream_arn, batch_size=100)
 def rollup_calls(event):
-    """Fold new, erased and expired calls into the aggregates; report the first record not applied."""
+    """Note calls over the expensive-call threshold for the evaluator; fold new, erased and expired calls into
+    the aggregates; report the first record not applied."""
+    signals.note_expensive_calls(event, rules.current_rules().expensive_call_usd)
     return stream.handle_records(event)
 
 

@@ -2,9 +2,10 @@
 
     python cli.py recalculate --from 2026-11-01 --to 2026-11-20
     python cli.py reconcile --day 2026-11-20 [--fix]
+    python cli.py reprice --start 2026-11-01 --end 2026-11-20 [--provider anthropic] [--model claude-sonnet-4-0]
 
 `--url` (or TOLLGATE_URL; default the local stack) and `--admin-key` (or TOLLGATE_ADMIN_KEY).
-Recalculation runs one day per request, so each stays far inside API Gateway's time limit.
+Recalculation and re-pricing run one day per request, so each stays far inside API Gateway's time limit.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import os
 import sys
 from datetime import date, timedelta
+from decimal import Decimal
 
 import httpx
 
@@ -50,6 +52,23 @@ def recalculate(client: httpx.Client, first: date, last: date) -> dict:
     return totals
 
 
+def reprice(client: httpx.Client, first: date, last: date, provider: str | None, model: str | None) -> dict:
+    if last < first:
+        raise SystemExit("--end is before --start")
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    totals = {"job": "reprice", "start": days[0].isoformat(), "end": days[-1].isoformat(), "days": 0, "calls": 0,
+              "calls_repriced": 0, "cost_before_usd": Decimal(0), "cost_after_usd": Decimal(0), "conflicts": 0}
+    filters = {k: v for k, v in (("provider", provider), ("model", model)) if v}
+    for done, day in enumerate(days, start=1):
+        result = _post(client, "reprice", {"start": day.isoformat(), "end": day.isoformat(), **filters})
+        for name in ("days", "calls", "calls_repriced", "conflicts"):
+            totals[name] += result[name]
+        for name in ("cost_before_usd", "cost_after_usd"):
+            totals[name] += Decimal(result[name])
+        progress(done, len(days), f"{day.isoformat()} ({totals['calls_repriced']} of {totals['calls']} re-priced)")
+    return totals | {name: format(totals[name].normalize(), "f") for name in ("cost_before_usd", "cost_after_usd")}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="tollgate", description=__doc__.split("\n")[0])
     parser.add_argument("--url", default=os.environ.get("TOLLGATE_URL")
@@ -62,11 +81,18 @@ def main(argv: list[str] | None = None) -> None:
     check = jobs.add_parser("reconcile", help="compare a day's aggregates with the call log")
     check.add_argument("--day", type=date.fromisoformat, default=date.today() - timedelta(days=1))
     check.add_argument("--fix", action="store_true", help="rebuild the day if it drifted")
+    again = jobs.add_parser("reprice", help="price logged calls again with today's prices and overrides")
+    again.add_argument("--start", type=date.fromisoformat, required=True)
+    again.add_argument("--end", type=date.fromisoformat)
+    again.add_argument("--provider")
+    again.add_argument("--model")
     args = parser.parse_args(argv)
     with httpx.Client(base_url=args.url, timeout=120,
                       headers={"Authorization": f"Bearer {args.admin_key}"}) as client:
         if args.job == "recalculate":
             result = recalculate(client, args.first, args.last or args.first)
+        elif args.job == "reprice":
+            result = reprice(client, args.start, args.end or args.start, args.provider, args.model)
         else:
             result = _post(client, "reconcile", {"day": args.day.isoformat(), "fix": args.fix})
     print(json.dumps(result, indent=2))

@@ -47,9 +47,18 @@ class RunningStack:
             out.append(AwsRequest(int(at), operation, table, thread))
         return out
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the stack's process has used (uvicorn, the proxy, moto: one process, one GIL)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
-        self.process.send_signal(2)  # SIGINT: the stack finishes in-flight calls and saves
-        self.process.wait(timeout=30)
+        self.process.send_signal(2)  # SIGINT: the stack finishes in-flight calls and runs its schedule once
+        try:
+            self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def start(data_dir: str, upstream_url: str) -> RunningStack:
@@ -97,7 +106,10 @@ def main() -> None:
     import local.stack
 
     log_aws_requests(sys.argv[1])
-    local.stack.SNAPSHOT_SECONDS = 3600.0  # local persistence only: a Scan of every table each 10 s otherwise
+    # Local persistence only, into a throwaway directory here: a Scan of every table each 10 s, and of
+    # thousands of logged calls at the end, otherwise.
+    local.stack.SNAPSHOT_SECONDS = 3600.0
+    local.stack.Stack.save = lambda self: None
     local.stack.main()
 
 

@@ -55,6 +55,7 @@ class Totals:
         self.calls += int(item.get(f"{head}calls", 0))
         self.errors += int(item.get(f"{head}errors", 0))
         self.cost += Decimal(item.get(f"{head}cost", 0))
+        self.unpriced += int(item.get(f"{head}unpriced", 0))
         for kind in TOKEN_KINDS:
             self.tokens[kind] += int(item.get(f"{head}{kind}", 0))
         self.unsplit_tokens += int(item.get(f"{head}tok", 0))
@@ -70,6 +71,7 @@ class Totals:
             "tokens": {TOKEN_FIELDS[k]: v for k, v in self.tokens.items()} | {"total": self.total_tokens},
             "cost_usd": money(self.cost), "unpriced_calls": self.unpriced,
         }
+        known_cost_only(out)
         if with_latency:
             out["latency_ms"] = {f"p{q}": percentile(self.latency, q) for q in (50, 95, 99)}
             out["latency_ms"]["mean"] = round(self.latency_sum / self.calls, 1) if self.calls else None
@@ -77,9 +79,23 @@ class Totals:
         return out
 
 
+def known_cost_only(view: dict[str, Any]) -> dict[str, Any]:
+    """A report's cost reads null when no call in it has a known cost: unpriced is never shown as $0.
+    (`cost_usd` otherwise sums the priced calls; `unpriced_calls` says how many it leaves out.)"""
+    if view["calls"] and view["unpriced_calls"] >= view["calls"]:
+        view["cost_usd"] = None
+    return view
+
+
+def reported(groups: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A breakdown as reports show it: see `known_cost_only`."""
+    return {value: known_cost_only(view) for value, view in groups.items()}
+
+
 def breakdown(items: Iterable[dict[str, Any]], prefixes: Iterable[tuple[dict[str, Any], str]] | None,
               dim: str) -> dict[str, dict[str, Any]]:
-    """`{value: {calls, errors, tokens, cost_usd}}` for one dimension, from `b|<dim>|<value>|<counter>`."""
+    """`{value: {calls, errors, tokens, cost_usd, unpriced_calls}}` for one dimension, from
+    `b|<dim>|<value>|<counter>`; `cost_usd` sums the priced calls (reports pass it through `reported`)."""
     sums: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     pairs = prefixes if prefixes is not None else ((item, "") for item in items)
     for item, prefix in pairs:
@@ -95,7 +111,8 @@ def breakdown(items: Iterable[dict[str, Any]], prefixes: Iterable[tuple[dict[str
 def _breakdown_view(counters: dict[str, Any]) -> dict[str, Any]:
     tokens = int(counters.get("tok", 0)) or sum(int(counters.get(k, 0)) for k in TOKEN_KINDS)
     view = {"calls": int(counters.get("calls", 0)), "errors": int(counters.get("errors", 0)),
-            "tokens": tokens, "cost_usd": money(Decimal(counters.get("cost", 0)))}
+            "tokens": tokens, "cost_usd": money(Decimal(counters.get("cost", 0))),
+            "unpriced_calls": int(counters.get("unpriced", 0))}
     if any(k in counters for k in TOKEN_KINDS):
         view |= {TOKEN_FIELDS[k]: int(counters.get(k, 0)) for k in TOKEN_KINDS}
     return view
@@ -154,8 +171,8 @@ def summarize(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | N
     `breakdown_pairs` (breakdowns exist by the hour and by the day only), by default the same pairs."""
     coarse = pairs if breakdown_pairs is None else breakdown_pairs
     return total(coarse if part else pairs, part).view(with_latency=part is None) | {
-        "by_provider": breakdown([], coarse, "provider"),
-        "by_model": breakdown([], coarse, "model"),
+        "by_provider": reported(breakdown([], coarse, "provider")),
+        "by_model": reported(breakdown([], coarse, "model")),
     }
 
 
@@ -166,7 +183,7 @@ def series(pairs_by_start: list[tuple[datetime, list[tuple[dict[str, Any], str]]
     for start, pairs in pairs_by_start:
         point = {"ts": start.strftime("%Y-%m-%dT%H:%M:%SZ")} | total(pairs, part).view(with_latency=False)
         if with_providers:
-            point["by_provider"] = breakdown([], pairs, "provider")
+            point["by_provider"] = reported(breakdown([], pairs, "provider"))
         points.append(point)
     return points
 
@@ -184,7 +201,7 @@ def daily_groups(items: Iterable[dict[str, Any]], dim: str | None, scope_of=None
         else:
             day["_totals"].add(item, "")
             if dim:
-                day["groups"].update(breakdown([item], None, dim))
+                day["groups"].update(reported(breakdown([item], None, dim)))
     out = []
     for day in days.values():
         view = {"day": day["day"]} | day.pop("_totals").view(with_latency=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -12,6 +13,7 @@ from .auth import Principal
 from .errors import InvalidRequest, NotFound, PermissionDenied
 from .models import ApiKey, CallRecord
 from .pricing import money
+from .settings import get_settings
 
 CALLS_LIMIT_MAX = 500
 
@@ -32,7 +34,8 @@ def call_view(record: CallRecord) -> dict[str, Any]:
         "cache_write_1h_tokens": record.cache_write_1h_tokens, "output_tokens": record.output_tokens,
         "reasoning_tokens": record.reasoning_tokens, "usage_reported": record.usage_reported,
         "cost_usd": _money_or_none(record.cost_usd), "priced": record.priced,
-        "price_source": record.price_source, "provider_cost_usd": _money_or_none(record.provider_cost_usd),
+        "price_source": record.price_source, "price_version": record.price_version,
+        "repriced_at": record.repriced_at, "provider_cost_usd": _money_or_none(record.provider_cost_usd),
         "latency_ms": record.latency_ms, "upstream_latency_ms": record.upstream_latency_ms,
         "ttft_ms": record.ttft_ms, "output_tokens_per_s": record.output_tokens_per_s, "stream": record.stream,
     }
@@ -101,8 +104,9 @@ EXPORT_LIMIT = 50_000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_FIELDS = ("call_id", "ts", "provider", "model", "endpoint", "operation", "account", "team", "key_id", "user",
                  "session", "status", "error_type", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-                 "output_tokens", "reasoning_tokens", "cost_usd", "priced", "provider_cost_usd", "latency_ms",
-                 "ttft_ms", "output_tokens_per_s", "stream")
+                 "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "priced", "price_source",
+                 "price_version", "repriced_at", "provider_cost_usd", "latency_ms", "ttft_ms", "output_tokens_per_s",
+                 "stream")
 
 
 def export_calls(principal: Principal, params: dict[str, str]) -> tuple[str, str, str]:
@@ -131,7 +135,31 @@ def export_calls(principal: Principal, params: dict[str, str]) -> tuple[str, str
     return out.getvalue(), "text/csv; charset=utf-8", name
 
 
+HEALTH_CACHE_SECONDS = 30.0
+_health_cache: dict[str, Any] = {}
+
+
 def health() -> tuple[int, dict[str, Any]]:
+    """`GET /health` (no key): the components' state, at most HEALTH_CACHE_SECONDS old when healthy.
+
+    Anyone may call it, so a healthy answer is reused: however often it is hit, a healthy container
+    makes 4 AWS requests (DescribeTable twice, GetQueueAttributes, one quarantine Query) per
+    HEALTH_CACHE_SECONDS. A degraded answer is checked again on every call, so recovery shows at once
+    (the stage's throttling bounds that). A cached answer belongs to the settings it was found with.
+    """
+    settings, now = get_settings(), time.monotonic()
+    cached = _health_cache.get("answer")
+    if cached is not None and _health_cache["settings"] is settings and now < _health_cache["until"]:
+        return cached
+    answer = _check_health()
+    if answer[0] == 200:
+        _health_cache.update(answer=answer, settings=settings, until=now + HEALTH_CACHE_SECONDS)
+    else:
+        _health_cache.clear()
+    return answer
+
+
+def _check_health() -> tuple[int, dict[str, Any]]:
     """Each table answers DescribeTable, the spill queue is empty and no stream record is quarantined
     → healthy; else degraded."""
     components: dict[str, Any] = {}

@@ -1,4 +1,5 @@
-"""The audit trail of admin actions: who did what, when, and how it ended. Never a secret or a body."""
+"""The audit trail of admin actions and alert decisions: who did what, when, and how it ended. Never a secret or a
+body."""
 from __future__ import annotations
 
 import json
@@ -7,12 +8,31 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .api import int_param
+from .auth import KEY_PREFIXES, is_admin_secret
 from .models import AuditEntry
 
 # Body fields worth keeping; anything else (and every secret) stays out of the trail.
 KEPT_FIELDS = ("name", "account", "team", "user", "scope", "scope_id", "period", "mode", "limit_usd", "limit_tokens",
-               "window_minutes", "from", "to", "day", "fix", "kind", "amount_usd", "note")
+               "window_minutes", "from", "to", "day", "fix", "kind", "amount_usd", "note", "channel")
 TEXT_MAX = 256
+ALERT_ACTIONS = ("/ack", "/resolve")  # POST /api/alerts/{alert_id}/…: a person's decision about an alert
+
+
+def is_audited(method: str, path: str) -> bool:
+    """Every /admin request, and every acknowledgement or resolution of an alert."""
+    return path.startswith("/admin") or (method == "POST" and path.startswith("/api/alerts/")
+                                         and path.endswith(ALERT_ACTIONS))
+
+
+def _principal(path: str, headers: dict[str, str], refused: bool) -> str:
+    """`admin`, `dashboard <key id>` (the public part of a dashboard key) or `refused`."""
+    if refused:
+        return "refused"
+    secret = headers.get("x-dashboard-key", "").strip()
+    if path.startswith("/admin") or is_admin_secret(secret):
+        return "admin"
+    key_id = secret[len(KEY_PREFIXES["dashboard"]):].partition("_")[0]
+    return f"dashboard {key_id[:TEXT_MAX]}"
 
 
 def _details(body: bytes | str | None) -> dict[str, str] | None:
@@ -27,13 +47,14 @@ def _details(body: bytes | str | None) -> dict[str, str] | None:
 
 
 def record(request: Any, status: int) -> None:
-    """Write one entry for an /admin request (called by the HTTP middleware after the response)."""
+    """Write one entry for an audited request (called by the HTTP middleware after the response)."""
     headers = {k.lower(): v for k, v in request.headers.items()}
     now = datetime.now(timezone.utc)
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     identity = (request.context or {}).get("identity", {}) if hasattr(request, "context") else {}
-    refused = status in (401, 403)  # the route decided; the trail does not check the key again
-    AuditEntry(stamp[:7], f"{stamp}#{uuid.uuid4().hex[:8]}", ts=stamp, principal="refused" if refused else "admin",
+    refused = status in (401, 403)  # the route decided; the trail only names who it let through
+    AuditEntry(stamp[:7], f"{stamp}#{uuid.uuid4().hex[:8]}", ts=stamp,
+               principal=_principal(request.path, headers, refused),
                actor=(headers.get("x-tollgate-actor") or "")[:TEXT_MAX] or None,
                source_ip=identity.get("sourceIp"), user_agent=(headers.get("user-agent") or "")[:TEXT_MAX] or None,
                method=request.method, path=request.path.format(**(request.uri_params or {}))[:TEXT_MAX],

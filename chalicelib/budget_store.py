@@ -8,11 +8,13 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from . import aggstore
-from .budgets import BudgetSpec, BudgetStatus, days_of, parse_budget, period_bounds, spend, status, whole_days
+from .budgets import (BudgetSpec, BudgetStatus, calls_in, days_of, parse_budget, period_bounds, spend, status,
+                      whole_days)
 from .errors import NotFound
 from .models import Budget
 from .pricing import money
 from .rollup import INDEXED_COUNTERS
+from .rules import current_rules
 
 WINDOW_BLOCK = timedelta(minutes=5)
 PRECISE = "%Y-%m-%dT%H:%M:%S.%fZ"  # when a measurement was taken: the proxy counts its own calls from then
@@ -63,7 +65,13 @@ def measure(spec: BudgetSpec, now: datetime) -> BudgetStatus:
         items += aggstore.query_days(spec.pk, min(full), max(full), INDEXED_COUNTERS)
     items += aggstore.get_days(spec.pk, [d for d in days if d not in full])
     cost, tokens = spend(items, start, end)
-    return status(spec, cost, tokens, start, end, now)
+    return status(spec, cost, tokens, start, end, now, calls_in(items, start, end))
+
+
+def measure_period(spec: BudgetSpec, period_start: datetime) -> BudgetStatus:
+    """The whole calendar period that starts at `period_start` (one that has ended), measured as at its last moment."""
+    _, end = period_bounds(spec, period_start)
+    return measure(spec, end - timedelta(microseconds=1))
 
 
 def record_status(item: Budget, result: BudgetStatus, now: datetime) -> None:
@@ -80,7 +88,7 @@ def record_status(item: Budget, result: BudgetStatus, now: datetime) -> None:
     ])
 
 
-def budget_view(item: Budget, result: BudgetStatus | None = None) -> dict[str, Any]:
+def budget_view(item: Budget, result: BudgetStatus | None = None, now: datetime | None = None) -> dict[str, Any]:
     spec = spec_of(item)
     view: dict[str, Any] = {
         "budget_id": item.budget_id, "scope": item.scope, "scope_id": item.scope_id, "period": item.period,
@@ -92,9 +100,13 @@ def budget_view(item: Budget, result: BudgetStatus | None = None) -> dict[str, A
     if result is not None:
         spent = money(result.spent) if spec.unit == "usd" else int(result.spent)
         projected = money(result.forecast) if spec.unit == "usd" else int(result.forecast)
+        rules, now = current_rules(), now or utc_now()
+        ready = spec.period != "window" and result.forecast_ready(now, rules.forecast_min_elapsed,
+                                                                   rules.forecast_min_calls)
         view |= {"spent": spent, "limit": money(spec.limit) if spec.unit == "usd" else int(spec.limit),
                  "unit": spec.unit, "percent": float(result.percent), "state": result.state,
-                 "forecast": projected, "projected_to_exceed": result.forecast >= spec.limit,
+                 "forecast": projected, "forecast_ready": ready,
+                 "projected_to_exceed": ready and result.state != "exceeded" and result.forecast >= spec.limit,
                  "period_start": iso(result.start), "period_end": iso(result.end)}
     return view
 
@@ -103,4 +115,4 @@ def budgets_report(account: str | None) -> dict[str, Any]:
     """`GET /api/budgets`: every budget the caller may see, measured now."""
     now = utc_now()
     items = [b for b in all_budgets() if account is None or b.account == account]
-    return {"budgets": [budget_view(item, measure(spec_of(item), now)) for item in items]}
+    return {"budgets": [budget_view(item, measure(spec_of(item), now), now) for item in items]}

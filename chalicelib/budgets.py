@@ -153,21 +153,31 @@ def whole_days(start: datetime, end: datetime) -> set[str]:
             if datetime.strptime(d, "%Y-%m-%d") >= start and datetime.strptime(d, "%Y-%m-%d") + timedelta(days=1) <= end}
 
 
+def _slot_prefixes(item: dict[str, Any], full: set[str], start: datetime, end: datetime) -> list[str]:
+    """The counter prefixes of `item` inside [start, end): the day's own for a whole day, else its 5-minute slots."""
+    if item["day"] in full:
+        return [""]
+    day = datetime.strptime(item["day"], "%Y-%m-%d")
+    return [f"m{slot.hour:02d}{slot.minute:02d}{SEP}" for slot in
+            (day + timedelta(minutes=5 * n) for n in range(288)) if start <= slot < end]
+
+
 def spend(items: list[dict[str, Any]], start: datetime, end: datetime) -> tuple[Decimal, int]:
     """(cost, tokens) in [start, end): day counters for whole days, 5-minute buckets at the edges."""
     cost, tokens = Decimal(0), 0
     full = whole_days(start, end)
     for item in items:
-        if item["day"] in full:
-            prefixes = [""]
-        else:
-            day = datetime.strptime(item["day"], "%Y-%m-%d")
-            prefixes = [f"m{slot.hour:02d}{slot.minute:02d}{SEP}" for slot in
-                        (day + timedelta(minutes=5 * n) for n in range(288)) if start <= slot < end]
-        for prefix in prefixes:
+        for prefix in _slot_prefixes(item, full, start, end):
             cost += Decimal(item.get(f"{prefix}cost", 0))
             tokens += sum(int(item.get(f"{prefix}{kind}", 0)) for kind in TOKEN_KINDS)
     return cost, tokens
+
+
+def calls_in(items: list[dict[str, Any]], start: datetime, end: datetime) -> int:
+    """Calls in [start, end), from the same counters as `spend`: what a forecast is based on."""
+    full = whole_days(start, end)
+    return sum(int(item.get(f"{prefix}calls", 0))
+               for item in items for prefix in _slot_prefixes(item, full, start, end))
 
 
 def forecast(spent: Decimal, start: datetime, end: datetime, now: datetime) -> Decimal:
@@ -188,13 +198,24 @@ class BudgetStatus:
     forecast: Decimal
     start: datetime
     end: datetime
+    calls: int = 0  # calls in the period so far
+
+    def elapsed_share(self, now: datetime) -> float:
+        """How much of the period is gone at `now`, from 0 to 1."""
+        length = (self.end - self.start).total_seconds()
+        return min(1.0, max(0.0, (now - self.start).total_seconds() / length)) if length > 0 else 1.0
+
+    def forecast_ready(self, now: datetime, min_elapsed: float, min_calls: int) -> bool:
+        """Whether the forecast rests on enough: a share of the period gone and a number of calls seen.
+        A window budget has no forecast (its spend is its forecast)."""
+        return self.elapsed_share(now) >= min_elapsed and self.calls >= min_calls and now < self.end
 
 
 def status(spec: BudgetSpec, cost: Decimal, tokens: int, start: datetime, end: datetime,
-           now: datetime) -> BudgetStatus:
+           now: datetime, calls: int = 0) -> BudgetStatus:
     spent = cost if spec.unit == "usd" else Decimal(tokens)
     fraction = spent / spec.limit
     crossed = tuple(t for t in spec.thresholds if fraction >= t)
     state = "exceeded" if fraction >= 1 else "warning" if crossed else "ok"
     return BudgetStatus(spent, (fraction * 100).quantize(Decimal("0.01")), state, crossed,
-                        forecast(spent, start, end, now), start, end)
+                        forecast(spent, start, end, now), start, end, calls)

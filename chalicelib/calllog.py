@@ -1,14 +1,16 @@
-"""The call log: one record per call, written once (retry, then spill to SQS), read back newest first."""
+"""The call log: one record per call, written once (retry, then spill to SQS), read back newest first,
+re-priced in place by the reprice job."""
 from __future__ import annotations
 
 import json
 import re
 import secrets
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, Iterable, Iterator
 
 from botocore.exceptions import ParamValidationError
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import PutError, UpdateError
 
 from . import aws
 from .models import CallRecord
@@ -227,6 +229,34 @@ def spill_backlog() -> int | None:
     return int(attributes["ApproximateNumberOfMessages"])
 
 
+def set_price(record: CallRecord, cost_usd: Decimal | None, source: str | None, version: str | None,
+              at: datetime) -> bool:
+    """Re-price one logged call in place: cost, priced, price source and version, `repriced_at`.
+
+    Conditional on the call still being logged with the price it was read with, so an erased or
+    expired call is not brought back and a concurrent change is not overwritten. True if written;
+    False if the condition failed (read the call again to retry). The stream carries the change
+    (MODIFY, both images) to the rollup.
+    """
+    condition = CallRecord.call_id.exists() & _holds(CallRecord.cost_usd, record.cost_usd) & _holds(
+        CallRecord.price_source, record.price_source)
+    actions = [CallRecord.priced.set(cost_usd is not None), CallRecord.repriced_at.set(iso(at))]
+    for attribute, value in ((CallRecord.cost_usd, cost_usd), (CallRecord.price_source, source),
+                             (CallRecord.price_version, version)):
+        actions.append(attribute.remove() if value is None else attribute.set(value))
+    try:
+        record.update(actions=actions, condition=condition)
+        return True
+    except UpdateError as exc:
+        if exc.cause_response_code == CONDITIONAL_FAILED:
+            return False
+        raise
+
+
+def _holds(attribute: Any, value: Any) -> Any:
+    return attribute.does_not_exist() if value is None else attribute == value
+
+
 def find_call(call_id: str, account: str | None = None) -> CallRecord | None:
     """One call by id: one Query on the account, or on `by_day` for every account (the id holds the time)."""
     prefix = _sort_key_prefix(call_id)
@@ -241,7 +271,8 @@ def find_call(call_id: str, account: str | None = None) -> CallRecord | None:
     return next(iter(found), None)
 
 
-def _filters(provider: str | None, model: str | None):
+def filters(provider: str | None, model: str | None):
+    """A filter condition on provider and model (each optional), for queries of calls."""
     condition = None
     for attribute, value in ((CallRecord.provider, provider), (CallRecord.model, model)):
         if value:
@@ -262,7 +293,7 @@ def recent_calls(
     One account: one Query on the table. All accounts: one Query per UTC day on `by_day`, walking
     back from today (or the cursor's day) until `limit` calls or the retention period is covered.
     """
-    condition = _filters(provider, model)
+    condition = filters(provider, model)
     if account:
         range_condition = CallRecord.sk < before if before else None
         yield from CallRecord.query(account, range_condition, filter_condition=condition,
@@ -280,3 +311,16 @@ def recent_calls(
             remaining -= 1
         if remaining <= 0:
             return
+
+
+def calls_between(start: datetime, end: datetime, limit: int = 2000) -> list[CallRecord]:
+    """Every account's calls whose time falls in [start, end], newest first, at most `limit`: one Query per UTC
+    day on `by_day`, bounded by the sort key (a call's time) rather than a count of calls."""
+    found: list[CallRecord] = []
+    first = start.astimezone(timezone.utc).date()
+    day = end.astimezone(timezone.utc).date()
+    while day >= first and len(found) < limit:
+        found += CallRecord.by_day.query(day.isoformat(), CallRecord.sk.between(iso(start), iso(end) + "#~"),
+                                         scan_index_forward=False, limit=limit - len(found))
+        day -= timedelta(days=1)
+    return found

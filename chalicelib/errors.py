@@ -71,3 +71,15 @@ class UpstreamTimeout(UpstreamError):
 class ConfigurationError(TollgateError):
     status = 500
     error_type = "configuration_error"
+
+
+class PriceOverridesInvalid(ConfigurationError):
+    """chalicelib/price_overrides.json says something pricing cannot take: the tests and `make package` stop on it,
+    and a call never meets it (a deployed file that fails to load leaves calls unpriced, never guessed)."""
+
+
+class DeliveryFailed(TollgateError):
+    """A channel refused or did not answer a message sent on request (a test notification)."""
+
+    status = 502
+    error_type = "delivery_failed"

@@ -70,7 +70,8 @@ class CallRecord(Model):
 
     Key: `account` + `sk` (`<ts>#<call_id>`) → "newest calls of an account" is one Query with
     ScanIndexForward=False. GSI `by_day` → "all calls of a day". Streams carry new and old images:
-    rollups read the new one, TTL expiry (REMOVE) carries the old one for archiving.
+    rollups read the new one, TTL expiry (REMOVE) carries the old one for archiving, and a re-priced
+    call (MODIFY) carries both, so the rollup folds the difference.
     """
 
     class Meta(_Meta):
@@ -104,7 +105,9 @@ class CallRecord(Model):
     usage_reported = BooleanAttribute(default=False)
     cost_usd = DecimalAttribute(null=True)  # null when the model has no known price
     priced = BooleanAttribute(default=False)
-    price_source = UnicodeAttribute(null=True)  # genai-prices | override
+    price_source = UnicodeAttribute(null=True)  # override | genai-prices | provider
+    price_version = UnicodeAttribute(null=True)  # overrides@<file hash> | the genai-prices version | provider
+    repriced_at = UnicodeAttribute(null=True)  # when the reprice job last changed the price (UTC ISO-8601)
     provider_cost_usd = DecimalAttribute(null=True)  # what the provider says it charged (OpenRouter)
     latency_ms = NumberAttribute()
     upstream_latency_ms = NumberAttribute(null=True)
@@ -213,8 +216,14 @@ class AlertsByState(GlobalSecondaryIndex):
 
 
 class Alert(Model):
-    """One alert per (rule, scope, period, threshold): `alert_id` is a hash of those, so opening is a
-    conditional put that only one evaluator can win. States: open → acknowledged → resolved."""
+    """One alert per identity (rule, scope, scope_id, period): `alert_id` is a hash of those, so opening is a
+    conditional put that only one evaluator can win. `period` is the budget period or UTC day of an alert
+    about a period, null for a condition, so one incident is one alert however long it lasts.
+
+    States: open → acknowledged → resolved (chalicelib/lifecycle.py). `level` is the escalation step reached;
+    each step notifies once. When an identity fires again after it was resolved, the resolved episode is
+    kept as `<alert_id>@<opened_at>` (`episode_of` names the alert) and the alert reopens under its own id.
+    """
 
     class Meta(_Meta):
         table_name = _settings.alerts_table
@@ -223,7 +232,7 @@ class Alert(Model):
     rule = UnicodeAttribute()
     scope = UnicodeAttribute()
     scope_id = UnicodeAttribute()
-    period = UnicodeAttribute()
+    period = UnicodeAttribute(null=True)
     threshold = UnicodeAttribute(null=True)
     severity = UnicodeAttribute()  # info | medium | high | critical
     state = UnicodeAttribute()
@@ -237,6 +246,18 @@ class Alert(Model):
     acknowledged_by = UnicodeAttribute(null=True)
     resolved_at = UnicodeAttribute(null=True)
     resolution = UnicodeAttribute(null=True)
+    # the lifecycle (null on alerts opened before it existed)
+    kind = UnicodeAttribute(null=True)  # condition | period | event
+    level = NumberAttribute(null=True)
+    hold_minutes = NumberAttribute(null=True)
+    recovery = UnicodeAttribute(null=True)  # the resolution when it ends by itself
+    recovery_quiet = BooleanAttribute(null=True)
+    clear_since = UnicodeAttribute(null=True)  # a condition clear since then: the hold runs
+    last_seen_at = UnicodeAttribute(null=True)  # the last run (or event) that found it firing
+    escalated_at = UnicodeAttribute(null=True)
+    occurrences = NumberAttribute(null=True)  # event alerts: the events grouped in it
+    resolved_by = UnicodeAttribute(null=True)  # a person who resolved it (or acknowledged an event alert)
+    episode_of = UnicodeAttribute(null=True)  # on a kept episode: the alert it was
 
     by_state = AlertsByState()
 
@@ -261,7 +282,7 @@ class Delivery(Model):
 
     delivery_id = UnicodeAttribute(hash_key=True)
     channel = UnicodeAttribute()  # slack | webhook | sns
-    event = UnicodeAttribute()  # opened | resolved | digest | report
+    event = UnicodeAttribute()  # opened | escalated | resolved | digest | report | test
     payload = UnicodeAttribute()  # JSON of the message facts (rendered per channel when sent)
     status = UnicodeAttribute()  # pending | sending | sent | failed
     attempts = NumberAttribute(default=0)
@@ -300,7 +321,7 @@ class AuditEntry(Model):
     month = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     ts = UnicodeAttribute()
-    principal = UnicodeAttribute()  # admin | refused
+    principal = UnicodeAttribute()  # admin | dashboard <key id> (alert decisions) | refused
     actor = UnicodeAttribute(null=True)  # X-Tollgate-Actor: the person, as they name themselves
     source_ip = UnicodeAttribute(null=True)
     user_agent = UnicodeAttribute(null=True)

@@ -17,6 +17,7 @@ from pynamodb.exceptions import PutError, UpdateError
 
 from . import aws
 from . import secrets as secret_store
+from .errors import DeliveryFailed, InvalidRequest
 from .models import Delivery
 from .observability import MetricUnit, logger, metrics
 from .settings import get_settings
@@ -30,6 +31,7 @@ MAX_ATTEMPTS = 10
 LEASE = timedelta(seconds=60)
 COLOURS = {"info": "#2EB67D", "medium": "#DAA038", "high": "#E8912D", "critical": "#D00000"}
 WEBHOOK_FIELDS = ("event", "provider", "severity", "title", "message", "timestamp")
+CHANNELS = ("slack", "sns", "webhook")
 
 
 @lru_cache(maxsize=1)
@@ -81,6 +83,24 @@ def send(channel: str, facts: dict[str, Any]) -> None:
         raise RuntimeError(f"channel {channel} has no URL configured")
     response = httpx.post(url, json=body, timeout=SEND_TIMEOUT, follow_redirects=False)
     response.raise_for_status()
+
+
+def send_test(body: Any, now: datetime) -> dict[str, Any]:
+    """`POST /admin/alerts/test {"channel"}`: one test message, sent now (not queued), so the answer says
+    whether the channel took it."""
+    channel = body.get("channel") if isinstance(body, dict) else None
+    if channel not in CHANNELS:
+        raise InvalidRequest(f"`channel` must be one of {', '.join(CHANNELS)}")
+    if channel not in configured_channels():
+        raise InvalidRequest(f"channel {channel} is not configured (see README: Channels)")
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    facts = {"event": "alert.test", "provider": None, "severity": "info", "title": "Tollgate test notification",
+             "message": f"Sent on request at {stamp}: this channel receives Tollgate's alerts.", "timestamp": stamp}
+    try:
+        send(channel, facts)
+    except Exception as exc:  # whatever the channel did, the admin is told here
+        raise DeliveryFailed(f"{channel} did not take the test message: {type(exc).__name__}: {exc}"[:500]) from None
+    return {"channel": channel, "sent": True, "at": stamp}
 
 
 def _claim(delivery: Delivery, now: datetime) -> bool:

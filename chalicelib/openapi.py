@@ -50,11 +50,14 @@ PATHS: dict[str, dict[str, Any]] = {
                              thresholds={"type": "array", "items": {"type": "number"}}, mode=STRING,
                              channels={"type": "array", "items": STRING}, timezone=STRING)),
         "delete": _op("Delete a budget", ADMIN, [_param("budget_id", where="path")])},
-    "/admin/jobs/{job}": {"post": _op("Run a job now: evaluate, digest, recalculate, reconcile", ADMIN,
+    "/admin/jobs/{job}": {"post": _op("Run a job now: evaluate, digest, recalculate, reconcile, reprice", ADMIN,
                                       [_param("job", where="path", enum=["evaluate", "digest", "recalculate",
-                                                                         "reconcile"])],
+                                                                         "reconcile", "reprice"])],
                                       body=_obj(**{"from": STRING, "to": STRING, "day": STRING,
-                                                   "fix": {"type": "boolean"}, "kind": STRING}))},
+                                                   "fix": {"type": "boolean"}, "kind": STRING, "start": STRING,
+                                                   "end": STRING, "provider": STRING, "model": STRING}))},
+    "/admin/alerts/test": {"post": _op("Send a test notification to one channel now", ADMIN,
+                                       body=_obj(channel={"type": "string", "enum": ["slack", "sns", "webhook"]}))},
     "/admin/credits/{account}": {"post": _op("Top up an account's credits", ADMIN, [_param("account", where="path")],
                                              body=_obj(amount_usd=NUMBER_TEXT, note=STRING))},
     "/admin/users/{user}/export": {"get": _op("Every call attributed to a user", ADMIN, [_param("user", where="path")])},
@@ -77,14 +80,21 @@ PATHS: dict[str, dict[str, Any]] = {
         "One call, by the id in its X-Tollgate-Call-Id header or its stream's closing `: tollgate` comment "
         "(ttft_ms, output_tokens_per_s, cost_usd)", DASHBOARD, [_param("call_id", where="path")])},
     "/api/budgets": {"get": _op("Budgets with spend, percent, state, forecast", DASHBOARD)},
-    "/api/alerts": {"get": _op("Alerts", DASHBOARD, [_param("state", enum=["open", "all"])])},
-    "/api/alerts/{alert_id}/ack": {"post": _op("Acknowledge an open alert", DASHBOARD,
-                                               [_param("alert_id", where="path")])},
+    "/api/alerts": {"get": _op("Alerts, newest first; resolved ones with `duration_seconds`", DASHBOARD,
+                               [_param("state", enum=["open", "acknowledged", "resolved", "active", "all"])])},
+    "/api/alerts/{alert_id}/ack": {"post": _op("Acknowledge an open alert (an expensive-call alert resolves)",
+                                               DASHBOARD, [_param("alert_id", where="path")])},
+    "/api/alerts/{alert_id}/resolve": {"post": _op("Resolve an open or acknowledged alert by hand", DASHBOARD,
+                                                   [_param("alert_id", where="path")],
+                                                   body=_obj(note=STRING))},
     "/api/credits": {"get": _op("Credits per account", DASHBOARD, [_param("account")])},
     "/api/export": {"get": _op("The calls as a CSV or JSON download", DASHBOARD,
                                [_param("format", enum=["csv", "json"]), _param("hours", "integer", minimum=1),
                                 *FILTER_PARAMS])},
 }
+
+
+PATHS["/api/alerts/{alert_id}/resolve"]["post"]["requestBody"]["required"] = False  # the note is optional
 
 
 def document() -> dict[str, Any]:

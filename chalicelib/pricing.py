@@ -1,27 +1,31 @@
-"""Cost of a call from its usage: local overrides first, then genai-prices; Decimal, never a guess."""
+"""Cost of a call from its usage: local overrides first, then genai-prices, then the provider's own statement.
+
+Decimal, never a guess, and every price says where it came from: `source` (override | genai-prices |
+provider) and `version` (`overrides@<hash of the file>`, the genai-prices release, or `provider`).
+"""
 from __future__ import annotations
 
-import fnmatch
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
-from pathlib import Path
+from importlib import metadata
 
 from genai_prices import calc_price
-from genai_prices.types import ModelPrice
 
+from .errors import PriceOverridesInvalid
+from .observability import logger
+from .price_overrides import OVERRIDES_FILE, PriceOverrides, load_overrides
 from .usage import TokenUsage
 
-OVERRIDES_FILE = Path(__file__).with_name("price_overrides.json")
-PRICE_FIELDS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+__all__ = ["OVERRIDES_FILE", "Price", "UNPRICED", "genai_prices_version", "load_overrides", "money", "price_call"]
 
 
 @dataclass(frozen=True)
 class Price:
     cost_usd: Decimal | None  # None: the model has no known price (never reported as 0)
-    source: str | None = None  # "override" | "genai-prices"
+    source: str | None = None  # "override" | "genai-prices" | "provider"
+    version: str | None = None  # which prices: "overrides@<hash>", the genai-prices version, or "provider"
 
     @property
     def priced(self) -> bool:
@@ -31,32 +35,20 @@ class Price:
 UNPRICED = Price(None)
 
 
-@dataclass(frozen=True)
-class Override:
-    provider: str
-    model_pattern: str  # exact name or fnmatch pattern, e.g. "ft:gpt-4o-mini:*"
-    price: ModelPrice
-
-    def matches(self, provider: str, model: str) -> bool:
-        return self.provider == provider and fnmatch.fnmatchcase(model, self.model_pattern)
-
-
-def load_overrides(path: Path = OVERRIDES_FILE) -> tuple[Override, ...]:
-    """Read the overrides file: prices per million tokens, as decimal strings."""
-    entries = json.loads(path.read_text())["overrides"] if path.exists() else []
-    return tuple(
-        Override(
-            provider=entry["provider"],
-            model_pattern=entry["model"],
-            price=ModelPrice(**{f: Decimal(entry[f]) for f in PRICE_FIELDS if f in entry}),
-        )
-        for entry in entries
-    )
+@lru_cache(maxsize=1)
+def genai_prices_version() -> str:
+    return metadata.version("genai-prices")
 
 
 @lru_cache(maxsize=1)
-def _overrides() -> tuple[Override, ...]:
-    return load_overrides()
+def _overrides() -> PriceOverrides | None:
+    """The shipped overrides; None if the deployed file does not load (the tests and `make package` check it,
+    so this is a file changed by hand in place): then no call is priced from a price list we cannot read."""
+    try:
+        return load_overrides()
+    except PriceOverridesInvalid as exc:
+        logger.error("price overrides do not load: calls stay unpriced until they do", extra={"error": str(exc)})
+        return None
 
 
 def price_call(
@@ -64,19 +56,36 @@ def price_call(
     model: str | None,
     usage: TokenUsage | None,
     at: datetime,
-    overrides: tuple[Override, ...] | None = None,
+    overrides: PriceOverrides | None = None,
+    provider_cost_usd: Decimal | None = None,
 ) -> Price:
-    """The cost in USD of `usage` on `model`, as charged at time `at`."""
-    if usage is None or not model:
+    """The cost in USD of `usage` on `model`, with the prices in force at time `at`.
+
+    Ours first (an override, else genai-prices); when we know no price for the model, the provider's
+    own statement of the cost (`provider_cost_usd`, OpenRouter's `usage.cost`). No usage: unpriced.
+    """
+    if usage is None:
         return UNPRICED
-    for override in _overrides() if overrides is None else overrides:
-        if override.matches(provider, model):
-            return Price(override.price.calc_price(usage.to_genai())["total_price"], "override")
+    ours = _our_price(provider, model, usage, at, _overrides() if overrides is None else overrides) if model else None
+    if ours is not None:
+        return ours
+    if provider_cost_usd is not None:
+        return Price(provider_cost_usd, "provider", "provider")
+    return UNPRICED
+
+
+def _our_price(provider: str, model: str, usage: TokenUsage, at: datetime,
+               overrides: PriceOverrides | None) -> Price | None:
+    if overrides is None:  # the overrides file does not load
+        return None
+    override = overrides.find(provider, model)
+    if override is not None:
+        return Price(override.price.calc_price(usage.to_genai())["total_price"], "override", overrides.version)
     try:
         calculation = calc_price(usage.to_genai(), model, provider_id=provider, genai_request_timestamp=at)
     except LookupError:
-        return UNPRICED
-    return Price(calculation.total_price, "genai-prices")
+        return None
+    return Price(calculation.total_price, "genai-prices", genai_prices_version())
 
 
 def money(value: Decimal) -> str:

@@ -20,7 +20,7 @@ import anyio
 import httpx
 from anyio.to_thread import run_sync
 
-from . import auth, calllog, limits, names, pricing, secrets, upstream
+from . import auth, calllog, limits, names, pricing, secrets, signals, upstream
 from .attribution import Attribution, attribution_of
 from .errors import InvalidRequest, PayloadTooLarge, TollgateError, UpstreamAnswerTooLarge, UpstreamError, \
     UpstreamTimeout, UpstreamUnreachable
@@ -100,6 +100,7 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
             upstream_headers, prepared.body if prepared else None)
     except TollgateError as error:
         if call.principal is None:  # an unknown caller: there is no account to log the call under
+            await signals.auth_failed(error.status, request.headers)  # counted for the failed-auth alert
             return _with_call_id(error_answer(adapter, error), call)
         return await _failed(adapter, call, error)
     call.upstream_reached = True
@@ -251,11 +252,15 @@ async def _failed(adapter: ProviderAdapter, call: Call, error: TollgateError) ->
 async def _log(call: Call) -> pricing.Price:
     """Price what was used (all of it seen, or a stream's usage so far) and write the call record.
 
+    Our price (an override, else genai-prices) wins; the provider's own statement of the cost is the
+    price only when we know none for the model. Implausible usage is never priced, whatever is stated.
+
     The write is a DynamoDB request, so it runs in a worker thread.
     """
     if call.usage is not None and not call.usage.plausible():  # never priced, never summed into a budget
         call.usage, call.error_type = None, call.error_type or USAGE_INVALID
-    price = pricing.price_call(call.provider, call.model, call.usage, call.now)
+    price = pricing.price_call(call.provider, call.model, call.usage, call.now,
+                               provider_cost_usd=call.provider_cost_usd)
     record = _record(call, price, call.elapsed_ms())
     outcome = await run_sync(calllog.write, record)
     tokens = call.usage.total_input_tokens + call.usage.total_output_tokens if call.usage else 0
@@ -327,8 +332,9 @@ def _limit_headers(call: Call, cost_usd: Decimal | None) -> dict[str, str]:
 
 
 def _loads(body: bytes) -> Any:
+    """An upstream body's JSON, fractions as Decimal: a provider's statement of cost stays exact."""
     try:
-        return json.loads(body)
+        return json.loads(body, parse_float=Decimal)
     except ValueError:
         return None
 
@@ -363,7 +369,8 @@ def _record(call: Call, price: pricing.Price, latency_ms: int):
         cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
         output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens,
         usage_reported=call.usage is not None and call.error_type is None, cost_usd=price.cost_usd,
-        priced=price.priced, price_source=price.source, provider_cost_usd=call.provider_cost_usd,
+        priced=price.priced, price_source=price.source, price_version=price.version,
+        provider_cost_usd=call.provider_cost_usd,
         latency_ms=latency_ms, upstream_latency_ms=call.upstream_latency_ms, ttft_ms=ttft_ms,
         output_tokens_per_s=output_tokens_per_s(call.usage, latency_ms, ttft_ms) if call.stream else None,
     )

@@ -3,7 +3,7 @@
 Entries live in the aggregates table under one partition, `pk = quarantine#calls`, sorted by
 `<stream label>#<sequence number>`: a redelivered record overwrites its own entry, and one Query lists
 (or counts) them. They have no `kind`, so the by_kind index and the reports never see them. While any
-entry is there, /health says degraded and the evaluator keeps one alert open (evaluate.check_quarantine);
+entry is there, /health says degraded and the evaluator keeps one alert open (decide.decide_quarantine);
 an entry stays until an operator deletes it (after fixing the record, or deciding it should not count).
 """
 from __future__ import annotations

@@ -22,7 +22,7 @@ ACCOUNT_GROUPS = ("model", "provider", "key", "operation", "team")
 WHOLE_ITEMS_DAYS = 3  # up to this many days, read whole items; beyond, project
 LATENCY_NAMES = [f"lat{SEP}{i}" for i in range(0, 21 * BUCKETS_PER_DOUBLING + 1)]  # up to ~35 min
 DAY_COUNTERS = [*INDEXED_COUNTERS, "lat_sum", *LATENCY_NAMES]
-DAY_BREAKDOWN_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost")  # what a day breakdown holds per value
+DAY_BREAKDOWN_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")  # a day breakdown's, per value
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,8 @@ def timeseries(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
         hour_prefixes = [f"h{h:02d}{SEP}" for h in range(24)]
         fixed = [f"{p}{c}" for p in hour_prefixes for c in ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")]
         items = _projected(scope, _day(start), _day(end), fixed,
-                           _breakdown_names(hour_prefixes, ("provider",), ("calls", "errors", "tok", "cost")))
+                           _breakdown_names(hour_prefixes, ("provider",), ("calls", "errors", "tok", "cost",
+                                                                           "unpriced")))
     days = agg.by_day(items)
     if interval == "1h":
         starts, prefix_of = agg.hours_between(start, end), agg.hour_prefix

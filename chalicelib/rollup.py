@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
@@ -61,7 +61,11 @@ def scope_pk(kind: str, scope_id: str) -> str:
 
 @dataclass(frozen=True)
 class Fact:
-    """One call's contribution: +1 when logged, -1 when deleted (erasure); `seq` orders it in its lane."""
+    """One call's contribution: +1 when logged, -1 when deleted (erasure); `seq` orders it in its lane.
+
+    A call changed in place (re-priced) is one fact: the call as it is now (+1) with `was`, the call as it
+    was (-1), folded together, so the difference lands whole or not at all under one stream position.
+    """
 
     sign: int
     lane: str  # stream label + call-log partition (account): sequence numbers only order records within it
@@ -78,6 +82,7 @@ class Fact:
     tokens: tuple[int, int, int, int, int]  # TOKEN_KINDS order
     cost_usd: Decimal | None
     latency_ms: int
+    was: "Fact | None" = None  # a change: the call before it, with sign -1 and the same lane and seq
 
     @classmethod
     def from_call(cls, call: Any, sign: int = 1, seq: int = 0, stream: str = "") -> "Fact":
@@ -93,6 +98,17 @@ class Fact:
             cost_usd=call.cost_usd, latency_ms=call.latency_ms,
         )
 
+    def changed(self, before: "Fact") -> "Fact | None":
+        """This call, replacing `before` (the same call as it was); None if nothing the rollup counts differs."""
+        was = replace(before, sign=-1, lane=self.lane, seq=self.seq)
+        if replace(was, sign=self.sign) == self:
+            return None
+        return replace(self, sign=1, was=was)
+
+    def parts(self) -> tuple["Fact", ...]:
+        """What folding this fact adds up: the call, and for a change, the call as it was (subtracted)."""
+        return (self.was, self) if self.was is not None else (self,)
+
     def scopes(self) -> list[tuple[str, str]]:
         values = {"global": GLOBAL_ID, "account": self.account, "team": self.team, "key": self.key_id,
                   "provider": self.provider, "model": self.model, "operation": self.operation}
@@ -100,6 +116,8 @@ class Fact:
 
     def unfoldable(self) -> str | None:
         """Why this call cannot be added to counters, or None: a number outside what a call can hold."""
+        if self.was is not None and (problem := self.was.unfoldable()):
+            return f"before the change: {problem}"
         for kind, count in zip(TOKEN_KINDS, self.tokens):
             if type(count) is not int or not 0 <= count < TOKENS_MAX:
                 return f"token count `{kind}` is {count!r}, not an integer in [0, 10^12)"
@@ -159,7 +177,10 @@ def _add_breakdown(counters: dict[str, Any], prefix: str, dim: str, value: str, 
     base = f"{prefix}b{SEP}{dim}{SEP}{value}{SEP}"
     counters[f"{base}calls"] += s
     counters[f"{base}errors"] += s if fact.is_error else 0
-    counters[f"{base}cost"] += s * (fact.cost_usd or 0)
+    if fact.cost_usd is None:
+        counters[f"{base}unpriced"] += s
+    else:
+        counters[f"{base}cost"] += s * fact.cost_usd
     if full:
         for kind, count in zip(TOKEN_KINDS, fact.tokens):
             counters[f"{base}{kind}"] += s * count
@@ -178,7 +199,7 @@ def five_minute_prefix(ts: datetime) -> str:
 def fold(facts: Iterable[Fact]) -> dict[AggregateKey, Delta]:
     """Sum facts into one delta per aggregate item they touch."""
     deltas: dict[AggregateKey, Delta] = defaultdict(Delta)
-    for fact in facts:
+    for fact in (part for whole in facts for part in whole.parts()):
         day = fact.ts.strftime("%Y-%m-%d")
         dim_values = {dim: stored_name(value) if value else value for dim, value in (
             ("account", fact.account), ("team", fact.team), ("key", fact.key_id), ("provider", fact.provider),

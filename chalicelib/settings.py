@@ -53,6 +53,7 @@ class Settings:
     upstream_deadline_seconds: float = 870.0  # a whole call, streamed or not: ends before Lambda's 900 s
     key_cache_seconds: float = 5.0
     store_bodies: bool = False
+    alert_rules: str | None = None  # JSON overrides of the alert rules' defaults (chalicelib/rules.py)
 
     def base_url(self, provider: str) -> str:
         return self.base_urls.get(provider) or DEFAULT_BASE_URLS[provider]
@@ -107,6 +108,7 @@ def from_env() -> Settings:
         upstream_deadline_seconds=float(_env("TOLLGATE_UPSTREAM_DEADLINE_SECONDS", "870")),
         key_cache_seconds=float(_env("TOLLGATE_KEY_CACHE_SECONDS", "5")),
         store_bodies=_env("TOLLGATE_STORE_BODIES", "false").lower() == "true",
+        alert_rules=_env("TOLLGATE_ALERT_RULES"),
     )
 
 

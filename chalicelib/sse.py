@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024
@@ -27,10 +28,11 @@ class SseEvent:
     raw: str
 
     def json(self) -> Any | None:
+        """The event's JSON data (None if it has none); fractions as Decimal, so money in it stays exact."""
         if not self.data or self.data == "[DONE]":
             return None
         try:
-            return json.loads(self.data)
+            return json.loads(self.data, parse_float=Decimal)
         except ValueError:
             return None
 

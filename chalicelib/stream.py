@@ -1,4 +1,4 @@
-"""The call-log stream handler: new calls and erasures become aggregate deltas; TTL expiry is archived.
+"""The call-log stream handler: new, re-priced and erased calls become aggregate deltas; TTL expiry is archived.
 
 A record that cannot be folded (its image does not parse, its numbers are beyond what a call can
 add, or DynamoDB refuses its update) is quarantined with the reason and the rest of the batch folds:
@@ -39,7 +39,8 @@ def handle_records(records: Iterable[Any]) -> dict[str, list[dict[str, str]]]:
     """Lambda's partial-batch answer: empty, or the first record whose effects are not all durable.
 
     INSERT adds a call, REMOVE by a person (erasure) subtracts it, REMOVE by TTL only archives it:
-    expiry must not change the totals. MODIFY carries no new call and is ignored.
+    expiry must not change the totals. MODIFY (a re-priced call) adds the new image and subtracts the
+    old one as one fact, so the difference folds exactly once like any other record.
     """
     facts: list[Fact] = []
     expired: list[tuple[str, dict[str, Any]]] = []
@@ -79,10 +80,14 @@ def handle_records(records: Iterable[Any]) -> dict[str, list[dict[str, str]]]:
 
 
 def _read(record: Any) -> tuple[Fact | None, tuple[str, dict[str, Any]] | None]:
-    """A record's fact (a call added or erased), or its archive entry (TTL expiry), or neither (MODIFY)."""
+    """A record's fact (a call added, changed or erased), or its archive entry (TTL expiry), or neither
+    (a change to nothing the rollup counts)."""
     seq, stream = int(record.sequence_number), stream_label(record)
     if record.event_name == "INSERT" and record.new_image:
         return Fact.from_call(CallRecord.from_raw_data(record.new_image), +1, seq, stream), None
+    if record.event_name == "MODIFY" and record.new_image and record.old_image:
+        now = Fact.from_call(CallRecord.from_raw_data(record.new_image), +1, seq, stream)
+        return now.changed(Fact.from_call(CallRecord.from_raw_data(record.old_image), -1, seq, stream)), None
     if record.event_name == "REMOVE" and record.old_image:
         call = CallRecord.from_raw_data(record.old_image)
         if is_ttl_expiry(record):

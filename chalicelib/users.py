@@ -1,8 +1,9 @@
-"""Per-user data requests (GDPR): export every call attributed to a user, or erase them all."""
+"""Per-user data requests (GDPR): export every call attributed to a user, or erase them all, archive included."""
 from __future__ import annotations
 
 from typing import Any
 
+from . import archive
 from .api import call_view
 from .models import CallRecord
 
@@ -12,10 +13,15 @@ def export(user: str) -> dict[str, Any]:
 
 
 def erase(user: str) -> dict[str, Any]:
-    """Delete the user's calls. Each deletion reaches the stream, which subtracts it from the aggregates."""
+    """Delete the user's calls from the call log and every version of their archived calls.
+
+    Each call-log deletion reaches the stream, which subtracts it from the aggregates (and does not
+    archive it: only TTL expiry archives). A call that TTL expires while this runs may be archived
+    after the sweep: running the erasure again a minute later removes it.
+    """
     deleted = 0
     for call in CallRecord.by_user.query(user):
         call.delete()
         deleted += 1
-    return {"user": user, "deleted": deleted,
+    return {"user": user, "deleted": deleted, "archive_versions_deleted": archive.erase_user(user),
             "note": "aggregates are corrected by the stream rollup within seconds"}

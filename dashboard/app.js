@@ -144,40 +144,69 @@ function renderBudgets(budgets) {
     const bar = el("div", null, "bar");
     const fill = el("span", null, budget.state);
     fill.style.width = `${Math.min(100, budget.percent)}%`;
-    const forecast = el("i");
-    forecast.style.left = `${Math.min(100, 100 * Number(budget.forecast) / Number(budget.limit))}%`;
-    forecast.title = "forecast at period end";
-    bar.append(fill, forecast);
+    bar.append(fill);
+    if (budget.forecast_ready) {  // a forecast from too little of the period or too few calls is not shown
+      const forecast = el("i");
+      forecast.style.left = `${Math.min(100, 100 * Number(budget.forecast) / Number(budget.limit))}%`;
+      forecast.title = "forecast at period end";
+      bar.append(forecast);
+    }
     const unit = budget.unit === "usd" ? money : number;
+    const projected = budget.forecast_ready ? unit(budget.forecast) : "not yet (too little data)";
     item.append(el("strong", `${budget.budget_id} `), el("span", `${budget.scope} ${budget.scope_id} · ${budget.period} · ${budget.mode}`, "muted"), bar,
-                el("div", `${unit(budget.spent)} of ${unit(budget.limit)} (${budget.percent} %) · forecast ${unit(budget.forecast)}` +
+                el("div", `${unit(budget.spent)} of ${unit(budget.limit)} (${budget.percent} %) · forecast ${projected}` +
                    (budget.projected_to_exceed ? " · projected to exceed" : "") + ` · ${budget.state}`, "muted"));
     list.append(item);
   }
 }
 
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  if (seconds < 90) return `${seconds} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+function alertAction(alert, label, verb) {
+  const button = el("button", label);
+  button.dataset.action = verb;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try { await api(`/api/alerts/${encodeURIComponent(alert.alert_id)}/${verb}`, {}, { method: "POST" }); await refresh(); }
+    catch (error) { showBanner(error.message); button.disabled = false; }
+  });
+  return button;
+}
+
 function renderAlerts(alerts) {
+  const active = alerts.filter((a) => a.state !== "resolved");
   const list = $("#alerts");
   list.replaceChildren();
-  list.nextElementSibling.hidden = alerts.length > 0;
-  for (const alert of alerts) {
+  list.nextElementSibling.hidden = active.length > 0;
+  for (const alert of active) {
     const item = el("li", null, `${alert.severity} ${alert.state}`);
     const text = el("div");
+    const seen = alert.occurrences > 1 ? ` · ${alert.occurrences} times` : "";
     text.append(el("strong", alert.title), el("p", alert.message),
-                el("p", `${alert.severity} · opened ${alert.opened_at} · ${alert.state}`, "muted"));
-    item.append(text);
-    if (alert.state === "open") {
-      const ack = el("button", "Acknowledge");
-      ack.dataset.alertId = alert.alert_id;
-      ack.addEventListener("click", async () => {
-        ack.disabled = true;
-        try { await api(`/api/alerts/${encodeURIComponent(alert.alert_id)}/ack`, {}, { method: "POST" }); await refresh(); }
-        catch (error) { showBanner(error.message); ack.disabled = false; }
-      });
-      item.append(ack);
-    }
+                el("p", `${alert.severity} · opened ${alert.opened_at}${seen} · ${alert.state}`, "muted"));
+    const actions = el("div", null, "actions");
+    if (alert.state === "open") actions.append(alertAction(alert, "Acknowledge", "ack"));
+    actions.append(alertAction(alert, "Resolve", "resolve"));
+    item.append(text, actions);
     list.append(item);
   }
+  const history = $("#alert-history");
+  history.replaceChildren();
+  for (const alert of alerts.filter((a) => a.state === "resolved").slice(0, 10)) {
+    const item = el("li", null, "resolved");
+    item.append(el("strong", alert.title),
+                el("p", `${alert.resolution || "Resolved."}`),
+                el("p", `${alert.severity} · ${alert.opened_at} · lasted ${duration(alert.duration_seconds)}` +
+                   (alert.resolved_by ? ` · by ${alert.resolved_by}` : ""), "muted"));
+    history.append(item);
+  }
+  history.hidden = history.children.length === 0;
+  history.previousElementSibling.hidden = history.hidden;
 }
 
 function sortValue(call, column) {
@@ -240,7 +269,7 @@ async function refresh() {
     const [now, before, points, dailyModels, window, budgets, alerts, calls] = await Promise.all([
       api("/api/summary", span), api("/api/summary", { ...span, offset_hours: state.hours }), series(),
       api("/api/usage/daily", byModel), api("/api/usage/window", { minutes: 300, account: state.filters.account }),
-      api("/api/budgets"), api("/api/alerts", { state: "open" }), api("/api/calls", { limit: 50, ...filters() })]);
+      api("/api/budgets"), api("/api/alerts", { state: "all" }), api("/api/calls", { limit: 50, ...filters() })]);
     $("#login").hidden = true;
     $("#main").hidden = false;
     $("#controls").hidden = false;

@@ -1,6 +1,7 @@
 """`make package`: the CloudFormation template and Lambda zip in dist/package, offline of AWS.
 
-`chalice package` with infra/resources.json merged in, then the zip loses what the Lambda Python
+`chalice package` with infra/resources.json merged in, completed for the stage by infra/template.py
+(names, log groups, least-privilege roles, alarms, API settings); then the zip loses what the Lambda Python
 runtime already ships (boto3, botocore and their dependencies, pulled in by pynamodb), which is most
 of its size, and gains compiled bytecode, which Lambda cannot write for itself. The same zip serves
 the Chalice functions and the streaming proxy, whose handler is a shell script (executable in the zip).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import py_compile
 import shutil
@@ -18,6 +20,10 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from chalicelib.price_overrides import load_overrides
+
+from infra import stages, template
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "python_dateutil", "urllib3", "six")
@@ -105,12 +111,19 @@ def unpack_like_lambda(zip_path: Path, dest: Path) -> list[Path]:
 
 
 def package(stage: str, out: Path) -> Path:
+    """Package `stage` into `out` (sam.json, deployment.zip); StageError, before any work, for a stage that
+    cannot be packaged."""
+    configured = stages.load(stage)
+    load_overrides()  # a price overrides file that does not load stops the package here, saying where and why
     if out.exists():
         shutil.rmtree(out)
     chalice = Path(sys.executable).with_name("chalice")
+    # chalice needs some region to run; the template names none (it deploys to the region it is given)
     env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
     subprocess.run([str(chalice), "package", "--stage", stage, "--merge-template", str(ROOT / "infra" / "resources.json"),
                     str(out)], cwd=ROOT, env=env, check=True)
+    sam = out / "sam.json"
+    sam.write_text(json.dumps(template.finish(json.loads(sam.read_text()), configured), indent=2) + "\n")
     before, after = slim(out / "deployment.zip")
     print(f"deployment.zip: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB without runtime-provided packages "
           f"(target ≤ {TARGET_MB} MB); template: {out / 'sam.json'}")
@@ -122,7 +135,10 @@ def main() -> None:
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--out", type=Path, default=ROOT / "dist" / "package")
     args = parser.parse_args()
-    package(args.stage, args.out)
+    try:
+        package(args.stage, args.out)
+    except stages.StageError as exc:
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

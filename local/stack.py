@@ -200,8 +200,8 @@ class Stack:
 
         def evaluation() -> None:
             result = evaluate()
-            for name in ("opened", "resolved"):
-                if result[name]:
+            for name in ("opened", "escalated", "resolved"):
+                if result.get(name):
                     print(f"[scheduler] {len(result[name])} alert(s) {name}", flush=True)
 
         def digests() -> None:

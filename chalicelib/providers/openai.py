@@ -1,7 +1,7 @@
 """The OpenAI wire format, and OpenRouter, which speaks it with its own cost field."""
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from ..errors import TollgateError
@@ -11,6 +11,9 @@ from .base import Endpoint, PreparedBody, ProviderAdapter
 # Endpoints whose streams carry usage only when `stream_options.include_usage` is set.
 _USAGE_OPT_IN = {"chat/completions", "completions"}
 _RESPONSES_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+# A provider's own statement of a call's cost is kept only within these bounds (a DynamoDB Number holds 38 digits).
+STATED_COST_MAX_USD = 10**6
+STATED_COST_PLACES = 24  # finer than any bill; an aggregate summing such amounts keeps within 38 digits
 # Chat delta fields that carry generated output.
 _CONTENT_DELTAS = ("content", "tool_calls", "function_call", "refusal", "reasoning", "reasoning_content", "audio")
 
@@ -87,11 +90,19 @@ class OpenRouterAdapter(OpenAIAdapter):
     forward_headers = ("http-referer", "x-title")
 
     def provider_cost(self, body: Any) -> Decimal | None:
+        """`usage.cost`, as exact as it was sent: bodies and stream events are parsed with Decimal for
+        fractions. Anything but a plausible amount (negative, not finite, absurd) is no statement at all."""
         usage = body.get("usage") if isinstance(body, dict) else None
         cost = usage.get("cost") if isinstance(usage, dict) else None
-        if isinstance(cost, bool) or not isinstance(cost, (int, float, str)):
+        if isinstance(cost, bool) or not isinstance(cost, (int, float, str, Decimal)):
             return None
         try:
-            return Decimal(str(cost))
+            amount = Decimal(str(cost)) if isinstance(cost, float) else Decimal(cost)
         except InvalidOperation:
             return None
+        if not amount.is_finite() or not 0 <= amount < STATED_COST_MAX_USD:
+            return None
+        if amount.as_tuple().exponent < -STATED_COST_PLACES:  # more digits than any bill has: round them off
+            with localcontext(prec=38):
+                amount = amount.quantize(Decimal(1).scaleb(-STATED_COST_PLACES))
+        return amount

@@ -1,5 +1,6 @@
-"""On the local stack: a tiny hard budget → one message per threshold on Slack and the webhook (a local
-sink), then 429; acknowledge; raise the limit → alerts resolve and calls flow again; reruns send nothing."""
+"""On the local stack: a tiny hard budget → one alert that escalates threshold by threshold, one message per
+step on Slack and the webhook (a local sink), then 429; acknowledge; raise the limit → the alert resolves
+and calls flow again; reruns send nothing."""
 import re
 import time
 
@@ -47,6 +48,7 @@ def alerting_stack(fake_upstream, tmp_path):
 
 
 def test_hard_budget_alerts_once_per_threshold_then_blocks(alerting_stack, upstream):
+    """One alert for the budget's day: opened at 50 %, escalated at 100 %, resolved when the limit is raised."""
     stack, sink = alerting_stack
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     key = stack.admin("POST", "/admin/keys", json={"name": "e2e", "account": "small"}).json()["key"]
@@ -55,31 +57,35 @@ def test_hard_budget_alerts_once_per_threshold_then_blocks(alerting_stack, upstr
     assert httpx.put(f"{stack.url}/admin/budgets/small-daily", json=budget, headers=admin).status_code == 200
     client = openai.OpenAI(base_url=f"{stack.url}/openai/v1", api_key=key, max_retries=0)
 
-    for _ in range(2):
-        upstream.enqueue(usage=USAGE)
-        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "spend"}])
+    upstream.enqueue(usage=USAGE)
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "spend"}])  # 60 %
+    wait_for(lambda: budget_titles(sink, "/webhook") == ["Budget small-daily at 50 % (account small)"])
+    upstream.enqueue(usage=USAGE)
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "spend"}])  # 120 %
     refusal = first_refusal(client)  # within seconds: the rollup blocks it, not the schedule
     assert refusal.status_code == 429 and refusal.body["code"] == "budget_exceeded"
     assert int(refusal.response.headers["retry-after"]) > 0
 
     wait_for(lambda: len(budget_titles(sink, "/webhook")) == 2)
-    assert budget_titles(sink, "/webhook") == ["Budget small-daily at 100 % (account small)",
-                                               "Budget small-daily at 50 % (account small)"]
+    assert [(m["event"], m["title"]) for m in sink.at("/webhook") if THRESHOLD_TITLE.search(m["title"])] == [
+        ("alert.opened", "Budget small-daily at 50 % (account small)"),
+        ("alert.escalated", "Budget small-daily at 100 % (account small)")]
     assert slack_titles(sink) == budget_titles(sink, "/webhook")
     time.sleep(3)  # several more scheduler runs: nothing new
     assert len(budget_titles(sink, "/webhook")) == 2 and len(slack_titles(sink)) == 2
 
     dashboard = {"X-Dashboard-Key": ADMIN_KEY}
     open_alerts = httpx.get(f"{stack.url}/api/alerts?state=open", headers=dashboard).json()["alerts"]
-    budget_alerts = [a for a in open_alerts if a["rule"] == "budget"]
-    assert len(budget_alerts) == 2
-    ack = httpx.post(f"{stack.url}/api/alerts/{budget_alerts[0]['alert_id']}/ack", headers=dashboard)
+    [budget_alert] = [a for a in open_alerts if a["rule"] == "budget"]
+    assert budget_alert["level"] == 2 and budget_alert["severity"] == "critical"
+    ack = httpx.post(f"{stack.url}/api/alerts/{budget_alert['alert_id']}/ack", headers=dashboard)
     assert ack.status_code == 200 and ack.json()["state"] == "acknowledged"
 
     budget["limit_usd"] = "100"
     assert httpx.put(f"{stack.url}/admin/budgets/small-daily", json=budget, headers=admin).status_code == 200
-    wait_for(lambda: sum(1 for m in sink.at("/webhook") if m["event"] == "alert.resolved"
-                         and THRESHOLD_TITLE.search(m["title"].removeprefix("Resolved: "))) == 2)
+    wait_for(lambda: [m["message"] for m in sink.at("/webhook") if m["event"] == "alert.resolved"
+                      and THRESHOLD_TITLE.search(m["title"].removeprefix("Resolved: "))] == [
+        "Spend is now 0.012 USD of 100 USD (0.01 %), under every threshold."])
     wait_for(lambda: _allowed(client), seconds=20)
     assert all(a["state"] == "resolved" for a in httpx.get(f"{stack.url}/api/alerts?state=all", headers=dashboard)
                .json()["alerts"] if a["rule"] == "budget")

@@ -99,7 +99,7 @@ def test_dashboard_shows_filters_acknowledges_and_keeps_text_as_text(dashboard_s
 
         alert = page.locator("#alerts li").first
         assert "Budget ui-daily" in alert.inner_text()
-        alert.locator("button").click()
+        alert.locator("button[data-action='ack']").click()
         page.wait_for_selector("#alerts li.acknowledged")
         states = httpx.get(f"{stack.url}/api/alerts", headers={"X-Dashboard-Key": ADMIN_KEY}).json()["alerts"]
         assert [a["state"] for a in states if a["rule"] == "budget"] == ["acknowledged"]

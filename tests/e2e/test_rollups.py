@@ -62,3 +62,11 @@ def test_cli_runs_jobs_with_progress(stack):
     refused = subprocess.run([sys.executable, "cli.py", "recalculate", "--from", date.today().isoformat()],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "closed days" in refused.stderr
+    again = subprocess.run([sys.executable, "cli.py", "reprice", "--start", days_ago[0], "--end",
+                            date.today().isoformat(), "--provider", "openai"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert "4/4" in again.stderr and '"calls_repriced": 0' in again.stdout  # prices unchanged: nothing to write
+    too_old = subprocess.run([sys.executable, "cli.py", "reprice", "--start", "2020-01-01"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert too_old.returncode != 0 and "retention" in too_old.stderr

@@ -36,7 +36,7 @@ def upstream(upstream_url, monkeypatch):
 
 
 def reload_settings():
-    from chalicelib import aws, upstream
+    from chalicelib import aws, signals, upstream
     from chalicelib.auth import key_cache
     from chalicelib.limits import budget_cache, served
     from chalicelib.settings import get_settings
@@ -44,6 +44,7 @@ def reload_settings():
     get_settings.cache_clear()
     budget_cache.clear()
     served.clear()
+    signals.failures.clear()
     aws.client.cache_clear()
     upstream.use_transport(None)
     key_cache.clear()

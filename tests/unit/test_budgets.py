@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.budgets import BudgetSpec, forecast, parse_budget, period_bounds, spend, status
+from chalicelib.budgets import BudgetSpec, calls_in, forecast, parse_budget, period_bounds, spend, status
 from chalicelib.errors import InvalidRequest
 from chalicelib.rollup import Fact, fold
 
@@ -52,6 +52,7 @@ def test_spend_uses_whole_days_and_five_minute_buckets_at_the_edges():
     assert spend(items, start, end) == (Decimal(14), 45)
     monthly_start, monthly_end = period_bounds(spec("monthly"), datetime(2026, 11, 21))
     assert spend(items, monthly_start, monthly_end) == (Decimal(31), 75)
+    assert calls_in(items, start, end) == 3 and calls_in(items, monthly_start, monthly_end) == 5
 
 
 def test_status_and_forecast():
@@ -64,6 +65,18 @@ def test_status_and_forecast():
     assert status(spec(limit="10"), Decimal(10), 0, start, end, now).state == "exceeded"
     tokens = BudgetSpec("t", "model", "gpt-4o", "daily", None, 1000)
     assert status(tokens, Decimal(99), 400, start, end, now).percent == Decimal("40.00")
+
+
+def test_a_forecast_is_ready_after_a_share_of_the_period_and_enough_calls():
+    start, end = datetime(2026, 11, 1), datetime(2026, 11, 2)
+    early = status(spec("daily"), Decimal(1), 0, start, end, start + timedelta(hours=3), calls=500)
+    assert early.elapsed_share(start + timedelta(hours=3)) == 0.125
+    assert not early.forecast_ready(start + timedelta(hours=3), 0.25, 20)  # a day's forecast from 3 hours
+    late = status(spec("daily"), Decimal(1), 0, start, end, start + timedelta(hours=8), calls=19)
+    assert not late.forecast_ready(start + timedelta(hours=8), 0.25, 20)  # 19 calls say too little
+    ready = status(spec("daily"), Decimal(1), 0, start, end, start + timedelta(hours=8), calls=20)
+    assert ready.forecast_ready(start + timedelta(hours=8), 0.25, 20) and ready.forecast == Decimal("3.000000")
+    assert not ready.forecast_ready(end, 0.25, 20)  # the period is over: nothing left to project
 
 
 @pytest.mark.parametrize("budget_id,body,message", [

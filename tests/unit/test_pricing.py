@@ -1,16 +1,25 @@
-"""Golden costs, worked out by hand from the providers' published per-million-token prices."""
+"""Golden costs, worked out by hand from the providers' published per-million-token prices, and the overrides file.
+
+Every expected amount below is written out as Decimal arithmetic on the published rates (never computed
+by the code under test) and compared exactly, so it holds to far better than 1e-9 USD.
+"""
+import hashlib
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
+from importlib import metadata
 
 import pytest
 from hypothesis import given, strategies as st
 
+from chalicelib import pricing, price_overrides
+from chalicelib.errors import PriceOverridesInvalid
 from chalicelib.pricing import load_overrides, money, price_call
 from chalicelib.usage import TokenUsage
 
 AT = datetime(2026, 11, 1, tzinfo=timezone.utc)
 M = Decimal("0.000001")  # one token at $1 per million
+SOURCE = [{"url": "https://example.com/prices", "checked": "2026-11-26", "says": "test prices"}]
 
 
 def test_openai_cached_input_is_billed_at_the_cache_rate():
@@ -46,29 +55,223 @@ def test_anthropic_dated_model_id_is_priced():
 
 def test_unknown_model_is_unpriced_never_zero():
     price = price_call("openai", "no-such-model-2099", TokenUsage(input_tokens=10, output_tokens=10), AT)
-    assert price.cost_usd is None and not price.priced and price.source is None
+    assert price.cost_usd is None and not price.priced and price.source is None and price.version is None
 
 
 def test_missing_usage_is_unpriced():
     assert not price_call("openai", "gpt-4o", None, AT).priced
+    assert not price_call("openrouter", "acme/x", None, AT, provider_cost_usd=Decimal("1")).priced
+
+
+# --- Long-context tiers -----------------------------------------------------------------------------
+# Claude Sonnet 4 (Anthropic, and OpenRouter's anthropic/claude-sonnet-4), per million tokens:
+#   total input <= 200K: $3 input, $0.30 cache read, $3.75 5-minute write, $6 1-hour write, $15 output
+#   total input  > 200K: $6 input, $0.60 cache read, $7.50 5-minute write, $12 1-hour write, $22.50 output
+# "Total input" is uncached + cache read + cache write; above the threshold every token of the call pays the tier.
+BASE = {"in": Decimal(3), "cr": Decimal("0.30"), "cw": Decimal("3.75"), "cw1h": Decimal(6), "out": Decimal(15)}
+TIER = {"in": Decimal(6), "cr": Decimal("0.60"), "cw": Decimal("7.50"), "cw1h": Decimal(12), "out": Decimal("22.50")}
+
+
+def by_hand(rates, i=0, cr=0, cw5m=0, cw1h=0, out=0):
+    return (i * rates["in"] + cr * rates["cr"] + cw5m * rates["cw"] + cw1h * rates["cw1h"] + out * rates["out"]) * M
+
+
+GOLDEN_TIERS = [
+    # (case, provider, model, usage, expected USD)
+    ("sonnet-4 199,999 in / 1k out: base", "anthropic", "claude-sonnet-4-20250514",
+     TokenUsage(input_tokens=199_999, output_tokens=1000), by_hand(BASE, i=199_999, out=1000), "0.614997"),
+    ("sonnet-4 200,000 in / 1k out: still base (the tier starts above 200K)", "anthropic", "claude-sonnet-4-20250514",
+     TokenUsage(input_tokens=200_000, output_tokens=1000), by_hand(BASE, i=200_000, out=1000), "0.615"),
+    ("sonnet-4 200,001 in / 1k out: tier for every token", "anthropic", "claude-sonnet-4-20250514",
+     TokenUsage(input_tokens=200_001, output_tokens=1000), by_hand(TIER, i=200_001, out=1000), "1.222506"),
+    ("sonnet-4 250k in / 1k out (issue 14: was charged 0.765)", "anthropic", "claude-sonnet-4-0",
+     TokenUsage(input_tokens=250_000, output_tokens=1000), by_hand(TIER, i=250_000, out=1000), "1.5225"),
+    ("sonnet-4 cached: 200,000 total input, all cache: base", "anthropic", "claude-sonnet-4",
+     TokenUsage(input_tokens=0, cache_read_tokens=150_000, cache_write_tokens=50_000, cache_write_1h_tokens=20_000,
+                output_tokens=100),
+     by_hand(BASE, cr=150_000, cw5m=30_000, cw1h=20_000, out=100), "0.279"),
+    ("sonnet-4 cached: 200,001 total input: cache rates doubled too", "anthropic", "claude-sonnet-4",
+     TokenUsage(input_tokens=1, cache_read_tokens=150_000, cache_write_tokens=50_000, cache_write_1h_tokens=20_000,
+                output_tokens=100),
+     by_hand(TIER, i=1, cr=150_000, cw5m=30_000, cw1h=20_000, out=100), "0.557256"),
+    ("sonnet-4 under 200K with 1-hour writes: the 1h rate applies", "anthropic", "claude-sonnet-4-20250514",
+     TokenUsage(input_tokens=100, cache_read_tokens=2000, cache_write_tokens=500, cache_write_1h_tokens=200,
+                output_tokens=300),
+     by_hand(BASE, i=100, cr=2000, cw5m=300, cw1h=200, out=300), "0.007725"),
+    ("OpenRouter anthropic/claude-sonnet-4 200,000 in: base", "openrouter", "anthropic/claude-sonnet-4",
+     TokenUsage(input_tokens=200_000, output_tokens=1000), by_hand(BASE, i=200_000, out=1000), "0.615"),
+    ("OpenRouter anthropic/claude-sonnet-4 200,001 in: tier", "openrouter", "anthropic/claude-sonnet-4",
+     TokenUsage(input_tokens=200_001, output_tokens=1000), by_hand(TIER, i=200_001, out=1000), "1.222506"),
+    ("OpenRouter anthropic/claude-sonnet-4 250k in (issue 14)", "openrouter", "anthropic/claude-sonnet-4",
+     TokenUsage(input_tokens=250_000, output_tokens=1000), by_hand(TIER, i=250_000, out=1000), "1.5225"),
+    ("OpenRouter anthropic/claude-sonnet-4 100,001 in + 100,000 cached: tier", "openrouter",
+     "anthropic/claude-sonnet-4", TokenUsage(input_tokens=100_001, cache_read_tokens=100_000, output_tokens=2000),
+     by_hand(TIER, i=100_001, cr=100_000, out=2000), "0.705006"),
+    ("sonnet-4.5 (genai-prices' own tier) 200,001 in", "anthropic", "claude-sonnet-4-5",
+     TokenUsage(input_tokens=200_001, output_tokens=1000), by_hand(TIER, i=200_001, out=1000), "1.222506"),
+    # Gemini 2.5 Pro through OpenRouter (genai-prices carries Google's tier): <= 200K $1.25 / $10, > 200K $2.50 / $15
+    ("OpenRouter google/gemini-2.5-pro 200,000 in: base", "openrouter", "google/gemini-2.5-pro",
+     TokenUsage(input_tokens=200_000, output_tokens=1000), (200_000 * Decimal("1.25") + 1000 * 10) * M, "0.26"),
+    ("OpenRouter google/gemini-2.5-pro 200,001 in: tier", "openrouter", "google/gemini-2.5-pro",
+     TokenUsage(input_tokens=200_001, output_tokens=1000), (200_001 * Decimal("2.5") + 1000 * 15) * M, "0.5150025"),
+]
+
+
+@pytest.mark.parametrize("case,provider,model,usage,by_hand_usd,golden", GOLDEN_TIERS, ids=[g[0] for g in GOLDEN_TIERS])
+def test_long_context_tiers_at_and_around_the_threshold(case, provider, model, usage, by_hand_usd, golden):
+    price = price_call(provider, model, usage, AT)
+    assert by_hand_usd == Decimal(golden)  # the table itself, checked against the published rates
+    assert price.cost_usd == Decimal(golden)
+    assert abs(price.cost_usd - Decimal(golden)) < Decimal("1e-9")
+
+
+def test_sonnet_4_is_priced_by_the_shipped_override_with_provenance():
+    overrides = load_overrides()
+    digest = hashlib.sha256(price_overrides.OVERRIDES_FILE.read_bytes()).hexdigest()[:12]
+    for provider, model in (("anthropic", "claude-sonnet-4-20250514"), ("openrouter", "anthropic/claude-sonnet-4")):
+        price = price_call(provider, model, TokenUsage(input_tokens=10), AT)
+        assert (price.source, price.version) == ("override", f"overrides@{digest}") == ("override", overrides.version)
+    assert price_call("anthropic", "claude-sonnet-4-5-20250929", TokenUsage(input_tokens=10), AT).version == (
+        metadata.version("genai-prices"))
+
+
+# --- The provider's own statement of the cost ---------------------------------------------------------
+def test_provider_cost_prices_a_model_we_do_not_know():
+    stated = Decimal("0.000123456789012345678")
+    price = price_call("openrouter", "acme/private-model", TokenUsage(input_tokens=10, output_tokens=5), AT,
+                       provider_cost_usd=stated)
+    assert (price.cost_usd, price.source, price.version) == (stated, "provider", "provider")
+    assert str(price.cost_usd) == "0.000123456789012345678"
+
+
+def test_our_price_wins_over_the_providers_statement():
+    # openai/gpt-4o-mini on OpenRouter: $0.15 in, $0.60 out per million
+    price = price_call("openrouter", "openai/gpt-4o-mini", TokenUsage(input_tokens=1000, output_tokens=200), AT,
+                       provider_cost_usd=Decimal("5"))
+    assert price.cost_usd == 1000 * Decimal("0.15") * M + 200 * Decimal("0.6") * M == Decimal("0.00027")
+    assert price.source == "genai-prices"
+
+
+# --- The overrides file ---------------------------------------------------------------------------------
+def write(tmp_path, overrides, **top):
+    path = tmp_path / "overrides.json"
+    path.write_text(json.dumps({"overrides": overrides, **top}))
+    return path
 
 
 def test_overrides_win_and_match_patterns(tmp_path):
-    path = tmp_path / "overrides.json"
-    path.write_text(json.dumps({"overrides": [
-        {"provider": "openai", "model": "ft:gpt-4o-mini:*", "input_mtok": "0.30", "output_mtok": "1.20"},
-        {"provider": "openai", "model": "gpt-4o", "input_mtok": "1", "output_mtok": "1"}]}))
-    overrides = load_overrides(path)
+    overrides = load_overrides(write(tmp_path, [
+        {"provider": "openai", "model": "ft:gpt-4o-mini:*", "input_mtok": "0.30", "output_mtok": "1.20",
+         "source": SOURCE},
+        {"provider": "openai", "model": ["gpt-4o", "gpt-4o-2024-*"], "input_mtok": "1", "output_mtok": "1",
+         "source": SOURCE}]))
     fine_tuned = price_call("openai", "ft:gpt-4o-mini:acme::abc", TokenUsage(input_tokens=1000, output_tokens=1000),
                             AT, overrides)
-    assert fine_tuned.cost_usd == Decimal("0.0015") and fine_tuned.source == "override"
+    assert fine_tuned.cost_usd == 1000 * Decimal("0.30") * M + 1000 * Decimal("1.20") * M == Decimal("0.0015")
+    assert fine_tuned.source == "override" and fine_tuned.version.startswith("overrides@")
     assert price_call("openai", "gpt-4o", TokenUsage(output_tokens=10**6), AT, overrides).cost_usd == 1
+    assert price_call("openai", "gpt-4o-2024-08-06", TokenUsage(output_tokens=10**6), AT, overrides).cost_usd == 1
     assert price_call("openai", "gpt-4o-mini", TokenUsage(output_tokens=10), AT, overrides).source == "genai-prices"
     assert price_call("anthropic", "gpt-4o", TokenUsage(output_tokens=10), AT, overrides).source is None
 
 
-def test_the_shipped_overrides_file_loads():
-    assert all(o.provider in ("openai", "anthropic", "openrouter") for o in load_overrides())
+def test_an_override_takes_every_genai_prices_field_including_1h_cache_writes_and_tiers(tmp_path):
+    overrides = load_overrides(write(tmp_path, [{
+        "provider": "anthropic", "model": "claude-private-*", "source": SOURCE,
+        "input_mtok": "2", "cache_read_mtok": "0.2", "cache_write_mtok": "2.5", "cache_write_1h_mtok": "4",
+        "output_mtok": {"base": "10", "tiers": [{"start": 1000, "price": "20"}, {"start": 5000, "price": "30"}]},
+    }]))
+    usage = TokenUsage(input_tokens=100, cache_read_tokens=2000, cache_write_tokens=500, cache_write_1h_tokens=200,
+                       output_tokens=300)  # 2,600 total input: the first output tier
+    expected = (100 * 2 + 2000 * Decimal("0.2") + 300 * Decimal("2.5") + 200 * 4 + 300 * 20) * M
+    assert price_call("anthropic", "claude-private-1", usage, AT, overrides).cost_usd == expected == Decimal("0.00815")
+    big = TokenUsage(input_tokens=5001, output_tokens=1)
+    assert price_call("anthropic", "claude-private-1", big, AT, overrides).cost_usd == (5001 * 2 + 30) * M
+
+
+def test_the_shipped_overrides_file_loads_and_cites_its_sources():
+    overrides = load_overrides()
+    entries = json.loads(price_overrides.OVERRIDES_FILE.read_text())["overrides"]
+    assert len(overrides.entries) == len(entries) >= 3
+    for entry in entries:
+        assert entry["source"] and all(s["url"].startswith("https://") and s["checked"] and s["says"]
+                                       for s in entry["source"])
+    long_context = {(o.provider, p) for o in overrides for p in o.patterns}
+    assert {("anthropic", "claude-sonnet-4-2025*"), ("openrouter", "anthropic/claude-sonnet-4")} <= long_context
+
+
+REFUSED = [
+    ({"input_mtok": "1", "cache_write_1h": "2"}, "unknown field 'cache_write_1h'", "cache_write_1h_mtok"),
+    ({"input_mtok": "-1"}, "`input_mtok`", "not a price"),
+    ({"input_mtok": "three"}, "`input_mtok`", "not a decimal number"),
+    ({"input_mtok": "NaN"}, "`input_mtok`", "not a price"),
+    ({"input_mtok": "1000000"}, "`input_mtok`", "not a price"),
+    ({"input_mtok": True}, "`input_mtok`", "decimal string"),
+    ({"input_mtok": 0.3}, None, None),  # a JSON number is read exactly: accepted
+    ({"input_mtok": {"base": "3"}}, "`input_mtok`", "tiered prices"),
+    ({"input_mtok": {"base": "3", "tiers": []}}, "`input_mtok`", "non-empty"),
+    ({"input_mtok": {"base": "3", "tiers": [{"start": 200000.5, "price": "6"}]}}, "tiers[0].start", "whole number"),
+    ({"input_mtok": {"base": "3", "tiers": [{"start": 5, "price": "6"}, {"start": 5, "price": "7"}]}},
+     "tiers[1].start", "above the previous"),
+    ({"input_mtok": {"base": "3", "tiers": [{"start": 5, "price": "6", "upto": 9}]}}, "tiers[0]", "start"),
+    ({"input_mtok": {"base": "3", "tiers": [{"start": 5, "price": "-6"}]}}, "tiers[0].price", "not a price"),
+    ({}, "no price field", None),
+]
+
+
+@pytest.mark.parametrize("prices,where,why", REFUSED)
+def test_an_unknown_field_or_a_bad_value_is_refused_at_load_saying_where(tmp_path, prices, where, why):
+    path = write(tmp_path, [{"provider": "openai", "model": "gpt-4o", "source": SOURCE, "input_mtok": "1"},
+                            {"provider": "openai", "model": "my-model", "source": SOURCE, **prices}])
+    if where is None:
+        assert load_overrides(path).entries[1].price.input_mtok == Decimal("0.3")
+        return
+    with pytest.raises(PriceOverridesInvalid) as refused:
+        load_overrides(path)
+    message = str(refused.value)
+    assert str(path) in message and "overrides[1] (openai my-model)" in message and where in message
+    assert why is None or why in message
+
+
+@pytest.mark.parametrize("document,why", [
+    ({"overrides": [{"provider": "google", "model": "x", "input_mtok": "1", "source": SOURCE}]}, "`provider`"),
+    ({"overrides": [{"provider": "openai", "model": "", "input_mtok": "1", "source": SOURCE}]}, "`model`"),
+    ({"overrides": [{"provider": "openai", "model": "x", "input_mtok": "1"}]}, "cite where"),
+    ({"overrides": [{"provider": "openai", "model": "x", "input_mtok": "1",
+                     "source": [{"url": "http://example.com", "checked": "2026-11-26"}]}]}, "https"),
+    ({"overrides": [{"provider": "openai", "model": "x", "input_mtok": "1",
+                     "source": [{"url": "https://example.com", "checked": "last week"}]}]}, "`checked`"),
+    ({"overrides": [{"provider": "openai", "model": "x", "input_mtok": "1", "source": SOURCE}] * 2}, "twice"),
+    ({"overrides": [], "defaults": {}}, "unknown top-level field 'defaults'"),
+    ({"prices": []}, '{"overrides": [...]}'),
+])
+def test_a_malformed_overrides_file_is_refused(tmp_path, document, why):
+    path = tmp_path / "overrides.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(PriceOverridesInvalid) as refused:
+        load_overrides(path)
+    assert why in str(refused.value)
+
+
+def test_an_overrides_file_that_is_not_json_is_refused(tmp_path):
+    path = tmp_path / "overrides.json"
+    path.write_text('{"overrides": [')
+    with pytest.raises(PriceOverridesInvalid, match="not valid JSON"):
+        load_overrides(path)
+
+
+def test_a_deployed_file_that_does_not_load_leaves_calls_unpriced_and_never_fails_them(tmp_path, monkeypatch):
+    path = tmp_path / "overrides.json"
+    path.write_text('{"overrides": [{"provider": "openai", "model": "x", "input_mtok": "lots"}]}')
+    monkeypatch.setattr(price_overrides, "OVERRIDES_FILE", path)
+    pricing._overrides.cache_clear()
+    try:
+        assert price_call("openai", "gpt-4o", TokenUsage(input_tokens=10), AT) == pricing.UNPRICED
+        stated = price_call("openrouter", "openai/gpt-4o-mini", TokenUsage(input_tokens=10), AT,
+                            provider_cost_usd=Decimal("0.01"))
+        assert stated.source == "provider"  # no price list we can read: the provider's statement, or nothing
+    finally:
+        pricing._overrides.cache_clear()
 
 
 @pytest.mark.parametrize("value,text", [("12.50", "12.5"), ("0.0000087", "0.0000087"), ("1E-7", "0.0000001"),

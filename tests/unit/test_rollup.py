@@ -99,3 +99,46 @@ def test_summary_of_items_over_hours():
     assert agg.total(five).calls == 1
     only_mini = agg.summarize(window, part=("model", "gpt-4o-mini"))
     assert only_mini["calls"] == 1 and only_mini["tokens"]["total"] == 36 and "latency_ms" not in only_mini
+
+
+def test_a_repriced_call_folds_the_difference_under_one_stream_position():
+    logged = fact(seq=1, cost=None)
+    repriced = fact(seq=9, cost="1.5225").changed(fact(seq=9, cost=None, sign=-1))
+    assert repriced.sign == 1 and repriced.was.sign == -1 and repriced.was.seq == 9
+    deltas = fold([logged, repriced])
+    day = deltas[AggregateKey("global", "all", "2026-11-20")]
+    assert day.counters["calls"] == 1 and day.counters["unpriced"] == 0 and day.counters["cost"] == Decimal("1.5225")
+    change_only = fold([repriced])[AggregateKey("account", "acme", "2026-11-20")].nonzero()
+    assert change_only == {"cost": Decimal("1.5225"), "unpriced": -1, "h07|cost": Decimal("1.5225"), "h07|unpriced": -1,
+                           "m0700|cost": Decimal("1.5225"), "m0700|unpriced": -1,
+                           "b|model|gpt-4o|cost": Decimal("1.5225"), "b|model|gpt-4o|unpriced": -1,
+                           "b|provider|openai|cost": Decimal("1.5225"), "b|provider|openai|unpriced": -1,
+                           "b|key|k1|cost": Decimal("1.5225"), "b|key|k1|unpriced": -1,
+                           "h07|b|model|gpt-4o|cost": Decimal("1.5225"), "h07|b|model|gpt-4o|unpriced": -1,
+                           "h07|b|provider|openai|cost": Decimal("1.5225"), "h07|b|provider|openai|unpriced": -1}
+    cheaper = fact(seq=10, cost="0.5").changed(fact(seq=10, cost="1.5225", sign=-1))
+    assert fold([cheaper])[AggregateKey("model", "gpt-4o", "2026-11-20")].nonzero()["cost"] == Decimal("-1.0225")
+
+
+def test_a_change_to_nothing_the_rollup_counts_is_no_fact():
+    assert fact(seq=4, cost="0.01").changed(fact(seq=4, cost="0.010", sign=-1)) is None
+    broken = fact(seq=5, cost="1").changed(fact(seq=5, cost="-3", sign=-1))
+    assert "before the change: cost_usd" in broken.unfoldable()
+
+
+def test_an_unpriced_model_reads_null_cost_never_zero_and_is_counted():
+    facts = [fact(seq=1, model="my-private-model", cost=None), fact(seq=2, model="my-private-model", cost=None),
+             fact(seq=3, model="gpt-4o", cost="0.01"), fact(seq=4, model="gpt-4o", cost=None)]
+    key = AggregateKey("global", "all", "2026-11-20")
+    item = as_item(key, fold(facts)[key])
+    summary = agg.summarize([(item, "")])
+    assert summary["by_model"]["my-private-model"]["cost_usd"] is None
+    assert summary["by_model"]["my-private-model"]["unpriced_calls"] == 2
+    assert summary["by_model"]["gpt-4o"] == summary["by_model"]["gpt-4o"] | {"cost_usd": "0.01", "unpriced_calls": 1}
+    assert summary["cost_usd"] == "0.01" and summary["unpriced_calls"] == 3
+    only_private = agg.summarize([(item, "")], part=("model", "my-private-model"))
+    assert only_private["cost_usd"] is None and only_private["unpriced_calls"] == 2
+    nothing_priced = as_item(key, fold(facts[:2])[key])
+    assert agg.summarize([(nothing_priced, "")])["cost_usd"] is None
+    assert agg.daily_groups([nothing_priced], "model")[0]["groups"]["my-private-model"]["cost_usd"] is None
+    assert agg.Totals().view()["cost_usd"] == "0"  # no calls: nothing unknown

@@ -1,4 +1,6 @@
 """Each provider's token semantics, turned into disjoint kinds (input excludes cache, output excludes reasoning)."""
+from decimal import Decimal
+
 import pytest
 
 from chalicelib.providers import get_adapter
@@ -63,6 +65,47 @@ def test_openrouter_reports_its_own_cost(event):
     assert usage == TokenUsage(input_tokens=1000, output_tokens=200) and model == "openai/gpt-4o-mini"
     assert str(get_adapter("openrouter").provider_cost(body)) == "0.00027"
     assert get_adapter("openai").provider_cost(body) is None
+
+
+EXACT_COST = "0.000123456789012345678"  # more digits than a float keeps: it would read 0.00012345678901234567
+
+
+def test_openrouter_cost_is_read_exactly_from_a_body_as_the_proxy_parses_it():
+    from chalicelib.proxy import _loads
+
+    raw = ('{"model": "acme/private", "usage": {"prompt_tokens": 1000, "completion_tokens": 200, '
+           f'"cost": {EXACT_COST}}}}}').encode()
+    body = _loads(raw)
+    assert str(get_adapter("openrouter").provider_cost(body)) == EXACT_COST
+    usage, _ = _parse("openrouter", "chat/completions", body)  # token counts still read by genai-prices
+    assert usage == TokenUsage(input_tokens=1000, output_tokens=200) and usage.plausible()
+
+
+def test_openrouter_cost_reaches_the_meter_on_streams_exactly(event):
+    meter, forwarded = _meter("openrouter", "chat/completions", event("openrouter_chat_stream_cost.sse"))
+    assert str(meter.provider_cost()) == EXACT_COST
+    assert meter.usage() == (TokenUsage(input_tokens=250_000, output_tokens=1000), "anthropic/claude-sonnet-4")
+    assert forwarded[-1].data == "[DONE]"
+
+
+@pytest.mark.parametrize("cost,stated", [
+    (0.00027, "0.00027"), ("0.5", "0.5"), (2, "2"), (Decimal("1E-30"), "0E-24"),
+    (Decimal("999999.1234567890123456789012345"), "999999.123456789012345678901234"),
+    (-1, None), ("NaN", None), (Decimal("Infinity"), None), (10**6, None), (True, None), (None, None),
+    ("cheap", None), ([1], None),
+])
+def test_only_a_plausible_amount_counts_as_the_providers_statement(cost, stated):
+    amount = get_adapter("openrouter").provider_cost({"usage": {"cost": cost}})
+    assert (None if amount is None else str(amount)) == stated
+
+
+@pytest.mark.parametrize("count", ["1000.0", "1000.5", "1e3"])
+def test_a_count_sent_with_a_fraction_or_exponent_is_still_implausible(count):
+    from chalicelib.proxy import _loads
+
+    body = _loads(f'{{"model": "gpt-4o", "usage": {{"prompt_tokens": {count}, "completion_tokens": 1}}}}'.encode())
+    usage, _ = _parse("openai", "chat/completions", body)
+    assert not usage.plausible()  # logged usage_invalid, unpriced
 
 
 def test_body_without_usage_reports_none():

@@ -1,0 +1,113 @@
+"""Time to first byte of a streamed call through the gateway against the same call straight to the mock
+upstream, whose events are spaced like a model's, with a bare relay on the same libraries as the floor
+(`bench.relay`); and the AWS requests the gateway makes before that byte.
+
+"First byte" is the first SSE event's bytes reaching the client (the first body chunk it reads). The
+events come 2 ms apart, so a gateway that held events back would show it here. Calls rotate through
+the three paths, so drift on a shared machine hits them alike. Each stream is read to its end.
+
+AWS requests come from the stack's own log (`bench.stack`): those it started between a call's send and
+its first byte, from the threads that serve calls. With warm caches there must be none; the key and
+budget caches expire every few seconds, and the call that refreshes them reads a key (GetItem) or the
+budgets (Scan) first, so those are counted apart, with what else was seen.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import httpx
+
+from bench.relay import Relay
+from bench.stack import BACKGROUND_THREADS, RunningStack
+from bench.upstream import Upstream
+from local.stack import MOCK_UPSTREAM_KEY
+
+EVENT_INTERVAL_S = 0.002
+TARGETS_MS = {50: 2, 95: 5}
+CACHE_REFRESHES = {("GetItem", "keys"), ("Scan", "budgets")}  # the key cache, the budget cache
+BODY = json.dumps({"model": "gpt-4o-mini", "stream": True,
+                   "messages": [{"role": "user", "content": "benchmark"}]}).encode()
+
+
+def first_event(client: httpx.Client, path: str) -> tuple[int, int]:
+    """(ns at send, ns at the first body bytes) of one streamed call, read to its end."""
+    sent = time.monotonic_ns()
+    with client.stream("POST", path, content=BODY) as response:
+        response.raise_for_status()
+        chunks = response.iter_raw()
+        next(chunks)
+        first = time.monotonic_ns()
+        for _ in chunks:
+            pass
+    return sent, first
+
+
+def aws_before_first_byte(stack: RunningStack, calls: list[tuple[int, int]]) -> tuple[int, int, Counter]:
+    """(calls with no AWS request before their first byte, calls that refreshed a cache, every request seen)."""
+    requests = [r for r in stack.aws_requests() if r.thread not in BACKGROUND_THREADS]
+    warm, refreshed, seen = 0, 0, Counter()
+    for sent, first in calls:
+        ops = [(r.operation, r.table.rsplit("-", 1)[-1]) for r in requests if sent <= r.at_ns <= first]
+        seen.update(ops)
+        warm += not ops
+        refreshed += bool(ops) and set(ops) <= CACHE_REFRESHES
+    return warm, refreshed, seen
+
+
+def measure(stack: RunningStack, upstream: Upstream, count: int, pct) -> tuple[list[tuple[str, ...]],
+                                                                                list[tuple[str, ...]]]:
+    upstream.script(event_interval_seconds=EVENT_INTERVAL_S)
+    gateway = httpx.Client(base_url=stack.api, headers={"Authorization": f"Bearer {stack.demo_key}",
+                                                        "Content-Type": "application/json"})
+    direct = httpx.Client(base_url=upstream.url, headers={"Authorization": f"Bearer {MOCK_UPSTREAM_KEY}",
+                                                          "Content-Type": "application/json"})
+    relay = Relay(upstream.url, MOCK_UPSTREAM_KEY)
+    bare = httpx.Client(base_url=relay.url, headers={"Content-Type": "application/json"})
+    paths = ((direct, "/v1/chat/completions"), (bare, "/v1/chat/completions"),
+             (gateway, "/openai/v1/chat/completions"))
+    try:
+        for _ in range(20):  # warm connections and caches
+            for client, path in paths:
+                first_event(client, path)
+        started = time.monotonic()
+        around, floor, through = [], [], []
+        for _ in range(count):
+            for calls, (client, path) in zip((around, floor, through), paths):
+                calls.append(first_event(client, path))
+        seconds = time.monotonic() - started
+    finally:
+        relay.stop()
+        upstream.script()
+
+    def ms(calls):
+        return [(first - sent) / 1e6 for sent, first in calls]
+
+    label = f"streamed, to the first event ({EVENT_INTERVAL_S * 1000:.0f} ms apart)"
+    latency = []
+    for q in (50, 95, 99):
+        added = pct(ms(through), q) - pct(ms(around), q)
+        bare_added = pct(ms(floor), q) - pct(ms(around), q)
+        target = TARGETS_MS.get(q)
+        verdict = "" if target is None else f"≤ {target}: {'met' if added <= target else 'MISSED'}"
+        latency.append((label, f"p{q}", f"{pct(ms(around), q):.1f}", f"{pct(ms(through), q):.1f}",
+                        f"{added:.1f} (bare relay {bare_added:.1f})", verdict))
+    warm, refreshed, seen = aws_before_first_byte(stack, through)
+    other = {op: n for op, n in seen.items() if op not in CACHE_REFRESHES}
+    met = warm + refreshed == count and not other
+    found = ", ".join(f"{n} {op} on {table}" for (op, table), n in sorted(seen.items())) or "none"
+    streaming = [
+        ("AWS requests before the first byte, caches warm", f"0 on each of {warm} calls", "0",
+         "met" if met else f"MISSED: {other}"),
+        (f"streamed calls that found the key or budget cache expired ({_ttl()}) and reloaded it first",
+         f"{count - warm} of {count} in {seconds:.0f} s: {found}", "-", ""),
+    ]
+    return latency, streaming
+
+
+def _ttl() -> str:
+    from chalicelib.settings import Settings
+
+    defaults = Settings()
+    return f"{defaults.key_cache_seconds:g} s and {defaults.budget_cache_seconds:g} s"

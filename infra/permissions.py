@@ -1,0 +1,191 @@
+"""Least privilege by action: each function's IAM grants, per resource, as its code uses them.
+
+CODE is what each function's own code asks of AWS. It is not written from reading the code alone:
+tests/integration/test_least_privilege.py runs every entry point in moto (each route, event handler and
+the proxy, down the branches that reach AWS), records each request as the IAM action and resource it
+needs, and fails unless the record equals CODE, both ways. EVENT_SOURCES is what Lambda itself does with
+the function's role (read the stream, poll the queue, send to the on-failure destination), which no code
+of ours requests. `policy()` renders both, with the function's own log group and, when the stage traces,
+X-Ray, as the one inline policy of the function's role.
+
+Resources are named by their logical id in the template: `CallsTable`, `CallsTable/index/by_day`,
+`CallsTable/stream`, `AggregatesTable?pk=signal#auth_failures` (only the items of one partition key:
+an IAM `dynamodb:LeadingKeys` condition), `ArchiveBucket/calls/*` (objects under a prefix),
+`ssm:<parameter name>`, and `kms:aws/ssm` (decrypting SecureStrings, only through SSM).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+SLACK_PARAMETER = "ssm:${SlackWebhookParameterName}"  # may be empty: granted only when the stage names one
+HAS_SLACK = "HasSlackWebhook"
+
+_ALERTING = {  # queueing and delivering messages: the evaluator, the digests, and the admin jobs that run them
+    "DeliveriesTable": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
+    "DeliveriesTable/index/by_status": ("dynamodb:Query",),
+    "AlertsTopic": ("sns:Publish",),
+    SLACK_PARAMETER: ("ssm:GetParameter",),
+    "kms:aws/ssm": ("kms:Decrypt",),
+}
+
+CODE: dict[str, dict[str, tuple[str, ...]]] = {
+    # The public proxy: authenticate (keys), enforce hard limits (budgets, read whole and cached), log the
+    # call once (a conditional put) or spill it, read the provider keys. Nothing on the audit trail.
+    "ProxyFunction": {
+        "KeysTable": ("dynamodb:GetItem",),
+        "BudgetsTable": ("dynamodb:Scan",),
+        "CallsTable": ("dynamodb:PutItem",),
+        "SpillQueue": ("sqs:SendMessage",),
+        "AggregatesTable?pk=signal#auth_failures": ("dynamodb:UpdateItem",),  # refused keys, counted for alerts
+        "ssm:/tollgate/${Stage}/openai-api-key": ("ssm:GetParameter",),
+        "ssm:/tollgate/${Stage}/anthropic-api-key": ("ssm:GetParameter",),
+        "ssm:/tollgate/${Stage}/openrouter-api-key": ("ssm:GetParameter",),
+        "kms:aws/ssm": ("kms:Decrypt",),
+    },
+    # /admin, /api, /health and /openapi.json: key and budget admin, credits, the audit trail (append and
+    # read only), the jobs (evaluate, digest, recalculate, reconcile, reprice), per-user export and erasure
+    # (call log and archive), alerts by hand, test messages, the reports. No provider key, no spill, and
+    # no new call-log record.
+    "APIHandler": {
+        "KeysTable": ("dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan",
+                      "dynamodb:UpdateItem"),
+        # erasure deletes, the reprice job updates a call's price (conditionally), /health describes
+        "CallsTable": ("dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:Query", "dynamodb:UpdateItem"),
+        "CallsTable/index/by_day": ("dynamodb:Query",),
+        "CallsTable/index/by_user": ("dynamodb:Query",),
+        "AggregatesTable": ("dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"),
+        "AggregatesTable/index/by_kind": ("dynamodb:Query",),
+        "BudgetsTable": ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan",
+                         "dynamodb:UpdateItem"),
+        "AlertsTable": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+        "AlertsTable/index/by_state": ("dynamodb:Query",),
+        "CreditsTable": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan",
+                         "dynamodb:UpdateItem"),
+        "AuditTable": ("dynamodb:PutItem", "dynamodb:Query"),
+        "SpillQueue": ("sqs:GetQueueAttributes",),  # /health: the spill backlog
+        "ArchiveBucket": ("s3:ListBucket", "s3:ListBucketVersions"),  # erasure: the user's archived calls
+        "ArchiveBucket/calls/*": ("s3:DeleteObjectVersion",),
+        "ssm:/tollgate/${Stage}/admin-key": ("ssm:GetParameter",),
+        **_ALERTING,
+    },
+    # The stream: fold calls into the aggregates (exactly once: the lanes are read back on a redelivery),
+    # quarantine what cannot be folded, re-measure the budgets it touched, archive what TTL expired.
+    "RollupCalls": {
+        "AggregatesTable": ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+                            "dynamodb:UpdateItem"),
+        # an expensive call is noted unless the evaluator has taken it up already (a condition in a transaction)
+        "AggregatesTable?pk=signal#expensive_calls_taken": ("dynamodb:ConditionCheckItem",),
+        "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
+        "ArchiveBucket/calls/*": ("s3:PutObject",),
+    },
+    # Spilled records back into the call log; what can never be written to the spill queue's dead-letter queue.
+    "ReplaySpill": {
+        "CallsTable": ("dynamodb:PutItem",),
+        "SpillQueue": ("sqs:GetQueueAttributes",),  # its redrive policy names the dead-letter queue
+        "SpillDeadLetterQueue": ("sqs:GetQueueUrl", "sqs:SendMessage"),
+    },
+    # Budgets and alert rules over the aggregates and the recent calls; alerts opened and resolved; delivery.
+    "EvaluateEveryMinute": {
+        "AggregatesTable": ("dynamodb:BatchGetItem", "dynamodb:Query"),
+        # the notes it consumes (expensive calls the rollup saw, refused keys) and its marks of what it took
+        # up: it may delete or write those partitions, never an aggregate
+        "AggregatesTable?pk=signal#expensive_calls": ("dynamodb:DeleteItem",),
+        "AggregatesTable?pk=signal#expensive_calls_taken": ("dynamodb:DeleteItem", "dynamodb:PutItem"),
+        "AggregatesTable?pk=signal#auth_failures": ("dynamodb:DeleteItem",),
+        "AggregatesTable/index/by_kind": ("dynamodb:Query",),
+        "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
+        "CallsTable/index/by_day": ("dynamodb:Query",),  # streaks of errors, read only after a failure lately
+        "CreditsTable": ("dynamodb:Scan",),
+        "AlertsTable": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
+        "AlertsTable/index/by_state": ("dynamodb:Query",),
+        **_ALERTING,
+    },
+    "DailyDigest": {
+        "AggregatesTable": ("dynamodb:BatchGetItem",),
+        "BudgetsTable": ("dynamodb:Scan",),
+        **_ALERTING,
+    },
+    "WeeklyReport": {
+        "AggregatesTable": ("dynamodb:Query",),
+        **_ALERTING,
+    },
+}
+
+EVENT_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
+    "RollupCalls": {
+        "CallsTable/stream": ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                              "dynamodb:ListStreams"),
+        "RollupDeadLetterQueue": ("sqs:SendMessage",),  # the mapping's on-failure destination
+    },
+    "ReplaySpill": {
+        "SpillQueue": ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"),
+    },
+}
+
+def arn(resource: str) -> Any:
+    """The template expression for a resource as CODE names it."""
+    if resource == "kms:aws/ssm":
+        return "*"  # the account's aws/ssm key cannot be named in a template; the statement's condition narrows it
+    resource = resource.partition("?")[0]
+    if resource.startswith("ssm:"):
+        name = resource[len("ssm:"):]
+        return {"Fn::Sub": f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{name}"}
+    logical, _, rest = resource.partition("/")
+    if rest == "stream":
+        return {"Fn::GetAtt": [logical, "StreamArn"]}
+    if logical.endswith("Topic"):
+        return {"Ref": logical}
+    if rest:
+        return {"Fn::Sub": f"${{{logical}.Arn}}/{rest}"}
+    return {"Fn::GetAtt": [logical, "Arn"]}
+
+
+def grants(function: str) -> dict[str, tuple[str, ...]]:
+    """Everything the function's role may do, by resource: its code's needs and its event sources'."""
+    merged: dict[str, set[str]] = {}
+    for source in (CODE[function], EVENT_SOURCES.get(function, {})):
+        for resource, actions in source.items():
+            merged.setdefault(resource, set()).update(actions)
+    return {resource: tuple(sorted(actions)) for resource, actions in sorted(merged.items())}
+
+
+def _sid(resource: str) -> str:
+    """A statement id that names its resource (IAM wants them alphanumeric): `CallsTableIndexByDay`."""
+    if resource == "kms:aws/ssm":
+        return "DecryptThroughSsmOnly"
+    if resource == SLACK_PARAMETER:
+        return "SsmSlackWebhookUrl"
+    if resource.startswith("ssm:"):
+        resource = "Ssm/" + resource.rsplit("/", 1)[1]
+    words = re.split(r"[^A-Za-z0-9]+", resource.replace("*", "objects"))
+    return "".join(word[:1].upper() + word[1:] for word in words if word)
+
+
+def statements(function: str) -> list[dict[str, Any]]:
+    """The function's data statements, one per resource, named after it."""
+    ssm = [r for r in grants(function) if r.startswith("ssm:")]
+    found: list[dict[str, Any]] = []
+    for resource, actions in grants(function).items():
+        statement: dict[str, Any] = {"Sid": _sid(resource), "Effect": "Allow", "Action": list(actions),
+                                     "Resource": arn(resource)}
+        if resource == "kms:aws/ssm":
+            statement["Condition"] = {"StringEquals": {"kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}}}
+        if "?pk=" in resource:
+            statement["Condition"] = {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [resource.split("?pk=", 1)[1]]}}
+        conditional = resource == SLACK_PARAMETER or (resource == "kms:aws/ssm" and ssm == [SLACK_PARAMETER])
+        found.append({"Fn::If": [HAS_SLACK, statement, {"Ref": "AWS::NoValue"}]} if conditional else statement)
+    return found
+
+
+def policy(function: str, log_group: str, tracing: bool) -> dict[str, Any]:
+    """The role's inline policy: its own log group, its data, and X-Ray when the stage traces."""
+    own_logs = {"Sid": "OwnLogGroupOnly", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+                                        f"{log_group}:*"}}
+    found = [own_logs, *statements(function)]
+    if tracing:  # X-Ray has no resource-level permissions: "*" is the only resource it accepts
+        found.append({"Sid": "XRayTraces", "Effect": "Allow",
+                      "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "Resource": "*"})
+    return {"PolicyName": f"{function}-least-privilege",
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": found}}

@@ -1,0 +1,145 @@
+"""Stages: one deployment each (`tollgate-<stage>`), described by its block in `.chalice/config.json`.
+
+Chalice reads its own keys there (environment, memory, timeouts, `xray`, per-function
+`reserved_concurrency`); the `tollgate` key holds the deploy settings Chalice has no name for, each
+with a default. `python -m infra.stages add prod` creates a stage from `dev`, with the parameter names
+and TOLLGATE_STAGE renamed: that is the only step a new stage needs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / ".chalice" / "config.json"
+TEMPLATE_STAGE = "dev"
+LOCAL_STAGES = ("local",)  # tests and `make run`: never deployed
+# Bucket names (`tollgate-<stage>-dashboard-<12-digit account>`, at most 63) and function names
+# (`tollgate-<stage>-evaluate_every_minute`, at most 64) leave room for 20 characters.
+STAGE_NAME = re.compile(r"[a-z][a-z0-9-]{0,18}[a-z0-9]|[a-z]")
+CREATE_COMMAND = ".venv/bin/python -m infra.stages add {stage}"
+
+
+class StageError(Exception):
+    """A stage that cannot be packaged; the message is one line and names the command that fixes it."""
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """What a stage may change about its deployment (`"tollgate": {...}` in its config block)."""
+
+    log_retention_days: int = 30  # every function's log group and the API access log
+    archive_retention_days: int = 365  # raw calls in the archive bucket, from when they leave the call log
+    throttle_rate_per_second: float = 100.0  # API Gateway stage throttling: steady rate ...
+    throttle_burst: int = 200  # ... and burst, for the whole stage
+    alarm_email: str | None = None  # informational: `make deploy` reminds you to subscribe it
+
+
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    chalice: dict  # the stage's block in .chalice/config.json
+    deploy: DeploySettings
+
+    @property
+    def tracing(self) -> bool:
+        """`"xray": true` in the stage: Chalice traces its functions; infra/ the proxy and the API stage."""
+        return bool(self.chalice.get("xray", False))
+
+    def function_config(self, function: str) -> dict:
+        return self.chalice.get("lambda_functions", {}).get(function, {})
+
+
+def read_config() -> dict:
+    return json.loads(CONFIG.read_text())
+
+
+def load(name: str) -> Stage:
+    """The stage as configured; StageError (one line, with the fix) if it cannot be deployed."""
+    if name in LOCAL_STAGES:
+        raise StageError(f"stage {name!r} is the local stack's (make run, make test), not a deployable one: "
+                         f"create one with `{CREATE_COMMAND.format(stage='<name>')}`")
+    if not STAGE_NAME.fullmatch(name):
+        raise StageError(f"stage name {name!r} must be 1-20 lowercase letters, digits or inner hyphens, "
+                         "starting with a letter")
+    stages = read_config().get("stages", {})
+    if name not in stages:
+        raise StageError(f"stage {name!r} is not in .chalice/config.json: create it with "
+                         f"`{CREATE_COMMAND.format(stage=name)}`")
+    block = stages[name]
+    raw = block.get("tollgate", {})
+    known = {f.name for f in fields(DeploySettings)}
+    if unknown := set(raw) - known:
+        raise StageError(f"stage {name!r}: unknown deploy settings {sorted(unknown)} under \"tollgate\" in "
+                         f".chalice/config.json; known: {sorted(known)}")
+    deploy = DeploySettings(**raw)
+    if deploy.log_retention_days not in LOG_RETENTION_DAYS:
+        raise StageError(f"stage {name!r}: log_retention_days must be one of {LOG_RETENTION_DAYS}")
+    if deploy.archive_retention_days < 1:
+        raise StageError(f"stage {name!r}: archive_retention_days must be at least 1")
+    if block.get("environment_variables", {}).get("TOLLGATE_STAGE") != name:
+        raise StageError(f"stage {name!r}: its TOLLGATE_STAGE in .chalice/config.json must be {name!r} (the table "
+                         f"names follow it); `{CREATE_COMMAND.format(stage=name)}` writes a consistent block")
+    return Stage(name, block, deploy)
+
+
+def _renamed(value, source: str, target: str):
+    """A copy of a config value with every `/tollgate/<source>/` parameter name and the stage name moved to target."""
+    if isinstance(value, dict):
+        return {k: _renamed(v, source, target) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, source, target) for v in value]
+    if isinstance(value, str):
+        return value.replace(f"/tollgate/{source}/", f"/tollgate/{target}/")
+    return value
+
+
+def add(name: str, source: str = TEMPLATE_STAGE) -> dict:
+    """Create stage `name` as a copy of `source`; returns its block. Refuses an existing or invalid name."""
+    if name in LOCAL_STAGES or not STAGE_NAME.fullmatch(name):
+        raise StageError(f"stage name {name!r} must be 1-20 lowercase letters, digits or inner hyphens, "
+                         "starting with a letter (and not 'local')")
+    config = read_config()
+    stages = config.setdefault("stages", {})
+    if name in stages:
+        raise StageError(f"stage {name!r} already exists in .chalice/config.json")
+    if source not in stages:
+        raise StageError(f"stage {source!r} to copy from is not in .chalice/config.json")
+    block = _renamed(stages[source], source, name)
+    block.setdefault("environment_variables", {})["TOLLGATE_STAGE"] = name
+    stages[name] = block
+    CONFIG.write_text(json.dumps(config, indent=2) + "\n")
+    return block
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Tollgate stages in .chalice/config.json")
+    commands = parser.add_subparsers(dest="command", required=True)
+    adding = commands.add_parser("add", help="create a stage as a copy of another (dev by default)")
+    adding.add_argument("stage")
+    adding.add_argument("--from", dest="source", default=TEMPLATE_STAGE)
+    commands.add_parser("list", help="the deployable stages")
+    args = parser.parse_args()
+    try:
+        if args.command == "add":
+            add(args.stage, args.source)
+            print(f"stage {args.stage!r} added to .chalice/config.json (a copy of {args.source!r}); next:\n"
+                  f"  put its secrets in SSM under /tollgate/{args.stage}/ (README, Deploy to AWS), then\n"
+                  f"  make deploy STAGE={args.stage}")
+        else:
+            print("\n".join(s for s in read_config().get("stages", {}) if s not in LOCAL_STAGES))
+    except StageError as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The packaged template's last step: what depends on the stage, or repeats per function, added in code.
+
+`chalice package` writes the functions, their events and the REST API; infra/resources.json, merged in, the
+tables, queues, buckets, the proxy function and the dashboard's CloudFront. `finish()` then gives every
+function (the six of Chalice and the proxy) a fixed name, its own log group with the stage's retention,
+its role's one least-privilege policy (infra/permissions.py), tracing as the stage says, and alarms
+(infra/alarms.py); the REST API throttling, access logs and tracing; the archive bucket its lifecycle.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import alarms, permissions
+from .stages import Stage
+
+# Logical id → the name after `tollgate-<stage>-` (Chalice's own names for its functions).
+FUNCTIONS = {
+    "APIHandler": "api_handler", "RollupCalls": "rollup_calls", "ReplaySpill": "replay_spill",
+    "EvaluateEveryMinute": "evaluate_every_minute", "DailyDigest": "daily_digest", "WeeklyReport": "weekly_report",
+    "ProxyFunction": "proxy",
+}
+ROLES = {"APIHandler": "ApiHandlerRole", "ProxyFunction": "ProxyFunctionRole"}  # others: `<Function>Role`
+
+ACCESS_LOG_FORMAT = (  # one JSON line per request; never a header (keys travel in headers)
+    '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","time":"$context.requestTime",'
+    '"method":"$context.httpMethod","path":"$context.path","resource":"$context.resourcePath",'
+    '"status":"$context.status","bytes":"$context.responseLength","latencyMs":"$context.responseLatency",'
+    '"integrationLatencyMs":"$context.integrationLatency","integrationStatus":"$context.integrationStatus",'
+    '"error":"$context.error.message"}')
+API_LOGS_ROLE_POLICY = "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+
+# S3 prices (us-east-1, per GB-month and per 1,000 lifecycle transitions), to decide which archive objects
+# are worth moving to Glacier Instant Retrieval. It bills at least 128 KB and 90 days per object.
+STANDARD_GB_MONTH, GLACIER_IR_GB_MONTH, GLACIER_IR_TRANSITION_PER_1000 = 0.023, 0.004, 0.02
+GLACIER_IR_MIN_KB, GLACIER_IR_MIN_DAYS = 128, 90
+ARCHIVE_TRANSITION_DAYS = 30  # raw calls are looked at, if ever, soon after they leave the call log
+ARCHIVE_NONCURRENT_DAYS = 30  # an overwritten or deleted archive object can be restored this long
+
+
+def role_of(function: str) -> str:
+    return ROLES.get(function, f"{function}Role")
+
+
+def log_group(function: str, stage: str) -> str:
+    return f"/aws/lambda/tollgate-{stage}-{FUNCTIONS[function]}"
+
+
+def smallest_object_worth_tiering(retention_days: int) -> int | None:
+    """Bytes above which moving an archive object to Glacier IR at day 30 costs less than keeping it in
+    S3 Standard until it expires; None when it never does (kept too briefly for Glacier IR's 90 days).
+
+    An object of s KB kept M months after the transition costs 0.023·s·M in Standard and
+    0.004·max(s, 128)·M (per GB) plus one transition in Glacier IR. Objects under 128 KB pay for 128 KB
+    there, so they gain only over a long retention: with one year, from about 105 KB; with seven, 33 KB.
+    """
+    if retention_days - ARCHIVE_TRANSITION_DAYS < GLACIER_IR_MIN_DAYS:
+        return None
+    months = (retention_days - ARCHIVE_TRANSITION_DAYS) / 30.4
+    transition_gb_months = GLACIER_IR_TRANSITION_PER_1000 / 1000 * 1024 * 1024 / months  # in KB·price units
+    under_minimum = (transition_gb_months + GLACIER_IR_GB_MONTH * GLACIER_IR_MIN_KB) / STANDARD_GB_MONTH
+    if under_minimum >= GLACIER_IR_MIN_KB:
+        under_minimum = max(transition_gb_months / (STANDARD_GB_MONTH - GLACIER_IR_GB_MONTH), GLACIER_IR_MIN_KB)
+    return math.ceil(under_minimum * 1024)
+
+
+def archive_lifecycle(retention_days: int) -> dict[str, Any]:
+    """Raw calls (`calls/`) expire after the retention; noncurrent versions (overwritten, deleted, expired)
+    after ARCHIVE_NONCURRENT_DAYS; objects large enough to gain move to Glacier IR at day 30."""
+    expire: dict[str, Any] = {
+        "Id": "expire-archived-calls", "Status": "Enabled", "Prefix": "calls/",
+        "ExpirationInDays": retention_days,
+        "NoncurrentVersionExpiration": {"NoncurrentDays": ARCHIVE_NONCURRENT_DAYS},
+    }
+    configuration: dict[str, Any] = {"Rules": [expire, {
+        "Id": "remove-expired-delete-markers", "Status": "Enabled", "Prefix": "calls/",
+        "ExpiredObjectDeleteMarker": True}]}
+    threshold = smallest_object_worth_tiering(retention_days)
+    if threshold is not None:
+        expire["Transitions"] = [{"StorageClass": "GLACIER_IR", "TransitionInDays": ARCHIVE_TRANSITION_DAYS}]
+        expire["ObjectSizeGreaterThan"] = threshold
+        # S3 skips objects under 128 KB unless told otherwise; the size filter above decides instead
+        configuration["TransitionDefaultMinimumObjectSize"] = "varies_by_storage_class"
+    return configuration
+
+
+def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = {name: r for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert set(found) == set(FUNCTIONS), f"functions {sorted(found)} are not infra/template.py's {sorted(FUNCTIONS)}"
+    return found
+
+
+def _finish_function(template: dict[str, Any], function: str, stage: Stage) -> None:
+    resources = template["Resources"]
+    properties = resources[function]["Properties"]
+    properties["FunctionName"] = {"Fn::Sub": f"tollgate-${{Stage}}-{FUNCTIONS[function]}"}
+    properties["Tracing"] = "Active" if stage.tracing else "PassThrough"
+    group = f"{function}LogGroup"
+    resources[group] = {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",
+                        "Properties": {"LogGroupName": {"Fn::Sub": log_group(function, "${Stage}")},
+                                       "RetentionInDays": stage.deploy.log_retention_days}}
+    # the group exists, with its retention, before the function can write a line (it may not create one)
+    resources[function]["DependsOn"] = sorted({*_as_list(resources[function].get("DependsOn")), group})
+    role = resources[role_of(function)]["Properties"]
+    role["Policies"] = [permissions.policy(function, log_group(function, "${Stage}"), stage.tracing)]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def _finish_api(template: dict[str, Any], stage: Stage) -> None:
+    resources = template["Resources"]
+    api = resources["RestAPI"]["Properties"]
+    api["Name"] = {"Fn::Sub": "tollgate-${Stage}"}  # the ApiName the 5xx alarm watches
+    api["DefinitionBody"]["info"]["title"] = {"Fn::Sub": "tollgate-${Stage}"}
+    api["TracingEnabled"] = stage.tracing
+    api["MethodSettings"] = [{"ResourcePath": "/*", "HttpMethod": "*", "MetricsEnabled": True,
+                              "ThrottlingRateLimit": stage.deploy.throttle_rate_per_second,
+                              "ThrottlingBurstLimit": stage.deploy.throttle_burst}]
+    api["AccessLogSetting"] = {"DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
+                               "Format": ACCESS_LOG_FORMAT}
+    resources["ApiAccessLogGroup"] = {
+        "Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",
+        "Properties": {"LogGroupName": {"Fn::Sub": "/aws/apigateway/tollgate-${Stage}/access"},
+                       "RetentionInDays": stage.deploy.log_retention_days}}
+    # API Gateway writes logs through one role per account and region. `make deploy` creates it only where
+    # the account has none yet, and keeps it when the stack goes: another stage's logs may depend on it.
+    resources["ApiGatewayLogsRole"] = {
+        "Type": "AWS::IAM::Role", "Condition": "CreateApiGatewayLogsRole", "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain", "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+            "ManagedPolicyArns": [{"Fn::Sub": API_LOGS_ROLE_POLICY}]}}
+    resources["ApiGatewayAccount"] = {
+        "Type": "AWS::ApiGateway::Account", "Condition": "CreateApiGatewayLogsRole", "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}}}
+
+
+def finish(template: dict[str, Any], stage: Stage) -> dict[str, Any]:
+    """Complete `chalice package`'s merged template for `stage` (in place; also returned)."""
+    parameters = template["Parameters"]
+    parameters["Stage"] = {**parameters["Stage"], "Default": stage.name, "AllowedValues": [stage.name],
+                           "Description": "the stage this template was packaged for (its names are in it)"}
+    functions = _functions(template)
+    for function in functions:
+        _finish_function(template, function, stage)
+    _finish_api(template, stage)
+    resources = template["Resources"]
+    archive = resources["ArchiveBucket"]["Properties"]
+    archive["LifecycleConfiguration"] = archive_lifecycle(stage.deploy.archive_retention_days)
+    distribution = resources["DashboardDistribution"]["Properties"]["DistributionConfig"]
+    [api_origin] = [o for o in distribution["Origins"] if o["Id"] == "api"]
+    api_origin["OriginPath"] = "/" + resources["RestAPI"]["Properties"]["StageName"]
+    if stage.deploy.alarm_email:
+        resources["AlarmEmailSubscription"] = {"Type": "AWS::SNS::Subscription", "Properties": {
+            "TopicArn": {"Ref": "AlertsTopic"}, "Protocol": "email", "Endpoint": stage.deploy.alarm_email}}
+    tables = sorted(n for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table")
+    timeouts = {f: int(r["Properties"]["Timeout"]) for f, r in functions.items()}
+    resources.update(alarms.alarms(timeouts, tables, resources["RestAPI"]["Properties"]["StageName"]))
+    return template
