@@ -1,12 +1,18 @@
 """Tollgate's table of contents: admin, JSON API and event sources, each handing off to chalicelib.
 
 The provider routes (CONTRACT §2) are not here: they stream, so they are the ASGI app in
-`chalicelib/proxy_app.py`, its own function in AWS, on the same base URL.
+`chalicelib/gateway/proxy_app.py`, its own function in AWS, on the same base URL.
 """
 from chalice import Chalice, CORSConfig, Cron, Rate, Response
 
-from chalicelib import (alerts, api, audit, auth, budget_store, calllog, credits, digest, edge, evaluate, jobs,
-                        keys, notify, openapi, reports, rules, signals, stream, users)
+from chalicelib import clock, edge
+from chalicelib.alerting import alerts, budget_store, credits, digest, evaluate, notify, rules, signals
+from chalicelib.errors import NotFound
+from chalicelib.gateway import reprice
+from chalicelib.ledger import audit, auth, calllog, gdpr, keys
+from chalicelib.reports import calls as call_reports
+from chalicelib.reports import openapi, usage
+from chalicelib.rollup import handler, rebuild
 from chalicelib.settings import get_settings
 
 app = Chalice(app_name="tollgate")
@@ -88,7 +94,7 @@ def delete_budget(budget_id):
 def top_up(account):
     """Add prepaid credit to an account: {"amount_usd", "note"?}."""
     _admin()
-    return credits.top_up(account, edge.json_body(app.current_request), budget_store.utc_now())
+    return credits.top_up(account, edge.json_body(app.current_request), clock.utc_now())
 
 
 @app.route("/admin/audit", methods=["GET"])
@@ -99,12 +105,18 @@ def audit_trail():
     return audit.list_entries(edge.params_of(app.current_request))
 
 
+JOBS = {"recalculate": rebuild.recalculate, "reconcile": rebuild.reconcile, "reprice": reprice.reprice,
+        "evaluate": evaluate.evaluate, "digest": digest.digest}
+
+
 @app.route("/admin/jobs/{job}", methods=["POST"], content_types=ANY)
 @edge.json_api
 def run_job(job):
     """Run a job now: evaluate, digest {kind}, recalculate {from, to} closed days, reconcile {day, fix?}."""
     _admin()
-    return jobs.run(job, edge.json_body(app.current_request))
+    if job not in JOBS:
+        raise NotFound(f"unknown job {job!r}; available: {', '.join(sorted(JOBS))}")
+    return JOBS[job](edge.json_body(app.current_request))
 
 
 @app.route("/admin/alerts/test", methods=["POST"], content_types=ANY)
@@ -112,7 +124,7 @@ def run_job(job):
 def test_notification():
     """Send a test message to one channel now: {"channel": "slack"|"sns"|"webhook"}."""
     _admin()
-    return notify.send_test(edge.json_body(app.current_request), budget_store.utc_now())
+    return notify.send_test(edge.json_body(app.current_request), clock.utc_now())
 
 
 @app.route("/admin/users/{user}/export", methods=["GET"])
@@ -120,7 +132,7 @@ def test_notification():
 def export_user(user):
     """Every call attributed to a user (data access request)."""
     _admin()
-    return users.export(user)
+    return gdpr.export(user)
 
 
 @app.route("/admin/users/{user}", methods=["DELETE"])
@@ -128,7 +140,7 @@ def export_user(user):
 def erase_user(user):
     """Delete a user's calls; the stream subtracts them from the aggregates."""
     _admin()
-    return users.erase(user)
+    return gdpr.erase(user)
 
 
 # --- JSON API (CONTRACT §4) ---------------------------------------------------------------------
@@ -136,49 +148,49 @@ def erase_user(user):
 @edge.json_api
 def health():
     """Tables and spill queue reachable → healthy."""
-    return api.health()
+    return call_reports.health()
 
 
 @app.route("/api/calls", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def calls():
     """Newest calls first, filtered by account, provider, model; paged by `before`."""
-    return api.list_calls(_dashboard(), edge.params_of(app.current_request))
+    return call_reports.list_calls(_dashboard(), edge.params_of(app.current_request))
 
 
 @app.route("/api/calls/{call_id}", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def call(call_id):
     """One call by its id (the `X-Tollgate-Call-Id` header or a stream's closing comment)."""
-    return api.get_call(_dashboard(), call_id)
+    return call_reports.get_call(_dashboard(), call_id)
 
 
 @app.route("/api/summary", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def summary():
     """Calls, errors, tokens by kind, cost, latency percentiles, by provider and model, last `hours`."""
-    return reports.summary(_dashboard(), edge.params_of(app.current_request))
+    return usage.summary(_dashboard(), edge.params_of(app.current_request))
 
 
 @app.route("/api/usage/daily", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def usage_daily():
     """Per UTC day for `days`, optionally `group_by` model|provider|account|key|operation|team."""
-    return reports.daily(_dashboard(), edge.params_of(app.current_request))
+    return usage.daily(_dashboard(), edge.params_of(app.current_request))
 
 
 @app.route("/api/usage/timeseries", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def usage_timeseries():
     """Points every 5m or 1h over the last `hours`."""
-    return reports.timeseries(_dashboard(), edge.params_of(app.current_request))
+    return usage.timeseries(_dashboard(), edge.params_of(app.current_request))
 
 
 @app.route("/api/usage/window", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def usage_window():
     """Calls, tokens and cost in the rolling window of the last `minutes`."""
-    return reports.window(_dashboard(), edge.params_of(app.current_request))
+    return usage.window(_dashboard(), edge.params_of(app.current_request))
 
 
 @app.route("/api/budgets", methods=["GET"], cors=DASHBOARD_CORS)
@@ -203,7 +215,7 @@ def acknowledge_alert(alert_id):
     """Acknowledge an open alert (it still resolves by itself when its condition clears; an expensive-call
     alert is resolved by it)."""
     principal = _dashboard()
-    return alerts.acknowledge(alert_id, principal.account, principal.key_id or "admin", budget_store.utc_now())
+    return alerts.acknowledge(alert_id, principal.account, principal.key_id or "admin", clock.utc_now())
 
 
 @app.route("/api/alerts/{alert_id}/resolve", methods=["POST"], content_types=ANY, cors=DASHBOARD_CORS)
@@ -212,22 +224,22 @@ def resolve_alert(alert_id):
     """Resolve an open or acknowledged alert by hand: {"note"?}; the channels are told who did."""
     principal, body = _dashboard(), edge.json_body(app.current_request)
     return alerts.resolve_by_hand(alert_id, principal.account, principal.key_id or "admin", body,
-                                  budget_store.utc_now())
+                                  clock.utc_now())
 
 
 @app.route("/api/credits", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def list_credits():
     """Credits per account: allocated, used, remaining, top-ups."""
-    account = api.scoped_account(_dashboard(), edge.params_of(app.current_request).get("account"))
-    return credits.credits_report(account, budget_store.utc_now())
+    account = auth.scoped_account(_dashboard(), edge.params_of(app.current_request).get("account"))
+    return credits.credits_report(account, clock.utc_now())
 
 
 @app.route("/api/export", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def export():
     """The calls of the last `hours` as a CSV or JSON download."""
-    body, content_type, name = api.export_calls(_dashboard(), edge.params_of(app.current_request))
+    body, content_type, name = call_reports.export_calls(_dashboard(), edge.params_of(app.current_request))
     return Response(body=body, status_code=200, headers={
         "Content-Type": content_type, "Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -258,12 +270,17 @@ def weekly_report(event):
     return digest.digest({"kind": "weekly"})
 
 
-@app.on_dynamodb_record(stream_arn=get_settings().calls_stream_arn, batch_size=100)
+# Chalice wants a stream ARN here, which exists only once the table does: `make package` merges
+# infra/resources.json, whose `Fn::GetAtt CallsTable.StreamArn` replaces this; locally the pump finds the stream.
+CALLS_STREAM_SET_BY_INFRA = "arn:aws:dynamodb:::table/calls/stream/set-by-infra"
+
+
+@app.on_dynamodb_record(stream_arn=CALLS_STREAM_SET_BY_INFRA, batch_size=100)
 def rollup_calls(event):
     """Note calls over the expensive-call threshold for the evaluator; fold new, erased and expired calls into
     the aggregates; report the first record not applied."""
     signals.note_expensive_calls(event, rules.current_rules().expensive_call_usd)
-    return stream.handle_records(event)
+    return handler.handle_records(event, on_folded=budget_store.refresh_touched)
 
 
 @app.on_sqs_message(queue=get_settings().spill_queue_name, batch_size=10)

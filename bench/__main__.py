@@ -257,7 +257,7 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
         "runtime's libraries only, `python -S -X importtime`), package size, AWS requests and CPU per proxied "
         "call (the proxy app driven in-process by httpx's ASGI transport, in-process moto whose own CPU is left "
         "out). Then the proxy function's cold start: the real zip unpacked, started by the adapter's own line "
-        "(`exec -- \"${LAMBDA_TASK_ROOT}/${_HANDLER}\"`, i.e. `chalicelib/run_proxy.sh`) with the template's "
+        "(`exec -- \"${LAMBDA_TASK_ROOT}/${_HANDLER}\"`, i.e. `chalicelib/gateway/run_proxy.sh`) with the template's "
         "environment, `python -S` and only the zip and the runtime's libraries on the path, timed from process "
         f"start until `GET /ready` answers 200 (polled every 2 ms; the adapter polls every 10 ms), "
         f"{coldstart.STARTS} starts; then its first "

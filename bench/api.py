@@ -35,7 +35,7 @@ ENDPOINTS = ("/api/summary?hours=24", "/api/usage/daily?days=30", "/api/usage/da
 
 def facts(calls: int, now: datetime) -> list:
     """`calls` calls' worth of facts over the last DAYS days, as few facts as keep the spread realistic."""
-    from chalicelib.rollup import Fact
+    from chalicelib.rollup.fold import Fact
 
     rng = random.Random(calls)
     count = min(calls, FACTS_AT_1M)
@@ -62,11 +62,11 @@ def load(calls: int, now: datetime) -> tuple[int, int]:
     """Write the aggregates of `calls` calls; (items written, largest item in bytes as sent)."""
     import boto3
 
-    from chalicelib import aggstore
-    from chalicelib.rollup import fold
+    from chalicelib.rollup import store
+    from chalicelib.rollup.fold import fold
 
     client = boto3.client("dynamodb")
-    items = [aggstore.full_item(key, delta) for key, delta in fold(facts(calls, now)).items()]
+    items = [store.full_item(key, delta) for key, delta in fold(facts(calls, now)).items()]
     for start in range(0, len(items), 25):
         client.batch_write_item(RequestItems={"tollgate-dev-aggregates": [
             {"PutRequest": {"Item": item}} for item in items[start:start + 25]]})
@@ -102,8 +102,8 @@ def measure() -> tuple[list[tuple[str, ...]], list[str]]:
     by_volume, notes = {}, []
     with mock_aws():
         from app import app
-        from chalicelib.models import create_tables
         from chalicelib.settings import get_settings
+        from local.tables import create_tables
 
         get_settings.cache_clear()
         now = datetime.now(timezone.utc).replace(tzinfo=None)

@@ -1,5 +1,5 @@
 """Cold start of the proxy function as Lambda runs it: the real zip, unpacked, started by the same line the Web
-Adapter's bootstrap runs (`exec -- "${LAMBDA_TASK_ROOT}/${_HANDLER}"`, i.e. chalicelib/run_proxy.sh) with the
+Adapter's bootstrap runs (`exec -- "${LAMBDA_TASK_ROOT}/${_HANDLER}"`, i.e. chalicelib/gateway/run_proxy.sh) with the
 template's environment, `python` being this interpreter with `-S` and only the zip and the runtime's
 libraries (boto3, botocore) on its path. Timed from process start until GET /ready answers 200, polled
 every 2 ms (the adapter polls every 10 ms, so it may notice up to 10 ms later); then the first proxied call (not streamed, so it includes the call-log
@@ -98,8 +98,8 @@ def setup_aws(aws: dict[str, str]) -> tuple[str, str]:
     """Tables, the spill queue, the provider key in SSM and a gateway key, made in a child process (the
     models bind their endpoint when first imported). Returns the gateway key and the queue's URL."""
     script = (
-        "import boto3, os; from chalicelib.models import create_tables; "
-        "from chalicelib.keys import create_gateway_key; create_tables(); url = os.environ['TOLLGATE_AWS_ENDPOINT']; "
+        "import boto3, os; from local.tables import create_tables; "
+        "from chalicelib.ledger.keys import create_gateway_key; create_tables(); url = os.environ['TOLLGATE_AWS_ENDPOINT']; "
         "queue = boto3.client('sqs', endpoint_url=url).create_queue(QueueName='tollgate-dev-spill')['QueueUrl']; "
         "boto3.client('ssm', endpoint_url=url).put_parameter(Name='/tollgate/dev/openai-api-key', "
         f"Type='SecureString', Value='{UPSTREAM_KEY}'); "

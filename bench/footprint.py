@@ -60,10 +60,10 @@ def proxied_call_costs(calls: int = 200) -> tuple[float, float, float]:
     os.environ.update(TOLLGATE_OPENAI_BASE_URL=f"{upstream.url}/v1", TOLLGATE_OPENAI_API_KEY="bench")
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     with mock_aws():
-        from chalicelib.keys import create_gateway_key
-        from chalicelib.models import create_tables
-        from chalicelib.proxy_app import app
+        from chalicelib.gateway.proxy_app import app
+        from chalicelib.ledger.keys import create_gateway_key
         from chalicelib.settings import get_settings
+        from local.tables import create_tables
 
         get_settings.cache_clear()
         create_tables()

@@ -22,9 +22,10 @@ def measure() -> list[tuple[str, str, str, str]]:
 
     with mock_aws():
         from app import rollup_calls
-        from chalicelib import calllog
-        from chalicelib.models import CallRecord, create_tables
+        from chalicelib.ledger import calllog
+        from chalicelib.ledger.models import CallRecord
         from local.pump import lambda_record
+        from local.tables import create_tables
 
         create_tables()
         rng = random.Random(1)

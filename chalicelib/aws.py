@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from .settings import get_settings
+from chalicelib.settings import get_settings
 
 
 @lru_cache(maxsize=None)
@@ -13,3 +13,11 @@ def client(service: str) -> Any:
 
     settings = get_settings()
     return boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint)
+
+
+def transactions() -> Any:
+    """A pynamodb Connection for TransactWrite, on the same region and endpoint as the models."""
+    from pynamodb.connection import Connection
+
+    settings = get_settings()
+    return Connection(region=settings.region, host=settings.aws_endpoint)

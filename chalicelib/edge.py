@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 from chalice import Response
 
-from . import names
-from .errors import InvalidRequest, TollgateError
+from chalicelib import names
+from chalicelib.errors import InvalidRequest, TollgateError
 
 
 def headers_of(request) -> dict[str, str]:
@@ -66,3 +66,17 @@ def json_api(view: Callable[..., Any]) -> Callable[..., Response]:
         return json_response(result)
 
     return wrapper
+
+
+def int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A bounded integer query parameter, or a 400 that names it and its range."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"`{name}` must be an integer between {low} and {high}") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"`{name}` must be an integer between {low} and {high}")
+    return value

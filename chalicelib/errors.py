@@ -74,7 +74,7 @@ class ConfigurationError(TollgateError):
 
 
 class PriceOverridesInvalid(ConfigurationError):
-    """chalicelib/price_overrides.json says something pricing cannot take: the tests and `make package` stop on it,
+    """chalicelib/gateway/price_overrides.json says something pricing cannot take: the tests and `make package` stop on it,
     and a call never meets it (a deployed file that fails to load leaves calls unpriced, never guessed)."""
 
 

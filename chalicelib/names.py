@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .errors import InvalidRequest
+from chalicelib.errors import InvalidRequest
 
 NAME_MAX = 256
 

@@ -36,7 +36,6 @@ class Settings:
     dashboard_url: str | None = None
     dashboard_origin: str | None = None  # CORS: the only origin allowed to call /api (the S3 site)
     budget_cache_seconds: float = 5.0
-    calls_stream_arn: str = "arn:aws:dynamodb:us-east-1:000000000000:table/tollgate-dev-calls/stream/local"
     archive_bucket: str = "tollgate-dev-archive"
     spill_queue_name: str = "tollgate-dev-spill"
     spill_queue_url: str | None = None
@@ -53,7 +52,7 @@ class Settings:
     upstream_deadline_seconds: float = 870.0  # a whole call, streamed or not: ends before Lambda's 900 s
     key_cache_seconds: float = 5.0
     store_bodies: bool = False
-    alert_rules: str | None = None  # JSON overrides of the alert rules' defaults (chalicelib/rules.py)
+    alert_rules: str | None = None  # JSON overrides of the alert rules' defaults (chalicelib/alerting/rules.py)
 
     def base_url(self, provider: str) -> str:
         return self.base_urls.get(provider) or DEFAULT_BASE_URLS[provider]
@@ -88,8 +87,6 @@ def from_env() -> Settings:
         dashboard_url=_env("TOLLGATE_DASHBOARD_URL"),
         dashboard_origin=_env("TOLLGATE_DASHBOARD_ORIGIN"),
         budget_cache_seconds=float(_env("TOLLGATE_BUDGET_CACHE_SECONDS", "5")),
-        calls_stream_arn=_env("TOLLGATE_CALLS_STREAM_ARN",
-                              f"arn:aws:dynamodb:us-east-1:000000000000:table/{prefix}-calls/stream/local"),
         archive_bucket=_env("TOLLGATE_ARCHIVE_BUCKET", f"{prefix}-archive"),
         spill_queue_name=_env("TOLLGATE_SPILL_QUEUE_NAME", f"{prefix}-spill"),
         spill_queue_url=_env("TOLLGATE_SPILL_QUEUE_URL"),

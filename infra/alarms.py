@@ -1,6 +1,6 @@
-"""CloudWatch alarms: every way Tollgate can lose or delay data, each to the alerts topic (README: Alarms).
+"""CloudWatch alarms: every way Tollgate can lose or delay data, each to the alerts topic (docs/OPERATIONS.md: Alarms).
 
-One alarm per signal, named `tollgate-<stage>-<logical id>`; the README's alarm table says what each means
+One alarm per signal, named `tollgate-<stage>-<logical id>`; the alarm table in docs/OPERATIONS.md says what each means
 and what to do, and a test keeps the two in step.
 """
 from __future__ import annotations

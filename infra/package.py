@@ -21,8 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from chalicelib.price_overrides import load_overrides
-
+from chalicelib.gateway.price_overrides import load_overrides
 from infra import stages, template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,12 +52,13 @@ def bytecode(name: str, source: bytes) -> tuple[str, bytes]:
 
 
 def is_startup_script(name: str) -> bool:
-    """A Lambda handler that the Web Adapter execs (chalicelib/run_proxy.sh): it must be executable."""
+    """A Lambda handler that the Web Adapter execs (chalicelib/gateway/run_proxy.sh): it must be executable."""
     return name.startswith("chalicelib/") and name.endswith(".sh")
 
 
 def slim(zip_path: Path) -> tuple[int, int]:
-    """Rewrite the zip without runtime-provided packages and with fresh bytecode; (bytes before, bytes after).
+    """Rewrite the zip without runtime-provided packages, with fresh bytecode and the message templates;
+    (bytes before, bytes after).
 
     Startup scripts get mode 0755 whatever the checkout gave them (`core.fileMode=false`, a copy
     that dropped modes): the adapter's bootstrap execs the handler, and a script without `x` fails
@@ -77,6 +77,8 @@ def slim(zip_path: Path) -> tuple[int, int]:
             if item.filename.endswith(".py"):
                 cached, compiled = bytecode(item.filename, data)
                 target.writestr(zipfile.ZipInfo(cached, item.date_time), compiled, zipfile.ZIP_DEFLATED)
+        for path in sorted((ROOT / "templates").glob("*.j2")):  # the message templates: chalice packs only code
+            target.write(path, f"templates/{path.name}")
     os.replace(slimmed, zip_path)
     return before, zip_path.stat().st_size
 

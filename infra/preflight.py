@@ -174,7 +174,7 @@ def _previous_outputs(found: Findings, session, region: str, stack: str) -> None
             found.values["STACK_STATUS"] != "UPDATE_ROLLBACK_COMPLETE":
         found.problem(f"stack {stack} is {found.values['STACK_STATUS']}: see why with `aws cloudformation "
                       f"describe-stack-events --stack-name {stack} --region {region}`; a stack that never "
-                      f"completed its creation must be deleted first (its tables are kept: see README, Tear down)")
+                      f"completed its creation must be deleted first (its tables are kept: see docs/OPERATIONS.md, Tear down)")
 
 
 def main() -> None:

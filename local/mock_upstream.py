@@ -1,7 +1,9 @@
-"""A fake OpenAI / Anthropic / OpenRouter server over real HTTP: canned answers, scriptable usage and faults.
+"""A fake OpenAI / Anthropic / OpenRouter server over real HTTP: recorded answers, scriptable usage and faults.
 
-Paths: `/v1/...` answers as OpenAI, `/openrouter/v1/...` as OpenRouter (adds `usage.cost`), and
-`/v1/messages...` as Anthropic. Tests queue `Script`s to choose the next answer's raw usage object
+Paths: `/v1/...` answers as OpenAI, `/openrouter/v1/...` as OpenRouter (with `usage.cost`), and
+`/v1/messages...` as Anthropic. Each answer is a recording under tests/events/ (the same bodies and streams the
+proxy's own tests parse), with the request's model, fresh ids, ANSWER as its text (a word an event when
+streamed) and usage filled in. Tests queue `Script`s to choose the next answer's raw usage object
 (in the provider's own convention), status, delay, or a connection dropped mid-stream.
 """
 from __future__ import annotations
@@ -9,16 +11,20 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import struct
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 ANSWER = "This is a mock answer from Tollgate's built-in upstream."
+EVENTS = Path(__file__).resolve().parent.parent / "tests" / "events"  # the recorded provider bodies and streams
 
 
 @dataclass
@@ -108,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
-            return self._json(400, {"error": {"type": "invalid_request_error", "message": "bad JSON"}})
+            return self._json(400, _error(self.path.startswith("/v1/messages"), "invalid_request_error", "bad JSON"))
         self._safely(body)
 
     def _safely(self, body: Any) -> None:
@@ -126,11 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised(headers, anthropic):
             return self._json(401, _error(anthropic, "authentication_error", "invalid upstream API key"))
         if path.endswith("/models"):
-            return self._json(200, {"object": "list", "data": [
-                {"id": m, "object": "model", "created": 1700000000, "owned_by": "tollgate-mock"}
-                for m in ("gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5")]})
+            return self._json(200, recorded("openai_models.json"))
         if path.endswith("/messages/count_tokens"):
-            return self._json(200, {"input_tokens": estimate_tokens(body)})
+            return self._json(200, {**recorded("anthropic_count_tokens.json"), "input_tokens": estimate_tokens(body)})
         script = self.upstream.next_script()
         if script.delay_seconds:
             time.sleep(script.delay_seconds)
@@ -178,8 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(script.stall_seconds)
                 elif n and script.event_interval_seconds:
                     time.sleep(script.event_interval_seconds)
-                payload = data if isinstance(data, str) else json.dumps(data)
-                block = ((f"event: {name}\n" if name else "") + f"data: {payload}\n\n").encode()
+                block = _sse_block(name, data)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
@@ -189,143 +192,196 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def _error(anthropic: bool, error_type: str, message: str) -> dict[str, Any]:
-    if anthropic:
-        return {"type": "error", "error": {"type": error_type, "message": message}}
-    return {"error": {"type": error_type, "message": message, "param": None, "code": None}}
+def _sse_block(name: str | None, data: Any) -> bytes:
+    if name == ":":  # a comment line
+        return f": {data}\n\n".encode()
+    payload = data if isinstance(data, str) else json.dumps(data)
+    return ((f"event: {name}\n" if name else "") + f"data: {payload}\n\n").encode()
 
 
-def _openai_usage(body: dict[str, Any], script: Script, openrouter: bool) -> dict[str, Any]:
+# -- Answers: the recordings under tests/events/, with this request's model, ids, text and usage filled in ------
+def recorded(name: str) -> Any:
+    """A fresh copy of a recording: a body (JSON), or a stream as [(event name or None, data)], JSON data parsed
+    and a comment line as (":", its text)."""
+    text = _recording(name)
+    if name.endswith(".json"):
+        return json.loads(text)
+    events: list[tuple[str | None, Any]] = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        if "" in fields:  # ": OPENROUTER PROCESSING"
+            events.append((":", fields[""]))
+        else:
+            data = fields["data"]
+            events.append((fields.get("event"), json.loads(data) if data.startswith("{") else data))
+    return events
+
+
+@lru_cache(maxsize=None)
+def _recording(name: str) -> str:
+    return (EVENTS / name).read_text()
+
+
+def _usage(recorded_usage: dict[str, Any], script: Script, **counts: int) -> dict[str, Any]:
+    """The script's raw usage object; by default the recording's, every number zeroed, then `counts`."""
     if script.usage is not None:
         return script.usage
+    return {**_zeroed(recorded_usage), **counts}
+
+
+def _zeroed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _zeroed(v) for k, v in value.items()}
+    return type(value)(0) if isinstance(value, (int, float)) else value  # OpenRouter's `cost` stays a float
+
+
+def _fresh_id(recorded_id: str) -> str:
+    """A new id in the recording's style: its prefix ("chatcmpl-", "msg_", "gen-", "resp_"), then random hex."""
+    prefix = re.match(r"[a-z]+[-_]", recorded_id)
+    return (prefix.group() if prefix else "") + uuid.uuid4().hex[:24]
+
+
+def _stamp(recorded_id: str, model: Any, created: str = "created") -> dict[str, Any]:
+    """An OpenAI answer's own parts: a new id, now, and the model asked for."""
+    return {"id": _fresh_id(recorded_id), created: int(time.time()), "model": model}
+
+
+def _words() -> list[str]:
+    """ANSWER a word an event, as a model streams it."""
+    return [word + " " for word in ANSWER.split(" ")]
+
+
+def _error(anthropic: bool, error_type: str, message: str) -> dict[str, Any]:
+    body = recorded("anthropic_error.json" if anthropic else "openai_error.json")
+    body["error"].update(type=error_type, message=message)
+    return body
+
+
+def _openai_usage(recorded_usage: dict[str, Any], body: dict[str, Any], script: Script) -> dict[str, Any]:
     prompt, completion = estimate_tokens(body), estimate_tokens(ANSWER)
-    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                             "total_tokens": prompt + completion,
-                             "prompt_tokens_details": {"cached_tokens": 0},
-                             "completion_tokens_details": {"reasoning_tokens": 0}}
-    if openrouter:
-        usage["cost"] = 0.0
-    return usage
-
-
-def _stamp() -> dict[str, Any]:
-    return {"id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "created": int(time.time())}
+    return _usage(recorded_usage, script, prompt_tokens=prompt, completion_tokens=completion,
+                  total_tokens=prompt + completion)
 
 
 def _chat_completion(body: dict[str, Any], script: Script, openrouter: bool) -> Any:
-    usage, stamp, model = _openai_usage(body, script, openrouter), _stamp(), body.get("model")
-    if not body.get("stream"):
-        return {**stamp, "object": "chat.completion", "model": model, "system_fingerprint": None,
-                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                             "message": {"role": "assistant", "content": ANSWER, "refusal": None}}],
-                "usage": usage}
-    include_usage = (body.get("stream_options") or {}).get("include_usage") is True
-    chunk = {**stamp, "object": "chat.completion.chunk", "model": model}
-    extra = {"usage": None} if include_usage else {}
-    events: list[tuple[str | None, Any]] = [
-        (None, {**chunk, **extra, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                               "finish_reason": None}]})]
-    for word in ANSWER.split(" "):
-        events.append((None, {**chunk, **extra, "choices": [{"index": 0, "delta": {"content": word + " "},
-                                                             "finish_reason": None}]}))
-    if script.filler_events:  # one shared event object: the mock holds the list, not the stream's bytes
-        filler = {**chunk, **extra, "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": None}]}
-        overhead = len(json.dumps(filler)) + len("data: \n\n")
-        filler["choices"][0]["delta"]["content"] = "token " * max(0, (script.filler_event_bytes - overhead) // 6)
-        events += [(None, filler)] * script.filler_events
-    events.append((None, {**chunk, **extra, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
-    if include_usage:
-        events.append((None, {**chunk, "choices": [], "usage": usage}))
-    events.append((None, "[DONE]"))
-    return events
+    if body.get("stream"):
+        stream = recorded("openrouter_chat_stream_cost.sse" if openrouter else "openai_chat_stream_usage.sse")
+        return _openai_stream(stream, body, script, _delta_text)
+    answer = recorded("openrouter_chat_cost.json" if openrouter else "openai_chat_cached_reasoning.json")
+    answer["choices"][0]["message"]["content"] = ANSWER
+    return {**answer, **_stamp(answer["id"], body.get("model")), "usage": _openai_usage(answer["usage"], body, script)}
 
 
 def _completion(body: dict[str, Any], script: Script, openrouter: bool) -> Any:
-    usage, stamp, model = _openai_usage(body, script, openrouter), _stamp(), body.get("model")
-    if not body.get("stream"):
-        return {**stamp, "object": "text_completion", "model": model,
-                "choices": [{"index": 0, "text": ANSWER, "logprobs": None, "finish_reason": "stop"}],
-                "usage": usage}
+    if body.get("stream"):
+        return _openai_stream(recorded("openai_completion_stream.sse"), body, script, _choice_text)
+    answer = recorded("openai_completion.json")
+    answer["choices"][0]["text"] = ANSWER
+    return {**answer, **_stamp(answer["id"], body.get("model")), "usage": _openai_usage(answer["usage"], body, script)}
+
+
+def _delta_text(choice: dict[str, Any], text: str | None) -> None:
+    """A chat chunk's text is its delta's `content` (none in OpenAI's last chunk)."""
+    choice["delta"].pop("content", None)
+    if text is not None:
+        choice["delta"]["content"] = text
+
+
+def _choice_text(choice: dict[str, Any], text: str | None) -> None:
+    choice["text"] = text or ""
+
+
+def _openai_stream(recording: list, body: dict[str, Any], script: Script, put_text) -> list:
+    """A chat or completions stream from a recording that ends [a text chunk, the last chunk, the usage chunk,
+    [DONE]]: what comes before it as recorded, the text chunk once a word (then `filler_events` more), the last
+    chunk, and the usage chunk only if the caller asked for usage, as OpenAI does."""
+    *opening, (_, text_chunk), (_, last), (_, usage_chunk), done = recording
     include_usage = (body.get("stream_options") or {}).get("include_usage") is True
-    chunk = {**stamp, "object": "text_completion", "model": model}
-    events: list[tuple[str | None, Any]] = [
-        (None, {**chunk, "choices": [{"index": 0, "text": ANSWER, "logprobs": None, "finish_reason": "stop"}]})]
+    stamp = _stamp(text_chunk["id"], body.get("model"))
+
+    def fresh(recorded_chunk: dict[str, Any]) -> dict[str, Any]:
+        data = {**json.loads(json.dumps(recorded_chunk)), **stamp}
+        if not include_usage:
+            data.pop("usage", None)
+        return data
+
+    def with_text(recorded_chunk: dict[str, Any], text: str | None) -> dict[str, Any]:
+        data = fresh(recorded_chunk)
+        put_text(data["choices"][0], text)
+        return data
+
+    events = [(name, fresh(data) if isinstance(data, dict) else data) for name, data in opening]
+    events += [(None, with_text(text_chunk, word)) for word in _words()]
+    if script.filler_events:  # one shared event object: the mock holds the list, not the stream's bytes
+        filler = with_text(text_chunk, "")
+        overhead = len(json.dumps(filler)) + len("data: \n\n")
+        put_text(filler["choices"][0], "token " * max(0, (script.filler_event_bytes - overhead) // 6))
+        events += [(None, filler)] * script.filler_events
+    events.append((None, with_text(last, None)))
     if include_usage:
-        events.append((None, {**chunk, "choices": [], "usage": usage}))
-    events.append((None, "[DONE]"))
-    return events
+        events.append((None, {**usage_chunk, **stamp, "usage": _openai_usage(usage_chunk["usage"], body, script)}))
+    return events + [done]
 
 
 def _embedding(body: dict[str, Any], script: Script, openrouter: bool) -> Any:
+    answer = recorded("openai_embedding.json")
     inputs = body.get("input")
     inputs = inputs if isinstance(inputs, list) else [inputs]
     prompt = estimate_tokens(inputs)
-    usage = script.usage if script.usage is not None else {"prompt_tokens": prompt, "total_tokens": prompt}
-    vector = [0.1, 0.2, 0.3, 0.4]
-    encoded: Any = vector
+    item = answer["data"][0]
     if body.get("encoding_format") == "base64":
-        encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-    return {"object": "list", "model": body.get("model"), "usage": usage,
-            "data": [{"object": "embedding", "index": i, "embedding": encoded} for i in range(len(inputs))]}
+        vector = item["embedding"]
+        item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return {**answer, "model": body.get("model"), "data": [{**item, "index": i} for i in range(len(inputs))],
+            "usage": _usage(answer["usage"], script, prompt_tokens=prompt, total_tokens=prompt)}
 
 
 def _response(body: dict[str, Any], script: Script, openrouter: bool) -> Any:
+    """The Responses API; the recorded stream's `response.completed` holds the whole answer, the body when not
+    streamed."""
+    events = recorded("openai_responses_stream.sse")
+    response = events[-1][1]["response"]
     prompt, completion = estimate_tokens(body), estimate_tokens(ANSWER)
-    usage = script.usage if script.usage is not None else {
-        "input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": prompt + completion}
-    response = {"id": f"resp_{uuid.uuid4().hex[:16]}", "object": "response", "created_at": int(time.time()),
-                "status": "completed", "model": body.get("model"), "error": None, "incomplete_details": None,
-                "instructions": None, "metadata": {}, "parallel_tool_calls": True, "temperature": 1.0,
-                "tool_choice": "auto", "tools": [], "top_p": 1.0,
-                "output": [{"type": "message", "id": f"msg_{uuid.uuid4().hex[:12]}", "status": "completed",
-                            "role": "assistant",
-                            "content": [{"type": "output_text", "text": ANSWER, "annotations": []}]}],
-                "usage": usage}
+    stamp = _stamp(response["id"], body.get("model"), created="created_at")
+    message = response["output"][0]
+    message["content"][0]["text"] = ANSWER
+    response.update(stamp, usage=_usage(response["usage"], script, input_tokens=prompt, output_tokens=completion,
+                                        total_tokens=prompt + completion))
     if not body.get("stream"):
         return response
-    start = {**response, "status": "in_progress", "output": [], "usage": None}
-    item = response["output"][0]
-    part = item["content"][0]
-    where = {"item_id": item["id"], "output_index": 0}
-    steps = [
-        ("response.created", {"response": start}),
-        ("response.output_item.added", {"output_index": 0, "item": {**item, "status": "in_progress",
-                                                                       "content": []}}),
-        ("response.content_part.added", {**where, "content_index": 0, "part": {**part, "text": ""}}),
-        ("response.output_text.delta", {**where, "content_index": 0, "delta": ANSWER, "logprobs": []}),
-        ("response.output_text.done", {**where, "content_index": 0, "text": ANSWER, "logprobs": []}),
-        ("response.content_part.done", {**where, "content_index": 0, "part": part}),
-        ("response.output_item.done", {"output_index": 0, "item": item}),
-        ("response.completed", {"response": response}),
-    ]
-    return [(name, {"type": name, "sequence_number": n, **data}) for n, (name, data) in enumerate(steps)]
+    answer: list[tuple[str | None, Any]] = []
+    for name, data in events:
+        if name == "response.output_text.delta":
+            answer += [(name, {**data, "delta": word}) for word in _words()]
+            continue
+        if name in ("response.created", "response.in_progress"):
+            data["response"].update(stamp)
+        elif name == "response.output_text.done":
+            data["text"] = ANSWER
+        elif name == "response.content_part.done":
+            data["part"] = message["content"][0]
+        elif name == "response.output_item.done":
+            data["item"] = message
+        answer.append((name, data))
+    return [(name, {**data, "sequence_number": n}) for n, (name, data) in enumerate(answer)]
 
 
 def _anthropic_message(body: dict[str, Any], script: Script, openrouter: bool) -> Any:
-    usage = script.usage if script.usage is not None else {
-        "input_tokens": estimate_tokens(body), "output_tokens": estimate_tokens(ANSWER),
-        "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-    message = {"id": f"msg_{uuid.uuid4().hex[:16]}", "type": "message", "role": "assistant",
-               "model": body.get("model"), "stop_reason": "end_turn", "stop_sequence": None,
-               "content": [{"type": "text", "text": ANSWER}], "usage": usage}
+    message = recorded("anthropic_message_cache.json")
+    usage = _usage(message["usage"], script, input_tokens=estimate_tokens(body), output_tokens=estimate_tokens(ANSWER))
+    message.update(id=_fresh_id(message["id"]), model=body.get("model"), usage=usage)
+    message["content"][0]["text"] = ANSWER
     if not body.get("stream"):
         return message
-    start_usage = {k: v for k, v in usage.items() if k != "output_tokens"}
-    start_usage["output_tokens"] = 1
-    events: list[tuple[str | None, Any]] = [
-        ("message_start", {"type": "message_start",
-                           "message": {**message, "content": [], "stop_reason": None, "usage": start_usage}}),
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}})]
-    for word in ANSWER.split(" "):
-        events.append(("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                               "delta": {"type": "text_delta", "text": word + " "}}))
-    events += [
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                           "usage": {"output_tokens": usage.get("output_tokens", 0)}}),
-        ("message_stop", {"type": "message_stop"}),
-    ]
+    events: list[tuple[str | None, Any]] = []
+    for name, data in recorded("anthropic_stream.sse"):
+        if name == "message_start":  # input and cache counts come first; output only in message_delta
+            start_usage = {k: v for k, v in usage.items() if k != "output_tokens"}
+            data["message"].update(id=message["id"], model=message["model"], usage={**start_usage, "output_tokens": 1})
+        elif name == "content_block_delta":
+            events += [(name, {**data, "delta": {**data["delta"], "text": word}}) for word in _words()]
+            continue
+        elif name == "message_delta":
+            data["usage"] = {"output_tokens": usage.get("output_tokens", 0)}
+        events.append((name, data))
     return events

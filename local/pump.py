@@ -142,3 +142,38 @@ class StreamPump:
     def _save(self) -> None:
         self.checkpoint_file.parent.mkdir(parents=True, exist_ok=True)
         self.checkpoint_file.write_text(json.dumps({"stream_arn": self.stream_arn, "shards": self.checkpoints}))
+
+
+def drain_spill_queue(max_messages: int = 1000) -> dict[str, int]:
+    """Pull spilled records from SQS and log them: in AWS the spill queue triggers `replay_spill`; locally this polls.
+
+    Never raises for a message: one that cannot be written is dead-lettered and deleted; one that may
+    be written later is left in the queue, to be received again after its visibility timeout (and
+    dead-lettered after SPILL_RECEIVES_MAX receives). Returns the counts of replay_bodies, `retry` as
+    a number. Only failing to read the queue itself raises.
+    """
+    from chalicelib.ledger import calllog  # here: the models bind their endpoint when first imported
+
+    queue_url = calllog.get_settings().spill_queue_url
+    totals: dict[str, int] = {"replayed": 0, "duplicates": 0}
+    if not queue_url:
+        return totals
+    sqs = calllog.aws.client("sqs")
+    seen = 0
+    while seen < max_messages:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                       MessageSystemAttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            try:
+                counts = calllog.replay_bodies([message])
+            except Exception as exc:  # the dead-letter queue failed: the message stays for the next run
+                calllog.logger.warning("spilled call record left in the queue", extra={"error": f"{type(exc).__name__}: {exc}"})
+                counts = {"retry": [message["MessageId"]]}
+            for name, count in counts.items():
+                totals[name] = totals.get(name, 0) + (len(count) if name == "retry" else count)
+            if "retry" not in counts:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        seen += len(messages)
+    return totals

@@ -50,7 +50,7 @@ def chalice_fallback(chalice_app):
 
 
 def build_app(chalice_app, dashboard_dir: Path) -> Starlette:
-    from chalicelib.proxy_app import ROUTES, ready
+    from chalicelib.gateway.proxy_app import ROUTES, ready
 
     fallback = chalice_fallback(chalice_app)
     every_method = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY"]

@@ -57,6 +57,7 @@ class Stack:
         self.upstreams: dict[str, str] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.scheduler = None  # local/schedule.py, made on the first run (app.py is imported then)
 
     # -- start ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -102,9 +103,10 @@ class Stack:
     def _create_resources(self) -> None:
         import boto3
 
-        from chalicelib.models import ALL_MODELS, ApiKey, create_tables
+        from chalicelib.ledger.models import ApiKey
         from chalicelib.settings import get_settings
         from local import persist
+        from local.tables import ALL_MODELS, create_tables
 
         create_tables()
         self.dynamodb = boto3.client("dynamodb", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"])
@@ -122,13 +124,13 @@ class Stack:
             sns = boto3.client("sns", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"])
             os.environ["TOLLGATE_SNS_TOPIC_ARN"] = sns.create_topic(Name="tollgate-dev-alerts")["TopicArn"]
         get_settings.cache_clear()
-        from chalicelib.models import CallRecord
+        from chalicelib.ledger.models import CallRecord
 
         self.stream_arn = self.dynamodb.describe_table(TableName=CallRecord.Meta.table_name)["Table"][
             "LatestStreamArn"]
         get_settings.cache_clear()
         key_id, self.demo_key = demo_secret(self.admin_key)
-        from chalicelib.auth import hash_secret
+        from chalicelib.ledger.auth import hash_secret
 
         ApiKey(key_id, kind="gateway", key_hash=hash_secret(self.demo_key), name="demo", account="demo",
                created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())).save()
@@ -180,45 +182,41 @@ class Stack:
 
     # -- jobs -------------------------------------------------------------------------------------
     def run_schedule(self) -> dict[str, str]:
-        """What AWS runs on schedules: spill replay (SQS trigger there), evaluation, the 08:00 digests.
+        """What AWS runs on its own: spill replay (an SQS trigger there), then app.py's `@app.schedule` handlers
+        that are due (local/schedule.py), so the local stack runs exactly the handlers AWS schedules.
 
         Each job runs whatever happened to the one before, as separate functions in AWS do; a failure
         is reported and the job runs again next time. Returns each job's outcome ("ok" or the error).
         """
-        from chalicelib import calllog
-        from chalicelib.budget_store import utc_now
-        from chalicelib.digest import digest
-        from chalicelib.evaluate import evaluate
+        import app
+        from chalicelib.clock import utc_now
+        from local.pump import drain_spill_queue
+        from local.schedule import Scheduler
 
         def replay() -> None:
-            replayed = calllog.drain_spill_queue()  # replayed calls reach the stream like any other
+            replayed = drain_spill_queue()  # replayed calls reach the stream like any other
             if replayed["replayed"]:
                 print(f"[scheduler] replayed {replayed['replayed']} spilled call records", flush=True)
             if replayed.get("dead_lettered"):
                 print(f"[scheduler] {replayed['dead_lettered']} spilled record(s) could not be written: moved to "
                       "the spill dead-letter queue with the reason", file=sys.stderr, flush=True)
 
-        def evaluation() -> None:
-            result = evaluate()
-            for name in ("opened", "escalated", "resolved"):
-                if result.get(name):
-                    print(f"[scheduler] {len(result[name])} alert(s) {name}", flush=True)
-
-        def digests() -> None:
-            now = utc_now()
-            if now.hour >= 8:  # digests queue once per day / week whatever the number of runs
-                digest({"kind": "daily"})
-                if now.weekday() == 0:
-                    digest({"kind": "weekly"})
-
         outcomes = {}
-        for name, job in (("spill replay", replay), ("evaluate", evaluation), ("digests", digests)):
-            try:
-                job()
-                outcomes[name] = "ok"
-            except Exception as exc:  # reported here, retried next run; the other jobs still run
-                outcomes[name] = f"{type(exc).__name__}: {exc}"
-                print(f"[scheduler] {name} failed: {outcomes[name]}", file=sys.stderr, flush=True)
+        try:
+            replay()
+            outcomes["spill replay"] = "ok"
+        except Exception as exc:  # reported here, retried next run; the scheduled handlers still run
+            outcomes["spill replay"] = f"{type(exc).__name__}: {exc}"
+        now = utc_now()
+        self.scheduler = self.scheduler or Scheduler(app.app, now)
+        for name, result in self.scheduler.run(now).items():
+            outcomes[name] = f"{type(result).__name__}: {result}" if isinstance(result, Exception) else "ok"
+            if isinstance(result, dict) and any(result.get(k) for k in ("opened", "escalated", "resolved")):
+                print("[scheduler] alerts: " + ", ".join(f"{len(result[k])} {k}" for k in ("opened", "escalated",
+                      "resolved") if result.get(k)), flush=True)
+        for name, outcome in outcomes.items():
+            if outcome != "ok":
+                print(f"[scheduler] {name} failed: {outcome}", file=sys.stderr, flush=True)
         return outcomes
 
     def save(self) -> None:
@@ -244,7 +242,7 @@ class Stack:
             self.moto.stop()
 
     def banner(self) -> str:
-        template = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), autoescape=False)
+        template = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")), autoescape=False)
         return template.get_template("local_banner.txt.j2").render(
             api_url=f"http://{self.host}:{self.port}", data_dir=self.data_dir,
             aws_endpoint=os.environ["TOLLGATE_AWS_ENDPOINT"], upstreams=self.upstreams,

@@ -3,7 +3,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from chalicelib import openapi
+from chalicelib.reports import openapi
 from tests.conftest import ADMIN_KEY
 from tests.e2e.conftest import RunningStack
 

@@ -5,7 +5,6 @@ import httpx
 import openai
 
 from tests.conftest import ADMIN_KEY
-
 from tests.e2e.conftest import RunningStack
 
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import ADMIN_KEY
-from tests.e2e.test_sdks import ANTHROPIC_USAGE, ATTRIBUTION, OPENAI_USAGE, anthropic_client, openai_client
+from tests.e2e.helpers import ANTHROPIC_USAGE, ATTRIBUTION, OPENAI_USAGE, anthropic_client, openai_client
 
 INTERVAL = 0.25  # seconds between upstream events: the mock's ~16-event answers take about 4 s
 CHAT = dict(model="gpt-4o", messages=[{"role": "user", "content": "hello"}])

@@ -4,13 +4,14 @@ from collections import Counter
 
 import botocore.endpoint
 import pytest
+from botocore.awsrequest import AWSResponse
 from chalice.test import Client
 from moto import mock_aws
 from moto.core.botocore_stubber import MockRawResponse
-from botocore.awsrequest import AWSResponse
 
 from local.mock_upstream import MockUpstream
 from tests.conftest import ADMIN_KEY, UPSTREAM_KEY
+from tests.sink import Sink
 
 
 @pytest.fixture(scope="session")
@@ -36,9 +37,11 @@ def upstream(upstream_url, monkeypatch):
 
 
 def reload_settings():
-    from chalicelib import aws, signals, upstream
-    from chalicelib.auth import key_cache
-    from chalicelib.limits import budget_cache, served
+    from chalicelib import aws
+    from chalicelib.alerting import signals
+    from chalicelib.gateway import upstream
+    from chalicelib.gateway.limits import budget_cache, served
+    from chalicelib.ledger.auth import key_cache
     from chalicelib.settings import get_settings
 
     get_settings.cache_clear()
@@ -55,7 +58,7 @@ def aws_env():
     with mock_aws():
         import boto3
 
-        from chalicelib.models import create_tables
+        from local.tables import create_tables
 
         reload_settings()
         create_tables()
@@ -63,6 +66,32 @@ def aws_env():
         boto3.client("s3").create_bucket(Bucket="tollgate-dev-archive")
         yield
         reload_settings()
+
+
+@pytest.fixture
+def sink():
+    """A local HTTP server standing in for Slack and the alert webhook."""
+    server = Sink()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def channels(sink, monkeypatch, aws_env):
+    """Every alert channel configured: Slack and the webhook to `sink`, SNS to an SQS queue (returned) that
+    `helpers.sns_messages` reads."""
+    import boto3
+
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="tollgate-dev-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="alert-mail")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    monkeypatch.setenv("TOLLGATE_SLACK_WEBHOOK_URL", f"{sink.url}/slack")
+    monkeypatch.setenv("TOLLGATE_ALERT_WEBHOOK_URL", f"{sink.url}/webhook")
+    monkeypatch.setenv("TOLLGATE_SNS_TOPIC_ARN", topic)
+    reload_settings()
+    return queue
 
 
 @pytest.fixture
@@ -100,7 +129,7 @@ class ProxyClient:
 def proxy_client(aws_env, upstream):
     from starlette.testclient import TestClient
 
-    from chalicelib.proxy_app import app
+    from chalicelib.gateway.proxy_app import app
 
     with TestClient(app) as test_client:
         yield ProxyClient(test_client)

@@ -9,13 +9,14 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from chalicelib import calllog, signals
-from chalicelib import evaluate as evaluation
-from chalicelib.models import Alert
+from chalicelib.alerting import evaluate as evaluation
+from chalicelib.alerting import signals
+from chalicelib.ledger import calllog
+from chalicelib.ledger.models import Alert
 from local.pump import StreamPump
 from tests.conftest import ADMIN_KEY
 from tests.integration.conftest import reload_settings
-from tests.integration.test_alerts import channels, sink, sns_messages  # noqa: F401  (fixtures)
+from tests.integration.helpers import sns_messages
 
 DAY = datetime(2025, 3, 4, tzinfo=timezone.utc)  # a Tuesday
 _numbers = itertools.count(1)

@@ -5,45 +5,14 @@ import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-import boto3
-import pytest
-
-from chalicelib import evaluate as evaluation
-from chalicelib.models import Alert, Delivery
+from chalicelib.alerting import evaluate as evaluation
+from chalicelib.ledger.models import Alert, Delivery
 from tests.conftest import ADMIN_KEY
 from tests.integration.conftest import reload_settings
-from tests.integration.test_reports import log, roll_up
-from tests.sink import Sink
+from tests.integration.helpers import log, roll_up, sns_messages
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 OPENAI_USAGE = {"prompt_tokens": 1200, "completion_tokens": 300}  # gpt-4o: $0.006 a call
-
-
-@pytest.fixture
-def sink():
-    server = Sink()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def channels(sink, monkeypatch, aws_env):
-    sns, sqs = boto3.client("sns"), boto3.client("sqs")
-    topic = sns.create_topic(Name="tollgate-dev-alerts")["TopicArn"]
-    queue = sqs.create_queue(QueueName="alert-mail")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    monkeypatch.setenv("TOLLGATE_SLACK_WEBHOOK_URL", f"{sink.url}/slack")
-    monkeypatch.setenv("TOLLGATE_ALERT_WEBHOOK_URL", f"{sink.url}/webhook")
-    monkeypatch.setenv("TOLLGATE_SNS_TOPIC_ARN", topic)
-    reload_settings()
-    return queue
-
-
-def sns_messages(queue):
-    messages = boto3.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
-    return [json.loads(m["Body"]) for m in messages]
-
 
 THRESHOLD_TITLE = re.compile(r"Budget \S+ at \d+ %")  # not the forecast alert, which depends on the hour
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from chalicelib import archive, calllog
-from chalicelib.models import CallRecord
+from chalicelib.ledger import archive, calllog
+from chalicelib.ledger.models import CallRecord
 from tests.conftest import ADMIN_KEY
 from tests.integration.conftest import as_ttl_expiry, stream_records
 

@@ -4,8 +4,9 @@ import logging
 
 import boto3
 
-from chalicelib import calllog
-from chalicelib.models import CallRecord
+from chalicelib.ledger import calllog
+from chalicelib.ledger.models import CallRecord
+from local.pump import drain_spill_queue
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -34,7 +35,7 @@ def test_when_dynamodb_keeps_failing_the_call_spills_and_is_replayed_once(gatewa
     assert list(CallRecord.scan()) == [] and spill_messages() == 1
     dynamo_faults.clear()
 
-    assert calllog.drain_spill_queue() == {"replayed": 1, "duplicates": 0}
+    assert drain_spill_queue() == {"replayed": 1, "duplicates": 0}
     [call] = CallRecord.scan()
     assert call.call_id == response.headers["X-Tollgate-Call-Id"] and call.cost_usd > 0
     assert spill_messages() == 0
@@ -92,8 +93,8 @@ def test_one_aws_call_per_proxied_request_with_warm_caches(gateway, upstream, aw
 
 def test_cold_caches_cost_one_get_and_one_budget_scan(gateway, upstream, aws_calls):
     key = gateway.new_key()
-    from chalicelib.auth import key_cache
-    from chalicelib.limits import budget_cache
+    from chalicelib.alerting.budget_store import budget_cache
+    from chalicelib.ledger.auth import key_cache
     key_cache.clear()
     budget_cache.clear()
     aws_calls.clear()

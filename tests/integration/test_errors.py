@@ -5,23 +5,9 @@ import time
 
 import pytest
 
-from chalicelib.models import ApiKey, CallRecord
+from chalicelib.ledger.models import ApiKey, CallRecord
 from tests.integration.conftest import reload_settings
-
-ROUTES = {
-    "openai": ("/openai/v1/chat/completions", {"model": "gpt-4o-mini", "messages": []}),
-    "anthropic": ("/anthropic/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []}),
-}
-
-
-def error_of(flavour, response):
-    """(type, message) from an error body, checking it has the caller's wire shape."""
-    body = json.loads(response.body)
-    if flavour == "anthropic":
-        assert body["type"] == "error"
-    else:
-        assert set(body) == {"error"} and "param" in body["error"]
-    return body["error"]["type"], body["error"]["message"]
+from tests.integration.helpers import ROUTES, error_of
 
 
 def logged():
@@ -65,7 +51,7 @@ def test_revocation_elsewhere_lands_within_the_cache_ttl(gateway, upstream, monk
     ApiKey.get(key[3:15]).update(actions=[ApiKey.revoked_at.set("2026-01-01T00:00:00Z")])
     assert gateway.call(path, body, key).status_code == 200  # still cached
     later = time.monotonic() + 6
-    monkeypatch.setattr("chalicelib.auth.time.monotonic", lambda: later)
+    monkeypatch.setattr("chalicelib.ledger.auth.time.monotonic", lambda: later)
     assert gateway.call(path, body, key).status_code == 401
 
 

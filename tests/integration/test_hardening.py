@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from chalicelib import calllog
-from chalicelib.models import CallRecord
+from chalicelib.ledger import calllog
+from chalicelib.ledger.models import CallRecord
+from local.pump import drain_spill_queue
 from tests.conftest import ADMIN_KEY, UPSTREAM_KEY
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "PROMPT-TEXT-never-logged"}]}
@@ -92,7 +93,7 @@ def test_a_tenth_of_1000_log_writes_failing_still_logs_every_call_once(gateway, 
     logged_now = len(list(CallRecord.scan()))
     assert 50 <= 1000 - logged_now <= 150  # about a tenth spilled
     monkeypatch.setattr(failing, "response_for", lambda request, operation_model: None)
-    replayed = calllog.drain_spill_queue()
+    replayed = drain_spill_queue()
     assert replayed == {"replayed": 1000 - logged_now, "duplicates": 0}
     logged = [r.call_id for r in CallRecord.scan()]
     assert sorted(logged) == sorted(ids) and len(set(logged)) == 1000

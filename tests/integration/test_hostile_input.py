@@ -6,11 +6,11 @@ import json
 import httpx
 import pytest
 
-from chalicelib import upstream as upstream_module
-from chalicelib.models import CallRecord
+from chalicelib.gateway import upstream as upstream_module
+from chalicelib.ledger.models import CallRecord
 from tests.conftest import ADMIN_KEY
 from tests.integration.conftest import reload_settings
-from tests.integration.test_errors import ROUTES, error_of
+from tests.integration.helpers import ROUTES, error_of
 
 
 def logged():
@@ -86,7 +86,7 @@ def test_implausible_upstream_usage_is_logged_invalid_and_unpriced(gateway, upst
 
 
 def test_the_largest_plausible_usage_is_priced():
-    from chalicelib.usage import TokenUsage
+    from chalicelib.gateway.tokens import TokenUsage
 
     assert TokenUsage(input_tokens=10**12 - 1).plausible() and not TokenUsage(input_tokens=True).plausible()
 

@@ -19,9 +19,7 @@ import pytest
 
 from infra import permissions
 from tests.conftest import ADMIN_KEY, ROOT, UPSTREAM_KEY
-from tests.integration.conftest import (DynamoFaults, as_ttl_expiry, install_faults, reload_settings,
-                                        stream_records)
-from tests.sink import Sink
+from tests.integration.conftest import DynamoFaults, as_ttl_expiry, install_faults, reload_settings, stream_records
 
 ACCOUNT_ID = "123456789012"  # moto's
 STAGE = "dev"
@@ -64,7 +62,7 @@ def _table(params: dict, index: str | None = None) -> str:
 def _item(params: dict) -> str:
     """A single-item request's table, with the item's partition key (`Table?pk=value`): a grant may be narrowed
     to some partition keys (IAM's dynamodb:LeadingKeys)."""
-    from chalicelib.models import ALL_MODELS
+    from local.tables import ALL_MODELS
 
     hash_key = {m.Meta.table_name: m._hash_keyname for m in ALL_MODELS}[params["TableName"]]
     value = (params.get("Key") or params["Item"])[hash_key]
@@ -157,13 +155,6 @@ def recorder(monkeypatch):
 
 
 @pytest.fixture
-def sink():
-    server = Sink()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def deployed(aws_env, sink, monkeypatch):
     """moto resources named as the template names them, and the functions' settings pointing at them: SSM
     parameters for every secret (the admin key, provider keys, the Slack URL), SNS, a webhook."""
@@ -208,7 +199,7 @@ def _now():
 
 def _log_call(n, account="acme", user=None, days_ago=0, **fields):
     """A call record straight in the call log (test setup, as the proxy writes it)."""
-    from chalicelib import calllog
+    from chalicelib.ledger import calllog
 
     record = calllog.new_record(
         f"call_{n:06d}", _now() - timedelta(days=days_ago, seconds=n), account, provider="openai",
@@ -221,7 +212,7 @@ def _log_call(n, account="acme", user=None, days_ago=0, **fields):
 
 def _fresh_messages(alerts=True):
     """Forget queued messages, and alerts (test setup), so the next function opens and delivers its own."""
-    from chalicelib.models import Alert, Delivery
+    from chalicelib.ledger.models import Alert, Delivery
 
     for model in (Alert, Delivery) if alerts else (Delivery,):
         for item in model.scan():
@@ -230,8 +221,8 @@ def _fresh_messages(alerts=True):
 
 def _clear_quarantine():
     """An operator deals with the quarantined records (test setup): the quarantine alert's condition clears."""
-    from chalicelib.models import Aggregate
-    from chalicelib.quarantine import PK
+    from chalicelib.rollup.quarantine import PK
+    from chalicelib.rollup.table import Aggregate
 
     table = boto3.resource("dynamodb").Table(Aggregate.Meta.table_name)
     for item in table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": PK})["Items"]:
@@ -241,8 +232,8 @@ def _clear_quarantine():
 def _old_signals():
     """Refused keys counted two hours ago, an expensive call taken up a week ago (test setup): the evaluator
     prunes both."""
-    from chalicelib.models import Aggregate
-    from chalicelib.signals import AUTH_PK, TAKEN_PK
+    from chalicelib.alerting.signals import AUTH_PK, TAKEN_PK
+    from chalicelib.rollup.table import Aggregate
 
     minute = (_now() - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
     week_ago = (_now() - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -252,7 +243,7 @@ def _old_signals():
 
 
 def _forget_alerts_except(rule: str):
-    from chalicelib.models import Alert
+    from chalicelib.ledger.models import Alert
 
     for alert in Alert.scan():
         if alert.rule != rule:
@@ -269,8 +260,9 @@ def run_proxy(recorder, dynamo_faults):
     provider), spill one when DynamoDB fails."""
     from starlette.testclient import TestClient
 
-    from chalicelib import budget_store, keys, signals
-    from chalicelib.proxy_app import app
+    from chalicelib.alerting import budget_store, signals
+    from chalicelib.gateway.proxy_app import app
+    from chalicelib.ledger import keys
 
     key = keys.create_gateway_key({"name": "least privilege", "account": "acme"})["key"]
     budget_store.put_budget("acme-hard", {"scope": "account", "scope_id": "acme", "period": "monthly",
@@ -310,7 +302,7 @@ def run_replay_spill(recorder, client):
 
 def run_rollup(recorder, client):
     """Fold new calls, subtract an erased one, archive TTL-expired ones (with and without a user), quarantine one."""
-    from chalicelib.models import CallRecord
+    from chalicelib.ledger.models import CallRecord
 
     _log_call(101, user="carol", days_ago=1, cost="5")
     _log_call(102, user="carol", days_ago=1)
@@ -333,12 +325,13 @@ def run_schedules(recorder, client):
     """The evaluator opens alerts (budget thresholds, an expensive call noted by the rollup, refused keys,
     credits) and moves one whose condition cleared (the quarantine's), delivering on every channel; the digest
     and the weekly report queue and deliver theirs."""
-    from chalicelib import budget_store, credits
+    from chalicelib import clock
+    from chalicelib.alerting import budget_store, credits
 
     budget_store.put_budget("acme-soft", {"scope": "account", "scope_id": "acme", "period": "daily",
                                           "limit_usd": "1", "thresholds": [0.5, 1.0], "mode": "soft",
                                           "channels": ["slack", "sns", "webhook"]})
-    credits.top_up("acme", {"amount_usd": "1"}, budget_store.utc_now())
+    credits.top_up("acme", {"amount_usd": "1"}, clock.utc_now())
     client.lambda_.invoke("evaluate_every_minute", _scheduled_event(client))  # setup: the quarantine alert opens
     _clear_quarantine()
     _forget_alerts_except("rollup_quarantine")
@@ -361,7 +354,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/js
 
 
 def _alert_id(*states):
-    from chalicelib.models import Alert
+    from chalicelib.ledger.models import Alert
 
     return next(a.alert_id for a in Alert.scan() if a.state in states)
 
@@ -413,11 +406,10 @@ def api_requests(ids):
 
 
 def run_api(recorder, client):
-    from chalicelib.calllog import CALL_ID
-    from chalicelib.jobs import JOBS
-    from chalicelib.models import ApiKey, CallRecord
-
     import app
+    from app import JOBS
+    from chalicelib.ledger.calllog import CALL_ID
+    from chalicelib.ledger.models import ApiKey, CallRecord
 
     ids = {"key_id": next(iter(ApiKey.scan())).key_id,
            "call_id": next(c.call_id for c in CallRecord.scan() if CALL_ID.fullmatch(c.call_id))}

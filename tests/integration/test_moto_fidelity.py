@@ -6,7 +6,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import aggstore
+from chalicelib.rollup import store
 
 TABLE = "tollgate-dev-aggregates"
 
@@ -34,6 +34,6 @@ def test_index_queries_page_by_projected_entries_not_whole_items(aws_env, aws_ca
     for day in days:  # 40 items of ~125 KB: five 1 MB pages if whole items counted
         client.put_item(TableName=TABLE, Item=aggregate("model", "gpt-4o", day, 3_300))
     aws_calls.clear()
-    items = aggstore.query_kind("model", days[0], days[-1])
+    items = store.query_kind("model", days[0], days[-1])
     assert len(items) == 40 and aws_calls == ["Query"]
     assert all(item["calls"] == 7 and not any(name.startswith("m") for name in item) for item in items)

@@ -18,8 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, UPSTREAM_KEY
 
-RUNTIME_FILES = ["chalicelib/templates/slack_message.json.j2", "chalicelib/templates/message.txt.j2",
-                 "chalicelib/price_overrides.json", "app.py"]
+RUNTIME_FILES = ["templates/slack_message.json.j2", "templates/message.txt.j2",
+                 "chalicelib/gateway/price_overrides.json", "app.py"]
 # CONTRACT §2: every proxy route, served by ProxyFunction through API Gateway response streaming.
 PROXY_ROUTES = {
     ("/openai/v1/chat/completions", "post"), ("/openai/v1/completions", "post"),
@@ -28,7 +28,7 @@ PROXY_ROUTES = {
     ("/anthropic/v1/messages", "post"), ("/anthropic/v1/messages/count_tokens", "post"),
 }
 ADAPTER_LAYER = "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:27"
-STARTUP_SCRIPT = "chalicelib/run_proxy.sh"
+STARTUP_SCRIPT = "chalicelib/gateway/run_proxy.sh"
 API_GATEWAY_IDLE_SECONDS = 300  # REGIONAL endpoints: a stream silent this long is cut
 # TOLLGATE_* settings of the Chalice function that the proxy does not read, and why.
 API_ONLY_SETTINGS = {
@@ -84,8 +84,8 @@ def test_runtime_files_are_in_the_zip_and_runtime_packages_are_not(packaged):
     with zipfile.ZipFile(zip_path) as package:
         names = set(package.namelist())
         assert set(RUNTIME_FILES) <= names
-        assert "{{ title" in package.read("chalicelib/templates/message.txt.j2").decode()
-    assert not any(n.startswith(("botocore/", "boto3/", "templates/", "local/", "tests/")) for n in names)
+        assert "{{ title" in package.read("templates/message.txt.j2").decode()
+    assert not any(n.startswith(("botocore/", "boto3/", "local/", "tests/")) for n in names)
     assert any("aarch64" in n for n in names if n.startswith("pydantic_core/"))  # wheels for arm64
 
 
@@ -108,13 +108,15 @@ def test_the_zip_imports_with_only_what_lambda_provides(packaged, tmp_path):
 
     out, _ = packaged
     path = [str(p) for p in unpack_like_lambda(out / "deployment.zip", tmp_path)]
-    probe = ("import sys; sys.path[:0] = sys.argv[1:]; import app, chalicelib.notify, chalicelib.pricing; "
-             "print(app.app.app_name, chalicelib.notify.__file__)")
+    probe = ("import sys; sys.path[:0] = sys.argv[1:]; import app, chalicelib.alerting.notify, chalicelib.gateway.pricing; "
+             "print(app.app.app_name, chalicelib.alerting.notify.__file__, "
+             "len(chalicelib.alerting.notify._templates().get_template('message.txt.j2').render(title='t', message='m', "
+             "severity='high', event='opened', timestamp='now', dashboard_url=None)) > 0)")
     env = {"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "true", "PATH": os.environ["PATH"]}
     done = subprocess.run([sys.executable, "-S", "-c", probe, *path], cwd=path[0], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["tollgate", str(tmp_path / "code" / "chalicelib" / "notify.py")]
+    assert done.stdout.split() == ["tollgate", str(tmp_path / "code" / "chalicelib" / "alerting" / "notify.py"), "True"]
 
 
 def test_cfn_lint_finds_nothing_even_with_informational_checks(packaged):
@@ -390,7 +392,7 @@ def test_the_zip_serves_a_stream_started_as_the_web_adapter_starts_it(packaged, 
 def _tables_queue_and_a_gateway_key(aws: dict[str, str]) -> tuple[str, str]:
     """Set up the moto server in a child process: the models bind their endpoint when first imported,
     and in this test process they were imported long ago, without one."""
-    setup = ("import json, boto3; from chalicelib.models import create_tables; from chalicelib.keys import "
+    setup = ("import json, boto3; from local.tables import create_tables; from chalicelib.ledger.keys import "
              "create_gateway_key; create_tables(); "
              "queue = boto3.client('sqs', endpoint_url=__import__('os').environ['TOLLGATE_AWS_ENDPOINT'])"
              ".create_queue(QueueName='tollgate-dev-spill')['QueueUrl']; "
@@ -591,7 +593,7 @@ def _readme_alarm_rows() -> set[str]:
     """The alarm names (with <Function> / <Table> placeholders) in the README's alarm table."""
     import re
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "OPERATIONS.md").read_text()
     table = text.split("#### Alarms", 1)[1].split("\n\n", 2)[1]
     return {m for line in table.splitlines() if line.startswith("| `") for m in re.findall(r"^\| `([^`]+)`", line)}
 

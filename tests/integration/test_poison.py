@@ -11,8 +11,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import MockRawResponse
 
-from chalicelib import aggstore, calllog
-from chalicelib.models import CallRecord
+from chalicelib.ledger import calllog
+from chalicelib.ledger.models import CallRecord
+from chalicelib.rollup import store
+from chalicelib.rollup.layout import Scope
+from local.pump import drain_spill_queue
 from tests.conftest import ADMIN_KEY
 from tests.integration.conftest import stream_records
 
@@ -46,9 +49,8 @@ def handler(records):
 
 
 def pump(tmp_path, handle=None, **options):
-    from local.pump import StreamPump
-
     from app import rollup_calls
+    from local.pump import StreamPump
 
     arn = boto3.client("dynamodb").describe_table(TableName="tollgate-dev-calls")["Table"]["LatestStreamArn"]
     return StreamPump(boto3.client("dynamodbstreams"), arn, handle or rollup_calls, tmp_path / "checkpoints.json",
@@ -57,7 +59,7 @@ def pump(tmp_path, handle=None, **options):
 
 def day_counters(pk):
     """The counters of today's aggregate item of a scope, named as a person names it."""
-    items = aggstore.query_days(pk, today(), today())
+    items = store.query_days(Scope.of_pk(pk), today(), today())
     return items[0] if items else {}
 
 
@@ -127,7 +129,8 @@ def test_a_huge_model_name_neither_stalls_the_rollup_nor_switches_off_a_budget(g
 
 
 def test_short_forms_are_bounded_deterministic_and_survive_lone_surrogates():
-    from chalicelib.rollup import NAME_BYTES_MAX, Fact, fold, stored_name
+    from chalicelib.rollup.fold import Fact, fold
+    from chalicelib.rollup.layout import NAME_BYTES_MAX, stored_name
 
     assert stored_name("gpt-4o") == "gpt-4o"
     for name in ("m" * 129, "é" * 2_000, "x" * 100_000, "gpt-4o-mini\ud800", "\udfff" * 300):
@@ -144,7 +147,7 @@ def test_short_forms_are_bounded_deterministic_and_survive_lone_surrogates():
 
 # --- finding 1/2: what cannot be folded is quarantined ----------------------------------------------------------
 def test_a_record_that_cannot_be_folded_is_quarantined_with_its_reason_and_the_rest_folds(gateway, monkeypatch):
-    from chalicelib.evaluate import evaluate
+    from chalicelib.alerting.evaluate import evaluate
 
     log_call(1, "acme")
     log_call(2, "acme", input_tokens=10**40)  # stored fine, but no counter can add it exactly
@@ -287,7 +290,7 @@ def test_a_poisoned_spill_message_goes_to_the_dead_letter_queue_and_the_drain_go
     for body in bodies:
         sqs.send_message(QueueUrl=spill, MessageBody=body)
 
-    assert calllog.drain_spill_queue() == {"replayed": 1, "duplicates": 0, "dead_lettered": 3}
+    assert drain_spill_queue() == {"replayed": 1, "duplicates": 0, "dead_lettered": 3}
     assert waiting(sqs, spill) == 0  # deleted from the spill queue
     reasons = dead_letters(sqs, dead)
     assert set(reasons) == set(bodies[:3])
@@ -302,7 +305,7 @@ def test_a_spilled_record_that_keeps_failing_is_dead_lettered_after_a_few_receiv
     sqs.send_message(QueueUrl=spill, MessageBody=spilled())
     dynamo_faults.fail("PutItem", times=1_000, code="AccessDeniedException")
 
-    assert calllog.drain_spill_queue() == {"replayed": 0, "duplicates": 0, "retry": calllog.SPILL_RECEIVES_MAX - 1,
+    assert drain_spill_queue() == {"replayed": 0, "duplicates": 0, "retry": calllog.SPILL_RECEIVES_MAX - 1,
                                            "dead_lettered": 1}
     assert waiting(sqs, spill) == 0
     [reason] = dead_letters(sqs, dead).values()
@@ -327,7 +330,8 @@ def test_the_sqs_replay_function_reports_only_the_message_to_retry(gateway, spil
 
 # --- finding 8: each scheduled job runs whatever happened to the others -----------------------------------------------
 def test_the_scheduler_still_evaluates_when_the_spill_replay_fails(spill_queues, tmp_path, monkeypatch, capsys):
-    from chalicelib import aws, digest, evaluate
+    from chalicelib import aws
+    from chalicelib.alerting import digest, evaluate
     from local.stack import Stack
 
     sqs, spill, _ = spill_queues
@@ -347,5 +351,5 @@ def test_the_scheduler_still_evaluates_when_the_spill_replay_fails(spill_queues,
     ran.clear()
     outcomes = stack.run_schedule()  # the replay itself fails: evaluation and digests still run
     assert ran[0] == "evaluate"
-    assert outcomes["spill replay"] == "ConnectionError: SQS is unreachable" and outcomes["evaluate"] == "ok"
+    assert outcomes["spill replay"] == "ConnectionError: SQS is unreachable" and outcomes["evaluate_every_minute"] == "ok"
     assert "spill replay failed" in capsys.readouterr().err

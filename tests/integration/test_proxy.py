@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.models import CallRecord
+from chalicelib.ledger.models import CallRecord
 from tests.conftest import ADMIN_KEY, UPSTREAM_KEY
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "the secret prompt text"}]}
@@ -182,7 +182,7 @@ def test_every_answer_has_a_call_id_and_the_api_finds_the_call_by_it(gateway, up
 def test_upstream_cookies_are_neither_kept_nor_passed_on(gateway, upstream):
     import httpx
 
-    from chalicelib import upstream as upstream_module
+    from chalicelib.gateway import upstream as upstream_module
 
     seen = []
 

@@ -6,27 +6,10 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from chalicelib import calllog
 from tests.conftest import ADMIN_KEY
-from tests.integration.conftest import stream_records
-from tests.integration.test_rollup import expected_counters, handler, stored_counters
+from tests.integration.helpers import expected_counters, log, roll_up, stored_counters
 
 NOW = datetime.now(timezone.utc)
-
-
-def log(n, minutes_ago, account="acme", model="gpt-4o", provider="openai", cost="0.01", status=200, user=None,
-        at=None):
-    record = calllog.new_record(
-        f"call_{n:06d}", at or datetime.now(timezone.utc) - timedelta(minutes=minutes_ago), account, provider=provider,
-        endpoint="chat/completions", model=model, key_id=f"key-{account}", user=user, status=status,
-        error_type=None if status < 400 else "server_error", input_tokens=100, cache_read_tokens=50,
-        output_tokens=10, reasoning_tokens=5, cost_usd=Decimal(cost), priced=True, latency_ms=200 + n)
-    calllog.write(record)
-    return record
-
-
-def roll_up():
-    assert handler(stream_records()) == {"batchItemFailures": []}
 
 
 def get(gateway, path, key=ADMIN_KEY):

@@ -10,12 +10,15 @@ import httpx
 import pytest
 from pynamodb.exceptions import UpdateError
 
-from chalicelib import calllog, jobs, price_overrides, pricing
-from chalicelib import upstream as upstream_module
-from chalicelib.models import CallRecord
+from chalicelib.gateway import price_overrides, pricing, reprice
+from chalicelib.gateway import upstream as upstream_module
+from chalicelib.ledger import calllog
+from chalicelib.ledger.models import CallRecord
+from chalicelib.rollup import rebuild
+from chalicelib.settings import get_settings
 from tests.conftest import ADMIN_KEY, EVENTS
 from tests.integration.conftest import stream_records
-from tests.integration.test_rollup import expected_counters, handler, stored_counters
+from tests.integration.helpers import expected_counters, handler, roll_up, stored_counters
 
 M = Decimal("0.000001")
 TODAY = datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -28,10 +31,6 @@ PRIVATE_MODEL_PRICES = {"provider": "openai", "model": "my-private-model", "inpu
 def get(gateway, path):
     response = gateway.client.http.get(path, headers={"X-Dashboard-Key": ADMIN_KEY})
     return response.status_code, response.body.decode() if "format=csv" in path else json.loads(response.body)
-
-
-def roll_up():
-    assert handler(stream_records()) == {"batchItemFailures": []}
 
 
 @pytest.fixture
@@ -70,9 +69,10 @@ def test_openrouter_stream_cost_is_kept_exactly_and_prices_a_model_we_do_not_kno
     assert response.body.decode().endswith(f'{{"call_id": "{call.call_id}", "cost_usd": "{EXACT_COST}"}}\n\n')
 
 
-def test_openrouter_body_cost_is_exact_and_ours_wins_when_we_know_the_model(gateway, upstream):
-    body = {"model": "anthropic/claude-sonnet-4", "choices": [{"message": {"role": "assistant", "content": "Hi"}}],
-            "usage": {"prompt_tokens": 250000, "completion_tokens": 1000, "cost": "COST"}}
+def test_openrouter_body_cost_is_exact_and_ours_wins_when_we_know_the_model(gateway, upstream, event):
+    body = event("openrouter_chat_cost.json")
+    body["model"] = "anthropic/claude-sonnet-4"
+    body["usage"].update(prompt_tokens=250_000, completion_tokens=1000, total_tokens=251_000, cost="COST")
     openrouter_answers(json.dumps(body).replace('"COST"', EXACT_COST).encode(), "application/json")
     key = gateway.new_key()
     response = gateway.call("/openrouter/v1/chat/completions", {"model": "anthropic/claude-sonnet-4"}, key)
@@ -167,14 +167,14 @@ def test_reprice_corrects_a_wrong_price_and_filters_by_provider_and_model(aws_en
     # gpt-4o: $2.50 input, $1.25 cached input, $10 output per million
     wrong = log(1, model="gpt-4o", cost="0.5")
     log(2, model="gpt-4o-mini", cost="0.9")
-    result = jobs.reprice({"start": TODAY, "provider": "openai", "model": "gpt-4o"})
+    result = reprice.reprice({"start": TODAY, "provider": "openai", "model": "gpt-4o"})
     assert (result["calls"], result["calls_repriced"]) == (1, 1)
     right = 1000 * Decimal("2.5") * M + 200 * Decimal("1.25") * M + 300 * 10 * M
     assert (Decimal(result["cost_before_usd"]), Decimal(result["cost_after_usd"])) == (Decimal("0.5"), right)
     assert CallRecord.get(wrong.account, wrong.sk).cost_usd == right == Decimal("0.00575")
-    assert jobs.reprice({"start": TODAY, "provider": "anthropic"})["calls"] == 0
+    assert reprice.reprice({"start": TODAY, "provider": "anthropic"})["calls"] == 0
     forgotten = log(3, model="a-model-no-price-list-knows", cost="0.25")
-    kept = jobs.reprice({"start": TODAY, "model": "a-model-no-price-list-knows"})
+    kept = reprice.reprice({"start": TODAY, "model": "a-model-no-price-list-knows"})
     assert (kept["calls"], kept["calls_repriced"]) == (1, 0)  # a price known once is kept
     assert CallRecord.get(forgotten.account, forgotten.sk).cost_usd == Decimal("0.25")
 
@@ -189,7 +189,7 @@ def test_calls_that_had_no_usage_to_price_stay_unpriced(aws_env, override_file):
                                  error_type="usage_invalid", latency_ms=5, usage_reported=False)
     for record in (failed, invalid):
         assert calllog.write(record) == "written"
-    assert jobs.reprice({"start": TODAY})["calls_repriced"] == 0
+    assert reprice.reprice({"start": TODAY})["calls_repriced"] == 0
     assert all(not c.priced for c in logged_calls())
 
 
@@ -200,12 +200,12 @@ def test_a_crash_half_way_then_a_rerun_converges_and_the_rollup_counts_each_chan
     override_file(PRIVATE_MODEL_PRICES)
     dynamo_faults.fail("UpdateItem", times=1, code="AccessDeniedException", after=2)
     with pytest.raises(UpdateError):
-        jobs.reprice({"start": TODAY})
+        reprice.reprice({"start": TODAY})
     dynamo_faults.clear()
     assert sum(c.priced for c in logged_calls()) == 2
     roll_up()  # the two changes so far
     assert stored_counters() == expected_counters(logged_calls())
-    rerun = jobs.reprice({"start": TODAY})
+    rerun = reprice.reprice({"start": TODAY})
     assert rerun["calls_repriced"] == 4 and all(c.priced for c in logged_calls())
     records = stream_records()
     assert [r["eventName"] for r in records].count("MODIFY") == 6
@@ -244,17 +244,17 @@ def test_reprice_and_recalculate_requests_are_bounded(gateway, upstream, job, bo
 
 
 def test_recalculate_refuses_a_day_the_call_log_may_have_lost_and_keeps_its_aggregates(aws_env, monkeypatch):
-    from chalicelib import aggstore
     from chalicelib.errors import InvalidRequest
+    from chalicelib.rollup import store
 
-    oldest = jobs.oldest_logged_day()
-    ttl = jobs.get_settings().call_ttl_days
+    oldest = calllog.oldest_logged_day()
+    ttl = get_settings().call_ttl_days
     assert (datetime.now(timezone.utc).date() - oldest).days == ttl - 1
     expired = (oldest - timedelta(days=1)).isoformat()
     deleted = []
-    monkeypatch.setattr(aggstore, "replace_day", lambda day, deltas: deleted.append(day) or 0)
+    monkeypatch.setattr(store, "replace_day", lambda day, deltas: deleted.append(day) or 0)
     with pytest.raises(InvalidRequest) as refused:
-        jobs.recalculate({"from": expired, "to": oldest.isoformat()})
+        rebuild.recalculate({"from": expired, "to": oldest.isoformat()})
     assert f"calls are kept {ttl} days" in refused.value.message and oldest.isoformat() in refused.value.message
     assert deleted == []  # nothing was touched
-    assert jobs.recalculate({"from": oldest.isoformat()})["days"] == 1 and deleted == [oldest.isoformat()]
+    assert rebuild.recalculate({"from": oldest.isoformat()})["days"] == 1 and deleted == [oldest.isoformat()]

@@ -7,25 +7,20 @@ from decimal import Decimal
 
 import boto3
 import botocore.endpoint
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
-from chalicelib import calllog
-from chalicelib.models import CallRecord, create_tables
-from chalicelib.rollup import Fact, fold
-from tests.integration.conftest import (DynamoFaults, as_ttl_expiry, install_faults, reload_settings,
-                                        stream_records)
+from chalicelib.ledger import calllog
+from chalicelib.ledger.models import CallRecord
+from local.tables import create_tables
+from tests.integration.conftest import DynamoFaults, as_ttl_expiry, install_faults, reload_settings, stream_records
+from tests.integration.helpers import expected_counters, handler, stored_counters
 
 START = datetime(2026, 11, 20, 23, 0, tzinfo=timezone.utc)  # calls straddle two UTC days
 # A failure about the service, not the record, so the batch is retried (botocore does not retry this one
 # itself). A record DynamoDB refuses (ValidationException) is quarantined instead: tests/integration/test_poison.py.
 NOT_THE_RECORD = "AccessDeniedException"
-
-
-def handler(records):
-    from app import rollup_calls
-
-    return rollup_calls({"Records": records}, None)
 
 
 def log_call(n, account="acme", model="gpt-4o", minutes=0, cost="0.001", user=None, status=200, latency=80):
@@ -36,26 +31,6 @@ def log_call(n, account="acme", model="gpt-4o", minutes=0, cost="0.001", user=No
         cost_usd=None if cost is None else Decimal(cost), priced=cost is not None)
     assert calllog.write(record) == "written"
     return record
-
-
-def stored_counters():
-    """Every aggregate item's counters, zeros dropped, keyed like the fold."""
-    from boto3.dynamodb.types import TypeDeserializer
-
-    out = {}
-    for item in boto3.client("dynamodb").scan(TableName="tollgate-dev-aggregates")["Items"]:
-        plain = {k: TypeDeserializer().deserialize(v) for k, v in item.items()}
-        kind, scope_id = plain["pk"].split("#", 1)
-        counters = {k: v for k, v in plain.items() if k not in ("pk", "day", "kind", "day_id", "dims")
-                    and not k.startswith("hw|") and v != 0}
-        if counters:
-            out[(kind, scope_id, plain["day"])] = counters
-    return out
-
-
-def expected_counters(calls):
-    return {(k.kind, k.scope_id, k.day): dict(d.nonzero())
-            for k, d in fold([Fact.from_call(c) for c in calls]).items() if d.nonzero()}
 
 
 def test_stream_records_become_aggregates_and_a_replay_changes_nothing(aws_env):
@@ -220,7 +195,7 @@ def test_crashes_in_a_fifth_of_deliveries_leave_aggregates_equal_to_the_log(aws_
 def test_a_batch_from_many_accounts_keeps_every_expression_under_dynamodbs_limit(aws_env, monkeypatch):
     """100 accounts in one batch: the global item holds 100 lanes and 100 account breakdowns, more than
     one UpdateItem may say (4 KB per expression), so the batch is applied in parts."""
-    from chalicelib import aggstore
+    from chalicelib.rollup import store
 
     logged = [log_call(n, account=f"tenant-{n:03d}") for n in range(1, 101)]
     sizes = []
@@ -235,13 +210,15 @@ def test_a_batch_from_many_accounts_keeps_every_expression_under_dynamodbs_limit
 
     monkeypatch.setattr(botocore.endpoint.Endpoint, "make_request", measuring)
     assert handler(stream_records()) == {"batchItemFailures": []}
-    assert max(size for _, size in sizes) <= aggstore.EXPRESSION_BYTES
+    assert max(size for _, size in sizes) <= store.EXPRESSION_BYTES
     assert sum(1 for pk, _ in sizes if pk == "global#all") > 1
     assert stored_counters() == expected_counters(logged)
 
 
 def test_keys_dynamodb_leaves_unprocessed_are_asked_for_again(aws_env, monkeypatch):
-    from chalicelib import aggstore, aws
+    from chalicelib import aws
+    from chalicelib.rollup import store
+    from chalicelib.rollup.layout import Scope
 
     log_call(1), log_call(2, minutes=90)
     assert handler(stream_records()) == {"batchItemFailures": []}
@@ -256,5 +233,5 @@ def test_keys_dynamodb_leaves_unprocessed_are_asked_for_again(aws_env, monkeypat
 
     monkeypatch.setattr(client, "batch_get_item", throttled_once)
     days = ["2026-11-20", "2026-11-21"]
-    items = aggstore.get_days("global#all", days)
+    items = store.get_days(Scope.everything(), days)
     assert sorted(i["day"] for i in items) == days and [i["calls"] for i in items] == [1, 1] and len(asked) == 2

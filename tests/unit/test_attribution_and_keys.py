@@ -1,9 +1,9 @@
 """Attribution headers and key formats: pure parsing, no AWS."""
 import pytest
 
-from chalicelib.attribution import attribution_of, parse_tags
-from chalicelib.auth import Principal, _key_id_of, bearer_or_api_key, hash_secret, new_secret
 from chalicelib.errors import InvalidRequest
+from chalicelib.gateway.attribution import attribution_of, parse_tags
+from chalicelib.ledger.auth import Principal, _key_id_of, bearer_or_api_key, hash_secret, new_secret
 
 
 def test_tags_parse_and_reject_garbage():

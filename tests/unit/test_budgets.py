@@ -4,9 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.budgets import BudgetSpec, calls_in, forecast, parse_budget, period_bounds, spend, status
+from chalicelib.alerting.budgets import BudgetSpec, calls_in, forecast, parse_budget, period_bounds, spend, status
 from chalicelib.errors import InvalidRequest
-from chalicelib.rollup import Fact, fold
+from chalicelib.rollup.fold import Fact, fold
 
 
 def spec(period="monthly", zone="UTC", window=None, limit="10"):

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from chalicelib.models import ALL_MODELS, CallRecord
+from chalicelib.ledger.models import CallRecord
+from local.tables import ALL_MODELS
 from tests.conftest import ROOT
 
 RESOURCES = json.loads((ROOT / "infra" / "resources.json").read_text())["Resources"]
@@ -53,12 +54,12 @@ def test_the_stream_mapping_reports_partial_batch_failures_with_bounded_retries(
 
 
 def test_the_rest_api_sends_the_proxy_paths_to_the_proxy_app_and_chalice_defines_none_of_them():
-    """infra/ routes these paths to ProxyFunction, which runs chalicelib.proxy_app; a path the app does
+    """infra/ routes these paths to ProxyFunction, which runs chalicelib.gateway.proxy_app; a path the app does
     not serve would answer 404 from AWS only, and one Chalice also defines would have two implementations."""
     from starlette.routing import Match
 
     import app
-    from chalicelib.proxy_app import app as proxy_app
+    from chalicelib.gateway.proxy_app import app as proxy_app
 
     def served(path, method):
         scope = {"type": "http", "path": path, "root_path": "", "method": method.upper()}

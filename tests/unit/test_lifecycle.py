@@ -1,9 +1,19 @@
 """The alert state machine: open, escalate once per step, hysteresis, periods, events, closing, reopening."""
 from datetime import datetime, timedelta
 
-from chalicelib.lifecycle import (CLEARING, ESCALATES, NOTHING, OPENS, REFIRES, RESOLVES, Standing,
-                                  acknowledged_resolves, may_reopen, step)
-from chalicelib.rules import CONDITION, EVENT, PERIOD, AlertDraft, closing
+from chalicelib.alerting.lifecycle import (
+    CLEARING,
+    ESCALATES,
+    NOTHING,
+    OPENS,
+    REFIRES,
+    RESOLVES,
+    Standing,
+    acknowledged_resolves,
+    may_reopen,
+    step,
+)
+from chalicelib.alerting.rules import CONDITION, EVENT, PERIOD, AlertDraft, closing
 
 NOW = datetime(2026, 11, 21, 12, 0)
 

@@ -10,12 +10,15 @@ from decimal import Decimal
 from importlib import metadata
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from chalicelib import pricing, price_overrides
 from chalicelib.errors import PriceOverridesInvalid
-from chalicelib.pricing import load_overrides, money, price_call
-from chalicelib.usage import TokenUsage
+from chalicelib.gateway import price_overrides, pricing
+from chalicelib.gateway.pricing import load_overrides, price_call
+from chalicelib.gateway.tokens import TokenUsage
+from chalicelib.money import money
+from tests.conftest import ROOT
 
 AT = datetime(2026, 11, 1, tzinfo=timezone.utc)
 M = Decimal("0.000001")  # one token at $1 per million
@@ -189,8 +192,16 @@ def test_an_override_takes_every_genai_prices_field_including_1h_cache_writes_an
     assert price_call("anthropic", "claude-private-1", big, AT, overrides).cost_usd == (5001 * 2 + 30) * M
 
 
-def test_the_shipped_overrides_file_loads_and_cites_its_sources():
+def test_the_shipped_overrides_file_is_there_is_used_and_cites_its_sources():
+    """load_overrides() takes a missing file for an empty one, so first: the file is where the gateway reads it,
+    and default pricing uses its content."""
+    assert price_overrides.OVERRIDES_FILE == ROOT / "chalicelib" / "gateway" / "price_overrides.json"
+    assert price_overrides.OVERRIDES_FILE.is_file()
     overrides = load_overrides()
+    digest = hashlib.sha256(price_overrides.OVERRIDES_FILE.read_bytes()).hexdigest()[:12]
+    assert overrides.version == f"overrides@{digest}"
+    assert price_call("anthropic", "claude-sonnet-4-20250514", TokenUsage(input_tokens=10), AT).version == (
+        overrides.version)
     entries = json.loads(price_overrides.OVERRIDES_FILE.read_text())["overrides"]
     assert len(overrides.entries) == len(entries) >= 3
     for entry in entries:

@@ -4,11 +4,13 @@ import random
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from chalicelib import aggregates as agg
-from chalicelib.histogram import bucket_of, lower, percentile, upper
-from chalicelib.rollup import AggregateKey, Fact, fold
+from chalicelib.reports import aggregates as agg
+from chalicelib.rollup.fold import AggregateKey, Fact, fold
+from chalicelib.rollup.histogram import bucket_of, lower, percentile, upper
+from chalicelib.rollup.layout import five_minute_prefix, hour_prefix
 
 HOUR = datetime(2026, 11, 20, 7, 0)
 
@@ -86,16 +88,16 @@ def test_summary_of_items_over_hours():
     key = AggregateKey("global", "all", "2026-11-20")
     item = as_item(key, fold(facts)[key])
     window = agg.resolution_pairs([item], agg.hours_between(HOUR + timedelta(minutes=30), HOUR + timedelta(hours=2)),
-                                  agg.hour_prefix)
+                                  hour_prefix)
     summary = agg.summarize(window)  # 07:00-09:59: all three
     assert summary["calls"] == 3 and summary["errors"] == 1 and summary["cost_usd"] == "0.022"
     assert summary["by_model"]["gpt-4o-mini"]["cost_usd"] == "0.002"
     assert summary["latency_ms"]["p50"] >= 120 and summary["tokens"]["total"] == 108
     later = agg.resolution_pairs([item], agg.hours_between(HOUR + timedelta(hours=1), HOUR + timedelta(hours=1)),
-                                 agg.hour_prefix)
+                                 hour_prefix)
     assert agg.summarize(later)["calls"] == 1
     five = agg.resolution_pairs([item], agg.five_minutes_between(HOUR, HOUR + timedelta(minutes=4)),
-                                agg.slot_prefix)
+                                five_minute_prefix)
     assert agg.total(five).calls == 1
     only_mini = agg.summarize(window, part=("model", "gpt-4o-mini"))
     assert only_mini["calls"] == 1 and only_mini["tokens"]["total"] == 36 and "latency_ms" not in only_mini

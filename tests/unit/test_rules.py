@@ -4,15 +4,37 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.budgets import BudgetSpec, status
-from chalicelib.decide import (decide_auth_failures, decide_budgets, decide_consecutive_errors, decide_credits,
-                               decide_daily_cost, decide_error_rate, decide_expensive_calls, decide_latency,
-                               decide_quarantine, decide_spend_anomaly)
+from chalicelib.alerting.budgets import BudgetSpec, status
+from chalicelib.alerting.decide import (
+    decide_auth_failures,
+    decide_budgets,
+    decide_consecutive_errors,
+    decide_credits,
+    decide_daily_cost,
+    decide_error_rate,
+    decide_expensive_calls,
+    decide_latency,
+    decide_quarantine,
+    decide_spend_anomaly,
+)
+from chalicelib.alerting.rules import (
+    CONDITION,
+    EVENT,
+    PERIOD,
+    AuthFailures,
+    BudgetReading,
+    BudgetReadings,
+    CreditReading,
+    DailySpend,
+    ExpensiveCall,
+    KeyStreak,
+    QuarantineCount,
+    Rules,
+    TrafficWindow,
+    rules_from_json,
+)
 from chalicelib.errors import ConfigurationError
-from chalicelib.histogram import bucket_of
-from chalicelib.rules import (CONDITION, EVENT, PERIOD, AuthFailures, BudgetReading, BudgetReadings, CreditReading,
-                              DailySpend, ExpensiveCall, KeyStreak, QuarantineCount, Rules, TrafficWindow,
-                              rules_from_json)
+from chalicelib.rollup.histogram import bucket_of
 
 RULES = Rules()
 DAY = datetime(2026, 11, 21)

@@ -1,0 +1,164 @@
+"""Budgets in DynamoDB: admin CRUD, current spend from the aggregates, the state the evaluator records."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.alerting.budgets import (
+    BudgetSpec,
+    BudgetStatus,
+    calls_in,
+    days_of,
+    parse_budget,
+    period_bounds,
+    spend,
+    status,
+    whole_days,
+)
+from chalicelib.alerting.rules import current_rules
+from chalicelib.clock import iso, precise, utc_now
+from chalicelib.errors import NotFound
+from chalicelib.ledger.models import Budget
+from chalicelib.money import money
+from chalicelib.rollup import store
+from chalicelib.rollup.layout import INDEXED_COUNTERS
+from chalicelib.settings import get_settings
+
+WINDOW_BLOCK = timedelta(minutes=5)
+
+
+
+
+def spec_of(item: Budget) -> BudgetSpec:
+    return BudgetSpec(item.budget_id, item.scope, item.scope_id, item.period, item.limit_usd, item.limit_tokens,
+                      tuple(item.thresholds), item.mode, tuple(item.channels), item.timezone, item.window_minutes)
+
+
+def put_budget(budget_id: str, body: Any) -> dict[str, Any]:
+    spec = parse_budget(budget_id, body)
+    item = Budget(spec.budget_id, scope=spec.scope, scope_id=spec.scope_id, period=spec.period,
+                  window_minutes=spec.window_minutes, timezone=spec.timezone, limit_usd=spec.limit_usd,
+                  limit_tokens=spec.limit_tokens, thresholds=list(spec.thresholds), mode=spec.mode,
+                  channels=list(spec.channels), account=spec.scope_id if spec.scope == "account" else None,
+                  created_at=iso(utc_now()))
+    item.save()
+    return budget_view(item)
+
+
+def delete_budget(budget_id: str) -> dict[str, Any]:
+    try:
+        Budget.get(budget_id).delete()
+    except DoesNotExist:
+        raise NotFound(f"no budget {budget_id!r}") from None
+    return {"budget_id": budget_id, "deleted": True}
+
+
+def all_budgets() -> list[Budget]:
+    return sorted(Budget.scan(), key=lambda b: b.budget_id)
+
+
+def measure(spec: BudgetSpec, now: datetime) -> BudgetStatus:
+    """Spend in the current period: one projected Query for whole days, one BatchGet for the edges."""
+    start, end = period_bounds(spec, now)
+    full, days = whole_days(start, end), days_of(start, min(end, now) if now > start else end)
+    items: list[dict[str, Any]] = []
+    if full:
+        items += store.query_days(spec.counted_by, min(full), max(full), INDEXED_COUNTERS)
+    items += store.get_days(spec.counted_by, [d for d in days if d not in full])
+    cost, tokens = spend(items, start, end)
+    return status(spec, cost, tokens, start, end, now, calls_in(items, start, end))
+
+
+def measure_period(spec: BudgetSpec, period_start: datetime) -> BudgetStatus:
+    """The whole calendar period that starts at `period_start` (one that has ended), measured as at its last moment."""
+    _, end = period_bounds(spec, period_start)
+    return measure(spec, end - timedelta(microseconds=1))
+
+
+def record_status(item: Budget, result: BudgetStatus, now: datetime) -> None:
+    """Store what evaluation found; a hard budget over its limit blocks until its period ends."""
+    blocked = None
+    if item.mode == "hard" and result.state == "exceeded":
+        # a calendar period unblocks when it ends; a window when the next evaluation finds room again
+        blocked = iso(result.end if item.period != "window" else now + WINDOW_BLOCK)
+    item.update(actions=[
+        Budget.spent_usd.set(result.spent if item.limit_usd is not None else None),
+        Budget.spent_tokens.set(int(result.spent) if item.limit_tokens is not None else None),
+        Budget.period_start.set(iso(result.start)), Budget.period_end.set(iso(result.end)),
+        Budget.blocked_until.set(blocked), Budget.evaluated_at.set(precise(now)),
+    ])
+
+
+def budget_view(item: Budget, result: BudgetStatus | None = None, now: datetime | None = None) -> dict[str, Any]:
+    spec = spec_of(item)
+    view: dict[str, Any] = {
+        "budget_id": item.budget_id, "scope": item.scope, "scope_id": item.scope_id, "period": item.period,
+        "window_minutes": item.window_minutes, "timezone": item.timezone, "mode": item.mode,
+        "limit_usd": None if item.limit_usd is None else money(item.limit_usd), "limit_tokens": item.limit_tokens,
+        "thresholds": [float(t) for t in item.thresholds], "channels": list(item.channels),
+        "blocked_until": item.blocked_until,
+    }
+    if result is not None:
+        spent = money(result.spent) if spec.unit == "usd" else int(result.spent)
+        projected = money(result.forecast) if spec.unit == "usd" else int(result.forecast)
+        rules, now = current_rules(), now or utc_now()
+        ready = spec.period != "window" and result.forecast_ready(now, rules.forecast_min_elapsed,
+                                                                   rules.forecast_min_calls)
+        view |= {"spent": spent, "limit": money(spec.limit) if spec.unit == "usd" else int(spec.limit),
+                 "unit": spec.unit, "percent": float(result.percent), "state": result.state,
+                 "forecast": projected, "forecast_ready": ready,
+                 "projected_to_exceed": ready and result.state != "exceeded" and result.forecast >= spec.limit,
+                 "period_start": iso(result.start), "period_end": iso(result.end)}
+    return view
+
+
+def budgets_report(account: str | None) -> dict[str, Any]:
+    """`GET /api/budgets`: every budget the caller may see, measured now."""
+    now = utc_now()
+    items = [b for b in all_budgets() if account is None or b.account == account]
+    return {"budgets": [budget_view(item, measure(spec_of(item), now), now) for item in items]}
+
+
+class BudgetCache:
+    """Every budget, read at most once per `budget_cache_seconds` per container: the proxy checks hard
+    limits on every call without a read."""
+
+    def __init__(self) -> None:
+        self._items: list[Budget] = []
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def budgets(self) -> list[Budget]:
+        now = time.monotonic()
+        if now >= self._expires:
+            with self._lock:
+                if now >= self._expires:
+                    self._items = all_budgets()
+                    self._expires = now + get_settings().budget_cache_seconds
+        return self._items
+
+    def clear(self) -> None:
+        self._expires = 0.0
+
+
+budget_cache = BudgetCache()
+
+
+
+def refresh_touched(facts: list, now: datetime) -> list[str]:
+    """After the rollup added spend: re-measure the budgets it touched, so a hard budget over its limit
+    blocks now (not at the next evaluation) and the remaining-budget header stays about a second old."""
+    refreshed = []
+    for item in budget_cache.budgets():
+        spec = spec_of(item)
+        if any(spec.applies_to(f.account, f.team, f.key_id, f.provider, f.model) for f in facts):
+            record_status(item, measure(spec, now), now)
+            refreshed.append(item.budget_id)
+    if refreshed:
+        budget_cache.clear()
+    return refreshed
+

@@ -1,0 +1,211 @@
+"""Budget math: validate a budget, find its current period, measure spend from aggregate items, forecast.
+
+Pure: no AWS. Times are naive UTC datetimes; a budget may name an IANA timezone, whose midnight (and
+Monday, and first of the month) then bounds its periods.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from chalicelib import names
+from chalicelib.clock import day_of
+from chalicelib.errors import InvalidRequest
+from chalicelib.money import parse_amount
+from chalicelib.reports.aggregates import Totals, total
+from chalicelib.rollup.layout import DAY, GLOBAL_ID, Scope, five_minute_prefix
+
+SCOPES = ("global", "account", "team", "key", "provider", "model")
+PERIODS = ("daily", "weekly", "monthly", "window")
+CHANNELS = ("slack", "sns", "webhook")
+DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
+ID_MAX = 128
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    budget_id: str
+    scope: str
+    scope_id: str
+    period: str
+    limit_usd: Decimal | None
+    limit_tokens: int | None
+    thresholds: tuple[Decimal, ...] = DEFAULT_THRESHOLDS
+    mode: str = "soft"
+    channels: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    window_minutes: int | None = None
+
+    @property
+    def counted_by(self) -> Scope:
+        """The aggregate scope whose items hold this budget's spend."""
+        return Scope(self.scope, self.scope_id)
+
+    @property
+    def limit(self) -> Decimal:
+        return self.limit_usd if self.limit_usd is not None else Decimal(self.limit_tokens)
+
+    @property
+    def unit(self) -> str:
+        return "usd" if self.limit_usd is not None else "tokens"
+
+    def applies_to(self, account: str | None, team: str | None, key_id: str | None, provider: str,
+                   model: str | None) -> bool:
+        values = {"global": GLOBAL_ID, "account": account, "team": team, "key": key_id, "provider": provider,
+                  "model": model}
+        return values[self.scope] == self.scope_id
+
+
+
+
+
+def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
+    """A budget from the admin API's JSON, or a 400 that names the field at fault."""
+    if not budget_id or len(budget_id) > ID_MAX or not all(c.isalnum() or c in "-_." for c in budget_id):
+        raise InvalidRequest("budget_id may hold letters, digits, '-', '_' and '.' (at most 128)")
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    scope, period, mode = body.get("scope"), body.get("period"), body.get("mode", "soft")
+    if scope not in SCOPES:
+        raise InvalidRequest(f"`scope` must be one of {', '.join(SCOPES)}")
+    scope_id = GLOBAL_ID if scope == "global" else body.get("scope_id")
+    if not isinstance(scope_id, str) or not scope_id:
+        raise InvalidRequest("`scope_id` is required for this scope")
+    names.check(scope_id, "`scope_id`")
+    if period not in PERIODS:
+        raise InvalidRequest(f"`period` must be one of {', '.join(PERIODS)}")
+    window = body.get("window_minutes")
+    if period == "window":
+        if not isinstance(window, int) or not 5 <= window <= 10080:
+            raise InvalidRequest("`window_minutes` must be an integer from 5 to 10080 for a window budget")
+    if ("limit_usd" in body) == ("limit_tokens" in body):
+        raise InvalidRequest("give exactly one of `limit_usd` and `limit_tokens`")
+    limit_usd = parse_amount(body["limit_usd"], "limit_usd") if "limit_usd" in body else None
+    limit_tokens = None
+    if "limit_tokens" in body:
+        if not isinstance(body["limit_tokens"], int) or body["limit_tokens"] <= 0:
+            raise InvalidRequest("`limit_tokens` must be a positive integer")
+        limit_tokens = body["limit_tokens"]
+    raw_thresholds = body.get("thresholds", [float(t) for t in DEFAULT_THRESHOLDS])
+    if not isinstance(raw_thresholds, list) or not raw_thresholds or len(raw_thresholds) > 10:
+        raise InvalidRequest("`thresholds` must be a list of 1 to 10 fractions such as [0.5, 0.8, 1.0]")
+    thresholds = tuple(sorted({parse_amount(t, "thresholds") for t in raw_thresholds}))
+    if thresholds[-1] > 10:
+        raise InvalidRequest("`thresholds` are fractions of the limit (1.0 = 100 %)")
+    if mode not in ("soft", "hard"):
+        raise InvalidRequest("`mode` must be soft or hard")
+    channels = body.get("channels", [])
+    if not isinstance(channels, list) or any(c not in CHANNELS for c in channels):
+        raise InvalidRequest(f"`channels` must be a list drawn from {', '.join(CHANNELS)}")
+    zone = body.get("timezone", "UTC")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidRequest("`timezone` must be an IANA name such as Europe/Berlin") from None
+    return BudgetSpec(budget_id, scope, scope_id, period, limit_usd, limit_tokens, thresholds, mode,
+                      tuple(dict.fromkeys(channels)), zone, window)
+
+
+def period_bounds(spec: BudgetSpec, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the period holding `now`, in naive UTC."""
+    if spec.period == "window":
+        return now - timedelta(minutes=spec.window_minutes), now
+    zone = ZoneInfo(spec.timezone)
+    local = now.replace(tzinfo=timezone.utc).astimezone(zone)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if spec.period == "daily":
+        start, end = midnight, midnight + timedelta(days=1)
+    elif spec.period == "weekly":  # ISO weeks start on Monday
+        start = midnight - timedelta(days=local.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = midnight.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    # re-attach the zone so a daylight-saving change inside the period moves the bound by an hour
+    start, end = (t.replace(tzinfo=None).replace(tzinfo=zone) for t in (start, end))
+    return tuple(t.astimezone(timezone.utc).replace(tzinfo=None) for t in (start, end))  # type: ignore[return-value]
+
+
+def days_of(start: datetime, end: datetime) -> list[str]:
+    """UTC days overlapping [start, end)."""
+    days, day = [], start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < end:
+        days.append(day_of(day))
+        day += timedelta(days=1)
+    return days
+
+
+def whole_days(start: datetime, end: datetime) -> set[str]:
+    """UTC days entirely inside [start, end)."""
+    return {d for d in days_of(start, end)
+            if datetime.strptime(d, "%Y-%m-%d") >= start and datetime.strptime(d, "%Y-%m-%d") + timedelta(days=1) <= end}
+
+
+def _slot_prefixes(item: dict[str, Any], full: set[str], start: datetime, end: datetime) -> list[str]:
+    """The counter prefixes of `item` inside [start, end): the day's own for a whole day, else its 5-minute slots."""
+    if item["day"] in full:
+        return [DAY]
+    day = datetime.strptime(item["day"], "%Y-%m-%d")
+    return [five_minute_prefix(slot) for slot in (day + timedelta(minutes=5 * n) for n in range(288))
+            if start <= slot < end]
+
+
+def totals_in(items: list[dict[str, Any]], start: datetime, end: datetime) -> Totals:
+    """What a scope's items count in [start, end): day counters for whole days, 5-minute buckets at the edges."""
+    full = whole_days(start, end)
+    return total([(item, prefix) for item in items for prefix in _slot_prefixes(item, full, start, end)])
+
+
+def spend(items: list[dict[str, Any]], start: datetime, end: datetime) -> tuple[Decimal, int]:
+    """(cost, tokens) in [start, end)."""
+    totals = totals_in(items, start, end)
+    return totals.cost, totals.total_tokens
+
+
+def calls_in(items: list[dict[str, Any]], start: datetime, end: datetime) -> int:
+    """Calls in [start, end), from the same counters as `spend`: what a forecast is based on."""
+    return totals_in(items, start, end).calls
+
+
+def forecast(spent: Decimal, start: datetime, end: datetime, now: datetime) -> Decimal:
+    """Spend at the period's end if it goes on at the rate so far (a window's forecast is its spend)."""
+    elapsed = (min(now, end) - start).total_seconds()
+    length = (end - start).total_seconds()
+    if elapsed <= 0 or now >= end:
+        return spent
+    return (spent * Decimal(length) / Decimal(elapsed)).quantize(Decimal("0.000001"))
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    spent: Decimal
+    percent: Decimal
+    state: str  # ok | warning | exceeded
+    crossed: tuple[Decimal, ...]
+    forecast: Decimal
+    start: datetime
+    end: datetime
+    calls: int = 0  # calls in the period so far
+
+    def elapsed_share(self, now: datetime) -> float:
+        """How much of the period is gone at `now`, from 0 to 1."""
+        length = (self.end - self.start).total_seconds()
+        return min(1.0, max(0.0, (now - self.start).total_seconds() / length)) if length > 0 else 1.0
+
+    def forecast_ready(self, now: datetime, min_elapsed: float, min_calls: int) -> bool:
+        """Whether the forecast rests on enough: a share of the period gone and a number of calls seen.
+        A window budget has no forecast (its spend is its forecast)."""
+        return self.elapsed_share(now) >= min_elapsed and self.calls >= min_calls and now < self.end
+
+
+def status(spec: BudgetSpec, cost: Decimal, tokens: int, start: datetime, end: datetime,
+           now: datetime, calls: int = 0) -> BudgetStatus:
+    spent = cost if spec.unit == "usd" else Decimal(tokens)
+    fraction = spent / spec.limit
+    crossed = tuple(t for t in spec.thresholds if fraction >= t)
+    state = "exceeded" if fraction >= 1 else "warning" if crossed else "ok"
+    return BudgetStatus(spent, (fraction * 100).quantize(Decimal("0.01")), state, crossed,
+                        forecast(spent, start, end, now), start, end, calls)

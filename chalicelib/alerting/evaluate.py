@@ -1,0 +1,194 @@
+"""The scheduled evaluation: measure → the rules decide (chalicelib/alerting/decide.py) → apply the drafts
+(chalicelib/alerting/alerts.py) → deliver what is queued (chalicelib/alerting/notify.py).
+
+This module only gathers measurements: budgets, traffic windows per scope, key streaks, noted expensive
+calls, daily spend, credits, refused authentications, the rollup's quarantine. Safe to run concurrently
+and repeatedly: every alert change is a conditional write, and messages are claimed before sending.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from itertools import takewhile
+from typing import Any
+
+from chalicelib.alerting import alerts, credits, notify, signals
+from chalicelib.alerting.budget_store import all_budgets, measure, measure_period, record_status, spec_of
+from chalicelib.alerting.decide import (
+    decide_auth_failures,
+    decide_budgets,
+    decide_consecutive_errors,
+    decide_credits,
+    decide_daily_cost,
+    decide_error_rate,
+    decide_expensive_calls,
+    decide_latency,
+    decide_quarantine,
+    decide_spend_anomaly,
+)
+from chalicelib.alerting.rules import (
+    BudgetReading,
+    BudgetReadings,
+    CreditReading,
+    DailySpend,
+    KeyStreak,
+    QuarantineCount,
+    Rules,
+    TrafficWindow,
+    current_rules,
+)
+from chalicelib.clock import day_of, iso, utc_now
+from chalicelib.ledger import calllog
+from chalicelib.ledger.models import Alert
+from chalicelib.reports import aggregates as agg
+from chalicelib.rollup import quarantine, store
+from chalicelib.rollup.layout import DAY, GLOBAL_ID, Scope, five_minute_prefix, latency_counter
+from chalicelib.settings import PROVIDERS
+
+BUDGET_RULES = ("budget", "budget_forecast")
+PROJECTION_BYTES_MAX = 3500  # under DynamoDB's 4 KB per expression, with room for the key names
+REFUSALS = ("budget_exceeded",)  # calls the gateway refused on purpose: no sign of a broken key
+
+
+def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
+    """The `evaluate` job: every rule over fresh measurements, the alerts moved on, queued messages sent."""
+    now, rules = now or utc_now(), current_rules()
+    active = alerts.active_alerts()
+    budgets, checked = measure_budgets(now, active)
+    errors, latency, failed_lately = measure_traffic(now, rules)
+    error_drafts = decide_error_rate(errors, rules, now)
+    streaks = measure_streaks(now, rules) if failed_lately else []  # no failure at all: no call log to read
+    noted, note_keys = signals.expensive_calls()
+    spends = measure_spend(now, rules)
+    drafts = [
+        *decide_budgets(budgets, rules, now),
+        *error_drafts,
+        *decide_latency(latency, rules, now),
+        *decide_consecutive_errors(streaks, rules, now, explained_by=error_drafts),
+        *decide_expensive_calls(noted, rules, now),
+        *decide_daily_cost(spends[0], rules, now),
+        *decide_spend_anomaly(spends, rules, now),
+        *decide_credits(measure_credits(now), rules, now),
+        *decide_auth_failures(signals.auth_failures(now, rules.auth_failure_minutes), rules, now),
+        *decide_quarantine(QuarantineCount(*quarantine.count()), rules, now),
+    ]
+    applied = alerts.apply(drafts, active, notify.configured_channels(), now)
+    signals.forget(note_keys, now)
+    delivered = notify.deliver_pending(now)
+    return {"job": "evaluate", "at": iso(now), "budgets": checked, "opened": applied.opened,
+            "escalated": applied.escalated, "resolved": applied.resolved, "delivered": delivered}
+
+
+def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings, list[dict[str, Any]]]:
+    """Every budget in its current period (its status recorded for the proxy), and the ended periods and deleted
+    budgets that open alerts still belong to."""
+    items = {item.budget_id: item for item in all_budgets()}
+    readings, checked, current = [], [], {}
+    for item in items.values():
+        spec, status = spec_of(item), measure(spec_of(item), now)
+        record_status(item, status, now)
+        readings.append(BudgetReading(spec, status, item.account))
+        current[spec.budget_id] = "window" if spec.period == "window" else iso(status.start)
+        checked.append({"budget_id": spec.budget_id, "state": status.state, "percent": float(status.percent)})
+    deleted, ended = [], set()
+    for alert in active:
+        if alert.rule not in BUDGET_RULES or alert.kind is None:
+            continue
+        if alert.scope_id not in items:
+            deleted.append((alert.rule, alert.scope_id, alert.period))
+        elif alert.period not in (None, "window", current[alert.scope_id]):
+            ended.add((alert.scope_id, alert.period))
+    for budget_id, period in sorted(ended):
+        spec = spec_of(items[budget_id])
+        if spec.period == "window":
+            continue  # the budget became a window: its old period's alert ends as a period does
+        status = measure_period(spec, datetime.strptime(period, "%Y-%m-%dT%H:%M:%SZ"))
+        if iso(status.start) == period:  # else the budget's period changed shape since
+            readings.append(BudgetReading(spec, status, items[budget_id].account, ended=True))
+    return BudgetReadings(tuple(readings), tuple(deleted)), checked
+
+
+def _names_for(slots: list[datetime]) -> list[str] | None:
+    """The counters a traffic window reads, or None (whole items) when they would not fit one projection."""
+    names = [f"{five_minute_prefix(slot)}{counter}" for slot in slots
+             for counter in ("calls", "errors", *(latency_counter(DAY, i) for i in range(agg.LATENCY_BUCKETS)))]
+    return names if len(", ".join(f"#p{i}" for i in range(len(names) + 1))) <= PROJECTION_BYTES_MAX else None
+
+
+def measure_traffic(now: datetime, rules: Rules) -> tuple[list[TrafficWindow], list[TrafficWindow], int]:
+    """Error-rate and latency windows of all traffic, each provider and the day's busiest models; and how many
+    calls failed over the key-streak lookback (from the same items)."""
+    minutes = max(rules.error_rate_minutes, rules.latency_minutes, rules.call_lookback_minutes)
+    start = now - timedelta(minutes=minutes) + timedelta(microseconds=1)
+    first, last = day_of(start), day_of(now)
+    names = _names_for(agg.five_minutes_between(start, now))
+    scopes = [("global", GLOBAL_ID), *(("provider", p) for p in PROVIDERS),
+              *(("model", m) for m in _busy_models(first, last, rules))]
+    errors, latency, failed_lately = [], [], 0
+    for kind, scope_id in scopes:
+        items = store.query_days(Scope(kind, scope_id), first, last, names)
+        errors.append(_window(kind, scope_id, items, now, rules.error_rate_minutes))
+        latency.append(_window(kind, scope_id, items, now, rules.latency_minutes))
+        if kind == "global":
+            failed_lately = _window(kind, scope_id, items, now, rules.call_lookback_minutes).errors
+    return errors, latency, failed_lately
+
+
+def _busy_models(first: str, last: str, rules: Rules) -> list[str]:
+    calls: dict[str, int] = defaultdict(int)
+    for entry in store.query_kind("model", first, last, max_requests=10):
+        calls[entry["day_id"].split("#", 1)[1]] += int(entry.get("calls", 0))
+    enough = min(rules.error_rate_min_calls, rules.latency_min_calls)
+    busy = sorted((model for model, n in calls.items() if n >= enough), key=lambda m: -calls[m])
+    return busy[:rules.max_model_scopes]
+
+
+def _window(kind: str, scope_id: str, items: list[dict[str, Any]], now: datetime, minutes: int) -> TrafficWindow:
+    start = now - timedelta(minutes=minutes) + timedelta(microseconds=1)
+    totals = agg.total(agg.resolution_pairs(items, agg.five_minutes_between(start, now), five_minute_prefix))
+    return TrafficWindow(kind, scope_id, minutes, totals.calls, totals.errors, dict(totals.latency))
+
+
+def measure_streaks(now: datetime, rules: Rules) -> list[KeyStreak]:
+    """Per key, the failures in a row among its newest calls of the lookback (refusals by budget skipped)."""
+    since = now - timedelta(minutes=rules.call_lookback_minutes)
+    by_key: dict[str, list] = defaultdict(list)
+    for call in calllog.calls_between(since.replace(tzinfo=timezone.utc), now.replace(tzinfo=timezone.utc)):
+        if call.error_type not in REFUSALS:
+            by_key[call.key_id].append(call)
+    streaks = []
+    for key_id, calls in by_key.items():  # newest first
+        failed = list(takewhile(lambda c: c.status >= 400 or c.error_type is not None, calls))
+        if failed:
+            streaks.append(KeyStreak(key_id, failed[0].account, len(failed), failed[0].error_type,
+                                     tuple(sorted({c.provider for c in failed})),
+                                     tuple(sorted({c.model for c in failed if c.model}))))
+    return streaks
+
+
+def measure_spend(now: datetime, rules: Rules) -> list[DailySpend]:
+    """Today's spend and the days before, for all traffic (first) and for each account that spent today."""
+    today = day_of(now)
+    days_back = [day_of(now - timedelta(days=n)) for n in range(1, rules.anomaly_days + 1)]
+    spends = []
+    for kind, max_requests in (("global", 3), ("account", 50)):
+        by_scope: dict[str, dict[str, Decimal]] = defaultdict(dict)
+        for entry in store.query_kind(kind, days_back[-1] if days_back else today, today, max_requests):
+            by_scope[entry["day_id"].split("#", 1)[1]][entry["day"]] = Decimal(entry.get("cost", 0))
+        if kind == "global":
+            by_scope.setdefault(GLOBAL_ID, {})
+        for scope_id, days in sorted(by_scope.items()):
+            spent = days.get(today, Decimal(0))
+            if kind == "global" or spent >= Decimal(str(rules.anomaly_min_usd)):
+                spends.append(DailySpend(kind, scope_id, today, spent,
+                                         tuple(days.get(day, Decimal(0)) for day in days_back)))
+    return spends
+
+
+def measure_credits(now: datetime) -> list[CreditReading]:
+    readings = []
+    for balance in credits.balances():
+        used = credits.used_since(balance.account, balance.since, now)
+        readings.append(CreditReading(balance.account, balance.amount_usd, balance.amount_usd - used))
+    return readings

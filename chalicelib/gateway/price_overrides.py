@@ -1,0 +1,179 @@
+"""The price overrides file (price_overrides.json), read and checked whole: a mistake in it stops the tests and
+`make package` with a message naming the entry and the field, so a call never meets it.
+
+Prices take genai-prices' own shape, field for field: a decimal string per million tokens (or per the unit
+genai-prices names in the field), or tiers `{"base": "3", "tiers": [{"start": 200000, "price": "6"}]}`,
+where a tier prices the whole call once its total input (uncached + cache read + cache write) exceeds `start`.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+from genai_prices import Usage
+from genai_prices.data_units import unit_data
+from genai_prices.types import ModelPrice, Tier, TieredPrices
+
+from chalicelib.errors import PriceOverridesInvalid
+from chalicelib.settings import PROVIDERS
+
+OVERRIDES_FILE = Path(__file__).with_name("price_overrides.json")
+ENTRY_FIELDS = ("provider", "model", "source")  # what an entry holds besides its prices
+SOURCE_FIELDS = ("url", "checked", "says")  # where a price was published, when someone read it there, what it says
+PRICE_MAX = Decimal(10**6)  # per unit: past any published price, so a slipped decimal point is caught
+
+
+@lru_cache(maxsize=1)
+def price_fields() -> frozenset[str]:
+    """Every price field genai-prices knows (`input_mtok`, `cache_write_1h_mtok`, `web_searches_kcount`, …)."""
+    return frozenset(unit.get("price_key", usage_key) for usage_key, unit in unit_data.items())
+
+
+@dataclass(frozen=True)
+class Override:
+    provider: str
+    patterns: tuple[str, ...]  # exact names or fnmatch patterns, e.g. "ft:gpt-4o-mini:*"
+    price: ModelPrice
+
+    def matches(self, provider: str, model: str) -> bool:
+        return self.provider == provider and any(fnmatch.fnmatchcase(model, p) for p in self.patterns)
+
+
+@dataclass(frozen=True)
+class PriceOverrides:
+    """The overrides in file order (the first that matches wins) and the version that names this content."""
+
+    entries: tuple[Override, ...]
+    version: str  # "overrides@<first 12 hex digits of the file's SHA-256>"
+
+    def find(self, provider: str, model: str) -> Override | None:
+        return next((o for o in self.entries if o.matches(provider, model)), None)
+
+    def __iter__(self) -> Iterator[Override]:
+        return iter(self.entries)
+
+
+def load_overrides(path: Path | None = None) -> PriceOverrides:
+    """Read and check the overrides file (the shipped one by default); PriceOverridesInvalid says where and
+    why it is wrong."""
+    path = path or OVERRIDES_FILE
+    raw = path.read_bytes() if path.exists() else b'{"overrides": []}'
+    try:
+        document = json.loads(raw, parse_float=Decimal)
+    except ValueError as exc:
+        raise PriceOverridesInvalid(f"{path}: not valid JSON: {exc}") from None
+    version = f"overrides@{hashlib.sha256(raw).hexdigest()[:12]}"
+    return PriceOverrides(parse_overrides(document, str(path)), version)
+
+
+def parse_overrides(document: Any, where: str) -> tuple[Override, ...]:
+    if not isinstance(document, dict) or not isinstance(document.get("overrides"), list):
+        raise PriceOverridesInvalid(f'{where}: expected {{"overrides": [...]}}')
+    unknown = [k for k in document if k != "overrides" and not k.startswith("_")]
+    if unknown:
+        raise PriceOverridesInvalid(f"{where}: unknown top-level field {unknown[0]!r} (comments start with '_')")
+    entries, seen = [], set()
+    for n, entry in enumerate(document["overrides"]):
+        override = _entry(entry, f"{where}: overrides[{n}]")
+        for pattern in override.patterns:
+            if (override.provider, pattern) in seen:
+                raise PriceOverridesInvalid(f"{where}: overrides[{n}]: {override.provider} {pattern!r} is "
+                                            "overridden twice")
+            seen.add((override.provider, pattern))
+        entries.append(override)
+    return tuple(entries)
+
+
+def _entry(entry: Any, where: str) -> Override:
+    if not isinstance(entry, dict):
+        raise PriceOverridesInvalid(f"{where}: an override is an object")
+    provider, patterns = entry.get("provider"), entry.get("model")
+    if provider not in PROVIDERS:
+        raise PriceOverridesInvalid(f"{where}: `provider` must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) and p.strip() for p in patterns):
+        raise PriceOverridesInvalid(f"{where}: `model` must be a model name or pattern, or a list of them")
+    where = f"{where} ({provider} {patterns[0]})"
+    _source(entry.get("source"), where)
+    prices = {}
+    for name, value in entry.items():
+        if name in ENTRY_FIELDS or name.startswith("_"):
+            continue
+        if name not in price_fields():
+            close = difflib.get_close_matches(name, sorted(price_fields()), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise PriceOverridesInvalid(f"{where}: unknown field {name!r}: not a genai-prices price field "
+                                        f"(input_mtok, output_mtok, cache_read_mtok, cache_write_mtok, "
+                                        f"cache_write_1h_mtok, …){hint}")
+        prices[name] = _price(value, f"{where}: `{name}`")
+    if not prices:
+        raise PriceOverridesInvalid(f"{where}: no price field")
+    price = ModelPrice(**prices)
+    try:  # genai-prices' own checks (units that cannot be priced together, say)
+        price.calc_price(Usage(input_tokens=1, output_tokens=1))
+    except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+        raise PriceOverridesInvalid(f"{where}: genai-prices refuses these prices: {exc}") from None
+    return Override(provider, tuple(patterns), price)
+
+
+def _source(source: Any, where: str) -> None:
+    """Each entry cites where its prices were published and when someone read them there."""
+    sources = source if isinstance(source, list) else [source]
+    if source is None or not sources:
+        raise PriceOverridesInvalid(f'{where}: cite where the prices are published: "source": [{{"url": …, '
+                                    f'"checked": "YYYY-MM-DD", "says": …}}]')
+    for cited in sources:
+        if not isinstance(cited, dict) or set(cited) - set(SOURCE_FIELDS):
+            raise PriceOverridesInvalid(f"{where}: `source` must be objects with {', '.join(SOURCE_FIELDS)}")
+        if not re.fullmatch(r"https://\S+", str(cited.get("url", ""))):
+            raise PriceOverridesInvalid(f"{where}: `source` needs the `url` (https) where the price is published")
+        try:
+            date.fromisoformat(str(cited.get("checked", "")))
+        except ValueError:
+            raise PriceOverridesInvalid(f"{where}: `source` needs `checked`, the day it was read (YYYY-MM-DD)"
+                                        ) from None
+
+
+def _price(value: Any, where: str) -> Decimal | TieredPrices:
+    if isinstance(value, dict):
+        if set(value) != set(("base", "tiers")):
+            raise PriceOverridesInvalid(f'{where}: tiered prices are {{"base": …, "tiers": [{{"start": …, '
+                                        f'"price": …}}]}}, not fields {sorted(value)}')
+        tiers = value["tiers"]
+        if not isinstance(tiers, list) or not tiers:
+            raise PriceOverridesInvalid(f"{where}: `tiers` must be a non-empty list")
+        parsed, previous = [], -1
+        for n, tier in enumerate(tiers):
+            if not isinstance(tier, dict) or set(tier) != {"start", "price"}:
+                raise PriceOverridesInvalid(f'{where}: tiers[{n}] must be {{"start": …, "price": …}}')
+            start = tier["start"]
+            if type(start) is not int or start <= previous:
+                raise PriceOverridesInvalid(f"{where}: tiers[{n}].start must be a whole number of tokens above "
+                                            f"the previous tier's, not {start!r}")
+            parsed.append(Tier(start=start, price=_amount(tier["price"], f"{where}: tiers[{n}].price")))
+            previous = start
+        return TieredPrices(base=_amount(value["base"], f"{where}: base"), tiers=parsed)
+    return _amount(value, where)
+
+
+def _amount(value: Any, where: str) -> Decimal:
+    """A price as written: a decimal string (or a JSON number, read exactly), USD per the field's unit."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise PriceOverridesInvalid(f"{where}: a price is a decimal string like \"0.30\", not {value!r}")
+    try:
+        amount = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise PriceOverridesInvalid(f"{where}: {value!r} is not a decimal number") from None
+    if not amount.is_finite() or not 0 <= amount < PRICE_MAX:
+        raise PriceOverridesInvalid(f"{where}: {value!r} is not a price in [0, {PRICE_MAX})")
+    return amount

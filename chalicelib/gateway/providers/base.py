@@ -1,0 +1,145 @@
+"""What a provider adapter provides: endpoints, upstream auth, usage parsing, error bodies."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from genai_prices import data_snapshot
+
+from chalicelib.errors import NotFound, TollgateError
+from chalicelib.gateway.sse import SseEvent
+from chalicelib.gateway.tokens import TokenUsage
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One proxied route: its path after `/v1/`, method, and how its usage is reported."""
+
+    path: str
+    method: str = "POST"
+    usage_flavor: str | None = None  # genai-prices extractor flavor; None → not metered
+
+    @property
+    def metered(self) -> bool:
+        return self.usage_flavor is not None
+
+
+@dataclass(frozen=True)
+class PreparedBody:
+    body: bytes
+    injected_stream_usage: bool = False
+
+
+# Caller headers that carry protocol, never credentials; everything else stays at the gateway.
+COMMON_FORWARD_HEADERS = ("content-type", "accept")
+# Upstream response headers that SDKs use (retries, rate limits, request ids).
+RESPONSE_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+RESPONSE_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry", "x-request-id", "request-id",
+                    "openai-processing-ms", "openai-version")
+
+
+class ProviderAdapter:
+    name: str
+    genai_provider_id: str
+    endpoints: tuple[Endpoint, ...]
+    forward_headers: tuple[str, ...] = ()
+
+    def endpoint(self, path: str) -> Endpoint:
+        for endpoint in self.endpoints:
+            if endpoint.path == path:
+                return endpoint
+        raise NotFound(f"{self.name} has no endpoint /v1/{path}")
+
+    def upstream_url(self, base_url: str, endpoint: Endpoint) -> str:
+        return f"{base_url}/{endpoint.path}"
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"}
+
+    def upstream_headers(self, caller: dict[str, str], api_key: str) -> dict[str, str]:
+        allowed = COMMON_FORWARD_HEADERS + self.forward_headers
+        headers = {name: caller[name] for name in allowed if name in caller}
+        headers.update(self.auth_headers(api_key))
+        return headers
+
+    @staticmethod
+    def response_headers(upstream: dict[str, str]) -> dict[str, str]:
+        return {
+            name: value for name, value in upstream.items()
+            if name in RESPONSE_HEADERS or name.startswith(RESPONSE_HEADER_PREFIXES)
+        }
+
+    def prepare_body(self, endpoint: Endpoint, raw: bytes, body: dict[str, Any]) -> PreparedBody:
+        """The body sent upstream: the caller's bytes, untouched unless an adapter must ask for usage."""
+        return PreparedBody(raw)
+
+    def parse_usage(self, endpoint: Endpoint, body: Any) -> tuple[TokenUsage | None, str | None]:
+        """Usage and model of a non-streamed answer; (None, model) when the body reports none."""
+        if not isinstance(body, dict):
+            return None, None
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        if not isinstance(body.get("usage"), dict):
+            return None, model
+        provider = data_snapshot.get_snapshot().find_provider(None, self.genai_provider_id, None)
+        try:
+            _, usage = provider.extract_usage(body, api_flavor=endpoint.usage_flavor)
+            return TokenUsage.from_genai(usage), model
+        except (ValueError, TypeError, ArithmeticError):
+            return TokenUsage.unreadable(), model
+
+    def stream_meter(self, endpoint: Endpoint, prepared: PreparedBody) -> "StreamMeter":
+        return StreamMeter(self, endpoint, prepared)
+
+    def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
+        """Fold one stream event into the final body it stands for (only what usage needs is kept)."""
+        raise NotImplementedError
+
+    def is_content(self, data: dict[str, Any]) -> bool:
+        """Does this event carry generated output (the first one marks time to first token)?"""
+        raise NotImplementedError
+
+    def is_final(self, event: SseEvent) -> bool:
+        """Is this the event that ends a complete answer (a caller may hang up once it has it)?"""
+        raise NotImplementedError
+
+    def forwards(self, data: Any, prepared: PreparedBody) -> bool:
+        """Is this event for the caller (not something the gateway asked for on its own behalf)?"""
+        return True
+
+    def provider_cost(self, body: Any) -> Decimal | None:
+        """The provider's own statement of what the call cost, where it gives one."""
+        return None
+
+    def error_body(self, error: TollgateError) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def dumps(body: Any) -> bytes:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class StreamMeter:
+    """Usage of one streamed answer, read event by event as it passes: keeps a small final body, not the stream."""
+
+    def __init__(self, adapter: ProviderAdapter, endpoint: Endpoint, prepared: PreparedBody) -> None:
+        self.adapter, self.endpoint, self.prepared = adapter, endpoint, prepared
+        self.final: dict[str, Any] = {}
+        self.content_started = False
+        self.complete = False  # the answer's last event went by
+
+    def see(self, event: SseEvent) -> bool:
+        """Take one event into account; True if it goes on to the caller."""
+        data = event.json()
+        if isinstance(data, dict):
+            self.adapter.fold_stream_event(self.final, data)
+            self.content_started = self.content_started or self.adapter.is_content(data)
+        self.complete = self.complete or self.adapter.is_final(event)
+        return self.adapter.forwards(data, self.prepared)
+
+    def usage(self) -> tuple[TokenUsage | None, str | None]:
+        return self.adapter.parse_usage(self.endpoint, self.final)
+
+    def provider_cost(self) -> Decimal | None:
+        return self.adapter.provider_cost(self.final)

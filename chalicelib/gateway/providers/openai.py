@@ -1,0 +1,108 @@
+"""The OpenAI wire format, and OpenRouter, which speaks it with its own cost field."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import Any
+
+from chalicelib.errors import TollgateError
+from chalicelib.gateway.providers.base import Endpoint, PreparedBody, ProviderAdapter
+from chalicelib.gateway.sse import SseEvent
+
+# Endpoints whose streams carry usage only when `stream_options.include_usage` is set.
+_USAGE_OPT_IN = {"chat/completions", "completions"}
+_RESPONSES_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+# A provider's own statement of a call's cost is kept only within these bounds (a DynamoDB Number holds 38 digits).
+STATED_COST_MAX_USD = 10**6
+STATED_COST_PLACES = 24  # finer than any bill; an aggregate summing such amounts keeps within 38 digits
+# Chat delta fields that carry generated output.
+_CONTENT_DELTAS = ("content", "tool_calls", "function_call", "refusal", "reasoning", "reasoning_content", "audio")
+
+
+class OpenAIAdapter(ProviderAdapter):
+    name = "openai"
+    genai_provider_id = "openai"
+    endpoints = (
+        Endpoint("chat/completions", usage_flavor="chat"),
+        Endpoint("completions", usage_flavor="chat"),
+        Endpoint("embeddings", usage_flavor="embeddings"),
+        Endpoint("responses", usage_flavor="responses"),
+        Endpoint("models", method="GET"),
+    )
+    forward_headers = ("openai-beta", "idempotency-key")
+
+    def prepare_body(self, endpoint: Endpoint, raw: bytes, body: dict[str, Any]) -> PreparedBody:
+        if endpoint.path not in _USAGE_OPT_IN or body.get("stream") is not True:
+            return PreparedBody(raw)
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return PreparedBody(raw)
+        options = dict(options) if isinstance(options, dict) else {}
+        options["include_usage"] = True
+        return PreparedBody(self.dumps({**body, "stream_options": options}), injected_stream_usage=True)
+
+    def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
+        if final.get("object") == "response":  # Responses: the terminal event held the whole answer
+            return
+        if data.get("type") in _RESPONSES_TERMINAL:
+            final.clear()
+            final.update(data["response"] if isinstance(data.get("response"), dict) else {})
+            final["object"] = "response"
+            return
+        if isinstance(data.get("model"), str):
+            final["model"] = data["model"]
+        if isinstance(data.get("usage"), dict):
+            final["usage"] = data["usage"]
+
+    def is_content(self, data: dict[str, Any]) -> bool:
+        if isinstance(data.get("type"), str):  # Responses: output arrives in `*.delta` events
+            return data["type"].endswith(".delta")
+        choices = data.get("choices") if isinstance(data.get("choices"), list) else []
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(choice, dict) and choice.get("text"):
+                return True
+            if isinstance(delta, dict) and any(delta.get(k) for k in _CONTENT_DELTAS):
+                return True
+        return False
+
+    def is_final(self, event: SseEvent) -> bool:
+        return event.data == "[DONE]" or event.event in _RESPONSES_TERMINAL
+
+    def forwards(self, data: Any, prepared: PreparedBody) -> bool:
+        return not (prepared.injected_stream_usage and _is_usage_only_chunk(data))
+
+    def error_body(self, error: TollgateError) -> dict[str, Any]:
+        return {"error": {"message": error.message, "type": error.error_type, "param": None,
+                          "code": error.error_type}}
+
+
+def _is_usage_only_chunk(chunk: Any) -> bool:
+    return isinstance(chunk, dict) and chunk.get("choices") == [] and isinstance(chunk.get("usage"), dict)
+
+
+class OpenRouterAdapter(OpenAIAdapter):
+    name = "openrouter"
+    genai_provider_id = "openrouter"
+    endpoints = (
+        Endpoint("chat/completions", usage_flavor="chat"),
+        Endpoint("models", method="GET"),
+    )
+    forward_headers = ("http-referer", "x-title")
+
+    def provider_cost(self, body: Any) -> Decimal | None:
+        """`usage.cost`, as exact as it was sent: bodies and stream events are parsed with Decimal for
+        fractions. Anything but a plausible amount (negative, not finite, absurd) is no statement at all."""
+        usage = body.get("usage") if isinstance(body, dict) else None
+        cost = usage.get("cost") if isinstance(usage, dict) else None
+        if isinstance(cost, bool) or not isinstance(cost, (int, float, str, Decimal)):
+            return None
+        try:
+            amount = Decimal(str(cost)) if isinstance(cost, float) else Decimal(cost)
+        except InvalidOperation:
+            return None
+        if not amount.is_finite() or not 0 <= amount < STATED_COST_MAX_USD:
+            return None
+        if amount.as_tuple().exponent < -STATED_COST_PLACES:  # more digits than any bill has: round them off
+            with localcontext(prec=38):
+                amount = amount.quantize(Decimal(1).scaleb(-STATED_COST_PLACES))
+        return amount

@@ -1,0 +1,300 @@
+"""DynamoDB tables as pynamodb models: the call log and the keys. Key design serves the queries named."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pynamodb.attributes import (
+    Attribute,
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.constants import NUMBER, STREAM_NEW_AND_OLD_IMAGE
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.settings import get_settings
+
+_settings = get_settings()
+
+
+class DecimalAttribute(Attribute[Decimal]):
+    """An exact DynamoDB Number: pynamodb's NumberAttribute goes through float/json and loses cents."""
+
+    attr_type = NUMBER
+
+    def serialize(self, value: Decimal) -> str:
+        return format(Decimal(value), "f")
+
+    def deserialize(self, value: str) -> Decimal:
+        return Decimal(value)
+
+
+class _Meta:
+    region = _settings.region
+    host = _settings.aws_endpoint
+    billing_mode = "PAY_PER_REQUEST"
+    max_retry_attempts = 2  # the call log spills after these; never wait long on the hot path
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+
+
+class CallsByDay(GlobalSecondaryIndex):
+    """`day` → every call of a UTC day, time-ordered: exports, rebuilds, the all-accounts call list."""
+
+    class Meta:
+        index_name = "by_day"
+        projection = AllProjection()
+
+    day = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class CallsByUser(GlobalSecondaryIndex):
+    """`user` → every call attributed to an end user (sparse): export and erasure on request."""
+
+    class Meta:
+        index_name = "by_user"
+        projection = AllProjection()
+
+    user = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+class CallRecord(Model):
+    """One proxied call, success or failure.
+
+    Key: `account` + `sk` (`<ts>#<call_id>`) → "newest calls of an account" is one Query with
+    ScanIndexForward=False. GSI `by_day` → "all calls of a day". Streams carry new and old images:
+    rollups read the new one, TTL expiry (REMOVE) carries the old one for archiving, and a re-priced
+    call (MODIFY) carries both, so the rollup folds the difference.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.calls_table
+        stream_view_type = STREAM_NEW_AND_OLD_IMAGE
+
+    account = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    day = UnicodeAttribute()
+    call_id = UnicodeAttribute()
+    ts = UnicodeAttribute()  # UTC ISO-8601 with microseconds, sortable
+    provider = UnicodeAttribute()
+    endpoint = UnicodeAttribute()  # e.g. chat/completions, messages
+    model = UnicodeAttribute(null=True)
+    operation = UnicodeAttribute(null=True)
+    team = UnicodeAttribute(null=True)
+    key_id = UnicodeAttribute()
+    user = UnicodeAttribute(null=True)
+    session = UnicodeAttribute(null=True)
+    tags = MapAttribute(null=True)
+    status = NumberAttribute()
+    error_type = UnicodeAttribute(null=True)
+    upstream_reached = BooleanAttribute(default=False)
+    stream = BooleanAttribute(default=False)
+    input_tokens = NumberAttribute(default=0)
+    cache_read_tokens = NumberAttribute(default=0)
+    cache_write_tokens = NumberAttribute(default=0)
+    cache_write_1h_tokens = NumberAttribute(default=0)  # the part of cache_write held for 1 h
+    output_tokens = NumberAttribute(default=0)
+    reasoning_tokens = NumberAttribute(default=0)
+    usage_reported = BooleanAttribute(default=False)
+    cost_usd = DecimalAttribute(null=True)  # null when the model has no known price
+    priced = BooleanAttribute(default=False)
+    price_source = UnicodeAttribute(null=True)  # override | genai-prices | provider
+    price_version = UnicodeAttribute(null=True)  # overrides@<file hash> | the genai-prices version | provider
+    repriced_at = UnicodeAttribute(null=True)  # when the reprice job last changed the price (UTC ISO-8601)
+    provider_cost_usd = DecimalAttribute(null=True)  # what the provider says it charged (OpenRouter)
+    latency_ms = NumberAttribute()
+    upstream_latency_ms = NumberAttribute(null=True)
+    ttft_ms = NumberAttribute(null=True)  # to the first body byte; for streams, to the first content event
+    output_tokens_per_s = NumberAttribute(null=True)  # streams: (output + reasoning) / (latency - ttft)
+    expires_at = TTLAttribute(null=True)
+
+    by_day = CallsByDay()
+    by_user = CallsByUser()
+
+
+class ApiKey(Model):
+    """A gateway key (`tg-…`, proxy access) or a dashboard key (`tgd-…`, read-only `/api`).
+
+    Key: `key_id`, the public part of the secret (`tg-<key_id>_<secret>`), so authentication is one
+    GetItem followed by a constant-time compare of the SHA-256 of the whole secret. Listing is a Scan:
+    an admin-only, small table.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.keys_table
+
+    key_id = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute(default="gateway")  # gateway | dashboard
+    key_hash = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    account = UnicodeAttribute(null=True)  # null on a dashboard key that sees all accounts
+    team = UnicodeAttribute(null=True)
+    user = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    revoked_at = UnicodeAttribute(null=True)
+
+
+
+class Budget(Model):
+    """A spending or token limit on a scope for a period, with the state the evaluator last found.
+
+    Key: `budget_id` (chosen by the admin). Read whole (Scan, cached a few seconds) by the proxy to
+    enforce hard limits without a read per request; written by the evaluator and the rollup.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.budgets_table
+
+    budget_id = UnicodeAttribute(hash_key=True)
+    scope = UnicodeAttribute()  # global | account | team | key | provider | model
+    scope_id = UnicodeAttribute()
+    period = UnicodeAttribute()  # daily | weekly | monthly | window
+    window_minutes = NumberAttribute(null=True)
+    timezone = UnicodeAttribute(default="UTC")
+    limit_usd = DecimalAttribute(null=True)
+    limit_tokens = NumberAttribute(null=True)
+    thresholds = ListAttribute(of=DecimalAttribute)
+    mode = UnicodeAttribute(default="soft")  # soft: alert only; hard: block
+    channels = ListAttribute(of=UnicodeAttribute)
+    account = UnicodeAttribute(null=True)  # the account whose dashboard sees it (account scope)
+    created_at = UnicodeAttribute()
+    # what the last evaluation found
+    spent_usd = DecimalAttribute(null=True)
+    spent_tokens = NumberAttribute(null=True)
+    period_start = UnicodeAttribute(null=True)
+    period_end = UnicodeAttribute(null=True)
+    blocked_until = UnicodeAttribute(null=True)
+    evaluated_at = UnicodeAttribute(null=True)
+
+
+class AlertsByState(GlobalSecondaryIndex):
+    """`state` + `opened_at` → open (or acknowledged, resolved) alerts, newest first."""
+
+    class Meta:
+        index_name = "by_state"
+        projection = AllProjection()
+
+    state = UnicodeAttribute(hash_key=True)
+    opened_at = UnicodeAttribute(range_key=True)
+
+
+class Alert(Model):
+    """One alert per identity (rule, scope, scope_id, period): `alert_id` is a hash of those, so opening is a
+    conditional put that only one evaluator can win. `period` is the budget period or UTC day of an alert
+    about a period, null for a condition, so one incident is one alert however long it lasts.
+
+    States: open → acknowledged → resolved (chalicelib/alerting/lifecycle.py). `level` is the escalation step reached;
+    each step notifies once. When an identity fires again after it was resolved, the resolved episode is
+    kept as `<alert_id>@<opened_at>` (`episode_of` names the alert) and the alert reopens under its own id.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.alerts_table
+
+    alert_id = UnicodeAttribute(hash_key=True)
+    rule = UnicodeAttribute()
+    scope = UnicodeAttribute()
+    scope_id = UnicodeAttribute()
+    period = UnicodeAttribute(null=True)
+    threshold = UnicodeAttribute(null=True)
+    severity = UnicodeAttribute()  # info | medium | high | critical
+    state = UnicodeAttribute()
+    title = UnicodeAttribute()
+    message = UnicodeAttribute()
+    account = UnicodeAttribute(null=True)
+    provider = UnicodeAttribute(null=True)
+    channels = ListAttribute(of=UnicodeAttribute)
+    opened_at = UnicodeAttribute()
+    acknowledged_at = UnicodeAttribute(null=True)
+    acknowledged_by = UnicodeAttribute(null=True)
+    resolved_at = UnicodeAttribute(null=True)
+    resolution = UnicodeAttribute(null=True)
+    # the lifecycle (null on alerts opened before it existed)
+    kind = UnicodeAttribute(null=True)  # condition | period | event
+    level = NumberAttribute(null=True)
+    hold_minutes = NumberAttribute(null=True)
+    recovery = UnicodeAttribute(null=True)  # the resolution when it ends by itself
+    recovery_quiet = BooleanAttribute(null=True)
+    clear_since = UnicodeAttribute(null=True)  # a condition clear since then: the hold runs
+    last_seen_at = UnicodeAttribute(null=True)  # the last run (or event) that found it firing
+    escalated_at = UnicodeAttribute(null=True)
+    occurrences = NumberAttribute(null=True)  # event alerts: the events grouped in it
+    resolved_by = UnicodeAttribute(null=True)  # a person who resolved it (or acknowledged an event alert)
+    episode_of = UnicodeAttribute(null=True)  # on a kept episode: the alert it was
+
+    by_state = AlertsByState()
+
+
+class DeliveriesByStatus(GlobalSecondaryIndex):
+    """`status` + `created_at` → what is still to be sent."""
+
+    class Meta:
+        index_name = "by_status"
+        projection = AllProjection()
+
+    status = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class Delivery(Model):
+    """An outbox entry: one message to one channel (`<alert_id>#<event>#<channel>`), sent at least once,
+    retried on later runs until it succeeds or runs out of attempts; never dropped silently."""
+
+    class Meta(_Meta):
+        table_name = _settings.deliveries_table
+
+    delivery_id = UnicodeAttribute(hash_key=True)
+    channel = UnicodeAttribute()  # slack | webhook | sns
+    event = UnicodeAttribute()  # opened | escalated | resolved | digest | report | test
+    payload = UnicodeAttribute()  # JSON of the message facts (rendered per channel when sent)
+    status = UnicodeAttribute()  # pending | sending | sent | failed
+    attempts = NumberAttribute(default=0)
+    last_error = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    sent_at = UnicodeAttribute(null=True)
+    lease_until = UnicodeAttribute(null=True)
+
+    by_status = DeliveriesByStatus()
+
+
+class CreditEntry(Model):
+    """An account's credit ledger: `balance` (allocated so far) and one item per top-up (`txn#<ts>#<id>`),
+    written together in a transaction."""
+
+    class Meta(_Meta):
+        table_name = _settings.credits_table
+
+    account = UnicodeAttribute(hash_key=True)
+    entry = UnicodeAttribute(range_key=True)
+    amount_usd = DecimalAttribute()
+    note = UnicodeAttribute(null=True)
+    since = UnicodeAttribute(null=True)  # on the balance: the day credits started counting usage
+    created_at = UnicodeAttribute()
+
+
+class AuditEntry(Model):
+    """Every request to /admin: who (key kind, actor header, source), what (method, path, fields, status), when.
+
+    Key: `month` + `sk` (`<ts>#<id>`): the newest entries are one Query per month. Kept forever.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.audit_table
+
+    month = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    ts = UnicodeAttribute()
+    principal = UnicodeAttribute()  # admin | dashboard <key id> (alert decisions) | refused
+    actor = UnicodeAttribute(null=True)  # X-Tollgate-Actor: the person, as they name themselves
+    source_ip = UnicodeAttribute(null=True)
+    user_agent = UnicodeAttribute(null=True)
+    method = UnicodeAttribute()
+    path = UnicodeAttribute()
+    status = NumberAttribute()
+    details = MapAttribute(null=True)

@@ -1,0 +1,213 @@
+"""Read aggregates: totals, breakdowns, series, windows and percentiles from aggregate items. Pure.
+
+Items are plain dicts (one scope, one UTC day) as aggstore returns them; a *prefix* picks the
+resolution inside an item: "" for the day, "h07|" for an hour, "m0705|" for a 5-minute bucket.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Iterable
+
+from chalicelib.clock import day_of, iso
+from chalicelib.money import money
+from chalicelib.rollup.histogram import bucket_of, percentile
+from chalicelib.rollup.layout import (
+    DAY,
+    ERROR_PREFIX,
+    TOKEN_KINDS,
+    breakdown_head,
+    latency_counter,
+    split_breakdown,
+)
+
+LATENCY_BUCKETS = bucket_of(24 * 3600 * 1000) + 1  # up to a day, far beyond any timeout
+TOKEN_FIELDS = {"in": "input_tokens", "cr": "cache_read_tokens", "cw": "cache_write_tokens",
+                "out": "output_tokens", "rs": "reasoning_tokens"}
+
+
+@dataclass
+class Totals:
+    calls: int = 0
+    errors: int = 0
+    tokens: dict[str, int] = field(default_factory=lambda: {k: 0 for k in TOKEN_KINDS})
+    cost: Decimal = Decimal(0)
+    unpriced: int = 0
+    latency_sum: int = 0
+    latency: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    errors_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    unsplit_tokens: int = 0  # tokens known only as a total (hourly breakdowns)
+
+    def add(self, item: dict[str, Any], prefix: str) -> None:
+        """Add one resolution's counters of one item (names exactly `prefix + counter`)."""
+        self.calls += int(item.get(f"{prefix}calls", 0))
+        self.errors += int(item.get(f"{prefix}errors", 0))
+        for kind in TOKEN_KINDS:
+            self.tokens[kind] += int(item.get(f"{prefix}{kind}", 0))
+        self.cost += Decimal(item.get(f"{prefix}cost", 0))
+        self.unpriced += int(item.get(f"{prefix}unpriced", 0))
+        self.latency_sum += int(item.get(f"{prefix}lat_sum", 0))
+        for index in range(LATENCY_BUCKETS):  # probe the known names: items hold thousands of attributes
+            if (count := item.get(latency_counter(prefix, index))) is not None:
+                self.latency[index] += int(count)
+        if prefix == DAY:  # errors by type are kept per day only
+            for name, value in item.items():
+                if name.startswith(ERROR_PREFIX):
+                    self.errors_by_type[name[len(ERROR_PREFIX):]] += int(value)
+
+    def add_breakdown(self, item: dict[str, Any], prefix: str, dim: str, value: str) -> None:
+        """Add one dimension value's share (`b|<dim>|<value>|…`); breakdowns carry no latency."""
+        head = breakdown_head(prefix, dim, value)
+        self.calls += int(item.get(f"{head}calls", 0))
+        self.errors += int(item.get(f"{head}errors", 0))
+        self.cost += Decimal(item.get(f"{head}cost", 0))
+        self.unpriced += int(item.get(f"{head}unpriced", 0))
+        for kind in TOKEN_KINDS:
+            self.tokens[kind] += int(item.get(f"{head}{kind}", 0))
+        self.unsplit_tokens += int(item.get(f"{head}tok", 0))
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.tokens.values()) + self.unsplit_tokens
+
+    def view(self, with_latency: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "calls": self.calls, "errors": self.errors,
+            "error_rate": round(self.errors / self.calls, 4) if self.calls else 0.0,
+            "tokens": {TOKEN_FIELDS[k]: v for k, v in self.tokens.items()} | {"total": self.total_tokens},
+            "cost_usd": money(self.cost), "unpriced_calls": self.unpriced,
+        }
+        known_cost_only(out)
+        if with_latency:
+            out["latency_ms"] = {f"p{q}": percentile(self.latency, q) for q in (50, 95, 99)}
+            out["latency_ms"]["mean"] = round(self.latency_sum / self.calls, 1) if self.calls else None
+            out["errors_by_type"] = dict(self.errors_by_type)
+        return out
+
+
+def known_cost_only(view: dict[str, Any]) -> dict[str, Any]:
+    """A report's cost reads null when no call in it has a known cost: unpriced is never shown as $0.
+    (`cost_usd` otherwise sums the priced calls; `unpriced_calls` says how many it leaves out.)"""
+    if view["calls"] and view["unpriced_calls"] >= view["calls"]:
+        view["cost_usd"] = None
+    return view
+
+
+def reported(groups: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A breakdown as reports show it: see `known_cost_only`."""
+    return {value: known_cost_only(view) for value, view in groups.items()}
+
+
+def breakdown(items: Iterable[dict[str, Any]], prefixes: Iterable[tuple[dict[str, Any], str]] | None,
+              dim: str) -> dict[str, dict[str, Any]]:
+    """`{value: {calls, errors, tokens, cost_usd, unpriced_calls}}` for one dimension, from
+    `b|<dim>|<value>|<counter>`; `cost_usd` sums the priced calls (reports pass it through `reported`)."""
+    sums: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    pairs = prefixes if prefixes is not None else ((item, "") for item in items)
+    for item, prefix in pairs:
+        head = breakdown_head(prefix, dim)
+        for name, value in item.items():
+            if not name.startswith(head):
+                continue
+            scope_value, counter = split_breakdown(name[len(head):])
+            sums[scope_value][counter] += value
+    return {value: _breakdown_view(counters) for value, counters in sorted(sums.items())}
+
+
+def _breakdown_view(counters: dict[str, Any]) -> dict[str, Any]:
+    tokens = int(counters.get("tok", 0)) or sum(int(counters.get(k, 0)) for k in TOKEN_KINDS)
+    view = {"calls": int(counters.get("calls", 0)), "errors": int(counters.get("errors", 0)),
+            "tokens": tokens, "cost_usd": money(Decimal(counters.get("cost", 0))),
+            "unpriced_calls": int(counters.get("unpriced", 0))}
+    if any(k in counters for k in TOKEN_KINDS):
+        view |= {TOKEN_FIELDS[k]: int(counters.get(k, 0)) for k in TOKEN_KINDS}
+    return view
+
+
+def hours_between(start: datetime, end: datetime) -> list[datetime]:
+    """Hour starts from the hour holding `start` to the one holding `end`."""
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    hours = []
+    while hour <= end:
+        hours.append(hour)
+        hour += timedelta(hours=1)
+    return hours
+
+
+def five_minutes_between(start: datetime, end: datetime) -> list[datetime]:
+    slot = start.replace(minute=start.minute - start.minute % 5, second=0, microsecond=0)
+    slots = []
+    while slot <= end:
+        slots.append(slot)
+        slot += timedelta(minutes=5)
+    return slots
+
+
+def by_day(items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {item["day"]: item for item in items}
+
+
+
+
+def resolution_pairs(items: Iterable[dict[str, Any]], starts: list[datetime], prefix_of) -> list[tuple[dict, str]]:
+    days = by_day(items)
+    return [(days[day_of(t)], prefix_of(t)) for t in starts if day_of(t) in days]
+
+
+def total(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None = None) -> Totals:
+    """Totals over (item, prefix) pairs: the item's own counters, or one breakdown `part` (dim, value)."""
+    totals = Totals()
+    for item, prefix in pairs:
+        if part:
+            totals.add_breakdown(item, prefix, *part)
+        else:
+            totals.add(item, prefix)
+    return totals
+
+
+def summarize(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None = None,
+              breakdown_pairs: list[tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
+    """Totals and latency percentiles over (item, prefix) pairs; the provider and model breakdowns over
+    `breakdown_pairs` (breakdowns exist by the hour and by the day only), by default the same pairs."""
+    coarse = pairs if breakdown_pairs is None else breakdown_pairs
+    return total(coarse if part else pairs, part).view(with_latency=part is None) | {
+        "by_provider": reported(breakdown([], coarse, "provider")),
+        "by_model": reported(breakdown([], coarse, "model")),
+    }
+
+
+def series(pairs_by_start: list[tuple[datetime, list[tuple[dict[str, Any], str]]]],
+           with_providers: bool, part: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """One point per bucket start: totals (and the provider breakdown where the resolution has it)."""
+    points = []
+    for start, pairs in pairs_by_start:
+        point = {"ts": iso(start)} | total(pairs, part).view(with_latency=False)
+        if with_providers:
+            point["by_provider"] = reported(breakdown([], pairs, "provider"))
+        points.append(point)
+    return points
+
+
+def daily_groups(items: Iterable[dict[str, Any]], dim: str | None, scope_of=None) -> list[dict[str, Any]]:
+    """Per day: totals, and per group value when grouped (from breakdowns, or one item per scope)."""
+    days: dict[str, dict[str, Any]] = {}
+    for item in sorted(items, key=lambda i: i["day"]):
+        day = days.setdefault(item["day"], {"day": item["day"], "_totals": Totals(), "groups": {}})
+        if scope_of is not None:  # one item per scope value (the by_kind index)
+            totals = Totals()
+            totals.add(item, "")
+            day["groups"][scope_of(item)] = totals.view(with_latency=False)
+            day["_totals"].add(item, "")
+        else:
+            day["_totals"].add(item, "")
+            if dim:
+                day["groups"].update(reported(breakdown([item], None, dim)))
+    out = []
+    for day in days.values():
+        view = {"day": day["day"]} | day.pop("_totals").view(with_latency=False)
+        if dim:
+            view["groups"] = day["groups"]
+        out.append(view)
+    return out

@@ -1,0 +1,142 @@
+"""The JSON API the dashboard reads: calls and health (views over calllog, scoped to the caller's account)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from chalicelib.clock import precise, utc_now
+from chalicelib.edge import int_param
+from chalicelib.errors import InvalidRequest, NotFound
+from chalicelib.ledger import calllog
+from chalicelib.ledger.auth import Principal, scoped_account
+from chalicelib.ledger.calllog import call_view
+from chalicelib.ledger.models import ApiKey, CallRecord
+from chalicelib.rollup import quarantine
+from chalicelib.settings import get_settings
+
+CALLS_LIMIT_MAX = 500
+
+
+def cursor_to_sort_key(cursor: str | None) -> str | None:
+    """Cursors are sort keys with `#` → `~`, so they go in a URL as they are."""
+    if not cursor:
+        return None
+    ts, sep, call_id = cursor.partition("~")
+    try:
+        datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+        valid = bool(sep and len(ts) == 27 and calllog.CALL_ID.fullmatch(call_id))
+    except ValueError:
+        valid = False
+    if not valid:
+        raise InvalidRequest("`before` must be the `next_before` cursor of a previous page")
+    return f"{ts}#{call_id}"
+
+
+def list_calls(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+    """`GET /api/calls`: newest first, with a `next_before` cursor for the following page."""
+    limit = int_param(params, "limit", 50, 1, CALLS_LIMIT_MAX)
+    before = cursor_to_sort_key(params.get("before"))
+    records = list(calllog.recent_calls(
+        account=scoped_account(principal, params.get("account")), limit=limit,
+        provider=params.get("provider"), model=params.get("model"), before=before,
+    ))
+    return {
+        "calls": [call_view(r) for r in records],
+        "next_before": records[-1].sk.replace("#", "~") if len(records) == limit else None,
+    }
+
+
+def get_call(principal: Principal, call_id: str) -> dict[str, Any]:
+    """`GET /api/calls/{call_id}`: one call, if the key may see its account."""
+    record = calllog.find_call(call_id, principal.account)
+    if record is None:
+        raise NotFound(f"no call {call_id!r}" + (f" in account {principal.account!r}" if principal.account else ""))
+    return call_view(record)
+
+
+EXPORT_LIMIT = 50_000
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_FIELDS = ("call_id", "ts", "provider", "model", "endpoint", "operation", "account", "team", "key_id", "user",
+                 "session", "status", "error_type", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+                 "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "priced", "price_source",
+                 "price_version", "repriced_at", "provider_cost_usd", "latency_ms", "ttft_ms", "output_tokens_per_s",
+                 "stream")
+
+
+def export_calls(principal: Principal, params: dict[str, str]) -> tuple[str, str, str]:
+    """`GET /api/export`: the calls of the last `hours` as CSV or JSON; (body, content type, file name)."""
+    fmt = params.get("format") or "csv"
+    if fmt not in ("csv", "json"):
+        raise InvalidRequest("`format` must be csv or json")
+    hours = int_param(params, "hours", 24, 1, 24 * 92)
+    since = precise(utc_now() - timedelta(hours=hours))
+    rows = []
+    for record in calllog.recent_calls(account=scoped_account(principal, params.get("account")),
+                                       limit=EXPORT_LIMIT, provider=params.get("provider"),
+                                       model=params.get("model")):
+        if record.ts < since:
+            break
+        rows.append(call_view(record))
+    name = f"tollgate-calls-{since[:10]}-{hours}h.{fmt}"
+    if fmt == "json":
+        return json.dumps({"calls": rows}), "application/json", name
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:  # a leading = + - @ (or a tab or CR before one) would be a formula in a spreadsheet
+        writer.writerow({k: (f"'{v}" if isinstance(v, str) and v[:1] in FORMULA_STARTS else v)
+                         for k, v in row.items()})
+    return out.getvalue(), "text/csv; charset=utf-8", name
+
+
+HEALTH_CACHE_SECONDS = 30.0
+_health_cache: dict[str, Any] = {}
+
+
+def health() -> tuple[int, dict[str, Any]]:
+    """`GET /health` (no key): the components' state, at most HEALTH_CACHE_SECONDS old when healthy.
+
+    Anyone may call it, so a healthy answer is reused: however often it is hit, a healthy container
+    makes 4 AWS requests (DescribeTable twice, GetQueueAttributes, one quarantine Query) per
+    HEALTH_CACHE_SECONDS. A degraded answer is checked again on every call, so recovery shows at once
+    (the stage's throttling bounds that). A cached answer belongs to the settings it was found with.
+    """
+    settings, now = get_settings(), time.monotonic()
+    cached = _health_cache.get("answer")
+    if cached is not None and _health_cache["settings"] is settings and now < _health_cache["until"]:
+        return cached
+    answer = _check_health()
+    if answer[0] == 200:
+        _health_cache.update(answer=answer, settings=settings, until=now + HEALTH_CACHE_SECONDS)
+    else:
+        _health_cache.clear()
+    return answer
+
+
+def _check_health() -> tuple[int, dict[str, Any]]:
+    """Each table answers DescribeTable, the spill queue is empty and no stream record is quarantined
+    → healthy; else degraded."""
+    components: dict[str, Any] = {}
+    for model in (CallRecord, ApiKey):
+        try:
+            status = model.describe_table()["TableStatus"]
+            components[model.Meta.table_name] = {"status": "ok" if status == "ACTIVE" else status.lower()}
+        except Exception as exc:  # health reports failures, it does not raise them
+            components[model.Meta.table_name] = {"status": "error", "error": type(exc).__name__}
+    try:
+        backlog = calllog.spill_backlog()
+        components["spill_queue"] = {"status": "ok" if not backlog else "backlog", "pending": backlog}
+    except Exception as exc:
+        components["spill_queue"] = {"status": "error", "error": type(exc).__name__}
+    try:
+        held, more = quarantine.count()
+        components["rollup_quarantine"] = {"status": "ok" if not held else "quarantined", "records": held,
+                                           **({"more": True} if more else {})}
+    except Exception as exc:
+        components["rollup_quarantine"] = {"status": "error", "error": type(exc).__name__}
+    healthy = all(c["status"] == "ok" for c in components.values())
+    return (200 if healthy else 503), {"status": "healthy" if healthy else "degraded", "components": components}

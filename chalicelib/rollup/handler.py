@@ -1,0 +1,99 @@
+"""The call-log stream handler: new, re-priced and erased calls become aggregate deltas; TTL expiry is archived.
+
+A record that cannot be folded (its image does not parse, its numbers are beyond what a call can
+add, or DynamoDB refuses its update) is quarantined with the reason and the rest of the batch folds:
+one bad record never stalls the stream. Anything that may pass (throttling, an outage) still makes
+Lambda resend from the first record not applied.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable, Iterable
+
+from chalicelib.clock import utc_now
+from chalicelib.ledger import archive
+from chalicelib.ledger.calllog import call_view
+from chalicelib.ledger.models import CallRecord
+from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
+from chalicelib.rollup import quarantine, store
+from chalicelib.rollup.fold import Fact
+from chalicelib.rollup.quarantine import Quarantined
+
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+
+def is_ttl_expiry(record: Any) -> bool:
+    identity = record.to_dict().get("userIdentity") or {}
+    return identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL
+
+
+def stream_label(record: Any) -> str:
+    """The stream's label (its creation time): a recreated table or a restarted local stack gets a new one."""
+    return record.event_source_arn.rsplit("/stream/", 1)[-1]
+
+
+def _set_aside(record: Any, reason: str) -> Quarantined:
+    return Quarantined(stream_label(record), record.sequence_number, record.event_name,
+                       record.new_image or record.old_image, reason)
+
+
+def handle_records(records: Iterable[Any], on_folded: Callable[[list[Fact], datetime], Any] | None = None,
+                   ) -> dict[str, list[dict[str, str]]]:
+    """Lambda's partial-batch answer: empty, or the first record whose effects are not all durable.
+
+    INSERT adds a call, REMOVE by a person (erasure) subtracts it, REMOVE by TTL only archives it:
+    expiry must not change the totals. MODIFY (a re-priced call) adds the new image and subtracts the
+    old one as one fact, so the difference folds exactly once like any other record.
+    """
+    facts: list[Fact] = []
+    expired: list[tuple[str, dict[str, Any]]] = []
+    rejected: list[Quarantined] = []
+    record_of: dict[int, Any] = {}  # by sequence number: one batch is one shard, numbered in order
+    for record in records:
+        try:
+            fact, expiry = _read(record)
+        except Exception as exc:  # reading an image is pure: what fails once fails every time
+            rejected.append(_set_aside(record, f"unreadable record: {type(exc).__name__}: {exc}"))
+            continue
+        if expiry is not None:
+            expired.append(expiry)
+        elif fact is not None and (problem := fact.unfoldable()):
+            rejected.append(_set_aside(record, problem))
+        elif fact is not None:
+            facts.append(fact)
+            record_of[fact.seq] = record
+    if expired:
+        archive.archive_expired(expired)
+    applied = store.apply(facts)
+    refused = {fact.seq for fact, _ in applied.rejected}
+    rejected += [_set_aside(record_of[fact.seq], reason) for fact, reason in applied.rejected]
+    now = utc_now()
+    quarantine.keep(rejected, now)
+    # Budgets follow whatever folded, even when some item must be retried: items are written one by one,
+    # so spend may have landed for records after the one Lambda resends from. Measuring reads what is there.
+    added = [f for f in facts if f.sign > 0 and f.seq not in refused]
+    if added and on_folded is not None:
+        on_folded(added, now)
+    metrics.add_metric(name="RollupRecords", unit=MetricUnit.Count, value=len(facts))
+    flush_metrics()
+    if applied.retry_from is None:
+        return {"batchItemFailures": []}
+    logger.warning("rollup batch partly applied; asking for a retry", extra={"from_sequence": applied.retry_from})
+    return {"batchItemFailures": [{"itemIdentifier": str(applied.retry_from)}]}
+
+
+def _read(record: Any) -> tuple[Fact | None, tuple[str, dict[str, Any]] | None]:
+    """A record's fact (a call added, changed or erased), or its archive entry (TTL expiry), or neither
+    (a change to nothing the rollup counts)."""
+    seq, stream = int(record.sequence_number), stream_label(record)
+    if record.event_name == "INSERT" and record.new_image:
+        return Fact.from_call(CallRecord.from_raw_data(record.new_image), +1, seq, stream), None
+    if record.event_name == "MODIFY" and record.new_image and record.old_image:
+        now = Fact.from_call(CallRecord.from_raw_data(record.new_image), +1, seq, stream)
+        return now.changed(Fact.from_call(CallRecord.from_raw_data(record.old_image), -1, seq, stream)), None
+    if record.event_name == "REMOVE" and record.old_image:
+        call = CallRecord.from_raw_data(record.old_image)
+        if is_ttl_expiry(record):
+            return None, (record.sequence_number, call_view(call) | {"day": call.day})
+        return Fact.from_call(call, -1, seq, stream), None
+    return None, None

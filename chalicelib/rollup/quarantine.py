@@ -1,0 +1,83 @@
+"""The rollup's quarantine: stream records that cannot be folded, kept with the reason for a person to look at.
+
+Entries live in the aggregates table under one partition, `pk = quarantine#calls`, sorted by
+`<stream label>#<sequence number>`: a redelivered record overwrites its own entry, and one Query lists
+(or counts) them. They have no `kind`, so the by_kind index and the reports never see them. While any
+entry is there, /health says degraded and the evaluator keeps one alert open (decide.decide_quarantine);
+an entry stays until an operator deletes it (after fixing the record, or deciding it should not count).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from chalicelib import aws
+from chalicelib.clock import iso
+from chalicelib.observability import MetricUnit, logger, metrics
+from chalicelib.rollup.table import Aggregate
+
+PK = "quarantine#calls"
+IMAGE_BYTES_MAX = 64_000  # kept whole up to this; longer images keep their start (the call log keeps the record)
+REASON_CHARS_MAX = 1_000
+COUNT_PAGES_MAX = 3
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One stream record set aside: where it was in the stream, what it held, why it could not be folded."""
+
+    stream: str  # the stream's label
+    sequence_number: str
+    event_name: str
+    image: dict[str, Any] | None  # the call as the stream delivered it (new image, or old for a REMOVE)
+    reason: str
+
+
+def printable(text: str, limit: int = REASON_CHARS_MAX) -> str:
+    """`text` as something every store and log takes: valid Unicode, no control characters, bounded."""
+    clean = text.encode("utf-8", "replace").decode("utf-8")
+    return "".join(c if c.isprintable() else "?" for c in clean)[:limit]
+
+
+def _item(entry: Quarantined, now: datetime) -> dict[str, Any]:
+    image = json.dumps(entry.image, sort_keys=True)  # ASCII: a lone surrogate stays an escape
+    item = {
+        "pk": {"S": PK}, "day": {"S": f"{entry.stream}#{entry.sequence_number}"},
+        "stream": {"S": entry.stream}, "sequence_number": {"S": entry.sequence_number},
+        "event_name": {"S": entry.event_name}, "reason": {"S": printable(entry.reason)},
+        "image": {"S": image[:IMAGE_BYTES_MAX]}, "image_bytes": {"N": str(len(image))},
+        "quarantined_at": {"S": iso(now)},
+    }
+    image = entry.image or {}
+    for name in ("account", "sk", "call_id"):  # enough to find the call in the call log
+        value = image.get(name)
+        if isinstance(value, dict) and isinstance(value.get("S"), str):
+            item[f"call_{name}"] = {"S": printable(value["S"], 2_000)}
+    return item
+
+
+def keep(entries: list[Quarantined], now: datetime) -> None:
+    """Store the entries (each overwrites its own earlier copy), log and count them."""
+    client = aws.client("dynamodb")
+    for entry in entries:
+        client.put_item(TableName=Aggregate.Meta.table_name, Item=_item(entry, now))
+        logger.error("stream record quarantined: it cannot be folded into the aggregates",
+                     extra={"sequence_number": entry.sequence_number, "reason": printable(entry.reason)})
+    if entries:
+        metrics.add_metric(name="RollupQuarantined", unit=MetricUnit.Count, value=len(entries))
+
+
+def count() -> tuple[int, bool]:
+    """(entries found, whether there may be more than that): a few Query pages at most."""
+    request: dict[str, Any] = {"TableName": Aggregate.Meta.table_name, "KeyConditionExpression": "pk = :pk",
+                               "ExpressionAttributeValues": {":pk": {"S": PK}}, "Select": "COUNT"}
+    found = 0
+    for _ in range(COUNT_PAGES_MAX):
+        response = aws.client("dynamodb").query(**request)
+        found += response["Count"]
+        if "LastEvaluatedKey" not in response:
+            return found, False
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return found, True

@@ -1,0 +1,74 @@
+"""Rebuild aggregates from the call log: a closed day recalculated whole, or checked for drift first.
+
+The stream keeps aggregates current; these jobs repair them (after a bug, a restore, a quarantined
+record put right) from the call log, which is the source of truth while it is retained.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Callable
+
+from chalicelib.clock import parse_day, utc_today
+from chalicelib.errors import InvalidRequest
+from chalicelib.ledger import calllog
+from chalicelib.ledger.models import CallRecord
+from chalicelib.rollup import store
+from chalicelib.rollup.fold import Fact, fold
+from chalicelib.rollup.layout import INDEXED_COUNTERS, SCOPE_KINDS
+
+MAX_RANGE_DAYS = 366
+
+
+def _facts(day: str) -> list[Fact]:
+    return [Fact.from_call(call) for call in CallRecord.by_day.query(day)]
+
+
+def recalculate(body: Any, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Rebuild the aggregates of closed UTC days `from`..`to` from the call log (today stays with the stream)."""
+    body = body if isinstance(body, dict) else {}
+    first, last = parse_day(body.get("from"), "from"), parse_day(body.get("to", body.get("from")), "to")
+    if last < first:
+        raise InvalidRequest("`to` is before `from`")
+    if last >= utc_today():
+        raise InvalidRequest("only closed days can be rebuilt: today's aggregates are still being written "
+                             "by the stream")
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise InvalidRequest(f"at most {MAX_RANGE_DAYS} days at a time")
+    calllog.within_retention(first, "rebuilt")  # a rebuild deletes the day's aggregates first: never for an expired day
+    days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    calls = items = 0
+    for done, day in enumerate(days, start=1):
+        facts = _facts(day)
+        items += store.replace_day(day, fold(facts))
+        calls += len(facts)
+        if progress:
+            progress(done, len(days), day)
+    return {"job": "recalculate", "from": days[0], "to": days[-1], "days": len(days), "calls": calls,
+            "items": items}
+
+
+def reconcile(body: Any) -> dict[str, Any]:
+    """Compare a day's stored aggregates with the call log; with `fix: true`, rebuild the day if it drifted."""
+    body = body if isinstance(body, dict) else {}
+    day = parse_day(body.get("day", (utc_today() - timedelta(days=1)).isoformat()), "day").isoformat()
+    expected = {(key.kind, key.scope_id): delta.counters for key, delta in fold(_facts(day)).items()}
+    stored = {}
+    for kind in SCOPE_KINDS:
+        for item in store.query_kind(kind, day, day, max_requests=1000):
+            stored[(kind, item["day_id"].split("#", 1)[1])] = item
+    drift = []
+    for scope in sorted(set(expected) | set(stored)):
+        want, have = expected.get(scope, {}), stored.get(scope, {})
+        for counter in INDEXED_COUNTERS:
+            if want.get(counter, 0) != have.get(counter, 0):
+                drift.append({"scope": scope[0], "scope_id": scope[1], "counter": counter,
+                              "call_log": str(want.get(counter, 0)), "aggregates": str(have.get(counter, 0))})
+    result: dict[str, Any] = {"job": "reconcile", "day": day, "scopes": len(expected), "drift": drift,
+                              "fixed": False}
+    if drift and body.get("fix") is True:
+        if day >= utc_today().isoformat():
+            result["note"] = "today cannot be rebuilt while the stream writes it; run again tomorrow"
+        else:
+            recalculate({"from": day, "to": day})
+            result["fixed"] = True
+    return result

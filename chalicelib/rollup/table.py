@@ -1,0 +1,41 @@
+"""The aggregates table as a pynamodb model: its keys and the `by_kind` index (chalicelib/rollup/store.py
+reads and writes the items themselves, whose counters have computed names)."""
+from __future__ import annotations
+
+from pynamodb.attributes import UnicodeAttribute
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
+from pynamodb.models import Model
+
+from chalicelib.ledger.models import _Meta, _settings
+from chalicelib.rollup.layout import INDEXED_COUNTERS
+
+
+class AggregatesByKind(GlobalSecondaryIndex):
+    """`kind` + `day_id` → every scope of one kind over a range of days, day counters only (group_by)."""
+
+    class Meta:
+        index_name = "by_kind"
+        projection = IncludeProjection(list(INDEXED_COUNTERS))
+
+    kind = UnicodeAttribute(hash_key=True)
+    day_id = UnicodeAttribute(range_key=True)
+
+
+class Aggregate(Model):
+    """One scope's counters for one UTC day, written by the stream rollup (see chalicelib/rollup/fold.py).
+
+    Key: `pk` = `<kind>#<scope id>` (e.g. `model#gpt-4o`, `global#all`) + `day`: a scope's days are one
+    Query. Counters are sparse attributes with computed names, so they are read and written through
+    aggstore with the low-level client; this model fixes the keys and the index. `hw|<lane>` holds the
+    last stream sequence number applied per call-log partition (exactly-once). No TTL: kept forever.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()
+    day_id = UnicodeAttribute()
+
+    by_kind = AggregatesByKind()
