@@ -46,9 +46,10 @@ def _event(now: datetime) -> dict[str, Any]:
 class Scheduler:
     """Runs app.py's scheduled handlers that are due, each on its own: one failing never stops the others."""
 
-    def __init__(self, app: Any, started: datetime) -> None:
-        self.sources = [s for s in app.event_sources if type(s).__name__ == "ScheduledEventConfig"]
-        self.handlers = {s.name: getattr(__import__("app"), s.name) for s in self.sources}
+    def __init__(self, app_module: Any, started: datetime) -> None:
+        """`app_module` is app.py: its Chalice app lists the schedules, and the module holds their handlers."""
+        self.sources = [s for s in app_module.app.event_sources if type(s).__name__ == "ScheduledEventConfig"]
+        self.handlers = {s.name: getattr(app_module, s.name) for s in self.sources}
         self.last_run: dict[str, datetime] = {s.name: started.replace(hour=0, minute=0, second=0, microsecond=0) for s in self.sources}
 
     def due(self, now: datetime) -> list[str]:

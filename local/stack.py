@@ -208,7 +208,7 @@ class Stack:
         except Exception as exc:  # reported here, retried next run; the scheduled handlers still run
             outcomes["spill replay"] = f"{type(exc).__name__}: {exc}"
         now = utc_now()
-        self.scheduler = self.scheduler or Scheduler(app.app, now)
+        self.scheduler = self.scheduler or Scheduler(app, now)
         for name, result in self.scheduler.run(now).items():
             outcomes[name] = f"{type(result).__name__}: {result}" if isinstance(result, Exception) else "ok"
             if isinstance(result, dict) and any(result.get(k) for k in ("opened", "escalated", "resolved")):

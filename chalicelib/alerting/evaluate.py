@@ -38,7 +38,7 @@ from chalicelib.alerting.rules import (
     TrafficWindow,
     current_rules,
 )
-from chalicelib.clock import day_of, iso, utc_now
+from chalicelib.clock import day_of, iso, parse_iso, utc_now
 from chalicelib.ledger import calllog
 from chalicelib.ledger.models import Alert
 from chalicelib.reports import aggregates as agg
@@ -103,7 +103,7 @@ def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings,
         spec = spec_of(items[budget_id])
         if spec.period == "window":
             continue  # the budget became a window: its old period's alert ends as a period does
-        status = measure_period(spec, datetime.strptime(period, "%Y-%m-%dT%H:%M:%SZ"))
+        status = measure_period(spec, parse_iso(period))
         if iso(status.start) == period:  # else the budget's period changed shape since
             readings.append(BudgetReading(spec, status, items[budget_id].account, ended=True))
     return BudgetReadings(tuple(readings), tuple(deleted)), checked

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from chalicelib.alerting.budget_store import budget_cache, spec_of
-from chalicelib.clock import iso, precise
+from chalicelib.clock import iso, parse_iso, precise
 from chalicelib.errors import BudgetExceeded
 from chalicelib.ledger.auth import Principal
 from chalicelib.ledger.models import Budget
@@ -118,7 +118,7 @@ def _reached(limit: Decimal | int | None, spent: Decimal | int) -> bool:
 def _exceeded(item: Budget, until: str | None, now: datetime) -> BudgetExceeded:
     retry_after = 60
     if until:
-        retry_after = max(1, int((datetime.strptime(until, "%Y-%m-%dT%H:%M:%SZ") - now).total_seconds()))
+        retry_after = max(1, int((parse_iso(until) - now).total_seconds()))
     where = f"until {until}" if until else "until its spend is measured again"
     headers = {"Retry-After": str(retry_after), "X-Tollgate-Budget-Id": item.budget_id}
     if until:

@@ -13,9 +13,6 @@ from chalicelib.ledger.models import ApiKey
 NAME_MAX = 128
 
 
-def _utc_now() -> str:
-    return iso(utc_now())
-
 
 def _text(body: dict[str, Any], name: str, required: bool = False) -> str | None:
     value = body.get(name)
@@ -37,7 +34,7 @@ def key_view(item: ApiKey) -> dict[str, Any]:
 
 def _issue(kind: str, **fields: str | None) -> dict[str, Any]:
     key_id, secret = new_secret(kind)
-    item = ApiKey(key_id, kind=kind, key_hash=hash_secret(secret), created_at=_utc_now(), **fields)
+    item = ApiKey(key_id, kind=kind, key_hash=hash_secret(secret), created_at=iso(utc_now()), **fields)
     item.save(condition=ApiKey.key_id.does_not_exist())
     return {**key_view(item), "key": secret}
 
@@ -66,6 +63,6 @@ def revoke_key(key_id: str) -> dict[str, Any]:
     except DoesNotExist:
         raise NotFound(f"no key with key_id {key_id!r}") from None
     if item.revoked_at is None:
-        item.update(actions=[ApiKey.revoked_at.set(_utc_now())])
+        item.update(actions=[ApiKey.revoked_at.set(iso(utc_now()))])
     key_cache.clear()
     return key_view(item)

@@ -5,10 +5,10 @@ import csv
 import io
 import json
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from chalicelib.clock import precise, utc_now
+from chalicelib.clock import parse_precise, precise, utc_now
 from chalicelib.edge import int_param
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.ledger import calllog
@@ -27,7 +27,7 @@ def cursor_to_sort_key(cursor: str | None) -> str | None:
         return None
     ts, sep, call_id = cursor.partition("~")
     try:
-        datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+        parse_precise(ts)
         valid = bool(sep and len(ts) == 27 and calllog.CALL_ID.fullmatch(call_id))
     except ValueError:
         valid = False

@@ -9,7 +9,7 @@ from local.schedule import Scheduler
 
 def test_rate_every_run_daily_at_eight_weekly_on_monday_at_eight():
     started = datetime(2026, 11, 26, 6, 0)  # a Thursday
-    scheduler = Scheduler(app.app, started)
+    scheduler = Scheduler(app, started)
     assert scheduler.due(started) == ["evaluate_every_minute"]  # 08:00 has not come yet today
     scheduler.last_run = dict.fromkeys(scheduler.last_run, started)
     assert scheduler.due(datetime(2026, 11, 26, 8, 0)) == ["evaluate_every_minute", "daily_digest"]
@@ -18,7 +18,7 @@ def test_rate_every_run_daily_at_eight_weekly_on_monday_at_eight():
 
 
 def test_a_stack_started_after_eight_sends_that_mornings_digest_once():
-    scheduler = Scheduler(app.app, datetime(2026, 11, 26, 10, 0))
+    scheduler = Scheduler(app, datetime(2026, 11, 26, 10, 0))
     assert "daily_digest" in scheduler.due(datetime(2026, 11, 26, 10, 0))
     scheduler.last_run["daily_digest"] = datetime(2026, 11, 26, 10, 0)
     assert "daily_digest" not in scheduler.due(datetime(2026, 11, 26, 10, 1))
