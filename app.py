@@ -5,7 +5,7 @@ The provider routes (CONTRACT §2) are not here: they stream, so they are the AS
 """
 from chalice import Chalice, CORSConfig, Cron, Rate, Response
 
-from chalicelib import clock, edge
+from chalicelib import clock, edge, startup  # startup: the collector rests while the modules below load (cold start)
 from chalicelib.alerting import alerts, budget_store, credits, digest, evaluate, notify, rules, signals
 from chalicelib.errors import NotFound
 from chalicelib.gateway import reprice
@@ -15,6 +15,7 @@ from chalicelib.reports import openapi, usage
 from chalicelib.rollup import handler, rebuild
 from chalicelib.settings import get_settings
 
+startup.loaded()
 app = Chalice(app_name="tollgate")
 ANY = ["*/*"]  # a wrong Content-Type gets our own JSON error, not Chalice's
 _origin = get_settings().dashboard_origin

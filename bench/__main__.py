@@ -1,7 +1,8 @@
 """`make bench`: proxy overhead on the local stack next to its floor (one call-log write on the same moto server),
 sequential and with 8 workers; time to the first streamed event; AWS requests before that byte; memory of a
 20 MB stream; rollup writes per call; footprint and the proxy function's cold start from the zip; the JSON
-API at two volumes and a cost model.
+API at two volumes; the aggregates' capacity at 1,000 and 10,000 calls/s (bench/capacity.py, also runnable
+alone: `python -m bench.capacity`) and a cost model fed by it.
 
 Every ratio is measured in one run against the same mock upstream (a process of its own), so the ratios
 hold on a noisy shared machine even when the absolute numbers move.
@@ -86,14 +87,16 @@ def main() -> None:
             running.stop()
             upstream.stop()
     print("measuring rollup writes per call, footprint, cold start…", file=sys.stderr, flush=True)
-    from bench import api, coldstart, footprint, rollup
+    from bench import api, capacity, coldstart, footprint, rollup
 
     rollup_rows = rollup.measure()
     with tempfile.TemporaryDirectory() as scratch:
         out, (code, runtime) = footprint.packaged(Path(scratch))
         footprint_rows = coldstart.measure(json.loads((out / "sam.json").read_text()), code, runtime)
         footprint_rows = footprint.measure(out, [code, runtime]) + footprint_rows
-    report(rows + stream_rows, streaming, rollup_rows, footprint_rows, api.measure())
+    api_rows = api.measure()
+    print("modelling the aggregates' capacity at 1,000 and 10,000 calls/s…", file=sys.stderr, flush=True)
+    report(rows + stream_rows, streaming, rollup_rows, footprint_rows, api_rows, capacity.measure())
 
 
 def measure(stack: local_stack.RunningStack, upstream_url: str) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
@@ -172,19 +175,21 @@ REASONS = {
   group and the first event's decoding. uvicorn with httptools and uvloop gained nothing measurable
   in the stack. Left in Tollgate's hands: running the checks inline when the key and budget caches are
   warm (they then do no I/O), which saves the hop (~0.2–0.3 ms).""",
-    "cold import": """Cold import of app.py (the Chalice functions): botocore (via pynamodb) and genai-prices with
-  pydantic are needed by the API's handlers. Cheap fixes made: the zip ships compiled bytecode (Lambda
-  cannot write its own: without it the import took ~750 ms), and jinja2 and boto3 load only where
-  messages are rendered or aggregates read.""",
+    "cold import": """Cold import of app.py (the Chalice functions): botocore (via pynamodb, ~80 ms) is needed by
+  every handler, then chalice. Fixes made: the zip ships compiled bytecode (Lambda cannot write its own:
+  without it the import took ~750 ms); the garbage collector is paused while the modules load
+  (chalicelib/startup.py, ~30 ms); genai-prices with pydantic (~60 ms, only the reprice job), httpx
+  (webhooks), jinja2 (messages) and boto3 (aggregates) load only where they are used.""",
     "proxy function cold start": """Proxy cold start: the imports before ready (rows above: `-X importtime`, ms per
-  dependency with what it pulls in): genai-prices with pydantic (its `update_prices` module also
-  imports httpx2, a second HTTP client), uvicorn (asyncio, click), pynamodb with botocore, then
-  Starlette and httpx. The first call after ready costs a few hundred ms more: each pynamodb model
-  (keys, budgets, calls) has its own connection, which creates its own botocore session and client on
-  first use (60–100 ms each here; a client on an existing session costs ~4 ms), and the SSM read of the
-  provider key creates a fourth through powertools and boto3. That runs in the invocation, at 512 MB's
-  share of a vCPU (Lambda gives CPU in proportion to memory), so a caller on a cold environment waits
-  for ready plus the first call.""",
+  dependency with what it pulls in): uvicorn (asyncio, click), pynamodb with botocore, then Starlette
+  and httpx, loaded with the garbage collector paused (chalicelib/gateway/serve.py). genai-prices with
+  pydantic (~50 ms; its `update_prices` module also imports httpx2, a second HTTP client) loads on the
+  first priced call, after a stream's last event. The first call after ready costs a few hundred ms
+  more: each pynamodb model (keys, budgets, calls) has its own connection, which creates its own
+  botocore session and client on first use (60–100 ms each here; a client on an existing session costs
+  ~4 ms), and the SSM read of the provider key creates a fourth through powertools and boto3. That runs
+  in the invocation, at 512 MB's share of a vCPU (Lambda gives CPU in proportion to memory), so a caller
+  on a cold environment waits for ready plus the first call.""",
     "`/api/": """JSON API ratios: the global summary and the timeseries (at times the window) read one or two whole
   day items, whose 5-minute counters fill up with volume, so parsing grows with volume though the
   request count does not. The fix is a separate 5-minute item per scope and day, read only for
@@ -195,9 +200,11 @@ REASONS = {
 }
 
 
-def missed(*tables: list[tuple[str, ...]]) -> str:
+def missed(*tables: list[tuple[str, ...]], computed: tuple[str, ...] = ()) -> str:
+    """The reasons for the rows that missed: REASONS' by label, then those computed with the numbers."""
     labels = [row[0] for table in tables for row in table if any("MISSED" in cell for cell in row)]
     reasons = [f"- {text}" for key, text in REASONS.items() if any(label.startswith(key) for label in labels)]
+    reasons += [f"- {text}" for text in computed]
     return "Missed targets, and why:\n\n" + "\n".join(reasons) if reasons else "Every target met."
 
 
@@ -207,8 +214,9 @@ def markdown(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], rollup_rows: list[tuple[str, ...]],
-           footprint_rows: list[tuple[str, ...]], api_rows: tuple[list[tuple[str, ...]], list[str]]) -> None:
-    from bench import api, coldstart, cost, memory, rollup, stream
+           footprint_rows: list[tuple[str, ...]], api_rows: tuple[list[tuple[str, ...]], list[str]],
+           capacity_results: list) -> None:
+    from bench import api, capacity, coldstart, cost, memory, rollup, stream
 
     table = markdown(("run", "quantile", "direct ms", "via gateway ms", "added ms (floor, ms)", "target"), rows)
     streaming = markdown(("measure", "value", "target", "verdict"), streaming_rows)
@@ -217,9 +225,16 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
     reads = markdown(("endpoint", "DynamoDB requests (10k / 1M)", "KB read (10k / 1M)", "p95 ms at 10k",
                       "p95 ms at 1M", "p95 ratio", f"≤ {api.TARGET_REQUESTS} requests, ratio ≤ {api.TARGET_RATIO}"),
                      api_rows[0])
-    costs = markdown(("per million calls", "Lambda arm64 512 MB", "API Gateway REST", "DynamoDB writes", "AWS total",
-                      "LLM spend (typical call)"), cost.rows())
-    print("\n\n".join((table, streaming, writes, footprint, reads, costs)))
+    capacity_rows = capacity.rows(capacity_results)
+    aggregates = markdown(capacity.HEADER, capacity_rows)
+    busiest = max(capacity_results, key=lambda r: r.shape.calls_per_s)  # the cost model's rollup write units
+    cost_rows = cost.rows(busiest)
+    costs = markdown(cost.HEADER, cost_rows)
+    computed = (*capacity.missed_reasons(capacity_results),
+                *(() if cost.met(busiest) else (f"Cost: {cost.reason(busiest)}",)))
+    misses = missed(rows, streaming_rows, rollup_rows, footprint_rows, api_rows[0], capacity_rows, cost_rows,
+                    computed=computed)
+    print("\n\n".join((table, streaming, writes, footprint, reads, aggregates, costs)))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     docs = ROOT / "docs" / "BENCHMARKS.md"
@@ -269,16 +284,11 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
         "to answer taken out; DynamoDB's share grows with the KB read. "
         + "; ".join(api_rows[1]) + ".\n\n"
         f"{reads}\n\n"
-        "Cost model at list prices (us-east-1, arm64 at $0.0000133334/GB-s, API Gateway REST $3.50/M, "
-        "DynamoDB on-demand $0.625/M write units; ~3 write units for the call log and ~4 for rollups per call; "
-        "stream reads by Lambda are free), against the LLM spend of a gpt-4o call of 1,000 in / 300 out tokens. "
-        "The proxy is a function of its own with a 900 s timeout, and a stream is billed for its whole duration: "
-        "the Lambda column is the time until the upstream's last byte, not until the first. Requests are "
-        "counted as before (one API Gateway request and one Lambda request per call, streamed or not); "
-        "Lambda also bills streamed bytes past the first 6 MB of a response, which LLM answers do not reach, "
-        "and, since August 2025, the init phase of a cold start (the start-up measured above).\n\n"
+        f"{capacity.note(capacity_results)}\n\n"
+        f"{aggregates}\n\n"
+        f"{cost.note(busiest)}\n\n"
         f"{costs}\n\n"
-        f"{missed(rows, streaming_rows, rollup_rows, footprint_rows, api_rows[0])}\n")
+        f"{misses}\n")
     print(f"\nwritten to {docs.relative_to(ROOT)}; {others_share()}")
 
 

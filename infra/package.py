@@ -116,6 +116,8 @@ def package(stage: str, out: Path) -> Path:
     """Package `stage` into `out` (sam.json, deployment.zip); StageError, before any work, for a stage that
     cannot be packaged."""
     configured = stages.load(stage)
+    merged = json.loads((ROOT / "infra" / "resources.json").read_text())
+    template.check_proxy_compute(configured, merged["Resources"]["ProxyFunction"]["Properties"]["Runtime"])
     load_overrides()  # a price overrides file that does not load stops the package here, saying where and why
     if out.exists():
         shutil.rmtree(out)

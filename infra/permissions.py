@@ -54,7 +54,7 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "CallsTable": ("dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:Query", "dynamodb:UpdateItem"),
         "CallsTable/index/by_day": ("dynamodb:Query",),
         "CallsTable/index/by_user": ("dynamodb:Query",),
-        "AggregatesTable": ("dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"),
+        "AggregatesTable": ("dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"),
         "AggregatesTable/index/by_kind": ("dynamodb:Query",),
         "BudgetsTable": ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan",
                          "dynamodb:UpdateItem"),
@@ -72,8 +72,7 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
     # The stream: fold calls into the aggregates (exactly once: the lanes are read back on a redelivery),
     # quarantine what cannot be folded, re-measure the budgets it touched, archive what TTL expired.
     "RollupCalls": {
-        "AggregatesTable": ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
-                            "dynamodb:UpdateItem"),
+        "AggregatesTable": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         # an expensive call is noted unless the evaluator has taken it up already (a condition in a transaction)
         "AggregatesTable?pk=signal#expensive_calls_taken": ("dynamodb:ConditionCheckItem",),
         "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
@@ -87,7 +86,7 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
     },
     # Budgets and alert rules over the aggregates and the recent calls; alerts opened and resolved; delivery.
     "EvaluateEveryMinute": {
-        "AggregatesTable": ("dynamodb:BatchGetItem", "dynamodb:Query"),
+        "AggregatesTable": ("dynamodb:Query",),
         # the notes it consumes (expensive calls the rollup saw, refused keys) and its marks of what it took
         # up: it may delete or write those partitions, never an aggregate
         "AggregatesTable?pk=signal#expensive_calls": ("dynamodb:DeleteItem",),
@@ -102,12 +101,14 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         **_ALERTING,
     },
     "DailyDigest": {
-        "AggregatesTable": ("dynamodb:BatchGetItem",),
+        "AggregatesTable": ("dynamodb:Query",),
+        "AggregatesTable/index/by_kind": ("dynamodb:Query",),  # top models and accounts: their own day items
         "BudgetsTable": ("dynamodb:Scan",),
         **_ALERTING,
     },
     "WeeklyReport": {
         "AggregatesTable": ("dynamodb:Query",),
+        "AggregatesTable/index/by_kind": ("dynamodb:Query",),  # error rate by operation
         **_ALERTING,
     },
 }

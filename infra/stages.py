@@ -13,6 +13,7 @@ import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".chalice" / "config.json"
@@ -28,6 +29,23 @@ class StageError(Exception):
     """A stage that cannot be packaged; the message is one line and names the command that fixes it."""
 
 
+PROXY_COMPUTE = ("lambda", "managed-instances")  # where the streaming proxy runs; the first is the default
+SUBNET_ID = re.compile(r"subnet-[0-9a-z]+")
+SECURITY_GROUP_ID = re.compile(r"sg-[0-9a-z]+")
+
+
+@dataclass(frozen=True)
+class ManagedInstances:
+    """The proxy on Lambda Managed Instances (`"proxy_compute": "managed-instances"`; docs/OPERATIONS.md):
+    EC2 capacity Lambda runs in the stage's own subnets, one execution environment serving many calls."""
+
+    subnet_ids: tuple[str, ...]  # where the instances run: they must reach the providers and AWS (NAT or endpoints)
+    security_group_ids: tuple[str, ...]  # egress to 443 is all the proxy needs
+    instance_types: tuple[str, ...] = ("m7g.large",)  # arm64, as the function; the cost in OPERATIONS.md is for this
+    max_vcpu_count: int = 12  # ceiling of the whole fleet, and so of its bill (the floor is 3 instances)
+    max_concurrency: int = 64  # calls one execution environment serves at once (PerExecutionEnvironmentMaxConcurrency)
+
+
 @dataclass(frozen=True)
 class DeploySettings:
     """What a stage may change about its deployment (`"tollgate": {...}` in its config block)."""
@@ -37,6 +55,8 @@ class DeploySettings:
     throttle_rate_per_second: float = 100.0  # API Gateway stage throttling: steady rate ...
     throttle_burst: int = 200  # ... and burst, for the whole stage
     alarm_email: str | None = None  # informational: `make deploy` reminds you to subscribe it
+    proxy_compute: str = "lambda"  # PROXY_COMPUTE: Lambda's per-request billing, or Lambda Managed Instances
+    managed_instances: ManagedInstances | None = None  # its settings; needed only by "managed-instances"
 
 
 # CloudWatch Logs accepts only these retention periods.
@@ -81,7 +101,13 @@ def load(name: str) -> Stage:
     if unknown := set(raw) - known:
         raise StageError(f"stage {name!r}: unknown deploy settings {sorted(unknown)} under \"tollgate\" in "
                          f".chalice/config.json; known: {sorted(known)}")
-    deploy = DeploySettings(**raw)
+    deploy = DeploySettings(**{**raw, "managed_instances": _managed_instances(name, raw.get("managed_instances"))})
+    if deploy.proxy_compute not in PROXY_COMPUTE:
+        raise StageError(f"stage {name!r}: proxy_compute must be one of {list(PROXY_COMPUTE)}")
+    if deploy.proxy_compute == "managed-instances" and deploy.managed_instances is None:
+        raise StageError(f"stage {name!r}: proxy_compute \"managed-instances\" needs \"managed_instances\": "
+                         "{\"subnet_ids\": [...], \"security_group_ids\": [...]} under \"tollgate\" "
+                         "(docs/OPERATIONS.md, Lambda Managed Instances)")
     if deploy.log_retention_days not in LOG_RETENTION_DAYS:
         raise StageError(f"stage {name!r}: log_retention_days must be one of {LOG_RETENTION_DAYS}")
     if deploy.archive_retention_days < 1:
@@ -90,6 +116,32 @@ def load(name: str) -> Stage:
         raise StageError(f"stage {name!r}: its TOLLGATE_STAGE in .chalice/config.json must be {name!r} (the table "
                          f"names follow it); `{CREATE_COMMAND.format(stage=name)}` writes a consistent block")
     return Stage(name, block, deploy)
+
+
+def _managed_instances(name: str, raw: Any) -> ManagedInstances | None:
+    """The stage's `managed_instances` block, checked; StageError (one line) for a value AWS would refuse."""
+    if raw is None:
+        return None
+    known = {f.name for f in fields(ManagedInstances)}
+    if not isinstance(raw, dict) or set(raw) - known:
+        raise StageError(f"stage {name!r}: \"managed_instances\" takes only {sorted(known)}")
+    checks = {"subnet_ids": (SUBNET_ID, 1, 16), "security_group_ids": (SECURITY_GROUP_ID, 1, 5),
+              "instance_types": (re.compile(r"[a-z0-9]+\.[a-z0-9]+"), 1, 400)}
+    values = dict(raw)
+    for key, (pattern, least, most) in checks.items():
+        if key not in raw and key == "instance_types":  # optional: ManagedInstances' default
+            continue
+        ids = raw.get(key)
+        if not isinstance(ids, list) or not least <= len(ids) <= most or not all(
+                isinstance(i, str) and pattern.fullmatch(i) for i in ids):
+            raise StageError(f"stage {name!r}: managed_instances.{key} must be a list of {least} to {most} "
+                             f"ids like {pattern.pattern!r}")
+        values[key] = tuple(ids)
+    for key, least, most in (("max_vcpu_count", 2, 15000), ("max_concurrency", 1, 1600)):
+        value = raw.get(key, getattr(ManagedInstances, key))
+        if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= most:
+            raise StageError(f"stage {name!r}: managed_instances.{key} must be a whole number from {least} to {most}")
+    return ManagedInstances(**values)
 
 
 def _renamed(value, source: str, target: str):

@@ -4,15 +4,18 @@
 tables, queues, buckets, the proxy function and the dashboard's CloudFront. `finish()` then gives every
 function (the six of Chalice and the proxy) a fixed name, its own log group with the stage's retention,
 its role's one least-privilege policy (infra/permissions.py), tracing as the stage says, and alarms
-(infra/alarms.py); the REST API throttling, access logs and tracing; the archive bucket its lifecycle.
+(infra/alarms.py); the REST API throttling, access logs and tracing; the archive bucket its lifecycle; and,
+only for a stage with `"proxy_compute": "managed-instances"`, the proxy's capacity provider.
 """
 from __future__ import annotations
 
+import copy
 import math
+import re
 from typing import Any
 
 from . import alarms, permissions
-from .stages import Stage
+from .stages import ManagedInstances, Stage, StageError
 
 # Logical id → the name after `tollgate-<stage>-` (Chalice's own names for its functions).
 FUNCTIONS = {
@@ -36,6 +39,13 @@ STANDARD_GB_MONTH, GLACIER_IR_GB_MONTH, GLACIER_IR_TRANSITION_PER_1000 = 0.023, 
 GLACIER_IR_MIN_KB, GLACIER_IR_MIN_DAYS = 128, 90
 ARCHIVE_TRANSITION_DAYS = 30  # raw calls are looked at, if ever, soon after they leave the call log
 ARCHIVE_NONCURRENT_DAYS = 30  # an overwritten or deleted archive object can be restored this long
+
+
+# Lambda Managed Instances (docs/OPERATIONS.md): the proxy on EC2 capacity Lambda runs in the stage's subnets.
+MANAGED_INSTANCES_PYTHON = (3, 13)  # AWS: its Python runtimes are 3.13 and later
+MANAGED_INSTANCES_GIB_PER_VCPU = 2  # the smallest memory-to-vCPU ratio it offers ...
+MANAGED_INSTANCES_MEMORY_MB = 2048  # ... so one execution environment: 1 vCPU, 2 GiB (the proxy is one process)
+OPERATOR_POLICY = "arn:${AWS::Partition}:iam::aws:policy/AWSLambdaManagedEC2ResourceOperator"
 
 
 def role_of(function: str) -> str:
@@ -138,8 +148,55 @@ def _finish_api(template: dict[str, Any], stage: Stage) -> None:
         "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}}}
 
 
+def check_proxy_compute(stage: Stage, proxy_runtime: str) -> None:
+    """StageError (one line) when the stage asks to run the proxy where its runtime cannot go."""
+    if stage.deploy.proxy_compute != "managed-instances":
+        return
+    version = re.fullmatch(r"python(\d+)\.(\d+)", proxy_runtime)
+    if version is None or (int(version[1]), int(version[2])) < MANAGED_INSTANCES_PYTHON:
+        raise StageError(f"stage {stage.name!r}: proxy_compute \"managed-instances\" needs the proxy on Python "
+                         f"{'.'.join(map(str, MANAGED_INSTANCES_PYTHON))} or later, and this package builds it for "
+                         f"{proxy_runtime} (compiled wheels included): set \"proxy_compute\": \"lambda\" "
+                         "(docs/OPERATIONS.md, Lambda Managed Instances)")
+
+
+def on_managed_instances(template: dict[str, Any], settings: ManagedInstances) -> dict[str, Any]:
+    """The proxy function attached to a capacity provider of its own (in place; also returned).
+
+    The provider launches arm64 instances of `settings.instance_types` in the stage's subnets, through an
+    operator role holding AWS's managed policy for it, up to `max_vcpu_count` vCPUs. The function gets
+    1 vCPU and 2 GiB per execution environment, each serving up to `max_concurrency` calls (the Web Adapter
+    forwards them to the one uvicorn process at once), and republishes `$LATEST.PUBLISHED` on every update:
+    an unqualified ARN, as API Gateway's integration uses, invokes that version on Managed Instances.
+    """
+    resources = template["Resources"]
+    resources["ProxyCapacityProviderRole"] = {"Type": "AWS::IAM::Role", "Properties": {
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+        "ManagedPolicyArns": [{"Fn::Sub": OPERATOR_POLICY}]}}
+    resources["ProxyCapacityProvider"] = {
+        "Type": "AWS::Lambda::CapacityProvider", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",
+        "Properties": {
+            "CapacityProviderName": {"Fn::Sub": "tollgate-${Stage}-proxy"},
+            "VpcConfig": {"SubnetIds": list(settings.subnet_ids), "SecurityGroupIds": list(settings.security_group_ids)},
+            "PermissionsConfig": {"CapacityProviderOperatorRoleArn": {"Fn::GetAtt": ["ProxyCapacityProviderRole", "Arn"]}},
+            "InstanceRequirements": {"Architectures": copy.deepcopy(
+                resources["ProxyFunction"]["Properties"]["Architectures"]),
+                "AllowedInstanceTypes": list(settings.instance_types)},
+            "CapacityProviderScalingConfig": {"ScalingMode": "Auto", "MaxVCpuCount": settings.max_vcpu_count}}}
+    proxy = resources["ProxyFunction"]["Properties"]
+    proxy["MemorySize"] = MANAGED_INSTANCES_MEMORY_MB
+    proxy["CapacityProviderConfig"] = {  # SAM's spelling; it becomes LambdaManagedInstancesCapacityProviderConfig
+        "Arn": {"Fn::GetAtt": ["ProxyCapacityProvider", "Arn"]},
+        "PerExecutionEnvironmentMaxConcurrency": settings.max_concurrency,
+        "ExecutionEnvironmentMemoryGiBPerVCpu": MANAGED_INSTANCES_GIB_PER_VCPU}
+    proxy["PublishToLatestPublished"] = True
+    return template
+
+
 def finish(template: dict[str, Any], stage: Stage) -> dict[str, Any]:
     """Complete `chalice package`'s merged template for `stage` (in place; also returned)."""
+    check_proxy_compute(stage, template["Resources"]["ProxyFunction"]["Properties"]["Runtime"])
     parameters = template["Parameters"]
     parameters["Stage"] = {**parameters["Stage"], "Default": stage.name, "AllowedValues": [stage.name],
                            "Description": "the stage this template was packaged for (its names are in it)"}
@@ -159,4 +216,6 @@ def finish(template: dict[str, Any], stage: Stage) -> dict[str, Any]:
     tables = sorted(n for n, r in resources.items() if r["Type"] == "AWS::DynamoDB::Table")
     timeouts = {f: int(r["Properties"]["Timeout"]) for f, r in functions.items()}
     resources.update(alarms.alarms(timeouts, tables, resources["RestAPI"]["Properties"]["StageName"]))
+    if stage.deploy.proxy_compute == "managed-instances":
+        on_managed_instances(template, stage.deploy.managed_instances)
     return template

@@ -25,7 +25,7 @@ from chalicelib.errors import NotFound
 from chalicelib.ledger.models import Budget
 from chalicelib.money import money
 from chalicelib.rollup import store
-from chalicelib.rollup.layout import INDEXED_COUNTERS
+from chalicelib.rollup.layout import INDEXED_COUNTERS, five_minute_prefix
 from chalicelib.settings import get_settings
 
 WINDOW_BLOCK = timedelta(minutes=5)
@@ -62,13 +62,15 @@ def all_budgets() -> list[Budget]:
 
 
 def measure(spec: BudgetSpec, now: datetime) -> BudgetStatus:
-    """Spend in the current period: one projected Query for whole days, one BatchGet for the edges."""
+    """Spend in the current period: one projected Query for whole days, one for the edges' 5-minute buckets."""
     start, end = period_bounds(spec, now)
     full, days = whole_days(start, end), days_of(start, min(end, now) if now > start else end)
     items: list[dict[str, Any]] = []
     if full:
         items += store.query_days(spec.counted_by, min(full), max(full), INDEXED_COUNTERS)
-    items += store.get_days(spec.counted_by, [d for d in days if d not in full])
+    names = [f"{five_minute_prefix(start)}{counter}" for counter in INDEXED_COUNTERS]
+    for edge in (d for d in days if d not in full):  # at most two: the period's first and last day
+        items += store.query_days(spec.counted_by, edge, edge, names, since=start if edge == days[0] else None)
     cost, tokens = spend(items, start, end)
     return status(spec, cost, tokens, start, end, now, calls_in(items, start, end))
 

@@ -109,11 +109,10 @@ def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings,
     return BudgetReadings(tuple(readings), tuple(deleted)), checked
 
 
-def _names_for(slots: list[datetime]) -> list[str] | None:
-    """The counters a traffic window reads, or None (whole items) when they would not fit one projection."""
-    names = [f"{five_minute_prefix(slot)}{counter}" for slot in slots
-             for counter in ("calls", "errors", *(latency_counter(DAY, i) for i in range(agg.LATENCY_BUCKETS)))]
-    return names if len(", ".join(f"#p{i}" for i in range(len(names) + 1))) <= PROJECTION_BYTES_MAX else None
+def _names_for(start: datetime) -> list[str]:
+    """The counters a traffic window reads: every 5-minute bucket's calls, errors and latency histogram."""
+    return [f"{five_minute_prefix(start)}{counter}"
+            for counter in ("calls", "errors", *(latency_counter(DAY, i) for i in range(agg.LATENCY_BUCKETS)))]
 
 
 def measure_traffic(now: datetime, rules: Rules) -> tuple[list[TrafficWindow], list[TrafficWindow], int]:
@@ -122,12 +121,12 @@ def measure_traffic(now: datetime, rules: Rules) -> tuple[list[TrafficWindow], l
     minutes = max(rules.error_rate_minutes, rules.latency_minutes, rules.call_lookback_minutes)
     start = now - timedelta(minutes=minutes) + timedelta(microseconds=1)
     first, last = day_of(start), day_of(now)
-    names = _names_for(agg.five_minutes_between(start, now))
+    names = _names_for(start)
     scopes = [("global", GLOBAL_ID), *(("provider", p) for p in PROVIDERS),
               *(("model", m) for m in _busy_models(first, last, rules))]
     errors, latency, failed_lately = [], [], 0
     for kind, scope_id in scopes:
-        items = store.query_days(Scope(kind, scope_id), first, last, names)
+        items = store.query_days(Scope(kind, scope_id), first, last, names, since=start)
         errors.append(_window(kind, scope_id, items, now, rules.error_rate_minutes))
         latency.append(_window(kind, scope_id, items, now, rules.latency_minutes))
         if kind == "global":

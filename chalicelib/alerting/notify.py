@@ -12,7 +12,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib import aws, secret_store
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
     import jinja2
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"  # the top-level templates/, also at the zip's root
-SEND_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+SEND_TIMEOUT_S, CONNECT_TIMEOUT_S = 5.0, 3.0
 MAX_ATTEMPTS = 10
 LEASE = timedelta(seconds=60)
 COLOURS = {"info": "#2EB67D", "medium": "#DAA038", "high": "#E8912D", "critical": "#D00000"}
@@ -81,7 +80,10 @@ def send(channel: str, facts: dict[str, Any]) -> None:
         url, body = settings.alert_webhook_url, {name: facts.get(name) for name in WEBHOOK_FIELDS}
     if not url:
         raise RuntimeError(f"channel {channel} has no URL configured")
-    response = httpx.post(url, json=body, timeout=SEND_TIMEOUT, follow_redirects=False)
+    import httpx  # here: only a Slack or webhook delivery needs it, and it costs every cold import of app.py ~12 ms
+
+    response = httpx.post(url, json=body, timeout=httpx.Timeout(SEND_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+                          follow_redirects=False)
     response.raise_for_status()
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from itertools import accumulate
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import anyio
 import httpx
@@ -31,7 +31,7 @@ from chalicelib.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from chalicelib.gateway import limits, pricing, upstream
+from chalicelib.gateway import limits, upstream
 from chalicelib.gateway.attribution import Attribution, attribution_of
 from chalicelib.gateway.providers import Endpoint, ProviderAdapter, get_adapter
 from chalicelib.gateway.providers.base import PreparedBody, StreamMeter
@@ -41,6 +41,9 @@ from chalicelib.ledger import auth, calllog
 from chalicelib.money import money
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.settings import get_settings
+
+if TYPE_CHECKING:
+    from chalicelib.gateway import pricing
 
 JSON_TYPES = ("application/json", "")
 # How a stream that did not end normally is logged.
@@ -270,6 +273,10 @@ async def _log(call: Call) -> pricing.Price:
     """
     if call.usage is not None and not call.usage.plausible():  # never priced, never summed into a budget
         call.usage, call.error_type = None, call.error_type or USAGE_INVALID
+    # Here, not at the top: genai-prices and pydantic cost the proxy's cold start ~50 ms before GET /ready,
+    # and a stream needs them only once its last event has gone to the caller.
+    from chalicelib.gateway import pricing
+
     price = pricing.price_call(call.provider, call.model, call.usage, call.now,
                                provider_cost_usd=call.provider_cost_usd)
     record = _record(call, price, call.elapsed_ms())

@@ -8,8 +8,6 @@ from typing import Any, Callable
 from chalicelib import names
 from chalicelib.clock import parse_day, parse_precise, utc_today
 from chalicelib.errors import InvalidRequest
-from chalicelib.gateway.price_overrides import load_overrides
-from chalicelib.gateway.pricing import price_call
 from chalicelib.gateway.tokens import TokenUsage
 from chalicelib.ledger import calllog
 from chalicelib.ledger.models import CallRecord
@@ -42,6 +40,10 @@ def reprice(body: Any, progress: Callable[[int, int, str], None] | None = None) 
         raise InvalidRequest("`model` must be a string")
     if model is not None:
         names.check(model, "`model`")
+    # Imported here: genai-prices and pydantic cost app.py's cold import ~60 ms that only this job needs.
+    from chalicelib.gateway.price_overrides import load_overrides
+    from chalicelib.gateway.pricing import price_call
+
     overrides = load_overrides()  # read now, and refused whole if broken: never re-price without them
     days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
     calls = repriced = conflicts = 0

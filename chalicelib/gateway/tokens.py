@@ -7,8 +7,10 @@ Kinds never overlap, so they add up to the tokens billed: `input_tokens` is unca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from genai_prices import Usage
+if TYPE_CHECKING:
+    from genai_prices import Usage
 
 TOKENS_MAX = 10**12  # past any real call: a count this large is a provider's bug or an attack on the bill
 
@@ -69,4 +71,6 @@ class TokenUsage:
             optional["cache_write_1h_tokens"] = self.cache_write_1h_tokens
             optional["cache_write_5m_tokens"] = self.cache_write_tokens - self.cache_write_1h_tokens
         values.update({k: v for k, v in optional.items() if v})
+        from genai_prices import Usage  # here: app.py imports this module (reprice), and only pricing needs it
+
         return Usage(**values)

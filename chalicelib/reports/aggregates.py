@@ -116,6 +116,15 @@ def breakdown(items: Iterable[dict[str, Any]], prefixes: Iterable[tuple[dict[str
     return {value: _breakdown_view(counters) for value, counters in sorted(sums.items())}
 
 
+def breakdown_of_scopes(entries: Iterable[dict[str, Any]], scope_of) -> dict[str, dict[str, Any]]:
+    """Like `breakdown`, from one entry per scope and day (the by_kind index): each scope is a value."""
+    sums: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    for entry in entries:
+        for counter in ("calls", "errors", "cost", "unpriced", *TOKEN_KINDS):
+            sums[scope_of(entry)][counter] += entry.get(counter, 0)
+    return {value: _breakdown_view(counters) for value, counters in sorted(sums.items())}
+
+
 def _breakdown_view(counters: dict[str, Any]) -> dict[str, Any]:
     tokens = int(counters.get("tok", 0)) or sum(int(counters.get(k, 0)) for k in TOKEN_KINDS)
     view = {"calls": int(counters.get("calls", 0)), "errors": int(counters.get("errors", 0)),
@@ -168,11 +177,17 @@ def total(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None 
 
 
 def summarize(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None = None,
-              breakdown_pairs: list[tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
+              breakdown_pairs: list[tuple[dict[str, Any], str]] | None = None,
+              latency_pairs: list[tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
     """Totals and latency percentiles over (item, prefix) pairs; the provider and model breakdowns over
-    `breakdown_pairs` (breakdowns exist by the hour and by the day only), by default the same pairs."""
+    `breakdown_pairs` (breakdowns exist by the hour and by the day only), by default the same pairs; the
+    latency over `latency_pairs` when the pairs carry no histograms (5-minute buckets are read without)."""
     coarse = pairs if breakdown_pairs is None else breakdown_pairs
-    return total(coarse if part else pairs, part).view(with_latency=part is None) | {
+    view = total(coarse if part else pairs, part).view(with_latency=part is None)
+    if latency_pairs is not None and part is None:
+        latency = total(latency_pairs).view()
+        view["latency_ms"], view["errors_by_type"] = latency["latency_ms"], latency["errors_by_type"]
+    return view | {
         "by_provider": reported(breakdown([], coarse, "provider")),
         "by_model": reported(breakdown([], coarse, "model")),
     }

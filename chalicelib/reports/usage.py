@@ -1,7 +1,7 @@
 """Usage reports for the JSON API (§4): summary, daily, timeseries, rolling window; aggregates only.
 
-Each report is at most three DynamoDB requests whatever the call volume: a scope's days are one
-Query; long ranges first read the item's `dims` so the second Query can project just what it needs.
+Each report is at most three DynamoDB requests whatever the call volume: one Query per family of small
+items it needs (days, hours, 5-minute buckets, one breakdown), each projected to the counters it shows.
 """
 from __future__ import annotations
 
@@ -17,16 +17,22 @@ from chalicelib.reports import aggregates as agg
 from chalicelib.rollup import store
 from chalicelib.rollup.histogram import BUCKETS_PER_DOUBLING
 from chalicelib.rollup.layout import (
+    BREAKDOWN_SCOPES,
     CORE_COUNTERS,
     DAY,
+    DAY_BREAKDOWN_ITEM,
+    DAY_BREAKDOWNS,
+    HOUR_BREAKDOWN_ITEM,
+    HOUR_ITEM,
+    IN_OWN_ITEM,
     INDEXED_COUNTERS,
+    SEP,
     Scope,
     breakdown_head,
     five_minute_prefix,
     hour_prefix,
     latency_counter,
     scope_id_of_day_id,
-    split_dim_entry,
     stored_name,
 )
 
@@ -35,7 +41,6 @@ ACCOUNT_GROUPS = ("model", "provider", "key", "operation", "team")
 WHOLE_ITEMS_DAYS = 3  # up to this many days, read whole items; beyond, project
 LATENCY_NAMES = [latency_counter(DAY, i) for i in range(0, 21 * BUCKETS_PER_DOUBLING + 1)]  # up to ~35 min
 DAY_COUNTERS = [*INDEXED_COUNTERS, "lat_sum", *LATENCY_NAMES]
-DAY_BREAKDOWN_COUNTERS = CORE_COUNTERS  # a day breakdown's, per value
 
 
 @dataclass(frozen=True)
@@ -75,24 +80,23 @@ def resolve_scope(principal: Principal, params: dict[str, str]) -> Target:
 
 
 
-def _projected(scope: Target, first: str, last: str, fixed: list[str], dim_names) -> list[dict[str, Any]]:
-    """Two Queries: the items' `dims`, then `fixed` plus the breakdown names those dims imply."""
-    dims = set()
-    for item in store.query_days(scope.item, first, last, ["dims"]):
-        dims |= item.get("dims", set())
-    names = list(fixed)
-    for dim_value in dims:
-        dim, value = split_dim_entry(dim_value)
-        names += dim_names(dim, value)
-    return store.query_days(scope.item, first, last, names, max_requests=1)
+def _family(item: str, dim: str) -> str:
+    """The family holding a breakdown: `b|model` (per day) or `bh|model` (per hour), or the day's or hour's
+    own items for the few values kept there (providers)."""
+    if dim in IN_OWN_ITEM:
+        return "day" if item == DAY_BREAKDOWN_ITEM else HOUR_ITEM
+    return f"{item}{SEP}{dim}"
 
 
-def _breakdown_names(prefixes: list[str], dims: tuple[str, ...], counters: tuple[str, ...]):
-    def names(dim: str, value: str) -> list[str]:
-        if dim not in dims:
-            return []
-        return [f"{breakdown_head(p, dim, value)}{c}" for p in prefixes for c in counters]
-    return names
+def _five_minute_names(at: datetime) -> list[str]:
+    """The 5-minute counters a report shows (no histograms: those are read by the hour)."""
+    return [f"{five_minute_prefix(at)}{counter}" for counter in CORE_COUNTERS]
+
+
+def _kind_breakdown(kind: str, first: str, last: str) -> dict[str, dict[str, Any]]:
+    """All traffic split by provider or model over whole days: the by_kind index over those scopes' day items."""
+    entries = store.query_kind(kind, first, last)
+    return agg.reported(agg.breakdown_of_scopes(entries, lambda entry: scope_id_of_day_id(entry["day_id"])))
 
 
 def summary(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
@@ -102,20 +106,27 @@ def summary(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     scope = resolve_scope(principal, params)
     end = utc_now() - timedelta(hours=offset)
     start = end - timedelta(hours=hours) + timedelta(microseconds=1)
+    first, last = day_of(start), day_of(end)
     if hours <= 48 and offset + hours <= 24 * (WHOLE_ITEMS_DAYS - 1):
-        items = store.query_days(scope.item, day_of(start), day_of(end))
+        parts = [HOUR_ITEM] + ([_family(HOUR_BREAKDOWN_ITEM, "model")] if scope.item.kind in BREAKDOWN_SCOPES else [])
+        items = store.query_days(scope.item, first, last, _five_minute_names(start), parts=parts, since=start)
         slots = [slot for slot in agg.five_minutes_between(start, end) if slot >= start]
         pairs = agg.resolution_pairs(items, slots, five_minute_prefix)
         hourly = agg.resolution_pairs(items, agg.hours_between(start, end), hour_prefix)
         since = slots[0] if slots else end
         return {"hours": hours, "from": iso(since), "to": iso(end), "resolution": "5m",
                 "breakdown_from": iso(start.replace(minute=0, second=0, microsecond=0)),
-                **scope.view(), **agg.summarize(pairs, scope.part, breakdown_pairs=hourly)}
-    items = _projected(scope, day_of(start), day_of(end), DAY_COUNTERS,
-                       _breakdown_names([DAY], ("provider", "model"), DAY_BREAKDOWN_COUNTERS))
+                **scope.view(), **agg.summarize(pairs, scope.part, breakdown_pairs=hourly, latency_pairs=hourly)}
     since = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    return {"hours": hours, "from": iso(since), "to": iso(end), "resolution": "1d",
-            **scope.view(), **agg.summarize([(item, DAY) for item in items], scope.part)}
+    head = {"hours": hours, "from": iso(since), "to": iso(end), "resolution": "1d", **scope.view()}
+    if scope.item.is_everything:
+        items = store.query_days(scope.item, first, last, DAY_COUNTERS, max_requests=1)
+        return head | agg.total([(item, DAY) for item in items]).view() | {
+            "by_provider": _kind_breakdown("provider", first, last), "by_model": _kind_breakdown("model", first, last)}
+    dims = [dim for dim in ("provider", "model") if dim in DAY_BREAKDOWNS.get(scope.item.kind, ())]
+    items = store.query_days(scope.item, first, last, DAY_COUNTERS,
+                             parts=[_family(DAY_BREAKDOWN_ITEM, dim) for dim in dims])
+    return head | agg.summarize([(item, DAY) for item in items], scope.part)
 
 
 def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
@@ -135,11 +146,11 @@ def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     elif group_by:
         if group_by not in ACCOUNT_GROUPS:
             raise InvalidRequest(f"for one account, `group_by` must be one of {', '.join(ACCOUNT_GROUPS)}")
-        items = _projected(scope, first, last, DAY_COUNTERS, _breakdown_names([DAY], (group_by,), DAY_BREAKDOWN_COUNTERS))
+        items = store.query_days(scope.item, first, last, INDEXED_COUNTERS,
+                                 parts=[_family(DAY_BREAKDOWN_ITEM, group_by)])
         rows = agg.daily_groups(items, group_by)
     elif scope.part:
-        names = _breakdown_names([DAY], (scope.part[0],), DAY_BREAKDOWN_COUNTERS)(*scope.part)
-        items = store.query_days(scope.item, first, last, names)
+        items = store.query_days(scope.item, first, last, parts=[_family(DAY_BREAKDOWN_ITEM, scope.part[0])])
         rows = [{"day": item["day"]} | agg.total([(item, DAY)], scope.part).view(with_latency=False)
                 for item in items]
     elif scope.item.is_everything:  # the index holds the day counters: small entries, not whole days
@@ -158,21 +169,25 @@ def timeseries(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     scope = resolve_scope(principal, params)
     end = utc_now()
     start = end - timedelta(hours=hours) + timedelta(microseconds=1)
-    if hours <= 24 * (WHOLE_ITEMS_DAYS - 1):
-        items = store.query_days(scope.item, day_of(start), day_of(end))
-    else:
-        hour_prefixes = [hour_prefix(datetime(2000, 1, 1, h)) for h in range(24)]
-        fixed = [f"{p}{c}" for p in hour_prefixes for c in CORE_COUNTERS]
-        items = _projected(scope, day_of(start), day_of(end), fixed,
-                           _breakdown_names(hour_prefixes, ("provider",), ("calls", "errors", "tok", "cost",
-                                                                           "unpriced")))
-    days = agg.by_day(items)
-    if interval == "1h":
-        starts, prefix_of = agg.hours_between(start, end), hour_prefix
-    else:
+    first, last = day_of(start), day_of(end)
+    with_providers = interval == "1h" and scope.part is None and scope.item.kind in BREAKDOWN_SCOPES
+    if interval == "5m":
         starts, prefix_of = agg.five_minutes_between(start, end), five_minute_prefix
+        names = _five_minute_names(start)
+    else:
+        starts, prefix_of = agg.hours_between(start, end), hour_prefix
+        names = [f"{hour_prefix(start)}{counter}" for counter in CORE_COUNTERS]
+        if with_providers:  # the providers seen in the range name the hour items' provider counters
+            providers = {scope_id_of_day_id(e["day_id"]) for e in store.query_kind("provider", first, last)}
+            names += [f"{breakdown_head(hour_prefix(start), 'provider', stored_name(p))}{counter}"
+                      for p in providers for counter in ("calls", "errors", "tok", "cost", "unpriced")]
+        if scope.part:
+            names += [f"{breakdown_head(hour_prefix(start), *scope.part)}{counter}"
+                      for counter in ("calls", "errors", "tok", "cost", "unpriced")]
+    items = store.query_days(scope.item, first, last, names, since=start)
+    days = agg.by_day(items)
     buckets = [(t, [(days[day_of(t)], prefix_of(t))] if day_of(t) in days else []) for t in starts]
-    points = agg.series(buckets, with_providers=interval == "1h" and scope.part is None, part=scope.part)
+    points = agg.series(buckets, with_providers=with_providers, part=scope.part)
     return {"hours": hours, "interval": interval, **scope.view(), "points": points}
 
 
@@ -184,7 +199,7 @@ def window(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
         raise InvalidRequest("a rolling window is kept per scope: filter by account, or by model/provider alone")
     end = utc_now()
     start = end - timedelta(minutes=minutes) + timedelta(microseconds=1)
-    items = store.query_days(scope.item, day_of(start), day_of(end))
+    items = store.query_days(scope.item, day_of(start), day_of(end), _five_minute_names(start), since=start)
     slots = agg.five_minutes_between(start, end)
     totals = agg.total(agg.resolution_pairs(items, slots, five_minute_prefix))
     return {"minutes": minutes, "from": iso(slots[0]), "to": iso(end), **scope.view(),

@@ -1,9 +1,9 @@
-"""Fold call records into aggregate deltas: one item per (scope, UTC day) with day, hour and 5-minute counters.
+"""Fold call records into aggregate deltas: one per small item they touch (a scope's day, hour or breakdown
+value, in the lane's write shard), so a batch costs one write per item whatever it holds.
 
-Pure: no AWS. The item layout (keys, counter names) is chalicelib/rollup/layout.py's. Keeping a whole
-day in one item is what makes a batch cost one write per scope value it touches. Names that come from
-calls (model, operation, account, …) enter keys and attribute names through `stored_name`, so no
-caller can make an item's key or attribute name unbounded.
+Pure: no AWS. The item layout (keys, counter names, which item holds what) is chalicelib/rollup/layout.py's.
+Names that come from calls (model, operation, account, …) enter keys and attribute names through
+`stored_name`, so no caller can make an item's key or attribute name unbounded.
 """
 from __future__ import annotations
 
@@ -14,31 +14,47 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
-from chalicelib.clock import day_of
+from chalicelib.clock import day_of, iso as iso_ts
 from chalicelib.rollup.histogram import bucket_of
 from chalicelib.rollup.layout import (
     BREAKDOWN_SCOPES,
     DAY,
     DAY_BREAKDOWNS,
+    DAY_BREAKDOWN_ITEM,
+    FIVE_MINUTE_ITEM,
     GLOBAL_ID,
+    HOUR_BREAKDOWN_ITEM,
     HOUR_BREAKDOWNS,
+    HOUR_ITEM,
+    HOURLESS_KINDS,
+    IN_OWN_ITEM,
     SCOPE_KINDS,
     TOKEN_KINDS,
+    Part,
     Scope,
     breakdown_head,
-    dim_entry,
+    day_views,
     error_counter,
-    five_minute_prefix,
-    hour_prefix,
     lane_of,
     latency_counter,
+    ttft_counter,
+    SESSION_ITEM,
+    shard_of,
     stored_name,
+    user_scope_id,
 )
 
 # What one call may add to a counter: DynamoDB Numbers hold 38 digits, and a day item sums many calls.
 TOKENS_MAX = 10**12  # CONTRACT §2: upstream counts outside [0, 10^12) are logged as usage_invalid
 COST_MAX_USD = 10**9
 LATENCY_MAX_MS = 10**10
+
+
+def _duration(value: Any) -> int | None:
+    """A stored duration as whole ms, or None when there is none or it is beyond what a call can take."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return int(value) if 0 <= value < LATENCY_MAX_MS else None
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,10 @@ class Fact:
     tokens: tuple[int, int, int, int, int]  # TOKEN_KINDS order
     cost_usd: Decimal | None
     latency_ms: int
+    user: str | None = None  # the caller's end user, named within its account
+    session: str | None = None  # the caller's conversation, named within its account
+    ttft_ms: int | None = None  # to the first content event of a stream
+    expires_at: int | None = None  # when the call leaves the call log (epoch seconds): its session's items follow
     was: "Fact | None" = None  # a change: the call before it, with sign -1 and the same lane and seq
 
     @classmethod
@@ -73,11 +93,13 @@ class Fact:
             sign=sign, lane=lane_of(stream, call.account), seq=seq,
             ts=datetime.strptime(call.ts, "%Y-%m-%dT%H:%M:%S.%fZ"),
             account=call.account, key_id=call.key_id, provider=call.provider, model=call.model,
-            operation=call.operation, team=call.team,
+            operation=call.operation, team=call.team, user=call.user,
             is_error=call.status >= 400 or call.error_type is not None, error_type=call.error_type,
             tokens=(call.input_tokens, call.cache_read_tokens, call.cache_write_tokens, call.output_tokens,
                     call.reasoning_tokens),
-            cost_usd=call.cost_usd, latency_ms=call.latency_ms,
+            cost_usd=call.cost_usd, latency_ms=call.latency_ms, session=getattr(call, "session", None),
+            ttft_ms=_duration(getattr(call, "ttft_ms", None)),
+            expires_at=int(expires.timestamp()) if (expires := getattr(call, "expires_at", None)) else None,
         )
 
     def changed(self, before: "Fact") -> "Fact | None":
@@ -93,6 +115,7 @@ class Fact:
 
     def scopes(self) -> list[tuple[str, str]]:
         values = {"global": GLOBAL_ID, "account": self.account, "team": self.team, "key": self.key_id,
+                  "user": user_scope_id(self.account, self.user) if self.user else None,
                   "provider": self.provider, "model": self.model, "operation": self.operation}
         return [(kind, values[kind]) for kind in SCOPE_KINDS if values[kind]]
 
@@ -115,9 +138,13 @@ class Fact:
 
 @dataclass(frozen=True)
 class AggregateKey:
+    """One stored item: a scope (kind, stored name), a UTC day, which part of the day view, which write shard."""
+
     kind: str
     scope_id: str  # a stored name (see `stored_name`)
     day: str  # YYYY-MM-DD, UTC
+    part: Part = Part()
+    shard: int | None = None
 
     @property
     def scope(self) -> Scope:
@@ -127,21 +154,34 @@ class AggregateKey:
     def pk(self) -> str:
         return self.scope.pk
 
+    @property
+    def sort_key(self) -> str:
+        return self.part.sort_key(self.day, self.shard)
+
+    @property
+    def is_day_item(self) -> bool:
+        return self.part.kind == ""
+
 
 @dataclass
 class Delta:
     """What one batch adds to one aggregate item, and the stream positions it covers per lane."""
 
     counters: dict[str, Any] = field(default_factory=lambda: defaultdict(int))
-    dims: set[str] = field(default_factory=set)
+    latest: dict[str, Any] = field(default_factory=dict)  # attributes set to the batch's newest value (last_ts)
+    earliest: dict[str, Any] = field(default_factory=dict)  # set once, if the item has none yet (first_ts)
     first_seq: dict[str, int] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)
 
     def nonzero(self) -> dict[str, Any]:
         return {name: value for name, value in self.counters.items() if value != 0}
 
+    def covers(self, fact: Fact) -> None:
+        self.first_seq[fact.lane] = min(self.first_seq.get(fact.lane, fact.seq), fact.seq)
+        self.last_seq[fact.lane] = max(self.last_seq.get(fact.lane, fact.seq), fact.seq)
 
-def _add_core(counters: dict[str, Any], prefix: str, fact: Fact, with_errors_by_type: bool) -> None:
+
+def _add_core(counters: dict[str, Any], prefix: str, fact: Fact, with_errors_by_type: bool = False) -> None:
     s = fact.sign
     counters[f"{prefix}calls"] += s
     counters[f"{prefix}errors"] += s if fact.is_error else 0
@@ -153,14 +193,27 @@ def _add_core(counters: dict[str, Any], prefix: str, fact: Fact, with_errors_by_
         counters[f"{prefix}cost"] += s * fact.cost_usd
     counters[f"{prefix}lat_sum"] += s * fact.latency_ms
     counters[latency_counter(prefix, bucket_of(fact.latency_ms))] += s
+    if fact.ttft_ms is not None:
+        counters[ttft_counter(prefix, bucket_of(fact.ttft_ms))] += s
     if with_errors_by_type and fact.is_error:
         counters[error_counter(fact.error_type or "error")] += s
 
 
-def _add_breakdown(counters: dict[str, Any], prefix: str, dim: str, value: str, fact: Fact, full: bool) -> None:
-    """`value` is a stored name."""
+def _add_session(delta: Delta, fact: Fact, named: tuple[str, str]) -> None:
+    """A session's running totals, and what a list of sessions shows of it: its user or account, and when."""
+    _add_breakdown(delta.counters, None, None, fact, full=True)
+    ts = iso_ts(fact.ts)
+    delta.earliest["first_ts"] = min(delta.earliest.get("first_ts", ts), ts)
+    delta.latest["last_ts"] = max(delta.latest.get("last_ts", ts), ts)
+    delta.latest[named[0]] = named[1]
+    if fact.expires_at:
+        delta.latest["expires_at"] = max(delta.latest.get("expires_at", 0), fact.expires_at)
+
+
+def _add_breakdown(counters: dict[str, Any], dim: str | None, value: str | None, fact: Fact, full: bool) -> None:
+    """`value` is a stored name; without a dimension, the item's own counters (a session's)."""
     s = fact.sign
-    base = breakdown_head(prefix, dim, value)
+    base = breakdown_head(DAY, dim, value) if dim else DAY
     counters[f"{base}calls"] += s
     counters[f"{base}errors"] += s if fact.is_error else 0
     if fact.cost_usd is None:
@@ -174,32 +227,60 @@ def _add_breakdown(counters: dict[str, Any], prefix: str, dim: str, value: str, 
         counters[f"{base}tok"] += s * sum(fact.tokens)
 
 
-
-
 def fold(facts: Iterable[Fact]) -> dict[AggregateKey, Delta]:
     """Sum facts into one delta per aggregate item they touch."""
     deltas: dict[AggregateKey, Delta] = defaultdict(Delta)
     for fact in (part for whole in facts for part in whole.parts()):
-        day = day_of(fact.ts)
+        day, hour = day_of(fact.ts), fact.ts.hour
         dim_values = {dim: stored_name(value) if value else value for dim, value in (
             ("account", fact.account), ("team", fact.team), ("key", fact.key_id), ("provider", fact.provider),
-            ("model", fact.model), ("operation", fact.operation))}
+            ("model", fact.model), ("operation", fact.operation), ("user", fact.user))}
         for kind, scope_id in fact.scopes():
-            delta = deltas[AggregateKey(kind, stored_name(scope_id), day)]
-            delta.first_seq.setdefault(fact.lane, fact.seq)
-            delta.first_seq[fact.lane] = min(delta.first_seq[fact.lane], fact.seq)
-            delta.last_seq[fact.lane] = max(delta.last_seq.get(fact.lane, fact.seq), fact.seq)
-            counters = delta.counters
-            _add_core(counters, DAY, fact, with_errors_by_type=True)
-            _add_core(counters, hour_prefix(fact.ts), fact, with_errors_by_type=False)
-            _add_core(counters, five_minute_prefix(fact.ts), fact, with_errors_by_type=False)
+            scope_id, shard = stored_name(scope_id), shard_of(kind, fact.lane)
+
+            def counters(part: Part = Part()) -> dict[str, Any]:
+                delta = deltas[AggregateKey(kind, scope_id, day, part, shard)]
+                delta.covers(fact)
+                return delta.counters
+
+            _add_core(counters(), DAY, fact, with_errors_by_type=True)
+            if kind in HOURLESS_KINDS:
+                continue
+            # Time items store their counters unprefixed: the sort key names the hour or the 5-minute bucket.
+            _add_core(counters(Part(HOUR_ITEM, hour)), DAY, fact)
+            _add_core(counters(Part(FIVE_MINUTE_ITEM, hour, minute=fact.ts.minute - fact.ts.minute % 5)), DAY, fact)
             if kind not in BREAKDOWN_SCOPES:
                 continue
-            for dim in DAY_BREAKDOWNS[kind]:
-                if dim_values[dim]:
-                    _add_breakdown(counters, DAY, dim, dim_values[dim], fact, full=True)
-                    delta.dims.add(dim_entry(dim, dim_values[dim]))
+            for dim in DAY_BREAKDOWNS.get(kind, ()):
+                if value := dim_values[dim]:
+                    part = Part() if dim in IN_OWN_ITEM else Part(DAY_BREAKDOWN_ITEM, dim=dim, value=value)
+                    _add_breakdown(counters(part), dim, value, fact, full=True)
             for dim in HOUR_BREAKDOWNS:
-                if dim_values[dim]:
-                    _add_breakdown(counters, hour_prefix(fact.ts), dim, dim_values[dim], fact, full=False)
+                if value := dim_values[dim]:
+                    if dim in IN_OWN_ITEM:
+                        _add_breakdown(counters(Part(HOUR_ITEM, hour)), dim, value, fact, full=False)
+                    else:  # one value's hour, with its latency: what a per-model latency table reads
+                        _add_core(counters(Part(HOUR_BREAKDOWN_ITEM, hour, dim, value)),
+                                  breakdown_head(DAY, dim, value), fact)
+        if fact.session:
+            _fold_session(deltas, fact)
     return dict(deltas)
+
+
+def _fold_session(deltas: dict[AggregateKey, Delta], fact: Fact) -> None:
+    """A session's totals twice, each a small item that expires with its calls: under the session's own key
+    (a session by id) and under its user (a user's sessions). Sessions are named within their account."""
+    session, account = stored_name(fact.session or ""), stored_name(fact.account)
+    by_id = deltas[AggregateKey("session", session, "", Part(SESSION_ITEM, value=account))]
+    by_id.covers(fact)
+    _add_session(by_id, fact, ("user", fact.user or ""))
+    if fact.user:
+        by_user = deltas[AggregateKey("user", stored_name(user_scope_id(fact.account, fact.user)), "",
+                                      Part(SESSION_ITEM, value=session))]
+        by_user.covers(fact)
+        _add_session(by_user, fact, ("session", fact.session or ""))
+
+
+def views(deltas: dict[AggregateKey, Delta], scope: Scope) -> list[dict[str, Any]]:
+    """The day views `deltas` would make of one scope's empty items: what a reader would get back."""
+    return day_views({"day": key.sort_key, **delta.nonzero()} for key, delta in deltas.items() if key.scope == scope)

@@ -1,29 +1,50 @@
-"""The aggregate item layout, owned here: keys, counter names and resolutions. Pure.
+"""The aggregate item layout, owned here: keys, counter names, resolutions and where each counter is stored. Pure.
 
-One item holds one scope's counters for one UTC day:
-- key: `pk` = `<kind>#<stored name>` (`model#gpt-4o`, `global#all`) and `day`; in the `by_kind` index,
-  `kind` and `day_id` = `<day>#<stored name>`;
-- counters, named by where they apply: `calls` (the day), `h07|calls` (07:00-08:00), `m0705|calls`
-  (07:05-07:10), `b|model|gpt-4o|cost` (the day's share of one breakdown value; on global and account
-  items only), `lat|12` (a latency histogram bucket), `err|timeout` (errors by type, per day);
-- `hw|<lane>`: the last stream sequence number applied per call-log partition (exactly once);
-- `dims`: the breakdown values present, so a reader can project just their counters.
+A reader sees one *day view* per scope and UTC day: a dict of counters named by where they apply:
+`calls` (the day), `h07|calls` (07:00-08:00), `m0705|calls` (07:05-07:10), `b|model|gpt-4o|cost` (the day's
+share of one breakdown value), `h07|b|provider|openai|cost` (an hour's share), `lat|12` (a latency histogram
+bucket), `err|timeout` (errors by type, per day).
 
+Stored, a day view is split into small items (an hour's or a 5-minute bucket's counters stored without
+their time prefix, which the sort key gives, so one projection reads the same counters of every bucket) so that none grows with volume or with the number of values
+(each at most a few KB, far below 64 KB), all under the scope's partition key `pk` = `<kind>#<stored name>`,
+told apart by the sort key (the `day` attribute):
+- `2026-11-26`: the day's own counters, latency histogram, errors by type and split by provider;
+- `h|2026-11-26T07`: one hour's counters and histogram, and its split by provider;
+- `m|2026-11-26T0705`: one 5-minute bucket's counters and histogram;
+- `b|model|2026-11-26|gpt-4o`: one breakdown value's day counters (one item per value, so a thousand
+  accounts are a thousand small items, not one large one);
+- `bh|model|2026-11-26T07|gpt-4o`: one value's hour counters (models, whose number callers choose).
+Scopes that many call-log partitions (lanes) write to are write-sharded: each lane writes to one of
+SHARDS items (sort key + `~<shard>`), so no item holds more than its share of the lanes' marks, and a
+reader sums the shards it finds in the same Query. Only day items carry `kind` and `day_id`, the keys
+of the sparse `by_kind` index.
+
+Every item keeps `hw|<lane hash>`: the last stream sequence number applied per lane (exactly once).
 Every other module spells a key or a counter name through these functions, never by hand.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any, Iterable
 
 SEP = "|"
 TOKEN_KINDS = ("in", "cr", "cw", "out", "rs")  # input, cache read, cache write, output, reasoning
-SCOPE_KINDS = ("global", "account", "team", "key", "provider", "model", "operation")
-BREAKDOWN_SCOPES = ("global", "account")
-DAY_BREAKDOWNS = {"global": ("provider", "model", "account", "team", "operation"),
-                  "account": ("provider", "model", "key", "team", "operation")}
+SCOPE_KINDS = ("global", "account", "team", "key", "user", "provider", "model", "operation")
+# Day breakdowns per value: an account's and a team's split. All traffic's split by account, model, … is the
+# `by_kind` index over those scopes' own day items, so the global scope writes none.
+DAY_BREAKDOWNS = {"account": ("provider", "model", "key", "team", "operation", "user"),
+                  "team": ("model", "operation", "user")}
+BREAKDOWN_SCOPES = ("global", "account", "team")  # the scopes with hour breakdowns
 HOUR_BREAKDOWNS = ("provider", "model")
+IN_OWN_ITEM = ("provider",)  # breakdowns few enough to live in the day or hour item (providers are the gateway's)
+HOURLESS_KINDS = ("user",)  # day items only: a user's cost is asked per day, and users are many
+SHARDED_KINDS = ("global", "provider", "model", "team", "operation")  # written by many accounts' lanes
+SHARDS = 16
 GLOBAL_ID = "all"
 CORE_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")
 INDEXED_COUNTERS = CORE_COUNTERS  # the day counters copied to the by_kind index: fixed names keep it small
@@ -32,6 +53,11 @@ NAME_BYTES_MAX = 128  # a longer name (UTF-8) is stored as its short form
 SHORT_PREFIX_BYTES = 96  # what a short form keeps of the name: 96 + "…" (3) + 16 hex ≤ NAME_BYTES_MAX
 LANE_PREFIX = f"hw{SEP}"
 ERROR_PREFIX = f"err{SEP}"
+KEY_ATTRIBUTES = ("pk", "day", "kind", "day_id", "expires_at")
+HOUR_ITEM, FIVE_MINUTE_ITEM, DAY_BREAKDOWN_ITEM, HOUR_BREAKDOWN_ITEM = "h", "m", "b", "bh"
+SESSION_ITEM = "s"  # a session's totals: under `session#<id>` by account, and under its user by session id
+SHARD_MARK = "~"
+END = "\uffff"
 
 
 def stored_name(value: str) -> str:
@@ -83,14 +109,20 @@ class Scope:
     def has_breakdowns(self) -> bool:
         return self.kind in BREAKDOWN_SCOPES
 
-    def day_id(self, day: str) -> str:
-        """The item's sort key in the `by_kind` index."""
-        return f"{day}#{self.stored_id}"
+    def day_id(self, day: str, shard: int | None = None) -> str:
+        """A day item's sort key in the `by_kind` index: with its write shard, so shards are distinct entries
+        (one entry cannot be split across partitions, and a hot scope's day is written by every batch)."""
+        return f"{day}#{self.stored_id}" + ("" if shard is None else f"{SHARD_MARK}{shard:02d}")
 
 
 def scope_id_of_day_id(day_id: str) -> str:
-    """The stored scope id in a `by_kind` index entry's `day_id`."""
+    """The stored scope id in a `by_kind` index entry's `day_id` (as `query_kind` gives it: shards summed)."""
     return day_id.split("#", 1)[1]
+
+
+def unsharded_day_id(kind: str, day_id: str) -> str:
+    """An index entry's `day_id` without its write shard: what all of a scope's shards of one day share."""
+    return day_id.rsplit(SHARD_MARK, 1)[0] if kind in SHARDED_KINDS else day_id
 
 
 def hour_prefix(ts: datetime) -> str:
@@ -119,25 +151,148 @@ def latency_counter(prefix: str, bucket: int) -> str:
     return f"{prefix}lat{SEP}{bucket}"
 
 
+def ttft_counter(prefix: str, bucket: int) -> str:
+    """A time-to-first-token histogram bucket (streamed calls only)."""
+    return f"{prefix}ttft{SEP}{bucket}"
+
+
 def error_counter(error_type: str) -> str:
     return f"{ERROR_PREFIX}{stored_name(error_type)}"
 
 
-def dim_entry(dim: str, value: str) -> str:
-    """An element of an item's `dims` set."""
-    return f"{dim}{SEP}{value}"
-
-
-def split_dim_entry(entry: str) -> tuple[str, str]:
-    dim, _, value = entry.partition(SEP)
-    return dim, value
-
-
 def watermark(lane: str) -> str:
-    """The attribute holding a lane's last applied stream sequence number."""
-    return f"{LANE_PREFIX}{lane}"
+    """The attribute holding a lane's last applied stream sequence number: short, since hot items hold many."""
+    digest = hashlib.sha256(lane.encode("utf-8", "surrogatepass")).digest()[:9]
+    return f"{LANE_PREFIX}{base64.urlsafe_b64encode(digest).decode()}"
 
 
 def lane_of(stream: str | None, account: str) -> str:
     """A call's lane: its stream and call-log partition, inside which sequence numbers order records."""
     return stored_name(f"{stream}{SEP}{account}" if stream else account)
+
+
+def shard_of(kind: str, lane: str) -> int | None:
+    """Which of a scope's write shards a lane writes to (None: the scope is not sharded). Fixed per lane,
+    so a redelivered record meets its own marks again."""
+    if kind not in SHARDED_KINDS:
+        return None
+    return int.from_bytes(hashlib.sha256(lane.encode("utf-8", "surrogatepass")).digest()[:4], "big") % SHARDS
+
+
+@dataclass(frozen=True)
+class Part:
+    """Which item of a day view a counter is stored in: the day's own (`kind` ""), an hour's (`h`, `hour`),
+    a 5-minute bucket's (`m`, `hour`, `minute`), a breakdown value's for the day (`b`) or for an hour (`bh`)."""
+
+    kind: str = ""
+    hour: int | None = None
+    dim: str | None = None
+    value: str | None = None
+    minute: int | None = None
+
+    def sort_key(self, day: str, shard: int | None) -> str:
+        if self.kind == HOUR_ITEM:
+            key = f"{HOUR_ITEM}{SEP}{day}T{self.hour:02d}"
+        elif self.kind == FIVE_MINUTE_ITEM:
+            key = f"{FIVE_MINUTE_ITEM}{SEP}{day}T{self.hour:02d}{self.minute:02d}"
+        elif self.kind == DAY_BREAKDOWN_ITEM:
+            key = f"{DAY_BREAKDOWN_ITEM}{SEP}{self.dim}{SEP}{day}{SEP}{self.value}"
+        elif self.kind == SESSION_ITEM:
+            return f"{SESSION_ITEM}{SEP}{self.value}"  # no day: a session lives as long as its calls
+        elif self.kind == HOUR_BREAKDOWN_ITEM:
+            key = f"{HOUR_BREAKDOWN_ITEM}{SEP}{self.dim}{SEP}{day}T{self.hour:02d}{SEP}{self.value}"
+        else:
+            key = day
+        return key if shard is None else f"{key}{SHARD_MARK}{shard:02d}"
+
+
+def day_of_sort_key(sort_key: str) -> str:
+    """The UTC day an item belongs to, from its sort key."""
+    if sort_key[:1].isdigit():
+        return sort_key[:10]
+    family, _, rest = sort_key.partition(SEP)
+    if family not in (HOUR_ITEM, FIVE_MINUTE_ITEM):
+        rest = rest.split(SEP, 1)[1]
+    return rest[:10]
+
+
+def sort_key_range(family: str, first_day: str, last_day: str) -> tuple[str, str]:
+    """The sort keys of one family of items (`day`, `h`, `b|<dim>`, `bh|<dim>`) over days: one Query each."""
+    if family == "day":
+        return first_day, f"{last_day}{SHARD_MARK}{END}"
+    return f"{family}{SEP}{first_day}", f"{family}{SEP}{last_day}{END}"
+
+
+def families(kind: str) -> list[str]:
+    """Every family of items a scope of `kind` has: what a recalculation clears."""
+    out = ["day"] if kind in HOURLESS_KINDS else ["day", HOUR_ITEM, FIVE_MINUTE_ITEM]
+    out += [f"{DAY_BREAKDOWN_ITEM}{SEP}{dim}" for dim in DAY_BREAKDOWNS.get(kind, ()) if dim not in IN_OWN_ITEM]
+    if kind in BREAKDOWN_SCOPES:
+        out += [f"{HOUR_BREAKDOWN_ITEM}{SEP}{dim}" for dim in HOUR_BREAKDOWNS if dim not in IN_OWN_ITEM]
+    return out
+
+
+def family_of(name: str) -> str:
+    """Which family stores a day view's counter `name` (see the module's docstring)."""
+    return split_view_name(name)[0]
+
+
+def split_view_name(name: str) -> tuple[str, str]:
+    """(family, name as stored in that family's items) of a day view's counter."""
+    head, _, rest = name.partition(SEP)
+    if head == "b":
+        dim = rest.split(SEP, 1)[0]
+        return ("day", name) if dim in IN_OWN_ITEM else (f"{DAY_BREAKDOWN_ITEM}{SEP}{dim}", name)
+    if not _is_time_prefix(head):
+        return "day", name
+    if head[0] == "m":
+        return FIVE_MINUTE_ITEM, rest
+    if rest.startswith(f"b{SEP}") and (dim := rest.split(SEP, 2)[1]) not in IN_OWN_ITEM:
+        return f"{HOUR_BREAKDOWN_ITEM}{SEP}{dim}", rest
+    return HOUR_ITEM, rest
+
+
+def view_prefix(sort_key: str) -> str:
+    """The time prefix an item's stored counters take in the day view: `h07|`, `m0705|` or "" (the day's)."""
+    family, _, rest = sort_key.partition(SEP)
+    if family == HOUR_BREAKDOWN_ITEM:
+        rest = rest.split(SEP, 1)[1]
+    if family in (HOUR_ITEM, HOUR_BREAKDOWN_ITEM):
+        return f"h{rest[11:13]}{SEP}"
+    if family == FIVE_MINUTE_ITEM:
+        return f"m{rest[11:15]}{SEP}"
+    return DAY
+
+
+def time_bound(family: str, at: datetime) -> str:
+    """A sort key bound at the hour or 5-minute bucket holding `at`, for a family of time items."""
+    if family == FIVE_MINUTE_ITEM:
+        return f"{family}{SEP}{at:%Y-%m-%dT%H}{at.minute - at.minute % 5:02d}"
+    return f"{family}{SEP}{at:%Y-%m-%dT%H}"
+
+
+def _is_time_prefix(head: str) -> bool:
+    return head[:1] in ("h", "m") and head[1:].isdigit() and len(head) in (3, 5)
+
+
+def is_counter(name: str) -> bool:
+    """Whether an item attribute is a counter a day view sums (not a key or a lane's mark)."""
+    return name not in KEY_ATTRIBUTES and not name.startswith(LANE_PREFIX)
+
+
+def user_scope_id(account: str, user: str) -> str:
+    """A user's scope id: users are named by their account, so two tenants' `alice` never share an item."""
+    return f"{account}{SEP}{user}"
+
+
+def day_views(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored items of one scope (shards, hours, buckets, breakdown values) summed back into one view per day,
+    oldest first; each counter named as the day view names it (`h07|calls`)."""
+    views: dict[str, dict[str, Any]] = {}
+    for item in items:
+        day, prefix = day_of_sort_key(item["day"]), view_prefix(item["day"])
+        view = views.setdefault(day, {"day": day})
+        for name, value in item.items():
+            if is_counter(name) and isinstance(value, (int, Decimal)):
+                view[prefix + name] = view.get(prefix + name, 0) + value
+    return [views[day] for day in sorted(views)]

@@ -1,4 +1,7 @@
-"""Aggregate items in DynamoDB: apply folded deltas exactly once, read days of a scope or of a kind.
+"""Aggregate items in DynamoDB: apply folded deltas exactly once; read a scope's days back as day views.
+
+A day view (what reports read) is stored as several small items (chalicelib/rollup/layout.py): a read
+Queries one family of them (days, hours, one breakdown) per request and sums them back per day.
 
 Exactly once: each item keeps `hw|<lane>`, the last stream sequence number applied from each
 lane: one stream (by its label) and one call-log partition, within which records arrive in order. An update adds its counters only if
@@ -12,7 +15,9 @@ while the rest folds. Anything else (throttling, an outage) stops the batch ther
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Iterable
@@ -22,11 +27,28 @@ from botocore.exceptions import ClientError, ParamValidationError
 from chalicelib import aws
 from chalicelib.errors import InvalidRequest
 from chalicelib.rollup.fold import AggregateKey, Delta, Fact, fold
-from chalicelib.rollup.layout import LANE_PREFIX, SCOPE_KINDS, Scope, scope_id_of_day_id, watermark
+from chalicelib.rollup.layout import (
+    FIVE_MINUTE_ITEM,
+    HOUR_ITEM,
+    LANE_PREFIX,
+    SCOPE_KINDS,
+    Scope,
+    day_of_sort_key,
+    day_views,
+    is_counter,
+    families,
+    scope_id_of_day_id,
+    sort_key_range,
+    unsharded_day_id,
+    split_view_name,
+    time_bound,
+    watermark,
+)
 from chalicelib.rollup.table import Aggregate
 
 EXPRESSION_BYTES = 4096  # DynamoDB's limit on each expression string of a request
-REFUSED_CODES = ("ValidationException",)  # DynamoDB's answer about the request's content, not its state
+REFUSED_CODES = ("ValidationException",)
+WRITERS = 16  # concurrent UpdateItems per batch: one boto3 client is thread-safe  # DynamoDB's answer about the request's content, not its state
 
 
 @lru_cache(maxsize=1)
@@ -49,26 +71,40 @@ def _number(value: Any) -> dict[str, str]:
     return {"N": format(value, "f") if isinstance(value, Decimal) else str(value)}
 
 
+def _value(value: Any) -> dict[str, str]:
+    return {"S": value} if isinstance(value, str) else _number(value)
+
+
+def _key(key: AggregateKey) -> dict[str, Any]:
+    return {"pk": {"S": key.pk}, "day": {"S": key.sort_key}}
+
+
 def update_request(key: AggregateKey, delta: Delta) -> dict[str, Any]:
     """The UpdateItem that adds `delta` to `key` unless its lanes already hold these records."""
-    names = {"#kind": "kind", "#day_id": "day_id"}
-    values: dict[str, Any] = {":kind": {"S": key.kind}, ":day_id": {"S": key.scope.day_id(key.day)}}
-    adds, sets, conditions = [], ["#kind = :kind", "#day_id = :day_id"], []
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    adds, sets, conditions = [], [], []
+    if key.is_day_item:  # the keys of the sparse by_kind index
+        names |= {"#kind": "kind", "#day_id": "day_id"}
+        values |= {":kind": {"S": key.kind}, ":day_id": {"S": key.scope.day_id(key.day, key.shard)}}
+        sets += ["#kind = :kind", "#day_id = :day_id"]
     for i, (name, value) in enumerate(sorted(delta.nonzero().items())):
         names[f"#{i}"], values[f":{i}"] = name, _number(value)
         adds.append(f"#{i} :{i}")
-    if delta.dims:
-        names["#dims"], values[":dims"] = "dims", {"SS": sorted(delta.dims)}
-        adds.append("#dims :dims")
+    for k, (name, value) in enumerate(sorted(delta.latest.items())):
+        names[f"#s{k}"], values[f":s{k}"] = name, _value(value)
+        sets.append(f"#s{k} = :s{k}")
+    for k, (name, value) in enumerate(sorted(delta.earliest.items())):
+        names[f"#e{k}"], values[f":e{k}"] = name, _value(value)
+        sets.append(f"#e{k} = if_not_exists(#e{k}, :e{k})")
     for j, lane in enumerate(sorted(delta.last_seq)):
         names[f"#h{j}"] = watermark(lane)
         values[f":f{j}"], values[f":l{j}"] = _number(delta.first_seq[lane]), _number(delta.last_seq[lane])
         conditions.append(f"(attribute_not_exists(#h{j}) OR #h{j} < :f{j})")
         sets.append(f"#h{j} = :l{j}")
     expression = (f"ADD {', '.join(adds)} " if adds else "") + f"SET {', '.join(sets)}"
-    request = {"TableName": _table(), "Key": {"pk": {"S": key.pk}, "day": {"S": key.day}},
-               "UpdateExpression": expression, "ExpressionAttributeNames": names,
-               "ExpressionAttributeValues": values}
+    request = {"TableName": _table(), "Key": _key(key), "UpdateExpression": expression,
+               "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
     if conditions:
         request["ConditionExpression"] = " AND ".join(conditions)
     return request
@@ -84,25 +120,24 @@ def too_large(deltas: dict[AggregateKey, Delta]) -> bool:
     return False
 
 
-def lanes(key: AggregateKey) -> dict[str, int]:
-    """The stream high-water marks an item holds, per lane."""
-    item = aws.client("dynamodb").get_item(TableName=_table(), Key={"pk": {"S": key.pk}, "day": {"S": key.day}},
-                                           ConsistentRead=True).get("Item", {})
-    return {name[len(LANE_PREFIX):]: int(value["N"]) for name, value in item.items()
-            if name.startswith(LANE_PREFIX)}
+def marks(key: AggregateKey, client: Any = None) -> dict[str, int]:
+    """The stream high-water marks an item holds, by their attribute names (`watermark(lane)`)."""
+    item = (client or aws.client("dynamodb")).get_item(TableName=_table(), Key=_key(key), ConsistentRead=True).get("Item", {})
+    return {name: int(value["N"]) for name, value in item.items() if name.startswith(LANE_PREFIX)}
 
 
-def write(key: AggregateKey, delta: Delta, facts: list[Fact]) -> None:
+def write(key: AggregateKey, delta: Delta, facts: list[Fact], client: Any = None) -> None:
     """Apply one item's delta once; on a redelivery, fold again only the records the item lacks."""
+    client = client or aws.client("dynamodb")
     for _ in range(3):
         try:
-            aws.client("dynamodb").update_item(**update_request(key, delta))
+            client.update_item(**update_request(key, delta))
             return
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-        marks = lanes(key)
-        newer = [f for f in facts if f.seq > marks.get(f.lane, -1)]
+        held = marks(key, client)
+        newer = [f for f in facts if f.seq > held.get(watermark(f.lane), -1)]
         delta = fold(newer).get(key)
         if delta is None:
             return
@@ -148,17 +183,16 @@ def _apply(facts: list[Fact], applied: Applied) -> bool:
         return _halves(facts, applied)
     failed: list[int] = []
     refused: str | None = None
-    for key, delta in deltas.items():
-        try:
-            write(key, delta, facts)
-        except Exception as exc:
-            reason = refusal(exc)
-            if reason is None and not isinstance(exc, ClientError):
-                raise
-            if reason is None:
-                failed.append(min(delta.first_seq.values()))
-            else:
-                refused = refused or reason
+    for (key, delta), exc in zip(deltas.items(), _write_all(deltas, facts)):
+        if exc is None:
+            continue
+        reason = refusal(exc)
+        if reason is None and not isinstance(exc, ClientError):
+            raise exc
+        if reason is None:
+            failed.append(min(delta.first_seq.values()))
+        else:
+            refused = refused or reason
     if failed:
         applied.retry_from = min(failed)
         return False
@@ -170,6 +204,23 @@ def _apply(facts: list[Fact], applied: Applied) -> bool:
     return _halves(facts, applied)
 
 
+def _write_all(deltas: dict[AggregateKey, Delta], facts: list[Fact]) -> list[BaseException | None]:
+    """Write every item's delta, WRITERS at a time (items are independent: each holds its own marks), so a
+    batch's few hundred small writes take the time of a few; what each write raised, in order."""
+    client = aws.client("dynamodb")  # one for the batch: creating clients is neither cheap nor thread-safe
+
+    def attempt(entry: tuple[AggregateKey, Delta]) -> BaseException | None:
+        try:
+            write(*entry, facts, client)
+        except Exception as exc:
+            return exc
+        return None
+    if len(deltas) == 1:
+        return [attempt(next(iter(deltas.items())))]
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        return list(pool.map(attempt, deltas.items()))
+
+
 def _halves(facts: list[Fact], applied: Applied) -> bool:
     half = len(facts) // 2
     return _apply(facts[:half], applied) and _apply(facts[half:], applied)
@@ -179,78 +230,104 @@ def _items(response: dict[str, Any]) -> list[dict[str, Any]]:
     return [{name: _deserialize(value) for name, value in item.items()} for item in response.get("Items", [])]
 
 
+class _Budget:
+    """How many requests one read may still send: a report's reads share its budget."""
+
+    def __init__(self, requests: int) -> None:
+        self.left = requests
+
+    def spend(self) -> None:
+        if self.left <= 0:
+            raise InvalidRequest("this range holds more data than one answer reads: ask for fewer days")
+        self.left -= 1
+
 
 def query_days(scope: Scope, first_day: str, last_day: str, names: Iterable[str] | None = None,
-               max_requests: int = 3) -> list[dict[str, Any]]:
-    """A scope's items for a range of days, whole or projected to `names` (plus keys)."""
+               max_requests: int = 3, parts: Iterable[str] | None = None,
+               since: datetime | None = None) -> list[dict[str, Any]]:
+    """A scope's day views for a range of days: the counters `names` (each family of items read once, projected),
+    plus the families in `parts` whole (by default, with no names: days and hours). `since` starts the time
+    families (hours, 5-minute buckets) at the bucket holding it rather than at `first_day`'s midnight."""
+    budget = _Budget(max_requests)
+    by_family: dict[str, set[str] | None] = {}
+    for name in names or ():
+        family, stored = split_view_name(name)
+        by_family.setdefault(family, set()).add(stored)  # type: ignore[union-attr]
+    for family in parts or (() if names is not None else ("day", HOUR_ITEM)):
+        by_family[family] = None
+    items: list[dict[str, Any]] = []
+    for family, projected in sorted(by_family.items()):
+        low, high = sort_key_range(family, first_day, last_day)
+        if since is not None and family in (HOUR_ITEM, FIVE_MINUTE_ITEM):
+            low = time_bound(family, since)
+        items += _query_range(scope, low, high, sorted(projected) if projected is not None else None, budget)
+    return day_views(items)
+
+
+def _query_range(scope: Scope, low: str, high: str, names: list[str] | None, budget: _Budget) -> list[dict[str, Any]]:
     request: dict[str, Any] = {
         "TableName": _table(), "KeyConditionExpression": "pk = :pk AND #day BETWEEN :a AND :b",
         "ExpressionAttributeNames": {"#day": "day"},
-        "ExpressionAttributeValues": {":pk": {"S": scope.pk}, ":a": {"S": first_day}, ":b": {"S": last_day}},
+        "ExpressionAttributeValues": {":pk": {"S": scope.pk}, ":a": {"S": low}, ":b": {"S": high}},
     }
     if names is not None:
-        wanted = ["day", *sorted(set(names))]
-        request["ExpressionAttributeNames"] = {f"#p{i}": n for i, n in enumerate(wanted)}
-        request["ExpressionAttributeNames"]["#day"] = "day"
-        request["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(wanted)))
-    return _paged(request, max_requests)
+        request["ExpressionAttributeNames"] |= {f"#p{i}": n for i, n in enumerate(names)}
+        request["ProjectionExpression"] = ", ".join(["#day", *(f"#p{i}" for i in range(len(names)))])
+    return _paged(request, budget)
 
 
 def query_kind(kind: str, first_day: str, last_day: str, max_requests: int = 3) -> list[dict[str, Any]]:
-    """Every scope of a kind over a range of days, day counters only (the by_kind index)."""
+    """Every scope of a kind over a range of days, day counters only (the by_kind index), one entry per
+    (day, scope): a sharded scope's shards summed. Each entry's `day_id` is `<day>#<stored scope id>`."""
     request = {
         "TableName": _table(), "IndexName": "by_kind",
         "KeyConditionExpression": "kind = :kind AND day_id BETWEEN :a AND :b",
         "ExpressionAttributeValues": {":kind": {"S": kind}, ":a": {"S": first_day},
                                       ":b": {"S": f"{last_day}#\uffff"}},
     }
-    return _paged(request, max_requests)
+    entries: dict[str, dict[str, Any]] = {}
+    for item in _paged(request, _Budget(max_requests)):
+        day_id = unsharded_day_id(kind, item["day_id"])
+        entry = entries.setdefault(day_id, {"day": day_of_sort_key(item["day"]), "day_id": day_id})
+        for name, value in item.items():
+            if is_counter(name) and isinstance(value, (int, Decimal)):
+                entry[name] = entry.get(name, 0) + value
+    return [entries[day_id] for day_id in sorted(entries)]
 
 
-def _paged(request: dict[str, Any], max_requests: int) -> list[dict[str, Any]]:
+def _paged(request: dict[str, Any], budget: _Budget) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
-    for _ in range(max_requests):
+    while True:
+        budget.spend()
         response = aws.client("dynamodb").query(**request)
         items += _items(response)
         if "LastEvaluatedKey" not in response:
             return items
         request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-    raise InvalidRequest("this range holds more data than one answer reads: ask for fewer days")
 
 
 def replace_day(day: str, deltas: dict[AggregateKey, Delta]) -> int:
-    """Recalculation: delete every aggregate item of `day`, then write the rebuilt ones. Returns items written."""
+    """Recalculation: delete every aggregate item of `day` (each scope's day, hours and breakdowns, every shard),
+    then write the rebuilt ones. A session's totals span days: they stay as the stream wrote them, and expire
+    with their calls. Returns items written."""
     client = aws.client("dynamodb")
     for kind in SCOPE_KINDS:
-        stale = query_kind(kind, day, day, max_requests=1000)
-        for item in stale:
-            client.delete_item(TableName=_table(), Key={"pk": {"S": Scope(kind, scope_id_of_day_id(item["day_id"])).pk},
-                                                        "day": {"S": day}})
-    for key, delta in deltas.items():
+        for entry in query_kind(kind, day, day, max_requests=1000):
+            scope = Scope(kind, scope_id_of_day_id(entry["day_id"]))
+            for family in families(kind):
+                for item in _query_range(scope, *sort_key_range(family, day, day), ["pk"], _Budget(1000)):
+                    client.delete_item(TableName=_table(), Key={"pk": {"S": scope.pk}, "day": {"S": item["day"]}})
+    rebuilt = {key: delta for key, delta in deltas.items() if key.day}  # sessions are not rebuilt: they expire
+    for key, delta in rebuilt.items():
         client.put_item(TableName=_table(), Item=full_item(key, delta))
-    return len(deltas)
+    return len(rebuilt)
 
 
 def full_item(key: AggregateKey, delta: Delta) -> dict[str, Any]:
     """A whole aggregate item (no expression-size limit, unlike an update): for rebuilt days."""
-    item: dict[str, Any] = {"pk": {"S": key.pk}, "day": {"S": key.day}, "kind": {"S": key.kind},
-                            "day_id": {"S": key.scope.day_id(key.day)}}
+    item: dict[str, Any] = _key(key)
+    if key.is_day_item:
+        item |= {"kind": {"S": key.kind}, "day_id": {"S": key.scope.day_id(key.day, key.shard)}}
     item.update({name: _number(value) for name, value in delta.nonzero().items()})
-    if delta.dims:
-        item["dims"] = {"SS": sorted(delta.dims)}
+    item.update({name: _value(value) for name, value in (delta.earliest | delta.latest).items()})
     return item
-
-
-def get_days(scope: Scope, days: list[str], max_requests: int = 3) -> list[dict[str, Any]]:
-    """Whole items of a few days of one scope, in one BatchGetItem (more only for keys DynamoDB left unprocessed)."""
-    if not days:
-        return []
-    request = {_table(): {"Keys": [{"pk": {"S": scope.pk}, "day": {"S": day}} for day in days]}}
-    items: list[dict[str, Any]] = []
-    for _ in range(max_requests):
-        response = aws.client("dynamodb").batch_get_item(RequestItems=request)
-        items += response["Responses"].get(_table(), [])
-        request = response.get("UnprocessedKeys") or {}
-        if not request:
-            return _items({"Items": items})
-    raise RuntimeError("DynamoDB left keys unprocessed: try again")

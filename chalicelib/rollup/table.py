@@ -2,7 +2,7 @@
 reads and writes the items themselves, whose counters have computed names)."""
 from __future__ import annotations
 
-from pynamodb.attributes import UnicodeAttribute
+from pynamodb.attributes import TTLAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
@@ -27,7 +27,8 @@ class Aggregate(Model):
     Key: `pk` = `<kind>#<scope id>` (e.g. `model#gpt-4o`, `global#all`) + `day`: a scope's days are one
     Query. Counters are sparse attributes with computed names, so they are read and written through
     aggstore with the low-level client; this model fixes the keys and the index. `hw|<lane>` holds the
-    last stream sequence number applied per call-log partition (exactly-once). No TTL: kept forever.
+    last stream sequence number applied per call-log partition (exactly-once). Kept forever, but for a
+    session's items, which expire with its calls (`expires_at`).
     """
 
     class Meta(_Meta):
@@ -37,5 +38,6 @@ class Aggregate(Model):
     day = UnicodeAttribute(range_key=True)
     kind = UnicodeAttribute()
     day_id = UnicodeAttribute()
+    expires_at = TTLAttribute(null=True)
 
     by_kind = AggregatesByKind()

@@ -59,11 +59,11 @@ def test_openai_sync_stream_arrives_event_by_event(stack, gateway_key, upstream)
     texts = [c.choices[0].delta.content for _, c in arrivals if c.choices and c.choices[0].delta.content]
     assert len(texts) >= 8
     content_times = [t for t, c in arrivals if c.choices and c.choices[0].delta.content]
-    assert spread(content_times) >= 2.0  # buffered, they would all arrive within a few ms at the end
+    assert spread(content_times) >= 1.5  # buffered, they would all arrive within a few ms at the end
     assert "x-tollgate-cost-usd" not in raw.headers
     call = api_call(stack, raw.headers["x-tollgate-call-id"])
     assert call["stream"] and call["error_type"] is None and call["status"] == 200
-    assert call["ttft_ms"] is not None and call["latency_ms"] - call["ttft_ms"] >= 2000
+    assert call["ttft_ms"] is not None and call["latency_ms"] - call["ttft_ms"] >= 1500
     # 300 output tokens (200 + 100 reasoning) over the time after the first token
     assert call["output_tokens_per_s"] == pytest.approx(300 * 1000 / (call["latency_ms"] - call["ttft_ms"]), abs=0.1)
 
@@ -73,7 +73,7 @@ def test_raw_stream_ends_with_the_call_id_and_cost_comment(stack, gateway_key, u
     response, blocks = raw_stream(stack, gateway_key, "/openai/v1/chat/completions", {**CHAT, "stream": True})
     trailer = trailer_of(blocks)
     assert blocks[-2][1] == "data: [DONE]"
-    assert spread([t for t, _ in blocks[:-2]]) >= 2.0
+    assert spread([t for t, _ in blocks[:-2]]) >= 1.5
     assert trailer["call_id"] == response.headers["x-tollgate-call-id"]
     call = api_call(stack, trailer["call_id"])
     assert trailer["cost_usd"] == call["cost_usd"] and Decimal(call["cost_usd"]) > 0
@@ -117,7 +117,7 @@ def test_anthropic_stream_helper_sync_and_spread(stack, gateway_key, upstream):
             times = [time.monotonic() for _ in stream.text_stream]
             message = stream.get_final_message()
             call_id = stream.response.headers["x-tollgate-call-id"]
-    assert len(times) >= 8 and spread(times) >= 2.0
+    assert len(times) >= 8 and spread(times) >= 1.5
     assert message.usage.output_tokens == 300
     call = api_call(stack, call_id)
     assert (call["input_tokens"], call["cache_read_tokens"], call["cache_write_tokens"]) == (100, 2000, 500)

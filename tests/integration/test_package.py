@@ -128,6 +128,29 @@ def test_cfn_lint_finds_nothing_even_with_informational_checks(packaged):
     assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout[-3000:]
 
 
+def test_the_proxy_on_managed_instances_is_lint_clean_in_the_whole_template(packaged, tmp_path):
+    """The stage option `"proxy_compute": "managed-instances"` (docs/OPERATIONS.md) on this template: the capacity
+    provider, its operator role and the attached proxy pass cfn-lint `-c I` too. The proxy's runtime is set to
+    python3.13 as a build for it would (`make package` refuses the option for python3.11; see
+    tests/unit/test_managed_instances.py, which also holds the option to adding only this)."""
+    import copy
+
+    from infra.stages import ManagedInstances
+    from infra.template import on_managed_instances
+
+    _, template = packaged
+    assert not resources(template, "AWS::Lambda::CapacityProvider")  # the default: Lambda's own compute
+    assert "CapacityProviderConfig" not in template["Resources"]["ProxyFunction"]["Properties"]
+    on = copy.deepcopy(template)
+    on["Resources"]["ProxyFunction"]["Properties"]["Runtime"] = "python3.13"
+    on_managed_instances(on, ManagedInstances(("subnet-0123456789abcdef0", "subnet-0fedcba9876543210"),
+                                              ("sg-0123456789abcdef0",)))
+    (tmp_path / "sam.json").write_text(json.dumps(on, indent=2))
+    lint = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), "-c", "I", "--", str(tmp_path / "sam.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout[-3000:]
+
+
 def test_the_streaming_integrations_are_valid_api_gateway_method_integrations(packaged):
     """cfn-lint does not look inside the REST API's OpenAPI body, so each proxy integration is checked
     here against cfn-lint's own schema of `AWS::ApiGateway::Method` `Integration`, which knows

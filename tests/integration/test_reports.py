@@ -131,10 +131,10 @@ def test_recalculate_rebuilds_closed_days_and_reconcile_finds_drift(gateway, ups
     assert stored_counters() == expected_counters(calls)
 
     boto3.client("dynamodb").update_item(TableName="tollgate-dev-aggregates",
-                                         Key={"pk": {"S": "global#all"}, "day": {"S": day}},
+                                         Key={"pk": {"S": "account#acme"}, "day": {"S": day}},
                                          UpdateExpression="ADD calls :n", ExpressionAttributeValues={":n": {"N": "3"}})
     _, drift = gateway.admin("post", "/admin/jobs/reconcile", {"day": day})
-    assert drift["drift"] == [{"scope": "global", "scope_id": "all", "counter": "calls", "call_log": "5",
+    assert drift["drift"] == [{"scope": "account", "scope_id": "acme", "counter": "calls", "call_log": "5",
                                "aggregates": "8"}]
     _, fixed = gateway.admin("post", "/admin/jobs/reconcile", {"day": day, "fix": True})
     assert fixed["fixed"] and gateway.admin("post", "/admin/jobs/reconcile", {"day": day})[1]["drift"] == []

@@ -6,7 +6,8 @@ import pytest
 
 from chalicelib.alerting.budgets import BudgetSpec, calls_in, forecast, parse_budget, period_bounds, spend, status
 from chalicelib.errors import InvalidRequest
-from chalicelib.rollup.fold import Fact, fold
+from chalicelib.rollup.fold import Fact, fold, views
+from chalicelib.rollup.layout import Scope
 
 
 def spec(period="monthly", zone="UTC", window=None, limit="10"):
@@ -47,7 +48,7 @@ def test_spend_uses_whole_days_and_five_minute_buckets_at_the_edges():
              _fact(datetime(2026, 11, 21, 23, 0), "4", 3),   # inside
              _fact(datetime(2026, 11, 22, 4, 55), "8", 4),   # inside (last bucket)
              _fact(datetime(2026, 11, 22, 5, 0), "16", 5)]   # the next day
-    items = [{"day": k.day, **d.nonzero()} for k, d in fold(facts).items() if k.kind == "global"]
+    items = views(fold(facts), Scope.everything())
     start, end = period_bounds(spec("daily", "America/New_York"), datetime(2026, 11, 21, 12, 0))
     assert spend(items, start, end) == (Decimal(14), 45)
     monthly_start, monthly_end = period_bounds(spec("monthly"), datetime(2026, 11, 21))

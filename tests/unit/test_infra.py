@@ -69,8 +69,8 @@ def test_grants_render_one_statement_per_resource_and_slack_only_when_named():
     body = digest["PolicyDocument"]["Statement"]
     plain = [s for s in body if "Fn::If" not in s]
     conditional = [s["Fn::If"] for s in body if "Fn::If" in s]
-    assert {s["Sid"] for s in plain} == {"OwnLogGroupOnly", "AggregatesTable", "AlertsTopic", "BudgetsTable",
-                                         "DeliveriesTable", "DeliveriesTableIndexByStatus"}
+    assert {s["Sid"] for s in plain} == {"OwnLogGroupOnly", "AggregatesTable", "AggregatesTableIndexByKind",
+                                         "AlertsTopic", "BudgetsTable", "DeliveriesTable", "DeliveriesTableIndexByStatus"}
     # its only secret is the Slack URL: reading and decrypting it exist only when the stack names one
     assert [(c[0], c[1]["Sid"], c[2]) for c in conditional] == [
         (permissions.HAS_SLACK, "DecryptThroughSsmOnly", {"Ref": "AWS::NoValue"}),

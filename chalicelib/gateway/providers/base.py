@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from genai_prices import data_snapshot
-
 from chalicelib.errors import NotFound, TollgateError
 from chalicelib.gateway.sse import SseEvent
 from chalicelib.gateway.tokens import TokenUsage
@@ -82,6 +80,8 @@ class ProviderAdapter:
         model = body.get("model") if isinstance(body.get("model"), str) else None
         if not isinstance(body.get("usage"), dict):
             return None, model
+        from genai_prices import data_snapshot  # here: the proxy's cold start skips genai-prices (see proxy._log)
+
         provider = data_snapshot.get_snapshot().find_provider(None, self.genai_provider_id, None)
         try:
             _, usage = provider.extract_usage(body, api_flavor=endpoint.usage_flavor)
