@@ -11,7 +11,7 @@ from chalicelib.errors import NotFound
 from chalicelib.gateway import reprice
 from chalicelib.ledger import audit, auth, calllog, gdpr, keys
 from chalicelib.reports import calls as call_reports
-from chalicelib.reports import openapi, usage
+from chalicelib.reports import forecast, openapi, people, usage
 from chalicelib.rollup import handler, rebuild
 from chalicelib.settings import get_settings
 
@@ -192,6 +192,41 @@ def usage_timeseries():
 def usage_window():
     """Calls, tokens and cost in the rolling window of the last `minutes`."""
     return usage.window(_dashboard(), edge.params_of(app.current_request))
+
+
+@app.route("/api/usage/users", methods=["GET"], cors=DASHBOARD_CORS)
+@edge.json_api
+def usage_users():
+    """Users by cost, highest first, by account or team, over a range."""
+    return people.users(_dashboard(), edge.params_of(app.current_request))
+
+
+@app.route("/api/usage/models", methods=["GET"], cors=DASHBOARD_CORS)
+@edge.json_api
+def usage_models():
+    """Per model: success rate, latency and time to first token, cost."""
+    return usage.models(_dashboard(), edge.params_of(app.current_request))
+
+
+@app.route("/api/sessions", methods=["GET"], cors=DASHBOARD_CORS)
+@edge.json_api
+def list_sessions():
+    """A user's sessions in a range, newest first."""
+    return people.sessions(_dashboard(), edge.params_of(app.current_request))
+
+
+@app.route("/api/sessions/{session}", methods=["GET"], cors=DASHBOARD_CORS)
+@edge.json_api
+def get_session(session):
+    """One session: totals and calls."""
+    return people.session(_dashboard(), session, edge.params_of(app.current_request))
+
+
+@app.route("/api/forecast", methods=["GET"], cors=DASHBOARD_CORS)
+@edge.json_api
+def month_forecast():
+    """Month-to-date spend and its projection, in all and per provider."""
+    return forecast.forecast(_dashboard(), edge.params_of(app.current_request))
 
 
 @app.route("/api/budgets", methods=["GET"], cors=DASHBOARD_CORS)

@@ -321,8 +321,8 @@ class Traffic:
             own_teams = rng.sample(teams, min(shape.teams_per_account, len(teams)))
             keys = [(f"{rng.getrandbits(64):016x}", own_teams[k % len(own_teams)])
                     for k in range(shape.keys_per_account)]
-            users = [f"user{j:03d}@example.com" for j in range(users_each)]
-            scope_ids = [layout.stored_name(layout.user_scope_id(name, user)) for user in users]
+            users = [f"user{j:03d}@{name}.example.com" for j in range(users_each)]  # each account's own people
+            scope_ids = [layout.stored_name(user) for user in users]
             account = Account(name, lane, shard, shape.calls_per_s / shape.accounts, keys, users, user_cum)
             for key_id, team in keys:
                 account.key_share[key_id] = 1 / len(keys)

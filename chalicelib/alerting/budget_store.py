@@ -157,7 +157,7 @@ def refresh_touched(facts: list, now: datetime) -> list[str]:
     refreshed = []
     for item in budget_cache.budgets():
         spec = spec_of(item)
-        if any(spec.applies_to(f.account, f.team, f.key_id, f.provider, f.model) for f in facts):
+        if any(spec.applies_to(f.account, f.team, f.key_id, f.provider, f.model, f.user) for f in facts):
             record_status(item, measure(spec, now), now)
             refreshed.append(item.budget_id)
     if refreshed:

@@ -16,9 +16,9 @@ from chalicelib.clock import day_of
 from chalicelib.errors import InvalidRequest
 from chalicelib.money import parse_amount
 from chalicelib.reports.aggregates import Totals, total
-from chalicelib.rollup.layout import DAY, GLOBAL_ID, Scope, five_minute_prefix
+from chalicelib.rollup.layout import DAY, GLOBAL_ID, HOURLESS_KINDS, Scope, five_minute_prefix
 
-SCOPES = ("global", "account", "team", "key", "provider", "model")
+SCOPES = ("global", "account", "team", "key", "user", "provider", "model")
 PERIODS = ("daily", "weekly", "monthly", "window")
 CHANNELS = ("slack", "sns", "webhook")
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
@@ -53,9 +53,9 @@ class BudgetSpec:
         return "usd" if self.limit_usd is not None else "tokens"
 
     def applies_to(self, account: str | None, team: str | None, key_id: str | None, provider: str,
-                   model: str | None) -> bool:
+                   model: str | None, user: str | None = None) -> bool:
         values = {"global": GLOBAL_ID, "account": account, "team": team, "key": key_id, "provider": provider,
-                  "model": model}
+                  "model": model, "user": user}
         return values[self.scope] == self.scope_id
 
 
@@ -105,6 +105,9 @@ def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
         raise InvalidRequest("`timezone` must be an IANA name such as Europe/Berlin") from None
+    if scope in HOURLESS_KINDS and (period == "window" or zone != "UTC"):
+        raise InvalidRequest(f"a {scope}'s spend is kept by the UTC day: a {scope} budget is daily, weekly or "
+                             "monthly in UTC")
     return BudgetSpec(budget_id, scope, scope_id, period, limit_usd, limit_tokens, thresholds, mode,
                       tuple(dict.fromkeys(channels)), zone, window)
 

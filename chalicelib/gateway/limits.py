@@ -60,13 +60,13 @@ class LimitCheck:
     remaining_usd: Decimal | None  # the least left among the USD budgets that apply
 
 
-def check(principal: Principal, provider: str, model: str | None, now: datetime) -> LimitCheck:
+def check(principal: Principal, provider: str, model: str | None, now: datetime, user: str | None = None) -> LimitCheck:
     """Raise BudgetExceeded if a blocking budget applies to this call; else what is left to spend."""
     remaining: list[Decimal] = []
     stamp = iso(now)
     for item in budget_cache.budgets():
         spec = spec_of(item)
-        if not spec.applies_to(principal.account, principal.team, principal.key_id, provider, model):
+        if not spec.applies_to(principal.account, principal.team, principal.key_id, provider, model, user):
             continue
         spent_usd, spent_tokens = _spent_so_far(item, stamp)
         if item.mode == "hard":
@@ -80,13 +80,13 @@ def check(principal: Principal, provider: str, model: str | None, now: datetime)
 
 
 def note_served(principal: Principal, provider: str, model: str | None, cost_usd: Decimal | None, tokens: int,
-                logged_at: datetime) -> None:
+                logged_at: datetime, user: str | None = None) -> None:
     """Count a call this container just logged against the budgets it applies to, before the rollup does."""
     if not cost_usd and not tokens:
         return
     stamp = precise(logged_at)
     for item in budget_cache.budgets():
-        if spec_of(item).applies_to(principal.account, principal.team, principal.key_id, provider, model):
+        if spec_of(item).applies_to(principal.account, principal.team, principal.key_id, provider, model, user):
             served.add(item.budget_id, stamp, cost_usd or Decimal(0), tokens)
 
 

@@ -157,7 +157,8 @@ def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest) -> tu
         prepared = adapter.prepare_body(call.endpoint, request.body, body)
     call.attribution = attribution_of(request.headers, call.principal)  # after the body: a refusal keeps the model
     if call.endpoint.metered:
-        call.limit = limits.check(call.principal, adapter.name, call.model, call.now.replace(tzinfo=None))
+        call.limit = limits.check(call.principal, adapter.name, call.model, call.now.replace(tzinfo=None),
+                                  call.attribution.user)
     headers = adapter.upstream_headers(request.headers, secret_store.provider_key(adapter.name))
     if call.stream:
         headers["accept-encoding"] = "identity"  # a compressed stream would reach us in lumps
@@ -282,7 +283,8 @@ async def _log(call: Call) -> pricing.Price:
     record = _record(call, price, call.elapsed_ms())
     outcome = await run_sync(calllog.write, record)
     tokens = call.usage.total_input_tokens + call.usage.total_output_tokens if call.usage else 0
-    limits.note_served(call.principal, call.provider, call.model, price.cost_usd, tokens, datetime.now(timezone.utc))
+    limits.note_served(call.principal, call.provider, call.model, price.cost_usd, tokens, datetime.now(timezone.utc),
+                       call.attribution.user)
     _observe(record, outcome)
     return price
 

@@ -21,6 +21,7 @@ from chalicelib.rollup.layout import (
     breakdown_head,
     latency_counter,
     split_breakdown,
+    ttft_counter,
 )
 
 LATENCY_BUCKETS = bucket_of(24 * 3600 * 1000) + 1  # up to a day, far beyond any timeout
@@ -39,6 +40,7 @@ class Totals:
     latency: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     errors_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     unsplit_tokens: int = 0  # tokens known only as a total (hourly breakdowns)
+    ttft: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # streamed calls' first tokens
 
     def add(self, item: dict[str, Any], prefix: str) -> None:
         """Add one resolution's counters of one item (names exactly `prefix + counter`)."""
@@ -52,6 +54,8 @@ class Totals:
         for index in range(LATENCY_BUCKETS):  # probe the known names: items hold thousands of attributes
             if (count := item.get(latency_counter(prefix, index))) is not None:
                 self.latency[index] += int(count)
+            if (count := item.get(ttft_counter(prefix, index))) is not None:
+                self.ttft[index] += int(count)
         if prefix == DAY:  # errors by type are kept per day only
             for name, value in item.items():
                 if name.startswith(ERROR_PREFIX):

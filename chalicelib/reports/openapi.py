@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 ADMIN, DASHBOARD = [{"admin": []}], [{"dashboard": []}, {"admin_as_dashboard": []}]
-FILTERS = ("account", "provider", "model")
+FILTERS = ("account", "provider", "model", "team", "key", "user")
 
 
 def _param(name: str, kind: str = "string", where: str = "query", required: bool = False, **schema: Any):
@@ -29,6 +29,9 @@ def _obj(**properties: dict) -> dict[str, Any]:
 
 STRING, NUMBER_TEXT = {"type": "string"}, {"type": ["string", "number"]}
 FILTER_PARAMS = [_param(name) for name in FILTERS]
+RANGE_PARAMS = [_param("hours", "integer", minimum=1), _param("days", "integer", minimum=1, maximum=366),
+                _param("start", format="date"), _param("end", format="date"),
+                _param("month", pattern="^[0-9]{4}-[0-9]{2}$")]
 
 PATHS: dict[str, dict[str, Any]] = {
     "/health": {"get": {"summary": "Health of tables and spill queue", "security": [],
@@ -63,15 +66,26 @@ PATHS: dict[str, dict[str, Any]] = {
     "/admin/users/{user}/export": {"get": _op("Every call attributed to a user", ADMIN, [_param("user", where="path")])},
     "/admin/users/{user}": {"delete": _op("Erase a user's calls", ADMIN, [_param("user", where="path")])},
     "/api/summary": {"get": _op("Totals, tokens by kind, cost, latency percentiles, by provider and model", DASHBOARD,
-                                [_param("hours", "integer", minimum=1), _param("offset_hours", "integer", minimum=0),
-                                 *FILTER_PARAMS])},
+                                [*RANGE_PARAMS, _param("offset_hours", "integer", minimum=0), *FILTER_PARAMS])},
     "/api/usage/daily": {"get": _op("Per UTC day, optionally grouped", DASHBOARD,
-                                    [_param("days", "integer", minimum=1, maximum=366),
-                                     _param("group_by", enum=["model", "provider", "account", "key", "operation",
-                                                              "team"]), *FILTER_PARAMS])},
+                                    [*RANGE_PARAMS, _param("group_by", enum=["model", "provider", "account", "key",
+                                                                             "operation", "team", "user"]),
+                                     *FILTER_PARAMS])},
     "/api/usage/timeseries": {"get": _op("Points every 5 minutes or hour", DASHBOARD,
-                                         [_param("hours", "integer", minimum=1), _param("interval", enum=["5m", "1h"]),
-                                          *FILTER_PARAMS])},
+                                         [*RANGE_PARAMS, _param("interval", enum=["5m", "1h"]), *FILTER_PARAMS])},
+    "/api/usage/users": {"get": _op("Users by cost, highest first (by account or team)", DASHBOARD,
+                                    [*RANGE_PARAMS, _param("limit", "integer", minimum=1, maximum=1000),
+                                     _param("account"), _param("team")])},
+    "/api/usage/models": {"get": _op("Per model: success rate, latency and time to first token p50/p95, cost "
+                                     "(at most 48 hours)", DASHBOARD, [*RANGE_PARAMS, _param("account"),
+                                                                       _param("team")])},
+    "/api/sessions": {"get": _op("A user's sessions, newest first", DASHBOARD,
+                                 [_param("user", required=True), *RANGE_PARAMS, _param("account"),
+                                  _param("limit", "integer", minimum=1, maximum=1000)])},
+    "/api/sessions/{session}": {"get": _op("One session: its totals and its calls", DASHBOARD,
+                                           [_param("session", where="path"), _param("account")])},
+    "/api/forecast": {"get": _op("Month-to-date spend and its projection to the month's end, per provider too",
+                                 DASHBOARD, [_param("month", pattern="^[0-9]{4}-[0-9]{2}$"), _param("account")])},
     "/api/usage/window": {"get": _op("Rolling window totals", DASHBOARD,
                                      [_param("minutes", "integer", minimum=5, maximum=1440), *FILTER_PARAMS])},
     "/api/calls": {"get": _op("Newest calls first", DASHBOARD,
@@ -89,8 +103,7 @@ PATHS: dict[str, dict[str, Any]] = {
                                                    body=_obj(note=STRING))},
     "/api/credits": {"get": _op("Credits per account", DASHBOARD, [_param("account")])},
     "/api/export": {"get": _op("The calls as a CSV or JSON download", DASHBOARD,
-                               [_param("format", enum=["csv", "json"]), _param("hours", "integer", minimum=1),
-                                *FILTER_PARAMS])},
+                               [_param("format", enum=["csv", "json"]), *RANGE_PARAMS, *FILTER_PARAMS])},
 }
 
 

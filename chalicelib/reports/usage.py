@@ -14,8 +14,9 @@ from chalicelib.edge import int_param
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.reports import aggregates as agg
+from chalicelib.reports import ranges
 from chalicelib.rollup import store
-from chalicelib.rollup.histogram import BUCKETS_PER_DOUBLING
+from chalicelib.rollup.histogram import BUCKETS_PER_DOUBLING, percentile
 from chalicelib.rollup.layout import (
     BREAKDOWN_SCOPES,
     CORE_COUNTERS,
@@ -23,6 +24,7 @@ from chalicelib.rollup.layout import (
     DAY_BREAKDOWN_ITEM,
     DAY_BREAKDOWNS,
     HOUR_BREAKDOWN_ITEM,
+    HOUR_BREAKDOWNS,
     HOUR_ITEM,
     IN_OWN_ITEM,
     INDEXED_COUNTERS,
@@ -33,19 +35,22 @@ from chalicelib.rollup.layout import (
     hour_prefix,
     latency_counter,
     scope_id_of_day_id,
+    split_breakdown,
     stored_name,
 )
 
-GROUPS = ("model", "provider", "account", "key", "operation", "team")
-ACCOUNT_GROUPS = ("model", "provider", "key", "operation", "team")
+GROUPS = ("model", "provider", "account", "key", "operation", "team", "user")
 WHOLE_ITEMS_DAYS = 3  # up to this many days, read whole items; beyond, project
 LATENCY_NAMES = [latency_counter(DAY, i) for i in range(0, 21 * BUCKETS_PER_DOUBLING + 1)]  # up to ~35 min
 DAY_COUNTERS = [*INDEXED_COUNTERS, "lat_sum", *LATENCY_NAMES]
 
 
+FILTERS = ("team", "key", "user", "model", "provider")  # at most one, besides the account
+
+
 @dataclass(frozen=True)
 class Target:
-    """Which aggregate items answer: `item`'s scope, and for an account filtered by model or provider, `part`."""
+    """Which aggregate items answer: `item`'s scope, and for an account filtered by one of its splits, `part`."""
 
     item: Scope
     part: tuple[str, str] | None = None
@@ -57,27 +62,30 @@ class Target:
             out["filter"] = {self.part[0]: self.part[1]}
         return out
 
+    @property
+    def hourly(self) -> bool:
+        """Whether the answer has hour (and 5-minute) counters: a scope's own, or an account's split by model
+        or provider; its split by team, key or user is kept by the day."""
+        return self.part is None or self.part[0] in HOUR_BREAKDOWNS
+
 
 def resolve_scope(principal: Principal, params: dict[str, str]) -> Target:
-    """The item (and breakdown) that answers, named as the rollup stores names (long ones in short form)."""
+    """The item (and breakdown) that answers, named as the rollup stores names (long ones in short form).
+    An account-scoped key always reads its account's items, whatever else it filters by."""
     account = scoped_account(principal, params.get("account"))
-    provider, model = params.get("provider") or None, params.get("model") or None
-    for name in ("team", "key"):
-        if params.get(name):
-            if account:
-                raise InvalidRequest(f"`{name}` cannot be combined with an account")
-            return Target(Scope(name, params[name]))
+    named = [(name, params[name]) for name in FILTERS if params.get(name)]
+    if len(named) > 1 and not (len(named) == 2 and {n for n, _ in named} == {"model", "provider"}):
+        raise InvalidRequest(f"filter by one of {', '.join(FILTERS)} at a time (with or without an account)")
+    dim, value = named[0] if named else (None, None)
     if account:
-        part = ("model", stored_name(model)) if model else ("provider", stored_name(provider)) if provider else None
-        return Target(Scope("account", account), part, account)
-    if model:
-        return Target(Scope("model", model))
-    if provider:
-        return Target(Scope("provider", provider))
-    return Target(Scope.everything())
+        return Target(Scope("account", account), (dim, stored_name(value)) if dim else None, account)
+    return Target(Scope(dim, value)) if dim else Target(Scope.everything())
 
 
-
+def _hourly_only(scope: Target) -> None:
+    if not scope.hourly:
+        raise InvalidRequest(f"an account's split by {scope.part[0]} is kept by the day: ask for whole days "
+                             "(`days`, `start`/`end`, `month`)")
 
 
 def _family(item: str, dim: str) -> str:
@@ -101,51 +109,56 @@ def _kind_breakdown(kind: str, first: str, last: str) -> dict[str, dict[str, Any
 
 def summary(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     """Totals, error rate, tokens by kind, cost, latency percentiles, by provider and by model."""
-    hours = int_param(params, "hours", 24, 1, 24 * 366)
     offset = int_param(params, "offset_hours", 0, 0, 24 * 366)  # the period before: offset_hours=hours
+    if offset and not params.get("hours"):
+        raise InvalidRequest("`offset_hours` goes with `hours`")
+    period = ranges.parse(params, utc_now() - timedelta(hours=offset))
     scope = resolve_scope(principal, params)
-    end = utc_now() - timedelta(hours=offset)
-    start = end - timedelta(hours=hours) + timedelta(microseconds=1)
-    first, last = day_of(start), day_of(end)
-    if hours <= 48 and offset + hours <= 24 * (WHOLE_ITEMS_DAYS - 1):
+    start, end = period.start, period.end
+    first, last = period.first_day, period.last_day
+    hours = period.named.get("hours")
+    if hours and hours <= 48 and offset + hours <= 24 * (WHOLE_ITEMS_DAYS - 1) and scope.hourly:
         parts = [HOUR_ITEM] + ([_family(HOUR_BREAKDOWN_ITEM, "model")] if scope.item.kind in BREAKDOWN_SCOPES else [])
         items = store.query_days(scope.item, first, last, _five_minute_names(start), parts=parts, since=start)
         slots = [slot for slot in agg.five_minutes_between(start, end) if slot >= start]
         pairs = agg.resolution_pairs(items, slots, five_minute_prefix)
         hourly = agg.resolution_pairs(items, agg.hours_between(start, end), hour_prefix)
         since = slots[0] if slots else end
-        return {"hours": hours, "from": iso(since), "to": iso(end), "resolution": "5m",
+        return {**period.named, "from": iso(since), "to": iso(end), "resolution": "5m",
                 "breakdown_from": iso(start.replace(minute=0, second=0, microsecond=0)),
                 **scope.view(), **agg.summarize(pairs, scope.part, breakdown_pairs=hourly, latency_pairs=hourly)}
     since = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    head = {"hours": hours, "from": iso(since), "to": iso(end), "resolution": "1d", **scope.view()}
+    head = {**period.named, "from": iso(since), "to": iso(end), "resolution": "1d", **scope.view()}
     if scope.item.is_everything:
         items = store.query_days(scope.item, first, last, DAY_COUNTERS, max_requests=1)
         return head | agg.total([(item, DAY) for item in items]).view() | {
             "by_provider": _kind_breakdown("provider", first, last), "by_model": _kind_breakdown("model", first, last)}
-    dims = [dim for dim in ("provider", "model") if dim in DAY_BREAKDOWNS.get(scope.item.kind, ())]
+    dims = {dim for dim in ("provider", "model") if dim in DAY_BREAKDOWNS.get(scope.item.kind, ())}
+    if scope.part:
+        dims.add(scope.part[0])
     items = store.query_days(scope.item, first, last, DAY_COUNTERS,
-                             parts=[_family(DAY_BREAKDOWN_ITEM, dim) for dim in dims])
+                             parts=sorted({_family(DAY_BREAKDOWN_ITEM, dim) for dim in dims}))
     return head | agg.summarize([(item, DAY) for item in items], scope.part)
 
 
 def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     """Per UTC day, optionally grouped by model, provider, account, key, operation or team."""
-    days = int_param(params, "days", 30, 1, 366)
+    period = ranges.parse(params, utc_now(), default=("days", 30))
     group_by = params.get("group_by") or None
     if group_by and group_by not in GROUPS:
         raise InvalidRequest(f"`group_by` must be one of {', '.join(GROUPS)}")
     scope = resolve_scope(principal, params)
-    end = utc_now()
-    first, last = day_of(end - timedelta(days=days - 1)), day_of(end)
-    if group_by and (scope.part or not scope.item.has_breakdowns):
-        raise InvalidRequest("`group_by` cannot be combined with a provider, model, team or key filter")
-    if group_by and scope.account is None:
+    first, last = period.first_day, period.last_day
+    if group_by and scope.part:
+        raise InvalidRequest("`group_by` cannot be combined with a filter besides the account")
+    if group_by and scope.item.is_everything:
         items = store.query_kind(group_by, first, last)
         rows = agg.daily_groups(items, group_by, scope_of=lambda item: scope_id_of_day_id(item["day_id"]))
     elif group_by:
-        if group_by not in ACCOUNT_GROUPS:
-            raise InvalidRequest(f"for one account, `group_by` must be one of {', '.join(ACCOUNT_GROUPS)}")
+        splits = DAY_BREAKDOWNS.get(scope.item.kind, ())
+        if group_by not in splits:
+            raise InvalidRequest(f"for one {scope.item.kind}, `group_by` must be one of {', '.join(splits)}"
+                                 if splits else f"a {scope.item.kind} has no split: drop `group_by`")
         items = store.query_days(scope.item, first, last, INDEXED_COUNTERS,
                                  parts=[_family(DAY_BREAKDOWN_ITEM, group_by)])
         rows = agg.daily_groups(items, group_by)
@@ -157,7 +170,7 @@ def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
         rows = agg.daily_groups(store.query_kind("global", first, last), None)
     else:
         rows = agg.daily_groups(store.query_days(scope.item, first, last, INDEXED_COUNTERS, max_requests=10), None)
-    return {"days": days, "from": first, "to": last, "group_by": group_by, **scope.view(), "daily": rows}
+    return {**period.named, "from": first, "to": last, "group_by": group_by, **scope.view(), "daily": rows}
 
 
 def timeseries(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
@@ -165,11 +178,14 @@ def timeseries(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     interval = params.get("interval") or "1h"
     if interval not in ("5m", "1h"):
         raise InvalidRequest("`interval` must be 5m or 1h")
-    hours = int_param(params, "hours", 24, 1, 48 if interval == "5m" else 168)
+    longest = 48 if interval == "5m" else 31 * 24
+    period = ranges.parse(params, utc_now(), max_hours=longest, max_days=longest // 24)
     scope = resolve_scope(principal, params)
-    end = utc_now()
-    start = end - timedelta(hours=hours) + timedelta(microseconds=1)
-    first, last = day_of(start), day_of(end)
+    _hourly_only(scope)
+    if scope.part and interval == "5m":
+        raise InvalidRequest("an account's split by model or provider is kept by the hour: use interval=1h")
+    start, end = period.start, period.end
+    first, last = period.first_day, period.last_day
     with_providers = interval == "1h" and scope.part is None and scope.item.kind in BREAKDOWN_SCOPES
     if interval == "5m":
         starts, prefix_of = agg.five_minutes_between(start, end), five_minute_prefix
@@ -188,7 +204,8 @@ def timeseries(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     days = agg.by_day(items)
     buckets = [(t, [(days[day_of(t)], prefix_of(t))] if day_of(t) in days else []) for t in starts]
     points = agg.series(buckets, with_providers=with_providers, part=scope.part)
-    return {"hours": hours, "interval": interval, **scope.view(), "points": points}
+    return {**period.named, "from": iso(start), "to": iso(end), "interval": interval, **scope.view(),
+            "points": points}
 
 
 def window(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
@@ -196,7 +213,8 @@ def window(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     minutes = int_param(params, "minutes", 300, 5, 24 * 60)
     scope = resolve_scope(principal, params)
     if scope.part:
-        raise InvalidRequest("a rolling window is kept per scope: filter by account, or by model/provider alone")
+        raise InvalidRequest("a rolling window is kept per scope: filter by account alone, or by one of "
+                             f"{', '.join(FILTERS)} without an account")
     end = utc_now()
     start = end - timedelta(minutes=minutes) + timedelta(microseconds=1)
     items = store.query_days(scope.item, day_of(start), day_of(end), _five_minute_names(start), since=start)
@@ -204,3 +222,31 @@ def window(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     totals = agg.total(agg.resolution_pairs(items, slots, five_minute_prefix))
     return {"minutes": minutes, "from": iso(slots[0]), "to": iso(end), **scope.view(),
             **totals.view(with_latency=False)}
+
+
+def models(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+    """Per model: calls, success rate, latency and time to first token (p50, p95), cost; from the hour items
+    of each model's split (all traffic, an account or a team), so at most two days."""
+    period = ranges.parse(params, utc_now(), max_hours=48, max_days=2)
+    scope = resolve_scope(principal, params)
+    if scope.part or scope.item.kind not in BREAKDOWN_SCOPES:
+        raise InvalidRequest("latency per model is kept for all traffic, one account or one team: filter by "
+                             "`account` or `team` only")
+    items = store.query_days(scope.item, period.first_day, period.last_day,
+                             parts=[_family(HOUR_BREAKDOWN_ITEM, "model")], since=period.start)
+    pairs = agg.resolution_pairs(items, agg.hours_between(period.start, period.end), hour_prefix)
+    values = {split_breakdown(name[len(head):])[0] for item, prefix in pairs
+              for head in [breakdown_head(prefix, "model")] for name in item if name.startswith(head)}
+    rows = []
+    for model in values:
+        totals = agg.Totals()
+        for item, prefix in pairs:
+            totals.add(item, breakdown_head(prefix, "model", model))
+        view = totals.view()
+        rows.append({"model": model, "calls": totals.calls, "errors": totals.errors,
+                     "success_rate": round(1 - totals.errors / totals.calls, 4) if totals.calls else None,
+                     "latency_ms": {q: view["latency_ms"][q] for q in ("p50", "p95")},
+                     "ttft_ms": {f"p{q}": percentile(totals.ttft, q) for q in (50, 95)},
+                     "tokens": view["tokens"]["total"], "cost_usd": view["cost_usd"]})
+    rows.sort(key=lambda row: (-row["calls"], row["model"]))
+    return {**period.named, "from": iso(period.start), "to": iso(period.end), **scope.view(), "models": rows}

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
-from chalicelib.clock import day_of, iso as iso_ts
+from chalicelib.clock import day_of, precise as iso_ts
 from chalicelib.rollup.histogram import bucket_of
 from chalicelib.rollup.layout import (
     BREAKDOWN_SCOPES,
@@ -41,7 +41,7 @@ from chalicelib.rollup.layout import (
     SESSION_ITEM,
     shard_of,
     stored_name,
-    user_scope_id,
+    session_of_user,
 )
 
 # What one call may add to a counter: DynamoDB Numbers hold 38 digits, and a day item sums many calls.
@@ -115,7 +115,7 @@ class Fact:
 
     def scopes(self) -> list[tuple[str, str]]:
         values = {"global": GLOBAL_ID, "account": self.account, "team": self.team, "key": self.key_id,
-                  "user": user_scope_id(self.account, self.user) if self.user else None,
+                  "user": self.user,
                   "provider": self.provider, "model": self.model, "operation": self.operation}
         return [(kind, values[kind]) for kind in SCOPE_KINDS if values[kind]]
 
@@ -269,14 +269,15 @@ def fold(facts: Iterable[Fact]) -> dict[AggregateKey, Delta]:
 
 def _fold_session(deltas: dict[AggregateKey, Delta], fact: Fact) -> None:
     """A session's totals twice, each a small item that expires with its calls: under the session's own key
-    (a session by id) and under its user (a user's sessions). Sessions are named within their account."""
+    (a session by id, one item per account using that id) and under its user (a user's sessions, named by
+    account and session, so no tenant reads another's)."""
     session, account = stored_name(fact.session or ""), stored_name(fact.account)
     by_id = deltas[AggregateKey("session", session, "", Part(SESSION_ITEM, value=account))]
     by_id.covers(fact)
     _add_session(by_id, fact, ("user", fact.user or ""))
     if fact.user:
-        by_user = deltas[AggregateKey("user", stored_name(user_scope_id(fact.account, fact.user)), "",
-                                      Part(SESSION_ITEM, value=session))]
+        by_user = deltas[AggregateKey("user", stored_name(fact.user), "",
+                                      Part(SESSION_ITEM, value=session_of_user(account, session)))]
         by_user.covers(fact)
         _add_session(by_user, fact, ("session", fact.session or ""))
 

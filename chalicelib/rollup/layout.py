@@ -105,10 +105,6 @@ class Scope:
     def is_everything(self) -> bool:
         return self.kind == "global"
 
-    @property
-    def has_breakdowns(self) -> bool:
-        return self.kind in BREAKDOWN_SCOPES
-
     def day_id(self, day: str, shard: int | None = None) -> str:
         """A day item's sort key in the `by_kind` index: with its write shard, so shards are distinct entries
         (one entry cannot be split across partitions, and a hot scope's day is written by every batch)."""
@@ -280,9 +276,9 @@ def is_counter(name: str) -> bool:
     return name not in KEY_ATTRIBUTES and not name.startswith(LANE_PREFIX)
 
 
-def user_scope_id(account: str, user: str) -> str:
-    """A user's scope id: users are named by their account, so two tenants' `alice` never share an item."""
-    return f"{account}{SEP}{user}"
+def session_of_user(account: str, session: str) -> str:
+    """How a user's session item names it (stored names): by account first, so a tenant reads only its own."""
+    return f"{account}{SEP}{session}"
 
 
 def day_views(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

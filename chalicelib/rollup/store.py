@@ -264,6 +264,11 @@ def query_days(scope: Scope, first_day: str, last_day: str, names: Iterable[str]
     return day_views(items)
 
 
+def query_items(scope: Scope, low: str, high: str, max_requests: int = 3) -> list[dict[str, Any]]:
+    """A scope's stored items whose sort keys are in [low, high], as they are (sessions: not day views)."""
+    return _query_range(scope, low, high, None, _Budget(max_requests))
+
+
 def _query_range(scope: Scope, low: str, high: str, names: list[str] | None, budget: _Budget) -> list[dict[str, Any]]:
     request: dict[str, Any] = {
         "TableName": _table(), "KeyConditionExpression": "pk = :pk AND #day BETWEEN :a AND :b",

@@ -40,13 +40,13 @@ def roll_up():
 
 
 def log(n, minutes_ago, account="acme", model="gpt-4o", provider="openai", cost="0.01", status=200, user=None,
-        at=None):
+        at=None, **more):
     """Write call `n` to the call log, `minutes_ago` before now (or `at`)."""
     record = calllog.new_record(
         f"call_{n:06d}", at or datetime.now(timezone.utc) - timedelta(minutes=minutes_ago), account, provider=provider,
         endpoint="chat/completions", model=model, key_id=f"key-{account}", user=user, status=status,
         error_type=None if status < 400 else "server_error", input_tokens=100, cache_read_tokens=50,
-        output_tokens=10, reasoning_tokens=5, cost_usd=Decimal(cost), priced=True, latency_ms=200 + n)
+        output_tokens=10, reasoning_tokens=5, cost_usd=Decimal(cost), priced=True, latency_ms=200 + n, **more)
     calllog.write(record)
     return record
 
