@@ -3,7 +3,7 @@
 The provider routes (CONTRACT §2) are not here: they stream, so they are the ASGI app in
 `chalicelib/gateway/proxy_app.py`, its own function in AWS, on the same base URL.
 """
-from chalice import Chalice, CORSConfig, Cron, Rate, Response
+from chalice import Chalice, CORSConfig, Cron, Rate
 
 from chalicelib import clock, edge, startup  # startup: the collector rests while the modules below load (cold start)
 from chalicelib.alerting import alerts, budget_store, credits, digest, evaluate, notify, rules, signals
@@ -11,7 +11,7 @@ from chalicelib.errors import NotFound
 from chalicelib.gateway import reprice
 from chalicelib.ledger import audit, auth, calllog, gdpr, keys
 from chalicelib.reports import calls as call_reports
-from chalicelib.reports import forecast, openapi, people, usage
+from chalicelib.reports import exports, forecast, openapi, people, usage
 from chalicelib.rollup import handler, rebuild
 from chalicelib.settings import get_settings
 
@@ -274,10 +274,15 @@ def list_credits():
 @app.route("/api/export", methods=["GET"], cors=DASHBOARD_CORS)
 @edge.json_api
 def export():
-    """The calls of the last `hours` as a CSV or JSON download."""
-    body, content_type, name = call_reports.export_calls(_dashboard(), edge.params_of(app.current_request))
-    return Response(body=body, status_code=200, headers={
-        "Content-Type": content_type, "Content-Disposition": f'attachment; filename="{name}"'})
+    """The calls of a time range as a CSV or JSON download; over 5 MB, 202 {"export_id"} and a job."""
+    return exports.export(_dashboard(), edge.params_of(app.current_request))
+
+
+@app.route("/api/exports/{export_id}", methods=["GET"], cors=DASHBOARD_CORS)
+@edge.json_api
+def export_status(export_id):
+    """A large export's state and progress, and its download link once ready."""
+    return exports.status(_dashboard(), export_id)
 
 
 @app.route("/openapi.json", methods=["GET"])
@@ -314,9 +319,18 @@ CALLS_STREAM_SET_BY_INFRA = "arn:aws:dynamodb:::table/calls/stream/set-by-infra"
 @app.on_dynamodb_record(stream_arn=CALLS_STREAM_SET_BY_INFRA, batch_size=100)
 def rollup_calls(event):
     """Note calls over the expensive-call threshold for the evaluator; fold new, erased and expired calls into
-    the aggregates; report the first record not applied."""
-    signals.note_expensive_calls(event, rules.current_rules().expensive_call_usd)
-    return handler.handle_records(event, on_folded=budget_store.refresh_touched)
+    the aggregates, noting sessions past the session-cost threshold; report the first record not applied."""
+    current = rules.current_rules()
+    signals.note_expensive_calls(event, current.expensive_call_usd)
+    return handler.handle_records(event, on_folded=budget_store.refresh_touched,
+                                  on_sessions=lambda written: signals.note_costly_sessions(written,
+                                                                                           current.session_cost_usd))
+
+
+@app.lambda_function(name="export_calls")
+def export_calls(event, context):
+    """Write a large export to S3 page by page; before the timeout, hand the rest to a fresh invocation."""
+    return exports.run(event, context.get_remaining_time_in_millis() / 1000)
 
 
 @app.on_sqs_message(queue=get_settings().spill_queue_name, batch_size=10)

@@ -41,6 +41,7 @@ SHARE = 0.5  # the target: at most half of each limit
 ITEM_WCU_TARGET = PARTITION_WCU * SHARE
 ITEM_BYTES_TARGET = 64 * 1024  # the issue's own target for an aggregate item
 TABLE_WCU_QUOTA = 40_000  # on-demand table-level default quota (write request units/s, adjustable)
+DAY_SHARDS = 32  # the call log's `by_day` index key: chalicelib/ledger/calllog.py's DAY_SHARDS
 SPLIT_FOR_HEAT = ("https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
                   "burst-adaptive-capacity.html#isolate-frequent-access-items")
 SHAPES = (1_000, 10_000)  # calls/s of the table's shapes
@@ -753,6 +754,11 @@ def rows(results: list[Result], top: int = 5) -> list[tuple[str, ...]]:
                       f"{'met' if ok else 'MISSED'}")
             out.append((shape, "hottest partition key", f"{where} ({key.items:,} items)", "-",
                         f"{key.wcu_per_s:,.0f}", "-", f"{key.partitions}", target))
+        by_day = r.shape.calls_per_s / DAY_SHARDS  # one write unit a call (a call record is under 1 KB)
+        out.append((shape, "call log index", f"calls: `by_day` ({DAY_SHARDS} shards a day, by call id)",
+                    f"{by_day:,.1f}", f"{by_day:,.0f}", "-", "-",
+                    f"≤ {ITEM_WCU_TARGET:,.0f} WCU/s a shard: {'met' if by_day <= ITEM_WCU_TARGET else 'MISSED'} "
+                    "(its sort key only grows, so split for heat cannot help: the shards must)"))
         largest = r.largest
         out.append((shape, "largest item", f"`{largest.pk}` `{largest.sort_key}`", "-", "-",
                     f"{largest.size / 1024:.1f} (replay {largest.sim_size / 1024:.1f})", "-",

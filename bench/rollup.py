@@ -1,7 +1,9 @@
 """Rollup writes per call: calls over 5 accounts × 3 models in one hour, folded in batches of 1, 10, 100.
 
 In-process moto (DynamoDB with streams); the real stream records go through the real handler, and
-every UpdateItem the handler sends is counted.
+every UpdateItem the handler sends is counted against the small items the batch's calls touch (the
+fold's keys): each is written once a batch, none twice. What those writes cost in write units at
+1,000 and 10,000 calls/s is bench/capacity.py's.
 """
 from __future__ import annotations
 
@@ -15,6 +17,15 @@ CALLS = 300
 BATCH_SIZES = (1, 10, 100)
 
 
+def _fact(record: dict):
+    """The fact the handler folds from a stream record (its stream's label names the lane)."""
+    from chalicelib.ledger.models import CallRecord
+    from chalicelib.rollup.fold import Fact
+
+    return Fact.from_call(CallRecord.from_raw_data(record["dynamodb"]["NewImage"]), 1,
+                          int(record["dynamodb"]["SequenceNumber"]), record["eventSourceARN"].rsplit("/stream/", 1)[-1])
+
+
 def measure() -> list[tuple[str, str, str, str]]:
     fake_aws_env()
     import boto3
@@ -23,6 +34,7 @@ def measure() -> list[tuple[str, str, str, str]]:
     with mock_aws():
         from app import rollup_calls
         from chalicelib.ledger import calllog
+        from chalicelib.rollup.fold import fold
         from chalicelib.ledger.models import CallRecord
         from local.pump import lambda_record
         from local.tables import create_tables
@@ -49,11 +61,13 @@ def measure() -> list[tuple[str, str, str, str]]:
                 boto3.client("dynamodb").delete_table(TableName="tollgate-dev-aggregates")
                 create_tables()
                 meter.reset()
+                touched = 0
                 for start in range(0, len(records), size):
-                    rollup_calls({"Records": records[start:start + size]}, None)
+                    batch = records[start:start + size]
+                    rollup_calls({"Records": batch}, None)
+                    touched += len(fold([_fact(record) for record in batch]))
                 writes = meter.operations.count("UpdateItem")
                 per_call = writes / len(records)
-                target = "≤ 0.25" if size == 100 else "-"
-                verdict = ("met" if per_call <= 0.25 else "MISSED") if size == 100 else ""
-                rows.append((str(size), str(writes), f"{per_call:.3f}", f"{target} {verdict}".strip()))
+                verdict = "met" if writes == touched else "MISSED"
+                rows.append((str(size), str(writes), f"{per_call:.3f}", f"= {touched:,} items touched: {verdict}"))
     return rows

@@ -53,6 +53,9 @@ class Settings:
     key_cache_seconds: float = 5.0
     store_bodies: bool = False
     alert_rules: str | None = None  # JSON overrides of the alert rules' defaults (chalicelib/alerting/rules.py)
+    export_inline_bytes: int = 5 * 1024 * 1024  # a larger export is a job (chalicelib/reports/exports.py)
+    export_function: str | None = None  # the Lambda that writes large exports (AWS); unset: a thread here
+    export_download_url: str | None = None  # the local stack's own download links, not presigned S3 URLs
 
     def base_url(self, provider: str) -> str:
         return self.base_urls.get(provider) or DEFAULT_BASE_URLS[provider]
@@ -106,6 +109,9 @@ def from_env() -> Settings:
         key_cache_seconds=float(_env("TOLLGATE_KEY_CACHE_SECONDS", "5")),
         store_bodies=_env("TOLLGATE_STORE_BODIES", "false").lower() == "true",
         alert_rules=_env("TOLLGATE_ALERT_RULES"),
+        export_inline_bytes=int(_env("TOLLGATE_EXPORT_INLINE_BYTES", str(5 * 1024 * 1024))),
+        export_function=_env("TOLLGATE_EXPORT_FUNCTION"),
+        export_download_url=_env("TOLLGATE_EXPORT_DOWNLOAD_URL"),
     )
 
 

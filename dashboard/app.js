@@ -1,50 +1,9 @@
-/* Tollgate dashboard: reads the JSON API with a dashboard key kept in this browser.
-   Everything from the API goes into the page as text (textContent), never as HTML. */
+/* Tollgate dashboard, overview: cards, charts, the rolling window, budgets, alerts, recent calls, and the
+   controls (time range, filters, key). Shared helpers: api.js; "Who spent it": who.js. */
 "use strict";
 
-const KEY_STORE = "tollgate.dashboardKey";
 const REFRESH_MS = 30000;
 const COLOURS = ["#3867d6", "#e8912d", "#2eb67d", "#d00000", "#8854d0", "#20bf6b", "#f7b731", "#4b6584"];
-const KINDS = [["input_tokens", "input"], ["cache_read_tokens", "cache read"], ["cache_write_tokens", "cache write"],
-               ["output_tokens", "output"], ["reasoning_tokens", "reasoning"]];
-const state = { key: localStorage.getItem(KEY_STORE), hours: 24, filters: { account: "", provider: "", model: "" },
-                sort: { column: "ts", descending: true }, calls: [], charts: {}, seen: { account: new Set(),
-                provider: new Set(), model: new Set() }, apiBase: location.origin, refreshes: 0, timer: null };
-
-const $ = (selector) => document.querySelector(selector);
-const el = (tag, text, className) => {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (className) node.className = className;
-  return node;
-};
-
-class ApiError extends Error {
-  constructor(status, message) { super(message); this.status = status; }
-}
-
-async function api(path, params = {}, options = {}) {
-  const url = new URL(state.apiBase.replace(/\/$/, "") + path);  // the base may carry a stage path
-  for (const [name, value] of Object.entries(params)) if (value !== "" && value !== undefined) url.searchParams.set(name, value);
-  let response;
-  try {
-    response = await fetch(url, { ...options, headers: { "X-Dashboard-Key": state.key || "" } });
-  } catch (error) {
-    throw new ApiError(0, `The API at ${state.apiBase} cannot be reached.`);
-  }
-  if (!response.ok) {
-    let message = `${response.status} ${response.statusText}`;
-    try { message = (await response.json()).error.message; } catch (ignored) { /* not JSON */ }
-    throw new ApiError(response.status, message);
-  }
-  return options.raw ? response : response.json();
-}
-
-function filters() { return { ...state.filters }; }
-function money(text) { return text === null || text === undefined ? "—" : `$${text}`; }
-function number(value) { return Number(value).toLocaleString("en-US"); }
-function percent(part, whole) { return whole ? `${(100 * part / whole).toFixed(1)} %` : "0 %"; }
-function tokensOf(call) { return KINDS.reduce((sum, [field]) => sum + (call[field] || 0), 0); }
 
 function showBanner(message) {
   const banner = $("#banner");
@@ -97,7 +56,8 @@ function seriesDatasets(points, pick) {
 }
 
 function renderSeries(points) {
-  const labels = points.map((p) => p.day || (state.hours <= 24 ? p.ts.slice(11, 16) : p.ts.slice(5, 16).replace("T", " ")));
+  const short = state.range.hours && state.range.hours <= 24;
+  const labels = points.map((p) => p.day || (short ? p.ts.slice(11, 16) : p.ts.slice(5, 16).replace("T", " ")));
   const stacked = { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } };
   chart("chart-cost", { type: "bar", data: { labels, datasets: seriesDatasets(points, (p) => Number(p.cost_usd || 0)) },
                         options: stacked });
@@ -195,18 +155,15 @@ function renderAlerts(alerts) {
     item.append(text, actions);
     list.append(item);
   }
-  const history = $("#alert-history");
-  history.replaceChildren();
-  for (const alert of alerts.filter((a) => a.state === "resolved").slice(0, 10)) {
-    const item = el("li", null, "resolved");
-    item.append(el("strong", alert.title),
-                el("p", `${alert.resolution || "Resolved."}`),
-                el("p", `${alert.severity} · ${alert.opened_at} · lasted ${duration(alert.duration_seconds)}` +
-                   (alert.resolved_by ? ` · by ${alert.resolved_by}` : ""), "muted"));
-    history.append(item);
-  }
-  history.hidden = history.children.length === 0;
-  history.previousElementSibling.hidden = history.hidden;
+}
+
+/** Every alert, newest first: how long each lasted, who acknowledged or resolved it. */
+function renderAlertHistory(alerts) {
+  const body = fillTable($("#history"), alerts.slice(0, 20).map((alert) => [
+    when(alert.opened_at), alert.title, alert.severity, [alert.state, "state"],
+    alert.state === "resolved" ? duration(alert.duration_seconds) : "ongoing",
+    alert.resolved_by || alert.acknowledged_by || ""]));
+  [...body.rows].forEach((row, n) => { row.title = alerts[n].resolution || alerts[n].message || ""; });
 }
 
 function sortValue(call, column) {
@@ -225,15 +182,17 @@ function renderCalls() {
   body.replaceChildren();
   $("#calls").nextElementSibling.hidden = rows.length > 0;
   for (const call of rows) {
-    const row = el("tr");
+    const row = el("tr", null, "clickable");
     const failed = call.status >= 400 || call.error_type;
-    row.append(el("td", call.ts.replace("T", " ").slice(0, 19)), el("td", call.provider), el("td", call.model, "model"),
+    row.append(el("td", when(call.ts)), el("td", call.provider), el("td", call.model, "model"),
                el("td", call.account), el("td", failed ? `${call.status} ${call.error_type || ""}` : call.status,
                failed ? "status-error" : ""), el("td", number(tokensOf(call)), "num"),
-               el("td", money(call.cost_usd), "num"), el("td", `${number(call.latency_ms)} ms`, "num"),
-               el("td", call.ttft_ms === null ? "—" : `${number(call.ttft_ms)} ms`, "num ttft"),
+               el("td", money(call.cost_usd), "num"), el("td", ms(call.latency_ms), "num"),
+               el("td", ms(call.ttft_ms), "num ttft"),
                el("td", call.output_tokens_per_s === null ? "—" : String(call.output_tokens_per_s), "num speed"));
-    row.title = call.stream ? "streamed" : "";
+    row.title = `${call.call_id}${call.stream ? " · streamed" : ""} · click for the whole call`;
+    row.dataset.call = call.call_id;
+    row.addEventListener("click", () => { openCall(call); $("#drill").scrollIntoView({ block: "nearest" }); });
     body.append(row);
   }
 }
@@ -247,48 +206,67 @@ function remember(kind, values) {
   }
 }
 
-async function series() {
-  const days = Math.max(1, Math.ceil(state.hours / 24));
-  if (state.hours <= 168) {
-    const interval = state.hours <= 6 ? "5m" : "1h";
-    return (await api("/api/usage/timeseries", { hours: state.hours, interval, ...filters() })).points;
+/** Cost and tokens over the range: 5-minute or hourly points up to 7 days back, else one point a day. */
+async function series(filter) {
+  const { range } = state;
+  if (range.hours && range.hours <= 168 && !state.filters.team) {  // a team's split is kept by the day
+    const interval = range.hours <= 6 ? "5m" : "1h";
+    return (await api("/api/usage/timeseries", { hours: range.hours, interval, ...filter })).points;
   }
-  const grouped = !state.filters.provider && !state.filters.model;
-  const daily = await api("/api/usage/daily", { days, ...(grouped ? { group_by: "provider" } : {}), ...filters() });
+  const grouped = !state.filters.provider && !state.filters.model && !state.filters.team;
+  const daily = await api("/api/usage/daily", { ...dailyRange(range), ...(grouped ? { group_by: "provider" } : {}),
+                                                ...filter });
   return daily.daily.map((day) => ({ day: day.day, cost_usd: day.cost_usd, tokens: day.tokens, by_provider: Object.fromEntries(
     Object.entries(day.groups || {}).map(([p, g]) => [p, { cost_usd: g.cost_usd, tokens: g.tokens.total }])) }));
 }
 
+async function refreshOverview(current) {
+  const filter = scope("account", "team", "provider", "model");
+  const account = state.filters.account;
+  const [now, before, points, dailyModels, window, budgets, alerts, calls] = await Promise.all([
+    api("/api/summary", { ...state.range, ...filter }),
+    api("/api/summary", { ...previousRange(state.range), ...filter }),
+    series(filter), api("/api/usage/daily", { ...dailyRange(state.range), group_by: "model", account }),
+    api("/api/usage/window", { minutes: 300, account }), api("/api/budgets"), api("/api/alerts", { state: "all" }),
+    api("/api/calls", { limit: 50, ...scope("account", "provider", "model") })]);
+  if (!current()) return;
+  $("#login").hidden = true;
+  $("#main").hidden = false;
+  $("#controls").hidden = false;
+  showBanner("");
+  $("#range-label").textContent = `${rangeLabel(state.range)} · ${when(now.from)} to ${when(now.to)} UTC`;
+  renderCards(now, before);
+  renderSeries(points);
+  renderModels(now, dailyModels);
+  renderWindow(window);
+  renderBudgets(budgets.budgets);
+  renderAlerts(alerts.alerts);
+  renderAlertHistory(alerts.alerts);
+  const team = state.filters.team;  // /api/calls has no team filter: the page applies it, and the range
+  state.calls = calls.calls.filter((c) => c.ts >= now.from && c.ts.slice(0, 19) <= now.to.slice(0, 19) &&
+                                          (!team || c.team === team));
+  renderCalls();
+  remember("provider", Object.keys(now.by_provider || {}));
+  remember("model", Object.keys(now.by_model || {}));
+  remember("account", calls.calls.map((c) => c.account));
+  if (now.scope === "account" && !state.filters.account) state.ownAccount = now.scope_id;
+  $("#filter-account").hidden = Boolean(state.ownAccount);
+}
+
 async function refresh() {
   if (!state.key) return showLogin();
+  const generation = ++state.generation;
+  const current = () => generation === state.generation;
   document.body.classList.add("loading");
+  const panels = refreshWhoSpentIt(current);  // each of its cards shows its own error
   try {
-    const span = { hours: state.hours, ...filters() };
-    const days = Math.max(1, Math.ceil(state.hours / 24));
-    const byModel = { days, group_by: "model", account: state.filters.account };
-    const [now, before, points, dailyModels, window, budgets, alerts, calls] = await Promise.all([
-      api("/api/summary", span), api("/api/summary", { ...span, offset_hours: state.hours }), series(),
-      api("/api/usage/daily", byModel), api("/api/usage/window", { minutes: 300, account: state.filters.account }),
-      api("/api/budgets"), api("/api/alerts", { state: "all" }), api("/api/calls", { limit: 50, ...filters() })]);
-    $("#login").hidden = true;
-    $("#main").hidden = false;
-    $("#controls").hidden = false;
-    showBanner("");
-    renderCards(now, before);
-    renderSeries(points);
-    renderModels(now, dailyModels);
-    renderWindow(window);
-    renderBudgets(budgets.budgets);
-    renderAlerts(alerts.alerts);
-    state.calls = calls.calls.filter((c) => c.ts >= now.from);
-    renderCalls();
-    remember("provider", Object.keys(now.by_provider || {}));
-    remember("model", Object.keys(now.by_model || {}));
-    remember("account", calls.calls.map((c) => c.account));
-    if (now.scope === "account" && !state.filters.account) $("#filter-account").hidden = true;
+    await refreshOverview(current);
+    await panels;
+    if (!current()) return;
     $("#updated").textContent = new Date().toISOString().replace("T", " ").slice(0, 19);
     document.body.dataset.refreshes = String(++state.refreshes);
   } catch (error) {
+    if (!current()) return;
     if (error.status === 401 || error.status === 403) {
       if (error.status === 401) { localStorage.removeItem(KEY_STORE); state.key = null; }
       showLogin(`That key was refused: ${error.message}`);
@@ -296,13 +274,17 @@ async function refresh() {
       showBanner(error.status ? `The API answered: ${error.message}` : error.message);
     }
   } finally {
-    document.body.classList.remove("loading");
+    if (current()) document.body.classList.remove("loading");
   }
 }
 
+/** The calls of the range as a file; an export too large for one answer is written by a job: the page
+    follows it and downloads the file when it is ready. */
 async function download(format) {
   try {
-    const response = await api("/api/export", { format, hours: state.hours, ...filters() }, { raw: true });
+    const params = { format, ...state.range, ...scope("account", "team", "provider", "model") };
+    const response = await api("/api/export", params, { raw: true });
+    if (response.status === 202) return followExport((await response.json()).export_id);
     const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
     const link = el("a");
     link.href = URL.createObjectURL(await response.blob());
@@ -312,24 +294,70 @@ async function download(format) {
   } catch (error) { showBanner(error.message); }
 }
 
+async function followExport(exportId) {
+  for (;;) {
+    const job = await api(`/api/exports/${encodeURIComponent(exportId)}`);
+    if (job.state === "ready") {
+      showBanner("");
+      const link = el("a");
+      link.href = job.download_url;
+      link.download = job.file_name || "";
+      return link.click();
+    }
+    if (job.state === "failed") return showBanner(`The export failed: ${job.error}`);
+    const done = job.progress && job.progress.percent !== undefined ? ` (${job.progress.percent} %)` : "";
+    showBanner(`The export ${exportId} is being written${done}: it downloads when it is ready.`);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+/** A preset: the buttons show which, the day pickers show its days. */
+function choose(range, button) {
+  state.range = range;
+  document.querySelectorAll(".ranges button").forEach((b) => b.classList.toggle("active", b === button));
+  [$("#range-start").value, $("#range-end").value] = rangeDays(range);
+  refresh();
+}
+
+/** The reports filter by a team or by a provider and model, not both: picking one clears the other. */
+function filterBy(kind, value) {
+  state.filters[kind] = value;
+  const others = kind === "team" ? ["provider", "model"] : kind === "account" ? [] : ["team"];
+  for (const other of value ? others : []) {
+    state.filters[other] = "";
+    $(`#filter-${other}`).value = "";
+  }
+}
+
+/** Days picked in the calendars: whole UTC days, both included. */
+function chooseDays() {
+  const start = $("#range-start").value, end = $("#range-end").value;
+  if (!start || !end) return;
+  if (start > end) return showBanner("The first day is after the last: pick them again.");
+  document.querySelectorAll(".ranges button").forEach((b) => b.classList.remove("active"));
+  state.range = { start, end };
+  refresh();
+}
+
 function wire() {
   $("#login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.key = $("#key-input").value.trim();
+    state.ownAccount = null;
     localStorage.setItem(KEY_STORE, state.key);
     $("#key-input").value = "";
     refresh();
   });
   $("#sign-out").addEventListener("click", () => { localStorage.removeItem(KEY_STORE); state.key = null; showLogin(); });
   for (const button of document.querySelectorAll(".ranges button")) {
-    button.addEventListener("click", () => {
-      document.querySelectorAll(".ranges button").forEach((b) => b.classList.toggle("active", b === button));
-      state.hours = Number(button.dataset.hours);
-      refresh();
-    });
+    button.addEventListener("click", () => choose(button.dataset.hours ? { hours: Number(button.dataset.hours) }
+                                                  : { month: monthFromNow(Number(button.dataset.month)) }, button));
   }
-  for (const kind of ["account", "provider", "model"]) {
-    $(`#filter-${kind}`).addEventListener("change", (event) => { state.filters[kind] = event.target.value; refresh(); });
+  [$("#range-start").value, $("#range-end").value] = rangeDays(state.range);
+  $("#range-start").addEventListener("change", chooseDays);
+  $("#range-end").addEventListener("change", chooseDays);
+  for (const kind of ["account", "team", "provider", "model"]) {
+    $(`#filter-${kind}`).addEventListener("change", (event) => { filterBy(kind, event.target.value); refresh(); });
   }
   for (const header of document.querySelectorAll("#calls th")) {
     header.addEventListener("click", () => {

@@ -11,7 +11,8 @@ X-Ray, as the one inline policy of the function's role.
 Resources are named by their logical id in the template: `CallsTable`, `CallsTable/index/by_day`,
 `CallsTable/stream`, `AggregatesTable?pk=signal#auth_failures` (only the items of one partition key:
 an IAM `dynamodb:LeadingKeys` condition), `ArchiveBucket/calls/*` (objects under a prefix),
-`ssm:<parameter name>`, and `kms:aws/ssm` (decrypting SecureStrings, only through SSM).
+`ssm:<parameter name>`, `function:<name>` (a function of the stage, by name), and `kms:aws/ssm` (decrypting
+SecureStrings, only through SSM).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import re
 from typing import Any
 
 SLACK_PARAMETER = "ssm:${SlackWebhookParameterName}"  # may be empty: granted only when the stage names one
+EXPORT_FUNCTION = "function:export_calls"  # a function by its name after `tollgate-<stage>-` (it invokes itself)
 HAS_SLACK = "HasSlackWebhook"
 
 _ALERTING = {  # queueing and delivering messages: the evaluator, the digests, and the admin jobs that run them
@@ -66,6 +68,10 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "SpillQueue": ("sqs:GetQueueAttributes",),  # /health: the spill backlog
         "ArchiveBucket": ("s3:ListBucket", "s3:ListBucketVersions"),  # erasure: the user's archived calls
         "ArchiveBucket/calls/*": ("s3:DeleteObjectVersion",),
+        # large exports: their records (one partition), the job started, a download link signed for the file
+        "AggregatesTable?pk=export#jobs": ("dynamodb:GetItem", "dynamodb:PutItem"),
+        EXPORT_FUNCTION: ("lambda:InvokeFunction",),
+        "ArchiveBucket/exports/*": ("s3:GetObject",),
         "ssm:/tollgate/${Stage}/admin-key": ("ssm:GetParameter",),
         **_ALERTING,
     },
@@ -75,8 +81,18 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "AggregatesTable": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         # an expensive call is noted unless the evaluator has taken it up already (a condition in a transaction)
         "AggregatesTable?pk=signal#expensive_calls_taken": ("dynamodb:ConditionCheckItem",),
+        "AggregatesTable?pk=signal#costly_sessions_taken": ("dynamodb:ConditionCheckItem",),  # a session, once
         "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
         "ArchiveBucket/calls/*": ("s3:PutObject",),
+    },
+    # A large export: the range's calls read day by day into a multipart upload, progress on its record (one
+    # partition of the aggregates table), and before the timeout the rest handed to a fresh invocation.
+    "ExportCalls": {
+        "AggregatesTable?pk=export#jobs": ("dynamodb:UpdateItem",),
+        "CallsTable": ("dynamodb:Query",),  # one account's calls
+        "CallsTable/index/by_day": ("dynamodb:Query",),  # every account's
+        "ArchiveBucket/exports/*": ("s3:PutObject",),  # CreateMultipartUpload, UploadPart, CompleteMultipartUpload
+        EXPORT_FUNCTION: ("lambda:InvokeFunction",),
     },
     # Spilled records back into the call log; what can never be written to the spill queue's dead-letter queue.
     "ReplaySpill": {
@@ -92,6 +108,8 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "AggregatesTable?pk=signal#expensive_calls": ("dynamodb:DeleteItem",),
         "AggregatesTable?pk=signal#expensive_calls_taken": ("dynamodb:DeleteItem", "dynamodb:PutItem"),
         "AggregatesTable?pk=signal#auth_failures": ("dynamodb:DeleteItem",),
+        "AggregatesTable?pk=signal#costly_sessions": ("dynamodb:DeleteItem",),
+        "AggregatesTable?pk=signal#costly_sessions_taken": ("dynamodb:PutItem",),
         "AggregatesTable/index/by_kind": ("dynamodb:Query",),
         "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
         "CallsTable/index/by_day": ("dynamodb:Query",),  # streaks of errors, read only after a failure lately
@@ -129,6 +147,9 @@ def arn(resource: str) -> Any:
     if resource == "kms:aws/ssm":
         return "*"  # the account's aws/ssm key cannot be named in a template; the statement's condition narrows it
     resource = resource.partition("?")[0]
+    if resource.startswith("function:"):  # by name: a function's role cannot wait for the function's own ARN
+        name = resource[len("function:"):]
+        return {"Fn::Sub": f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:tollgate-${{Stage}}-{name}"}
     if resource.startswith("ssm:"):
         name = resource[len("ssm:"):]
         return {"Fn::Sub": f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{name}"}

@@ -21,7 +21,7 @@ from .stages import ManagedInstances, Stage, StageError
 FUNCTIONS = {
     "APIHandler": "api_handler", "RollupCalls": "rollup_calls", "ReplaySpill": "replay_spill",
     "EvaluateEveryMinute": "evaluate_every_minute", "DailyDigest": "daily_digest", "WeeklyReport": "weekly_report",
-    "ProxyFunction": "proxy",
+    "ProxyFunction": "proxy", "ExportCalls": "export_calls",
 }
 ROLES = {"APIHandler": "ApiHandlerRole", "ProxyFunction": "ProxyFunctionRole"}  # others: `<Function>Role`
 
@@ -76,7 +76,8 @@ def smallest_object_worth_tiering(retention_days: int) -> int | None:
 
 def archive_lifecycle(retention_days: int) -> dict[str, Any]:
     """Raw calls (`calls/`) expire after the retention; noncurrent versions (overwritten, deleted, expired)
-    after ARCHIVE_NONCURRENT_DAYS; objects large enough to gain move to Glacier IR at day 30."""
+    after ARCHIVE_NONCURRENT_DAYS; objects large enough to gain move to Glacier IR at day 30. Export files
+    (`exports/`) go after export_format.KEEP_DAYS, for good (no version kept), as do uploads a job left unfinished."""
     expire: dict[str, Any] = {
         "Id": "expire-archived-calls", "Status": "Enabled", "Prefix": "calls/",
         "ExpirationInDays": retention_days,
@@ -84,7 +85,7 @@ def archive_lifecycle(retention_days: int) -> dict[str, Any]:
     }
     configuration: dict[str, Any] = {"Rules": [expire, {
         "Id": "remove-expired-delete-markers", "Status": "Enabled", "Prefix": "calls/",
-        "ExpiredObjectDeleteMarker": True}]}
+        "ExpiredObjectDeleteMarker": True}, *export_lifecycle()]}
     threshold = smallest_object_worth_tiering(retention_days)
     if threshold is not None:
         expire["Transitions"] = [{"StorageClass": "GLACIER_IR", "TransitionInDays": ARCHIVE_TRANSITION_DAYS}]
@@ -92,6 +93,18 @@ def archive_lifecycle(retention_days: int) -> dict[str, Any]:
         # S3 skips objects under 128 KB unless told otherwise; the size filter above decides instead
         configuration["TransitionDefaultMinimumObjectSize"] = "varies_by_storage_class"
     return configuration
+
+
+def export_lifecycle() -> list[dict[str, Any]]:
+    """The export files' rules: the file after its export's KEEP_DAYS, its expired version a day later, an
+    upload never completed (a failed job's) a day after it began, and the delete markers left behind."""
+    from chalicelib.reports.export_format import KEEP_DAYS, PREFIX
+
+    return [{"Id": "expire-exports", "Status": "Enabled", "Prefix": PREFIX, "ExpirationInDays": KEEP_DAYS,
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+            {"Id": "remove-expired-export-delete-markers", "Status": "Enabled", "Prefix": PREFIX,
+             "ExpiredObjectDeleteMarker": True}]
 
 
 def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,8 +1,9 @@
 """The local stack's one HTTP server: uvicorn serving the proxy app, the dashboard files and the Chalice routes.
 
 One port and one base URL, as API Gateway gives in AWS: the provider routes go to the streaming
-proxy app (as the proxy function does there), `/dashboard/` is the static site (S3 there), and
-everything else is handed to Chalice's own local gateway in a worker thread (the API function).
+proxy app (as the proxy function does there), `/dashboard/` is the static site (S3 there), `/exports/`
+the files of large exports (presigned S3 URLs there), and everything else is handed to Chalice's own
+local gateway in a worker thread (the API function).
 """
 from __future__ import annotations
 
@@ -49,6 +50,22 @@ def chalice_fallback(chalice_app):
     return endpoint
 
 
+async def export_file(request: Request) -> Response:
+    """`/exports/<export_id>.<csv|json>`: a ready export's file, which the local stack serves itself (in AWS the
+    download link is a presigned S3 URL); streamed from the bucket (moto) a megabyte at a time."""
+    from starlette.concurrency import iterate_in_threadpool
+    from starlette.responses import JSONResponse, StreamingResponse
+
+    from chalicelib.reports import exports
+
+    found = await run_sync(exports.open_file, request.path_params["name"])
+    if found is None:
+        return JSONResponse({"error": {"type": "not_found_error", "message": "no such export file: it is not ready, "
+                                       "has expired, or the local stack was restarted since (ask for it again)"}}, 404)
+    chunks, headers = found
+    return StreamingResponse(iterate_in_threadpool(chunks), headers=headers)
+
+
 def build_app(chalice_app, dashboard_dir: Path) -> Starlette:
     from chalicelib.gateway.proxy_app import ROUTES, ready
 
@@ -59,6 +76,7 @@ def build_app(chalice_app, dashboard_dir: Path) -> Starlette:
         Route("/ready", ready, methods=["GET"]),
         Route("/dashboard", lambda request: RedirectResponse("/dashboard/", 301)),
         Mount("/dashboard", StaticFiles(directory=dashboard_dir, html=True, check_dir=False)),
+        Route("/exports/{name}", export_file, methods=["GET"]),
         Route("/{path:path}", fallback, methods=every_method),
     ])
 

@@ -86,6 +86,9 @@ class Stack:
             "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
             "TOLLGATE_AWS_ENDPOINT": moto_url, "TOLLGATE_ADMIN_KEY": self.admin_key,
         })
+        public_host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        # large exports: a thread of this process writes them (no export function), and this stack serves the files
+        os.environ.setdefault("TOLLGATE_EXPORT_DOWNLOAD_URL", f"http://{public_host}:{self.port}/exports")
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         os.environ.pop("AWS_PROFILE", None)

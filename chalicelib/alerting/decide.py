@@ -22,6 +22,7 @@ from chalicelib.alerting.rules import (
     AuthFailures,
     BudgetReading,
     BudgetReadings,
+    CostlySession,
     CreditReading,
     DailySpend,
     ExpensiveCall,
@@ -255,6 +256,20 @@ def decide_expensive_calls(calls: list[ExpensiveCall], rules: Rules, now: dateti
                      f"for {rules.event_hold_minutes} minutes.",
             account=top.account, provider=top.provider, occurrences=len(found)))
     return drafts
+
+
+def decide_costly_sessions(sessions: list[CostlySession], rules: Rules, now: datetime) -> list[AlertDraft]:
+    """`session_cost`: one conversation has cost more than the threshold; one event alert per session (noted
+    once by the stream), which resolves quietly after event_hold_minutes, or when acknowledged."""
+    threshold = Decimal(rules.session_cost_usd)
+    return [AlertDraft(
+        "session_cost", "session", f"{found.account}|{found.session}", None, severity="medium",
+        title=f"A session has cost ${money(found.cost_usd)}",
+        message=f"Session {found.session} of account {found.account}" + (f" (user {found.user})" if found.user else "")
+                + f" has cost ${money(found.cost_usd)} so far, over ${rules.session_cost_usd}.",
+        kind=EVENT, hold_minutes=rules.event_hold_minutes, recovery_quiet=True,
+        recovery=f"Session {found.session} was noted once; it is not alerted again.", account=found.account)
+        for found in sessions if found.cost_usd > threshold]
 
 
 def decide_daily_cost(spend: DailySpend, rules: Rules, now: datetime) -> list[AlertDraft]:

@@ -19,6 +19,7 @@ from chalicelib.alerting.decide import (
     decide_auth_failures,
     decide_budgets,
     decide_consecutive_errors,
+    decide_costly_sessions,
     decide_credits,
     decide_daily_cost,
     decide_error_rate,
@@ -60,6 +61,7 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     error_drafts = decide_error_rate(errors, rules, now)
     streaks = measure_streaks(now, rules) if failed_lately else []  # no failure at all: no call log to read
     noted, note_keys = signals.expensive_calls()
+    sessions, session_keys = signals.costly_sessions()
     spends = measure_spend(now, rules)
     drafts = [
         *decide_budgets(budgets, rules, now),
@@ -67,6 +69,7 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
         *decide_latency(latency, rules, now),
         *decide_consecutive_errors(streaks, rules, now, explained_by=error_drafts),
         *decide_expensive_calls(noted, rules, now),
+        *decide_costly_sessions(sessions, rules, now),
         *decide_daily_cost(spends[0], rules, now),
         *decide_spend_anomaly(spends, rules, now),
         *decide_credits(measure_credits(now), rules, now),
@@ -74,7 +77,7 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
         *decide_quarantine(QuarantineCount(*quarantine.count()), rules, now),
     ]
     applied = alerts.apply(drafts, active, notify.configured_channels(), now)
-    signals.forget(note_keys, now)
+    signals.forget(note_keys + session_keys, now)
     delivered = notify.deliver_pending(now)
     return {"job": "evaluate", "at": iso(now), "budgets": checked, "opened": applied.opened,
             "escalated": applied.escalated, "resolved": applied.resolved, "delivered": delivered}

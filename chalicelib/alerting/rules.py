@@ -34,6 +34,7 @@ class Rules:
     latency_min_calls: int = 10
     max_model_scopes: int = 50  # the busiest models of the day get their own error-rate and latency checks
     expensive_call_usd: str = "0.50"
+    session_cost_usd: str = "5.00"  # one conversation (X-Tollgate-Session) that has cost more than this
     consecutive_errors: int = 5
     call_lookback_minutes: int = 15
     daily_cost_tiers: tuple = ((10, "medium"), (25, "high"), (50, "critical"))
@@ -172,6 +173,14 @@ class KeyStreak:
     latest_error: str | None
     providers: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CostlySession:
+    account: str
+    session: str
+    user: str | None
+    cost_usd: Decimal
 
 
 @dataclass(frozen=True)

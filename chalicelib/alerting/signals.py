@@ -25,15 +25,19 @@ from anyio.to_thread import run_sync
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import aws
-from chalicelib.alerting.rules import AuthFailures, ExpensiveCall
+from chalicelib.alerting.rules import AuthFailures, CostlySession, ExpensiveCall
 from chalicelib.clock import utc_now
 from chalicelib.ledger.auth import bearer_or_api_key
 from chalicelib.observability import logger
+from chalicelib.rollup.layout import Scope, session_account
 from chalicelib.rollup.table import Aggregate
 
 AUTH_PK = "signal#auth_failures"
 EXPENSIVE_PK = "signal#expensive_calls"
 TAKEN_PK = "signal#expensive_calls_taken"
+SESSIONS_PK = "signal#costly_sessions"
+SESSIONS_TAKEN_PK = "signal#costly_sessions_taken"
+TAKEN = {EXPENSIVE_PK: TAKEN_PK, SESSIONS_PK: SESSIONS_TAKEN_PK}  # where a note is marked as taken up
 TAKEN_KEPT = timedelta(days=2)
 FLUSH_SECONDS = 5.0
 PREFIXES_PER_FLUSH = 5  # the most frequent; the rest count as "(other)": an item stays small whatever is sent
@@ -168,18 +172,50 @@ def note_expensive_calls(records: Iterable[Any], threshold_usd: str) -> int:
         if not {"call_id", "ts"} <= fields.keys():
             continue  # not a call record the rollup can read either: the quarantine reports it
         sort_key = {"S": f"{fields['ts']['S']}#{fields['call_id']['S']}"}
-        try:
-            aws.client("dynamodb").transact_write_items(TransactItems=[
-                {"ConditionCheck": {"TableName": _table(), "Key": {"pk": {"S": TAKEN_PK}, "day": sort_key},
-                                    "ConditionExpression": "attribute_not_exists(pk)"}},
-                {"Put": {"TableName": _table(), "Item": {"pk": {"S": EXPENSIVE_PK}, "day": sort_key,
-                                                          "cost_usd": {"N": format(cost, "f")}, **fields}}}])
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            continue  # the evaluator has taken this call up already
-        noted += 1
+        noted += _note(EXPENSIVE_PK, sort_key, {"cost_usd": {"N": format(cost, "f")}, **fields})
     return noted
+
+
+def _note(pk: str, sort_key: dict[str, str], fields: dict[str, Any]) -> int:
+    """Put a note unless the evaluator has taken up the same one already (1 if noted)."""
+    try:
+        aws.client("dynamodb").transact_write_items(TransactItems=[
+            {"ConditionCheck": {"TableName": _table(), "Key": {"pk": {"S": TAKEN[pk]}, "day": sort_key},
+                                "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Put": {"TableName": _table(), "Item": {"pk": {"S": pk}, "day": sort_key, **fields}}}])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "TransactionCanceledException":
+            raise
+        return 0  # taken up already
+    return 1
+
+
+# --- costly sessions ----------------------------------------------------------------------------------
+
+def note_costly_sessions(written: Iterable[dict[str, Any]], threshold_usd: str) -> int:
+    """Sessions whose running total (their items as the rollup just wrote them) passed the threshold: noted
+    once each, so a session alerts once, however many calls it goes on to make."""
+    threshold, noted = Decimal(threshold_usd), 0
+    for item in written:
+        total = CostlySession(session_account(item["day"]), Scope.of_pk(item["pk"]).scope_id, item.get("user") or None,
+                              Decimal(item.get("cost", 0)))
+        if total.cost_usd > threshold:
+            fields = {"account": {"S": total.account}, "session": {"S": total.session},
+                      "cost_usd": {"N": format(total.cost_usd, "f")}}
+            if total.user:
+                fields["user"] = {"S": total.user}
+            noted += _note(SESSIONS_PK, {"S": f"{total.account}|{total.session}"}, fields)
+    return noted
+
+
+def costly_sessions() -> tuple[list[CostlySession], list[dict[str, Any]]]:
+    """The noted sessions not yet taken up, and their keys to forget them by."""
+    response = aws.client("dynamodb").query(
+        TableName=_table(), KeyConditionExpression="pk = :pk", Limit=NOTES_PER_RUN,
+        ExpressionAttributeValues={":pk": {"S": SESSIONS_PK}})
+    found = [CostlySession(item["account"]["S"], item["session"]["S"], item.get("user", {}).get("S"),
+                           Decimal(item["cost_usd"]["N"])) for item in response["Items"]]
+    return found, [{"pk": item["pk"], "day": item["day"]} for item in response["Items"]]
 
 
 def _number(value: Any) -> Decimal | None:
@@ -209,6 +245,6 @@ def forget(keys: list[dict[str, Any]], now: datetime) -> None:
     """Notes the evaluator has applied: marked as taken up, then deleted; markers past TAKEN_KEPT go."""
     client = aws.client("dynamodb")
     for key in keys:
-        client.put_item(TableName=_table(), Item={"pk": {"S": TAKEN_PK}, "day": key["day"]})
+        client.put_item(TableName=_table(), Item={"pk": {"S": TAKEN[key["pk"]["S"]]}, "day": key["day"]})
         client.delete_item(TableName=_table(), Key=key)
     _prune(TAKEN_PK, (now - TAKEN_KEPT).strftime("%Y-%m-%dT%H:%M:%S"))

@@ -2,9 +2,12 @@
 re-priced in place by the reprice job."""
 from __future__ import annotations
 
+import heapq
 import json
 import re
 import secrets
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Iterator
@@ -21,6 +24,10 @@ from chalicelib.observability import MetricUnit, logger, metrics
 from chalicelib.settings import get_settings
 
 CONDITIONAL_FAILED = "ConditionalCheckFailedException"
+
+
+DAY_SHARDS = 32  # a day's calls spread over this many `by_day` partitions: 10,000 calls/s is ~312 writes/s each
+SHARD_READERS = 8  # threads that read a day's shards at once
 
 
 CALL_ID = re.compile(r"call_([0-9a-f]{12})[0-9a-f]{20}")
@@ -45,8 +52,14 @@ def _sort_key_prefix(call_id: str) -> str | None:
 
 
 
+def day_shard(day: str, call_id: str) -> str:
+    """The call's `by_day` key: `<day>#<nn>`, nn a stable hash of the id, so a day's writes spread over
+    DAY_SHARDS partitions (one takes at most 1,000 writes/s) and the id alone names its shard."""
+    return f"{day}#{zlib.crc32(call_id.encode()) % DAY_SHARDS:02d}"
+
+
 def new_record(call_id: str, ts: datetime, account: str, **fields: Any) -> CallRecord:
-    """A call record with its derived keys (sort key, day) and expiry filled in."""
+    """A call record with its derived keys (sort key, day, day shard) and expiry filled in."""
     stamp = precise(ts)
     return CallRecord(
         account,
@@ -54,6 +67,7 @@ def new_record(call_id: str, ts: datetime, account: str, **fields: Any) -> CallR
         call_id=call_id,
         ts=stamp,
         day=stamp[:10],
+        day_shard=day_shard(stamp[:10], call_id),
         expires_at=ts + timedelta(days=get_settings().call_ttl_days),
         **fields,
     )
@@ -154,6 +168,8 @@ def _write_spilled(body: str) -> str:
         record = CallRecord.from_raw_data(json.loads(body))
     except Exception as exc:  # parsing is pure: what fails once fails every time
         raise _Unwritable(f"not a call record: {type(exc).__name__}: {exc}") from exc
+    if record.day_shard is None and record.day and record.call_id:  # spilled before `by_day` was sharded
+        record.day_shard = day_shard(record.day, record.call_id)
     try:
         return "replayed" if _put_once(record) else "duplicates"
     except PutError as exc:
@@ -224,7 +240,8 @@ def _holds(attribute: Any, value: Any) -> Any:
 
 
 def find_call(call_id: str, account: str | None = None) -> CallRecord | None:
-    """One call by id: one Query on the account, or on `by_day` for every account (the id holds the time)."""
+    """One call by id: one Query on the account, or on its `by_day` shard for every account (the id holds the
+    time, and names the shard)."""
     prefix = _sort_key_prefix(call_id)
     if prefix is None:
         return None
@@ -233,7 +250,7 @@ def find_call(call_id: str, account: str | None = None) -> CallRecord | None:
     if account:
         found = CallRecord.query(account, sort_key, filter_condition=matches)
     else:
-        found = CallRecord.by_day.query(prefix[:10], sort_key, filter_condition=matches)
+        found = CallRecord.by_day.query(day_shard(prefix[:10], call_id), sort_key, filter_condition=matches)
     return next(iter(found), None)
 
 
@@ -247,32 +264,58 @@ def filters(provider: str | None, model: str | None):
     return condition
 
 
+def calls_of_day(day: str, range_condition: Any = None, filter_condition: Any = None, newest_first: bool = True,
+                 limit: int | None = None, page_size: int | None = None) -> Iterator[CallRecord]:
+    """Every account's calls of a UTC day in sort-key order, at most `limit`: one Query per `by_day` shard, the
+    first pages read concurrently, the rest as the merge needs them."""
+    def first_page(shard: int) -> Iterator[CallRecord]:
+        found = iter(CallRecord.by_day.query(f"{day}#{shard:02d}", range_condition, filter_condition=filter_condition,
+                                             scan_index_forward=not newest_first, limit=limit, page_size=page_size))
+        head = next(found, None)
+        return iter(()) if head is None else _chain(head, found)
+
+    with ThreadPoolExecutor(SHARD_READERS) as pool:
+        shards = list(pool.map(first_page, range(DAY_SHARDS)))
+    merged = heapq.merge(*shards, key=lambda record: record.sk, reverse=newest_first)
+    for count, record in enumerate(merged, start=1):
+        yield record
+        if limit is not None and count >= limit:
+            return
+
+
+def _chain(head: CallRecord, rest: Iterator[CallRecord]) -> Iterator[CallRecord]:
+    yield head
+    yield from rest
+
+
 def recent_calls(
     account: str | None = None,
     limit: int = 50,
     provider: str | None = None,
     model: str | None = None,
     before: str | None = None,
+    days_with_calls: Iterable[str] | None = None,
 ) -> Iterator[CallRecord]:
     """Newest calls first, optionally of one account, older than the `before` cursor (a sort key).
 
-    One account: one Query on the table. All accounts: one Query per UTC day on `by_day`, walking
-    back from today (or the cursor's day) until `limit` calls or the retention period is covered.
+    One account: one Query on the table. All accounts: `calls_of_day` (a Query per shard) per UTC day, walking
+    back from today (or the cursor's day) until `limit` calls or the retention period is covered; only the
+    `days_with_calls` when the caller knows them (the aggregates do), so empty days cost no Query.
     """
     condition = filters(provider, model)
+    range_condition = CallRecord.sk < before if before else None
     if account:
-        range_condition = CallRecord.sk < before if before else None
         yield from CallRecord.query(account, range_condition, filter_condition=condition,
                                     scan_index_forward=False, limit=limit, page_size=max(limit, 25))
         return
     start = datetime.strptime(before[:10], "%Y-%m-%d") if before else datetime.now(timezone.utc)
     remaining = limit
+    known = set(days_with_calls) if days_with_calls is not None else None
     for days_back in range(get_settings().call_ttl_days + 1):
         day = day_of(start - timedelta(days=days_back))
-        range_condition = CallRecord.sk < before if before else None
-        for record in CallRecord.by_day.query(day, range_condition, filter_condition=condition,
-                                              scan_index_forward=False, limit=remaining,
-                                              page_size=max(remaining, 25)):
+        if known is not None and day not in known:
+            continue
+        for record in calls_of_day(day, range_condition, condition, limit=remaining, page_size=max(remaining, 25)):
             yield record
             remaining -= 1
         if remaining <= 0:
@@ -280,14 +323,14 @@ def recent_calls(
 
 
 def calls_between(start: datetime, end: datetime, limit: int = 2000) -> list[CallRecord]:
-    """Every account's calls whose time falls in [start, end], newest first, at most `limit`: one Query per UTC
-    day on `by_day`, bounded by the sort key (a call's time) rather than a count of calls."""
+    """Every account's calls whose time falls in [start, end], newest first, at most `limit`: `calls_of_day` per
+    UTC day, bounded by the sort key (a call's time) rather than a count of calls."""
     found: list[CallRecord] = []
     first = start.astimezone(timezone.utc).date()
     day = end.astimezone(timezone.utc).date()
     while day >= first and len(found) < limit:
-        found += CallRecord.by_day.query(day.isoformat(), CallRecord.sk.between(precise(start), precise(end) + "#~"),
-                                         scan_index_forward=False, limit=limit - len(found))
+        found += calls_of_day(day.isoformat(), CallRecord.sk.between(precise(start), precise(end) + "#~"),
+                              limit=limit - len(found))
         day -= timedelta(days=1)
     return found
 

@@ -43,13 +43,14 @@ class _Meta:
 
 
 class CallsByDay(GlobalSecondaryIndex):
-    """`day` → every call of a UTC day, time-ordered: exports, rebuilds, the all-accounts call list."""
+    """`day_shard` (`<day>#<nn>`) → one of a UTC day's shards, time-ordered. A day is spread over shards
+    because one index partition takes at most 1,000 writes/s; read a whole day with `calllog.calls_of_day`."""
 
     class Meta:
         index_name = "by_day"
         projection = AllProjection()
 
-    day = UnicodeAttribute(hash_key=True)
+    day_shard = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
 
 
@@ -68,7 +69,7 @@ class CallRecord(Model):
     """One proxied call, success or failure.
 
     Key: `account` + `sk` (`<ts>#<call_id>`) → "newest calls of an account" is one Query with
-    ScanIndexForward=False. GSI `by_day` → "all calls of a day". Streams carry new and old images:
+    ScanIndexForward=False. GSI `by_day` → "all calls of a day", in DAY_SHARDS shards (`day_shard`). Streams carry new and old images:
     rollups read the new one, TTL expiry (REMOVE) carries the old one for archiving, and a re-priced
     call (MODIFY) carries both, so the rollup folds the difference.
     """
@@ -80,6 +81,7 @@ class CallRecord(Model):
     account = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     day = UnicodeAttribute()
+    day_shard = UnicodeAttribute(null=True)  # `<day>#<nn>`: the by_day index's key (calllog.day_shard)
     call_id = UnicodeAttribute()
     ts = UnicodeAttribute()  # UTC ISO-8601 with microseconds, sortable
     provider = UnicodeAttribute()

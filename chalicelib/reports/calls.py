@@ -1,21 +1,18 @@
-"""The JSON API the dashboard reads: calls and health (views over calllog, scoped to the caller's account)."""
+"""The JSON API the dashboard reads: calls and health (views over calllog, scoped to the caller's account).
+Exports of calls are chalicelib/reports/exports.py."""
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
-from datetime import timedelta
 from typing import Any
 
-from chalicelib.clock import parse_precise, precise, utc_now
+from chalicelib.clock import parse_precise, utc_today
 from chalicelib.edge import int_param
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.ledger import calllog
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.ledger.calllog import call_view
 from chalicelib.ledger.models import ApiKey, CallRecord
-from chalicelib.rollup import quarantine
+from chalicelib.rollup import quarantine, store
 from chalicelib.settings import get_settings
 
 CALLS_LIMIT_MAX = 500
@@ -40,14 +37,23 @@ def list_calls(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     """`GET /api/calls`: newest first, with a `next_before` cursor for the following page."""
     limit = int_param(params, "limit", 50, 1, CALLS_LIMIT_MAX)
     before = cursor_to_sort_key(params.get("before"))
+    account = scoped_account(principal, params.get("account"))
     records = list(calllog.recent_calls(
-        account=scoped_account(principal, params.get("account")), limit=limit,
-        provider=params.get("provider"), model=params.get("model"), before=before,
+        account=account, limit=limit, provider=params.get("provider"), model=params.get("model"), before=before,
+        days_with_calls=None if account else _days_with_calls(),
     ))
     return {
         "calls": [call_view(r) for r in records],
         "next_before": records[-1].sk.replace("#", "~") if len(records) == limit else None,
     }
+
+
+def _days_with_calls() -> list[str]:
+    """The UTC days within retention on which any call was logged (all traffic's day items, one Query), and
+    today whatever they say (a call logged a moment ago may not be rolled up yet): the all-accounts list
+    walks only those, 32 shard Queries each."""
+    first, last = calllog.oldest_logged_day().isoformat(), utc_today().isoformat()
+    return [last, *(entry["day"] for entry in store.query_kind("global", first, last) if entry.get("calls"))]
 
 
 def get_call(principal: Principal, call_id: str) -> dict[str, Any]:
@@ -56,41 +62,6 @@ def get_call(principal: Principal, call_id: str) -> dict[str, Any]:
     if record is None:
         raise NotFound(f"no call {call_id!r}" + (f" in account {principal.account!r}" if principal.account else ""))
     return call_view(record)
-
-
-EXPORT_LIMIT = 50_000
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-EXPORT_FIELDS = ("call_id", "ts", "provider", "model", "endpoint", "operation", "account", "team", "key_id", "user",
-                 "session", "status", "error_type", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-                 "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "priced", "price_source",
-                 "price_version", "repriced_at", "provider_cost_usd", "latency_ms", "ttft_ms", "output_tokens_per_s",
-                 "stream")
-
-
-def export_calls(principal: Principal, params: dict[str, str]) -> tuple[str, str, str]:
-    """`GET /api/export`: the calls of the last `hours` as CSV or JSON; (body, content type, file name)."""
-    fmt = params.get("format") or "csv"
-    if fmt not in ("csv", "json"):
-        raise InvalidRequest("`format` must be csv or json")
-    hours = int_param(params, "hours", 24, 1, 24 * 92)
-    since = precise(utc_now() - timedelta(hours=hours))
-    rows = []
-    for record in calllog.recent_calls(account=scoped_account(principal, params.get("account")),
-                                       limit=EXPORT_LIMIT, provider=params.get("provider"),
-                                       model=params.get("model")):
-        if record.ts < since:
-            break
-        rows.append(call_view(record))
-    name = f"tollgate-calls-{since[:10]}-{hours}h.{fmt}"
-    if fmt == "json":
-        return json.dumps({"calls": rows}), "application/json", name
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:  # a leading = + - @ (or a tab or CR before one) would be a formula in a spreadsheet
-        writer.writerow({k: (f"'{v}" if isinstance(v, str) and v[:1] in FORMULA_STARTS else v)
-                         for k, v in row.items()})
-    return out.getvalue(), "text/csv; charset=utf-8", name
 
 
 HEALTH_CACHE_SECONDS = 30.0

@@ -102,8 +102,12 @@ PATHS: dict[str, dict[str, Any]] = {
                                                    [_param("alert_id", where="path")],
                                                    body=_obj(note=STRING))},
     "/api/credits": {"get": _op("Credits per account", DASHBOARD, [_param("account")])},
-    "/api/export": {"get": _op("The calls as a CSV or JSON download", DASHBOARD,
+    "/api/export": {"get": _op("The calls as a CSV or JSON download, oldest first; over 5 MB, 202 "
+                               "{export_id, state, status_url} and a job", DASHBOARD,
                                [_param("format", enum=["csv", "json"]), *RANGE_PARAMS, *FILTER_PARAMS])},
+    "/api/exports/{export_id}": {"get": _op(
+        "A large export: state (queued, running, ready, failed), progress, and once ready download_url "
+        "(valid until expires_at)", DASHBOARD, [_param("export_id", where="path", pattern="^exp_[0-9a-f]{32}$")])},
 }
 
 

@@ -26,6 +26,7 @@ from chalicelib.rollup.layout import (
     SESSION_ITEM,
     Scope,
     scope_id_of_day_id,
+    session_account,
     session_of_user,
     stored_name,
 )
@@ -123,18 +124,13 @@ def session(principal: Principal, session_id: str, params: dict[str, str]) -> di
     if len(held) > 1:
         raise InvalidRequest("more than one account uses this session id: add `account=`")
     item = held[0]
-    owner = account or _account_of(session_id, item)
+    owner = account or session_account(item["day"])
     row = _session_row(item | {"session": session_id}, owner, item.get("user") or None)
     calls = list(_calls_of(owner, session_id, item["first_ts"], item["last_ts"]))
     totals = {"calls": row["calls"], "errors": row["errors"], "tokens": row["tokens"], "cost_usd": row["cost_usd"]}
     return {"session": session_id, "user": row["user"], "account": owner, "first_ts": row["first_ts"],
             "last_ts": row["last_ts"], "totals": totals, "calls": [call_view(c) for c in calls],
             "truncated": len(calls) == SESSION_CALLS_MAX}
-
-
-def _account_of(session_id: str, item: dict[str, Any]) -> str:
-    """The account a session item under the session id belongs to (its sort key names it, stored)."""
-    return item["day"].split(SEP, 1)[1]
 
 
 def _calls_of(account: str, session_id: str, first_ts: str, last_ts: str):

@@ -158,7 +158,7 @@ def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
         splits = DAY_BREAKDOWNS.get(scope.item.kind, ())
         if group_by not in splits:
             raise InvalidRequest(f"for one {scope.item.kind}, `group_by` must be one of {', '.join(splits)}"
-                                 if splits else f"a {scope.item.kind} has no split: drop `group_by`")
+                                 if splits else f"`group_by` cannot be combined with a {scope.item.kind} filter")
         items = store.query_days(scope.item, first, last, INDEXED_COUNTERS,
                                  parts=[_family(DAY_BREAKDOWN_ITEM, group_by)])
         rows = agg.daily_groups(items, group_by)
@@ -235,8 +235,8 @@ def models(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     items = store.query_days(scope.item, period.first_day, period.last_day,
                              parts=[_family(HOUR_BREAKDOWN_ITEM, "model")], since=period.start)
     pairs = agg.resolution_pairs(items, agg.hours_between(period.start, period.end), hour_prefix)
-    values = {split_breakdown(name[len(head):])[0] for item, prefix in pairs
-              for head in [breakdown_head(prefix, "model")] for name in item if name.startswith(head)}
+    values = {value for item, prefix in pairs for head in [breakdown_head(prefix, "model")] for name in item
+              if name.startswith(head) for value, counter in [split_breakdown(name[len(head):])] if counter == "calls"}
     rows = []
     for model in values:
         totals = agg.Totals()

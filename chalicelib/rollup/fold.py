@@ -14,13 +14,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
-from chalicelib.clock import day_of, precise as iso_ts
+from chalicelib.clock import day_of
+from chalicelib.clock import precise as iso_ts
 from chalicelib.rollup.histogram import bucket_of
 from chalicelib.rollup.layout import (
     BREAKDOWN_SCOPES,
     DAY,
-    DAY_BREAKDOWNS,
     DAY_BREAKDOWN_ITEM,
+    DAY_BREAKDOWNS,
     FIVE_MINUTE_ITEM,
     GLOBAL_ID,
     HOUR_BREAKDOWN_ITEM,
@@ -29,6 +30,7 @@ from chalicelib.rollup.layout import (
     HOURLESS_KINDS,
     IN_OWN_ITEM,
     SCOPE_KINDS,
+    SESSION_ITEM,
     TOKEN_KINDS,
     Part,
     Scope,
@@ -37,11 +39,10 @@ from chalicelib.rollup.layout import (
     error_counter,
     lane_of,
     latency_counter,
-    ttft_counter,
-    SESSION_ITEM,
+    session_of_user,
     shard_of,
     stored_name,
-    session_of_user,
+    ttft_counter,
 )
 
 # What one call may add to a counter: DynamoDB Numbers hold 38 digits, and a day item sums many calls.
@@ -82,7 +83,7 @@ class Fact:
     latency_ms: int
     user: str | None = None  # the caller's end user, named within its account
     session: str | None = None  # the caller's conversation, named within its account
-    ttft_ms: int | None = None  # to the first content event of a stream
+    ttft_ms: int | None = None  # to the first content event, for streamed calls only
     expires_at: int | None = None  # when the call leaves the call log (epoch seconds): its session's items follow
     was: "Fact | None" = None  # a change: the call before it, with sign -1 and the same lane and seq
 
@@ -98,7 +99,7 @@ class Fact:
             tokens=(call.input_tokens, call.cache_read_tokens, call.cache_write_tokens, call.output_tokens,
                     call.reasoning_tokens),
             cost_usd=call.cost_usd, latency_ms=call.latency_ms, session=getattr(call, "session", None),
-            ttft_ms=_duration(getattr(call, "ttft_ms", None)),
+            ttft_ms=_duration(getattr(call, "ttft_ms", None)) if getattr(call, "stream", False) else None,
             expires_at=int(expires.timestamp()) if (expires := getattr(call, "expires_at", None)) else None,
         )
 

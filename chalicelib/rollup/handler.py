@@ -38,6 +38,7 @@ def _set_aside(record: Any, reason: str) -> Quarantined:
 
 
 def handle_records(records: Iterable[Any], on_folded: Callable[[list[Fact], datetime], Any] | None = None,
+                   on_sessions: Callable[[list[dict[str, Any]]], Any] | None = None,
                    ) -> dict[str, list[dict[str, str]]]:
     """Lambda's partial-batch answer: empty, or the first record whose effects are not all durable.
 
@@ -74,6 +75,8 @@ def handle_records(records: Iterable[Any], on_folded: Callable[[list[Fact], date
     added = [f for f in facts if f.sign > 0 and f.seq not in refused]
     if added and on_folded is not None:
         on_folded(added, now)
+    if applied.sessions and on_sessions is not None:  # sessions' running totals, as just written
+        on_sessions(applied.sessions)
     metrics.add_metric(name="RollupRecords", unit=MetricUnit.Count, value=len(facts))
     flush_metrics()
     if applied.retry_from is None:

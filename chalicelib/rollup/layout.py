@@ -276,6 +276,11 @@ def is_counter(name: str) -> bool:
     return name not in KEY_ATTRIBUTES and not name.startswith(LANE_PREFIX)
 
 
+def session_account(sort_key: str) -> str:
+    """The (stored) account of a session's item under its id, from its sort key `s|<account>`."""
+    return sort_key.split(SEP, 1)[1]
+
+
 def session_of_user(account: str, session: str) -> str:
     """How a user's session item names it (stored names): by account first, so a tenant reads only its own."""
     return f"{account}{SEP}{session}"

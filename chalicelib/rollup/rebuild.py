@@ -12,7 +12,6 @@ from typing import Any, Callable
 from chalicelib.clock import parse_day, utc_today
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger import calllog
-from chalicelib.ledger.models import CallRecord
 from chalicelib.rollup import store
 from chalicelib.rollup.fold import Fact, fold
 from chalicelib.rollup.layout import INDEXED_COUNTERS, SCOPE_KINDS
@@ -21,7 +20,8 @@ MAX_RANGE_DAYS = 366
 
 
 def _facts(day: str) -> list[Fact]:
-    return [Fact.from_call(call) for call in CallRecord.by_day.query(day)]
+    """Every call of the day, read from all of its `by_day` shards."""
+    return [Fact.from_call(call) for call in calllog.calls_of_day(day, newest_first=False)]
 
 
 def recalculate(body: Any, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:

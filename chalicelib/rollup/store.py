@@ -35,13 +35,13 @@ from chalicelib.rollup.layout import (
     Scope,
     day_of_sort_key,
     day_views,
-    is_counter,
     families,
+    is_counter,
     scope_id_of_day_id,
     sort_key_range,
-    unsharded_day_id,
     split_view_name,
     time_bound,
+    unsharded_day_id,
     watermark,
 )
 from chalicelib.rollup.table import Aggregate
@@ -126,13 +126,17 @@ def marks(key: AggregateKey, client: Any = None) -> dict[str, int]:
     return {name: int(value["N"]) for name, value in item.items() if name.startswith(LANE_PREFIX)}
 
 
-def write(key: AggregateKey, delta: Delta, facts: list[Fact], client: Any = None) -> None:
-    """Apply one item's delta once; on a redelivery, fold again only the records the item lacks."""
+def write(key: AggregateKey, delta: Delta, facts: list[Fact], client: Any = None) -> dict[str, Any] | None:
+    """Apply one item's delta once; on a redelivery, fold again only the records the item lacks. A session's
+    item answers its new totals (what the session-cost rule reads), others nothing."""
     client = client or aws.client("dynamodb")
     for _ in range(3):
+        request = update_request(key, delta)
+        if key.kind == "session":
+            request["ReturnValues"] = "ALL_NEW"
         try:
-            client.update_item(**update_request(key, delta))
-            return
+            response = client.update_item(**request)
+            return {n: _deserialize(v) for n, v in response.get("Attributes", {}).items()} or None
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
@@ -140,7 +144,7 @@ def write(key: AggregateKey, delta: Delta, facts: list[Fact], client: Any = None
         newer = [f for f in facts if f.seq > held.get(watermark(f.lane), -1)]
         delta = fold(newer).get(key)
         if delta is None:
-            return
+            return None
     raise RuntimeError(f"aggregate {key} kept changing under a redelivery")
 
 
@@ -161,6 +165,7 @@ class Applied:
 
     retry_from: int | None = None
     rejected: list[tuple[Fact, str]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)  # sessions' items as written
 
 
 def apply(facts: list[Fact]) -> Applied:
@@ -183,7 +188,9 @@ def _apply(facts: list[Fact], applied: Applied) -> bool:
         return _halves(facts, applied)
     failed: list[int] = []
     refused: str | None = None
-    for (key, delta), exc in zip(deltas.items(), _write_all(deltas, facts)):
+    for (key, delta), (exc, written) in zip(deltas.items(), _write_all(deltas, facts)):
+        if written is not None:
+            applied.sessions.append(written)
         if exc is None:
             continue
         reason = refusal(exc)
@@ -204,17 +211,17 @@ def _apply(facts: list[Fact], applied: Applied) -> bool:
     return _halves(facts, applied)
 
 
-def _write_all(deltas: dict[AggregateKey, Delta], facts: list[Fact]) -> list[BaseException | None]:
+def _write_all(deltas: dict[AggregateKey, Delta], facts: list[Fact],
+               ) -> list[tuple[BaseException | None, dict[str, Any] | None]]:
     """Write every item's delta, WRITERS at a time (items are independent: each holds its own marks), so a
-    batch's few hundred small writes take the time of a few; what each write raised, in order."""
+    batch's few hundred small writes take the time of a few; what each raised or answered, in order."""
     client = aws.client("dynamodb")  # one for the batch: creating clients is neither cheap nor thread-safe
 
-    def attempt(entry: tuple[AggregateKey, Delta]) -> BaseException | None:
+    def attempt(entry: tuple[AggregateKey, Delta]) -> tuple[BaseException | None, dict[str, Any] | None]:
         try:
-            write(*entry, facts, client)
+            return None, write(*entry, facts, client)
         except Exception as exc:
-            return exc
-        return None
+            return exc, None
     if len(deltas) == 1:
         return [attempt(next(iter(deltas.items())))]
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:

@@ -104,3 +104,53 @@ def test_cold_caches_cost_one_get_and_one_budget_scan(gateway, upstream, aws_cal
     gateway.call("/openai/v1/chat/completions", CHAT, "tg-000000000000_unknown")  # negative cache
     # the container's first 401 is counted at once (UpdateItem); the next waits for a write every few seconds
     assert aws_calls == ["GetItem", "Scan", "PutItem", "PutItem", "GetItem", "UpdateItem"]
+
+
+def _one_day_of_calls(count):
+    """`count` calls of yesterday over three accounts, one a second, with ids as the gateway makes them."""
+    from datetime import datetime, timedelta, timezone
+
+    start = datetime.now(timezone.utc).replace(hour=1, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    with CallRecord.batch_write() as batch:
+        records = []
+        for n in range(count):
+            ts = start + timedelta(seconds=n)
+            call_id = calllog.new_call_id(ts)
+            records.append(calllog.new_record(call_id, ts, f"acct{n % 3}", provider="openai", endpoint="chat/completions",
+                                              key_id="k", status=200, latency_ms=1))
+            batch.save(records[-1])
+    return records
+
+
+def test_a_days_calls_spread_over_the_shards_and_are_read_back_merged_exactly_once(aws_env):
+    records = _one_day_of_calls(200)
+    day, newest = records[0].day, [r.sk for r in reversed(records)]
+    assert len({r.day_shard for r in records}) > calllog.DAY_SHARDS // 2
+    assert all(r.day_shard.startswith(f"{day}#") for r in records)
+    assert [r.sk for r in calllog.calls_of_day(day)] == newest
+    assert [r.sk for r in calllog.calls_of_day(day, newest_first=False)] == newest[::-1]
+    assert [r.sk for r in calllog.calls_of_day(day, limit=25)] == newest[:25]
+    window = CallRecord.sk.between(records[50].sk, records[99].sk)
+    assert [r.sk for r in calllog.calls_of_day(day, window)] == newest[100:150]
+    assert [r.sk for r in calllog.calls_of_day(day, window, CallRecord.account == "acct0", limit=5)] == [
+        sk for sk, r in zip(newest[100:150], records[99:49:-1]) if r.account == "acct0"][:5]
+
+
+def test_every_accounts_calls_page_through_the_shards_and_one_call_is_one_query(aws_env, aws_calls):
+    records = _one_day_of_calls(120)
+    newest = [r.sk for r in reversed(records)]
+    first = list(calllog.recent_calls(limit=50))
+    rest = list(calllog.recent_calls(limit=100, before=first[-1].sk))
+    assert [r.sk for r in first + rest] == newest
+    aws_calls.clear()
+    assert calllog.find_call(records[7].call_id).sk == records[7].sk
+    assert aws_calls == ["Query"]
+
+
+def test_a_record_spilled_before_the_shards_gets_its_shard_on_replay(aws_env):
+    record = _one_day_of_calls(1)[0]
+    record.delete()
+    body = record.serialize()
+    del body["day_shard"]
+    assert calllog.replay_bodies([json.dumps(body)]) == {"replayed": 1, "duplicates": 0}
+    assert [r.call_id for r in calllog.calls_of_day(record.day)] == [record.call_id]

@@ -2,7 +2,8 @@
 
 Each entry point (every route of app.py, each event handler, the streaming proxy app) runs in moto on a
 scenario that takes its code down every branch that reaches AWS: budgets crossed, alerts opened, acknowledged
-and delivered, a call spilled, a record quarantined, one dead-lettered, a user erased from the archive. Every
+and delivered, a call spilled, a record quarantined, one dead-lettered, a user erased from the archive, large
+exports written run after run. Every
 botocore request is recorded against the function running, as the IAM action and resource it needs. The test
 fails both ways: an action the code uses that the function is not granted (AccessDenied in AWS), and a grant
 no code path uses any more (a permission left behind). A new route fails until it has a scenario below.
@@ -15,6 +16,7 @@ from decimal import Decimal
 
 import boto3
 import botocore.client
+import botocore.signers
 import pytest
 
 from infra import permissions
@@ -101,8 +103,12 @@ def iam_requests(service: str, operation: str, params: dict) -> list[tuple[str, 
             return [("s3:DeleteObjectVersion" if o.get("VersionId") else "s3:DeleteObject",
                      f"{bucket}/{o['Key'].split('/', 1)[0]}/*") for o in params["Delete"]["Objects"]]
         action = {"DeleteObject": "DeleteObjectVersion" if params.get("VersionId") else "DeleteObject",
-                  "GetObject": "GetObjectVersion" if params.get("VersionId") else "GetObject"}.get(operation, operation)
+                  "GetObject": "GetObjectVersion" if params.get("VersionId") else "GetObject",
+                  **dict.fromkeys(("CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"), "PutObject"),
+                  }.get(operation, operation)
         return [(f"s3:{action}", f"{bucket}/{params['Key'].split('/', 1)[0]}/*")]
+    if service == "lambda" and operation == "Invoke":
+        return [("lambda:InvokeFunction", "function:" + params["FunctionName"].removeprefix(f"tollgate-{STAGE}-"))]
     raise AssertionError(f"no IAM mapping for {service}:{operation}")
 
 
@@ -112,8 +118,11 @@ class Recorder:
     def __init__(self) -> None:
         self.function: str | None = None
         self.used: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self.invoked: list[dict] = []  # asynchronous Lambda invocations (moto runs none): the export jobs
 
     def record(self, service: str, operation: str, params: dict) -> None:
+        if service == "lambda" and operation == "Invoke":
+            self.invoked.append(json.loads(params["Payload"]))
         if self.function is None:
             return
         for action, resource in iam_requests(service, operation, params):
@@ -151,6 +160,13 @@ def recorder(monkeypatch):
         return original(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
+    presign = botocore.signers.generate_presigned_url  # a presigned URL is used with the signer's permissions
+
+    def presigning(client, ClientMethod, Params=None, ExpiresIn=3600, HttpMethod=None):
+        found.record(client.meta.service_model.service_name, client.meta.method_to_api_mapping[ClientMethod], Params)
+        return presign(client, ClientMethod, Params, ExpiresIn, HttpMethod)
+
+    monkeypatch.setattr(botocore.signers, "generate_presigned_url", presigning)  # clients made from now on
     return found
 
 
@@ -184,6 +200,16 @@ def deployed(aws_env, sink, monkeypatch):
     monkeypatch.setenv("TOLLGATE_SNS_TOPIC_ARN", topic)
     monkeypatch.setenv("TOLLGATE_ARCHIVE_BUCKET", bucket)
     monkeypatch.setenv("TOLLGATE_SPILL_QUEUE_URL", spill)
+    # large exports: every export a job (tiny inline limit), the export function invoked (moto's Lambda without
+    # Docker takes the invocation; the scenario runs it), each run handing over as soon as it can
+    from moto.core.config import default_user_config
+
+    from chalicelib.reports import exports
+
+    monkeypatch.setitem(default_user_config["lambda"], "use_docker", False)
+    monkeypatch.setenv("TOLLGATE_EXPORT_FUNCTION", f"tollgate-{STAGE}-export_calls")
+    monkeypatch.setenv("TOLLGATE_EXPORT_INLINE_BYTES", "100")
+    monkeypatch.setattr(exports, "RUN_MINIMUM_SECONDS", 0)
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()
@@ -304,8 +330,8 @@ def run_rollup(recorder, client):
     """Fold new calls, subtract an erased one, archive TTL-expired ones (with and without a user), quarantine one."""
     from chalicelib.ledger.models import CallRecord
 
-    _log_call(101, user="carol", days_ago=1, cost="5")
-    _log_call(102, user="carol", days_ago=1)
+    _log_call(101, user="carol", days_ago=1, cost="5", session="carol-chat")  # $5.75 with 102: a costly session
+    _log_call(102, user="carol", days_ago=1, session="carol-chat")
     _log_call(103)
     erased = _log_call(104, account="globex", user="dave")
     _log_call(105, input_tokens=-1)  # cannot be folded: quarantined
@@ -340,7 +366,8 @@ def run_schedules(recorder, client):
     # failure lately: the evaluator reads the call log for streaks of errors)
     _log_call(201, cost="2")
     _log_call(202, status=500, error_type="server_error", cost="0")
-    client.lambda_.invoke("rollup_calls", {"Records": stream_records()[-2:]})
+    _log_call(203, user="erin", session="erin-chat", cost="6")  # a session past $5: noted once, taken up
+    client.lambda_.invoke("rollup_calls", {"Records": stream_records()[-3:]})
     _old_signals()
     with recorder.running("EvaluateEveryMinute"):
         client.lambda_.invoke("evaluate_every_minute", _scheduled_event(client))
@@ -391,6 +418,12 @@ def api_requests(ids):
         ("GET", "/api/usage/daily", "/api/usage/daily?days=7&group_by=model", None),
         ("GET", "/api/usage/timeseries", "/api/usage/timeseries?hours=24", None),
         ("GET", "/api/usage/window", "/api/usage/window?minutes=300", None),
+        ("GET", "/api/usage/users", "/api/usage/users?days=7", None),
+        ("GET", "/api/usage/users", "/api/usage/users?month=2026-11&account=acme", None),
+        ("GET", "/api/usage/models", "/api/usage/models?hours=24", None),
+        ("GET", "/api/sessions", "/api/sessions?user=carol&days=7", None),  # the user's accounts: the call log
+        ("GET", "/api/sessions/{session}", "/api/sessions/carol-chat?account=acme", None),
+        ("GET", "/api/forecast", "/api/forecast", None),
         ("GET", "/api/budgets", "/api/budgets", None),
         ("GET", "/api/alerts", "/api/alerts?state=all", None),
         ("POST", "/api/alerts/{alert_id}/ack", lambda: f"/api/alerts/{_alert_id('open')}/ack", {}),
@@ -400,9 +433,26 @@ def api_requests(ids):
         ("POST", "/admin/alerts/test", "/admin/alerts/test", {"channel": "slack"}),
         ("POST", "/admin/alerts/test", "/admin/alerts/test", {"channel": "webhook"}),
         ("GET", "/api/credits", "/api/credits", None),
-        ("GET", "/api/export", "/api/export?format=csv&hours=48", None),
+        ("GET", "/api/export", "/api/export?format=csv&hours=48", None),  # every account's calls: a job
+        ("GET", "/api/export", "/api/export?format=json&days=2&account=acme", None),  # one account's
+        ("GET", "/api/exports/{export_id}", lambda: f"/api/exports/{ids['run_exports']()}", None),  # ready: a link
         ("GET", "/openapi.json", "/openapi.json", None),
     ]
+
+
+def run_exports(recorder, client):
+    """Run, as the export function, each export job the API started and each run's hand-over to the next
+    (every run hands over after a call or a day here), until all are ready; the last export's id."""
+    invoked, recorder.invoked = recorder.invoked, []
+    assert len(invoked) == 2, invoked
+    with recorder.running("ExportCalls"):
+        while invoked:
+            event = invoked.pop(0)
+            outcome = client.lambda_.invoke("export_calls", event).payload
+            assert outcome["state"] in ("running", "ready"), outcome
+            invoked += recorder.invoked
+            recorder.invoked.clear()
+    return event["export_id"]
 
 
 def run_api(recorder, client):
@@ -412,7 +462,8 @@ def run_api(recorder, client):
     from chalicelib.ledger.models import ApiKey, CallRecord
 
     ids = {"key_id": next(iter(ApiKey.scan())).key_id,
-           "call_id": next(c.call_id for c in CallRecord.scan() if CALL_ID.fullmatch(c.call_id))}
+           "call_id": next(c.call_id for c in CallRecord.scan() if CALL_ID.fullmatch(c.call_id)),
+           "run_exports": lambda: run_exports(recorder, client)}
     requests = api_requests(ids)
     declared = {(path, method) for path, methods in app.app.routes.items() for method in methods}
     exercised = {(route, method) for method, route, _, _ in requests}
@@ -463,6 +514,7 @@ def test_each_function_is_granted_exactly_what_its_code_uses(deployed, recorder,
 NAMING_SETTINGS = {
     "TOLLGATE_SPILL_QUEUE_URL": "SpillQueue", "TOLLGATE_SNS_TOPIC_ARN": "AlertsTopic",
     "TOLLGATE_ARCHIVE_BUCKET": "ArchiveBucket", "TOLLGATE_SLACK_WEBHOOK_URL_PARAMETER": permissions.SLACK_PARAMETER,
+    "TOLLGATE_EXPORT_FUNCTION": permissions.EXPORT_FUNCTION,
     "TOLLGATE_ADMIN_KEY_PARAMETER": "ssm:/tollgate/${Stage}/admin-key",
     **{f"TOLLGATE_{p.upper()}_API_KEY_PARAMETER": f"ssm:/tollgate/${{Stage}}/{p}-api-key"
        for p in ("openai", "anthropic", "openrouter")},

@@ -36,6 +36,7 @@ API_ONLY_SETTINGS = {
     "TOLLGATE_DASHBOARD_ORIGIN", "TOLLGATE_DASHBOARD_URL",  # CORS (a dashboard elsewhere), links in alerts
     "TOLLGATE_SNS_TOPIC_ARN", "TOLLGATE_SLACK_WEBHOOK_URL_PARAMETER", "TOLLGATE_ALERT_WEBHOOK_URL",  # alerts
     "TOLLGATE_ARCHIVE_BUCKET",  # exports and GDPR requests
+    "TOLLGATE_EXPORT_FUNCTION",  # large exports: the API starts their job
 }
 
 
@@ -180,7 +181,7 @@ def test_every_function_has_its_own_role_and_runs_on_arm64(packaged):
 
     _, template = packaged
     functions = resources(template, "AWS::Serverless::Function")
-    assert len(functions) == 7  # six Chalice functions and the streaming proxy
+    assert len(functions) == 8  # seven Chalice functions and the streaming proxy
     roles = {name: f["Properties"]["Role"]["Fn::GetAtt"][0] for name, f in functions.items()}
     assert len(set(roles.values())) == len(roles)
     assert all(f["Properties"]["Architectures"] == ["arm64"] for f in functions.values())
@@ -329,7 +330,9 @@ def test_stream_mapping_tables_and_buckets(packaged):
     assert len(tables) == 8
     assert all(t["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] for t in tables.values())
     assert tables["CallsTable"]["Properties"]["TimeToLiveSpecification"]["Enabled"]
-    assert "TimeToLiveSpecification" not in tables["AggregatesTable"]["Properties"]  # summaries stay
+    # summaries stay: TTL deletes only the items that carry `expires_at` there (a session's totals, an export's record)
+    assert tables["AggregatesTable"]["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at",
+                                                                                 "Enabled": True}
     for bucket in resources(template, "AWS::S3::Bucket").values():  # the dashboard too: CloudFront reads it via OAC
         assert all(bucket["Properties"]["PublicAccessBlockConfiguration"].values())
 
@@ -567,6 +570,8 @@ def s3_lifecycle(configuration: dict) -> dict:
             s3_rule["Expiration"] = {"Days": rule["ExpirationInDays"]}
         if rule.get("ExpiredObjectDeleteMarker"):
             s3_rule["Expiration"] = {"ExpiredObjectDeleteMarker": True}
+        if "AbortIncompleteMultipartUpload" in rule:
+            s3_rule["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
         if "NoncurrentVersionExpiration" in rule:
             s3_rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": rule["NoncurrentVersionExpiration"]["NoncurrentDays"]}
         if "Transitions" in rule:
@@ -579,9 +584,10 @@ def s3_lifecycle(configuration: dict) -> dict:
 
 
 def test_archived_raw_calls_expire_after_the_stage_retention_while_summaries_stay(packaged):
-    """S3 (moto) takes the archive's lifecycle as the template states it; read back: raw calls (`calls/`, and
-    nothing else) expire after the stage's retention (365 days), overwritten or deleted versions 30 days later,
-    and objects big enough to gain move to Glacier IR. Summaries are the aggregates, which have no TTL."""
+    """S3 (moto) takes the archive's lifecycle as the template states it; read back: raw calls (`calls/`) expire
+    after the stage's retention (365 days), overwritten or deleted versions 30 days later, and objects big enough
+    to gain move to Glacier IR; large exports' files (`exports/`) go after 3 days; nothing else expires. Summaries
+    are the aggregates, which stay."""
     import boto3
     from moto import mock_aws
 
@@ -608,7 +614,13 @@ def test_archived_raw_calls_expire_after_the_stage_retention_while_summaries_sta
     assert 100 * 1024 < configuration["Rules"][0]["ObjectSizeGreaterThan"] < 128 * 1024
     assert configuration["TransitionDefaultMinimumObjectSize"] == "varies_by_storage_class"
     assert rules["remove-expired-delete-markers"]["Expiration"] == {"ExpiredObjectDeleteMarker": True}
-    assert all((r["Filter"].get("Prefix") or r["Filter"]["And"]["Prefix"]) == "calls/" for r in rules.values())
+    prefixes = {name: r["Filter"].get("Prefix") or r["Filter"]["And"]["Prefix"] for name, r in rules.items()}
+    assert {name for name, prefix in prefixes.items() if prefix != "calls/"} == {
+        "expire-exports", "remove-expired-export-delete-markers"}  # nothing else expires, summaries least of all
+    exports = rules["expire-exports"]  # large exports' files: 3 days, no version kept, no upload left unfinished
+    assert prefixes["expire-exports"] == "exports/" and exports["Expiration"] == {"Days": 3}
+    assert exports["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
+    assert exports["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
 
 
 # --- every loss is visible ------------------------------------------------------------------------------------
@@ -855,9 +867,9 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
         for r in stack_template["Resources"].values():
             kinds[r["Type"]] = kinds.get(r["Type"], 0) + 1
         assert kinds == {"AWS::DynamoDB::Table": 8, "AWS::SQS::Queue": 3, "AWS::S3::Bucket": 2, "AWS::SNS::Topic": 1,
-                         "AWS::Lambda::Function": 7, "AWS::IAM::Role": 8, "AWS::Logs::LogGroup": 8,
+                         "AWS::Lambda::Function": 8, "AWS::IAM::Role": 9, "AWS::Logs::LogGroup": 9,
                          "AWS::Lambda::EventSourceMapping": 2, "AWS::Events::Rule": 3, "AWS::Lambda::Permission": 3,
-                         "AWS::CloudWatch::Alarm": 35}, kinds
+                         "AWS::CloudWatch::Alarm": 38}, kinds
 
         dynamodb = boto3.client("dynamodb", region_name=MOTO_REGION)
         tables = dynamodb.list_tables()["TableNames"]
@@ -867,7 +879,7 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
         functions = {f["FunctionName"]: f for f in lambdas.list_functions()["Functions"]}
         assert set(functions) == {f"tollgate-dev-{n}" for n in ("api_handler", "rollup_calls", "replay_spill",
                                                                 "evaluate_every_minute", "daily_digest",
-                                                                "weekly_report", "proxy")}
+                                                                "weekly_report", "proxy", "export_calls")}
         assert lambdas.get_function(FunctionName="tollgate-dev-rollup_calls")["Concurrency"] == {
             "ReservedConcurrentExecutions": 5}
         assert functions["tollgate-dev-api_handler"]["Environment"]["Variables"]["TOLLGATE_DASHBOARD_URL"] == \
@@ -892,7 +904,7 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
             if alarm["Type"] == "AWS::CloudWatch::Alarm":
                 cloudwatch.put_metric_alarm(**resolve(alarm["Properties"], physical, values))  # same names as the API
         described = cloudwatch.describe_alarms(MaxRecords=100)["MetricAlarms"]
-        assert len(described) == 35 and {a["AlarmActions"][0] for a in described} == {physical["AlertsTopic"]}
+        assert len(described) == 38 and {a["AlarmActions"][0] for a in described} == {physical["AlertsTopic"]}
 
         archive = resolve(stack_template["Resources"]["ArchiveBucket"]["Properties"], physical, values)
         s3.put_bucket_versioning(Bucket=archive["BucketName"], VersioningConfiguration=archive["VersioningConfiguration"])

@@ -112,7 +112,7 @@ def log(n, model="my-private-model", cost=None, minutes_ago=5, tokens=(1000, 200
 
 
 def logged_calls():
-    return list(CallRecord.by_day.query(TODAY))
+    return list(calllog.calls_of_day(TODAY, newest_first=False))
 
 
 def test_unpriced_call_then_an_override_then_reprice_moves_day_summary_and_budget_by_exactly_its_cost(

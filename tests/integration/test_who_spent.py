@@ -27,10 +27,12 @@ def day(offset):
 
 def test_start_and_end_are_whole_utc_days_both_included(gateway, upstream):
     edge = TODAY - timedelta(days=3)
-    log(1, 0, at=edge - timedelta(microseconds=1), cost="1")  # the last moment of the day before `start`
-    log(2, 0, at=edge, cost="2")  # the first moment of `start`
-    log(3, 0, at=edge + timedelta(days=2) - timedelta(microseconds=1), cost="4")  # the last moment of `end`
-    log(4, 0, at=edge + timedelta(days=2), cost="8")  # the first moment after `end`
+    before, first = edge - timedelta(microseconds=1), edge  # the day before `start` ends; `start` begins
+    last, after = edge + timedelta(days=2) - timedelta(microseconds=1), edge + timedelta(days=2)  # `end` ends
+    log(1, 0, at=before, cost="1", user="u1", session="s-before")
+    log(2, 0, at=first, cost="2", user="u1", session="s-first")
+    log(3, 0, at=last, cost="4", user="u1", session="s-last")
+    log(4, 0, at=after, cost="8", user="u1", session="s-after")
     roll_up()
     query = f"start={day(-3)}&end={day(-2)}"
     status, summary = get(gateway, f"/api/summary?{query}")
@@ -41,7 +43,11 @@ def test_start_and_end_are_whole_utc_days_both_included(gateway, upstream):
     _, one_day = get(gateway, f"/api/usage/daily?start={day(-4)}&end={day(-4)}")
     assert [(d["day"], d["cost_usd"]) for d in one_day["daily"]] == [(day(-4), "1")]
     _, users = get(gateway, f"/api/usage/users?{query}&account=acme")
-    assert users["users"] == []  # these calls name no user
+    assert [(u["user"], u["cost_usd"]) for u in users["users"]] == [("u1", "6")]
+    _, everyone = get(gateway, f"/api/usage/users?{query}")
+    assert [(u["user"], u["cost_usd"]) for u in everyone["users"]] == [("u1", "6")]
+    _, sessions = get(gateway, f"/api/sessions?user=u1&{query}")
+    assert [s["session"] for s in sessions["sessions"]] == ["s-last", "s-first"]
     assert get(gateway, f"/api/summary?start={day(-2)}&end={day(-3)}")[0] == 400
     assert get(gateway, f"/api/summary?start={day(-3)}")[0] == 200  # through today
     assert get(gateway, f"/api/summary?end={day(-3)}")[0] == 400
@@ -179,3 +185,22 @@ def test_a_user_budget_counts_that_users_calls(gateway, upstream):
     status, refused = gateway.admin("put", "/admin/budgets/alice-window", {
         "scope": "user", "scope_id": "alice", "period": "window", "window_minutes": 60, "limit_usd": "1"})
     assert status == 400 and "UTC day" in refused["error"]["message"]
+
+
+def test_a_session_past_the_session_cost_alerts_once(gateway, upstream, channels, sink):
+    from chalicelib.alerting.evaluate import evaluate
+    from chalicelib.ledger.models import Alert
+
+    log(1, 9, user="alice", session="long-chat", cost="3")
+    log(2, 8, user="alice", session="short-chat", cost="0.5")
+    roll_up()
+    assert [a for a in evaluate(now=NOW.replace(tzinfo=None))["opened"] if Alert.get(a).rule == "session_cost"] == []
+    log(3, 7, user="alice", session="long-chat", cost="2.5")  # $5.50 in all: past the $5 default
+    roll_up()
+    opened = [Alert.get(a) for a in evaluate(now=NOW.replace(tzinfo=None))["opened"]]
+    [alert] = [a for a in opened if a.rule == "session_cost"]
+    assert (alert.scope, alert.scope_id, alert.title) == ("session", "acme|long-chat", "A session has cost $5.5")
+    log(4, 6, user="alice", session="long-chat", cost="1")  # more spend in the same session: no second alert
+    roll_up()
+    again = [Alert.get(a) for a in evaluate(now=NOW.replace(tzinfo=None))["opened"]]
+    assert [a for a in again if a.rule == "session_cost"] == []

@@ -75,8 +75,14 @@ def test_a_tiny_shape_reports_items_partition_keys_and_index_keys():
     table = capacity.rows([result])
     assert all("|" not in cell.replace("\\|", "") for row in table for cell in row)  # sort keys hold `|`
     labels = {row[1] for row in table}
-    assert {"hottest item", "hottest index key", "hottest partition key", "largest item", "per call",
-            "verdict"} <= labels
+    assert {"hottest item", "hottest index key", "hottest partition key", "call log index", "largest item",
+            "per call", "verdict"} <= labels
+
+
+def test_the_call_log_index_is_modelled_with_the_shards_the_call_log_writes():
+    from chalicelib.ledger import calllog
+
+    assert capacity.DAY_SHARDS == calllog.DAY_SHARDS
 
 
 def test_an_item_is_sized_at_the_end_of_its_period_with_the_lanes_that_reach_it():
