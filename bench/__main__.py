@@ -191,13 +191,14 @@ REASONS = {
   ~4 ms), and the SSM read of the provider key creates a fourth through powertools and boto3. That runs
   in the invocation, at 512 MB's share of a vCPU (Lambda gives CPU in proportion to memory), so a caller
   on a cold environment waits for ready plus the first call.""",
-    "`/api/": """JSON API ratios: the global summary and the timeseries (at times the window) read one or two whole
-  day items, whose 5-minute counters fill up with volume, so parsing grows with volume though the
-  request count does not. The fix is a separate 5-minute item per scope and day, read only for
-  windows under 48 h; it costs a second write per touched scope, so it waits for a measured need.
-  Daily reports read the `by_kind` index for the global scope (small entries) and page up to 10 times
-  for one account, whose items DynamoDB reads whole (its 1 MB page counts the item, not the
-  projection). Ratios of p95s over 30 requests move between runs by ±0.3 on this machine.""",
+    "`/api/": """JSON API ratios: requests and item sizes stay flat, but a report reads one small item per bucket,
+  write shard or value *that has calls*, and at 10k calls over 30 days most are empty: a 24-hour window
+  holds ~330 calls, so few of its 288 five-minute buckets × 16 write shards exist. From 1M calls on, all
+  do, and 1M → 10M is flat (10M's p95 is 0.8–1.1× 1M's, but for one 5 ms report). So 10k is the sparse row,
+  and the ratios from it (1.2–1.5) measure how full the buckets are, not volume. What would flatten it:
+  totals from hour items with 5-minute items only at a window's edge (a 24-hour summary then reads ~25
+  hour items and ≤ 12 buckets), and shards compacted into one item per closed hour off the hot path.
+  Ratios of p95s over 12 requests move between runs by ±0.3 on this machine.""",
 }
 
 

@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from bench.harness import fake_aws_env, metering
+from bench.harness import fake_aws_env, fast_moto_reads, metering
 
 VOLUMES = (10_000, 1_000_000, 10_000_000)
 FACTS_AT_1M = 14_400
@@ -108,6 +108,7 @@ def measure_endpoints(client, headers: dict[str, str], meter) -> dict[str, tuple
 
 def measure() -> tuple[list[tuple[str, ...]], list[str]]:
     fake_aws_env()
+    fast_moto_reads()
     import boto3
     from chalice.test import Client
     from moto import mock_aws
@@ -144,6 +145,7 @@ def users_at_scale(now: datetime) -> list[tuple[str, ...]]:
     """`/api/usage/users` over 100k distinct users (100 in each of 1,000 accounts), one call each this week:
     an account's users (its split by user) and everyone's (the by_kind index over 100k user scopes)."""
     fake_aws_env()
+    fast_moto_reads()
     from chalice.test import Client
     from moto import mock_aws
 

@@ -68,6 +68,11 @@ def test_a_month_is_its_first_to_its_last_day(gateway, upstream):
     assert this["cost_usd"] == "2" and this["month"] == month
     assert [d["cost_usd"] for d in before["daily"]] == ["1"] and before["to"] == last_of_previous.strftime("%Y-%m-%d")
     assert get(gateway, "/api/summary?month=2026-13")[0] == 400 and get(gateway, "/api/summary?month=26-01")[0] == 400
+    _, forecast = get(gateway, f"/api/forecast?month={month}")
+    assert forecast["month_to_date_usd"] == "2"  # the previous month's last moment is not this month's
+    _, points = get(gateway, f"/api/usage/timeseries?interval=1h&start={previous}-01&end={last_of_previous:%Y-%m-%d}")
+    assert points["points"][-1]["ts"] == last_of_previous.strftime("%Y-%m-%dT23:00:00Z")
+    assert points["points"][-1]["cost_usd"] == "1" and sum(p["calls"] for p in points["points"]) == 1
 
 
 def test_users_by_cost_with_account_and_team_scoping(gateway, upstream):
@@ -151,6 +156,12 @@ def test_latency_and_first_token_per_model(gateway, upstream):
     _, theirs = get(gateway, "/api/usage/models?hours=24", key=scoped_key(gateway, "globex"))
     assert theirs["models"] == []
     assert get(gateway, "/api/usage/models?days=7")[0] == 400
+    yesterday, today = (TODAY - timedelta(days=1)).strftime("%Y-%m-%d"), TODAY.strftime("%Y-%m-%d")
+    _, whole_days = get(gateway, f"/api/usage/models?start={yesterday}&end={today}")
+    assert {m["model"]: m["calls"] for m in whole_days["models"]} == {"gpt-4o": 2, "claude-haiku-4-5": 1}
+    earlier = (TODAY - timedelta(days=2)).strftime("%Y-%m-%d")
+    _, before = get(gateway, f"/api/usage/models?start={earlier}&end={earlier}")
+    assert before["models"] == [] and before["start"] == earlier
 
 
 def test_the_months_projection_waits_for_data_and_says_how(gateway, upstream):
