@@ -48,7 +48,6 @@ from chalicelib.rollup.layout import DAY, GLOBAL_ID, Scope, five_minute_prefix, 
 from chalicelib.settings import PROVIDERS
 
 BUDGET_RULES = ("budget", "budget_forecast")
-PROJECTION_BYTES_MAX = 3500  # under DynamoDB's 4 KB per expression, with room for the key names
 REFUSALS = ("budget_exceeded",)  # calls the gateway refused on purpose: no sign of a broken key
 
 

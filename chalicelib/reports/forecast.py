@@ -66,8 +66,9 @@ def forecast(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
         for item in store.query_days(Scope("account", account), period.first_day, through, parts=["day"]):
             total[item["day"]] += Decimal(item.get("cost", 0))
             for name, value in item.items():
-                if name.startswith(head) and split_breakdown(name[len(head):])[1] == "cost":
-                    by_provider[split_breakdown(name[len(head):])[0]][item["day"]] += Decimal(value)
+                provider, counter = split_breakdown(name[len(head):]) if name.startswith(head) else (None, None)
+                if counter == "cost":
+                    by_provider[provider][item["day"]] += Decimal(value)
     else:
         for entry in store.query_kind("global", period.first_day, through):
             total[entry["day"]] += Decimal(entry.get("cost", 0))

@@ -10,13 +10,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from chalicelib import names
 from chalicelib.clock import parse_precise, precise, utc_now
 from chalicelib.edge import int_param
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.ledger.calllog import call_view
 from chalicelib.ledger.models import CallRecord
-from chalicelib.names import problem
 from chalicelib.reports import aggregates as agg
 from chalicelib.reports import ranges
 from chalicelib.rollup import store
@@ -36,11 +36,11 @@ SESSION_CALLS_MAX = 1000
 ACCOUNTS_OF_A_USER_MAX = 2  # an admin's `?user=` without an account: the user's accounts, each one Query
 
 
-def _name(params: dict[str, str], name: str) -> str:
-    value = params.get(name) or ""
-    if not value or (why := problem(value)):
-        raise InvalidRequest(f"`{name}` is required" if not value else f"`{name}` {why}")
-    return value
+def _required(params: dict[str, str], name: str) -> str:
+    """A parameter that must be given (query parameters are checked as names at the edge already)."""
+    if not params.get(name):
+        raise InvalidRequest(f"`{name}` is required")
+    return params[name]
 
 
 def users(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def _user_row(user: str, account: str | None, view: dict[str, Any]) -> dict[str,
 def sessions(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     """`GET /api/sessions?user=…`: the user's sessions active in the range, newest first."""
     period = ranges.parse(params, utc_now(), default=("days", 7))
-    user = _name(params, "user")
+    user = _required(params, "user")
     limit = int_param(params, "limit", 100, 1, USERS_LIMIT_MAX)
     account = scoped_account(principal, params.get("account"))
     accounts = [account] if account else _accounts_of(user)
@@ -113,8 +113,7 @@ def _session_row(item: dict[str, Any], account: str, user: str | None) -> dict[s
 
 def session(principal: Principal, session_id: str, params: dict[str, str]) -> dict[str, Any]:
     """`GET /api/sessions/{session}`: its totals and its calls (the account's, between its first and last)."""
-    if why := problem(session_id):
-        raise InvalidRequest(f"the session id {why}")
+    names.check(session_id, "the session id")
     account = scoped_account(principal, params.get("account"))
     held = store.query_items(Scope("session", session_id), f"{SESSION_ITEM}{SEP}", f"{SESSION_ITEM}{SEP}\uffff")
     if account:

@@ -19,8 +19,8 @@ from chalicelib.errors import InvalidRequest
 
 MAX_DAYS = 366
 FORMS = ("hours", "days", "start", "end", "month")
-DAY_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
-MONTH_FORMAT = re.compile(r"\d{4}-\d{2}")
+DAY_FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits: \d takes any script's
+MONTH_FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}")
 
 
 @dataclass(frozen=True)

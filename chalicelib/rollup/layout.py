@@ -228,11 +228,6 @@ def families(kind: str) -> list[str]:
     return out
 
 
-def family_of(name: str) -> str:
-    """Which family stores a day view's counter `name` (see the module's docstring)."""
-    return split_view_name(name)[0]
-
-
 def split_view_name(name: str) -> tuple[str, str]:
     """(family, name as stored in that family's items) of a day view's counter."""
     head, _, rest = name.partition(SEP)

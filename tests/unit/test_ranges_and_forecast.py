@@ -30,6 +30,7 @@ def test_each_form_names_its_range():
 @pytest.mark.parametrize("params", [
     {"hours": "1", "days": "1"}, {"end": "2026-11-01"}, {"start": "2026-11-03", "end": "2026-11-01"},
     {"start": "2026-02-30"}, {"start": "26-11-01"}, {"month": "2026-13"}, {"month": "2026-1"},
+    {"month": "２０２６-11"}, {"start": "2026-11-０１"},
     {"start": "2025-01-01", "end": "2026-06-01"}, {"hours": "0"}, {"days": "367"}, {"month": "2026-11", "days": "3"}])
 def test_every_malformed_or_ambiguous_range_is_a_400(params):
     with pytest.raises(InvalidRequest):
