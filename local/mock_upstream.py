@@ -49,6 +49,14 @@ class Seen:
     body: Any
 
 
+class DeepBacklogServer(ThreadingHTTPServer):
+    """The standard library listens with a backlog of 5: a burst of 20 new connections overflowed it and the
+    kernel reset some of them, which the gateway rightly reported as 502s. A real provider has a deep backlog."""
+
+    request_queue_size = 256
+    daemon_threads = True
+
+
 @dataclass
 class MockUpstream:
     """State shared by the handler threads; `expected_key`, when set, is the only key accepted."""
@@ -73,8 +81,7 @@ class MockUpstream:
         class Handler(_Handler):
             upstream = state
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = DeepBacklogServer((host, port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True, name="mock-upstream").start()
         return f"http://{host}:{self.server.server_address[1]}"
 

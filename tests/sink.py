@@ -1,7 +1,9 @@
 """A local HTTP sink standing in for Slack and a webhook: records what it is sent; can be told to fail."""
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from local.mock_upstream import DeepBacklogServer
 
 
 class Sink:
@@ -26,7 +28,7 @@ class Sink:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = DeepBacklogServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
