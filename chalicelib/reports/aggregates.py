@@ -158,6 +158,17 @@ def five_minutes_between(start: datetime, end: datetime) -> list[datetime]:
     return slots
 
 
+def edge_and_hours(slots: list[datetime], through_now: bool) -> tuple[list[datetime], list[datetime]]:
+    """(5-minute slots, hour starts) that cover `slots` in as few items as can be read. A range that runs to now
+    reads hour items from its first whole hour on (an hour holds nothing past now) and 5-minute buckets only for
+    the part-hour before it, so a day's report reads 24 hours and at most 11 buckets, not 288 buckets.
+    A range that ends in the past keeps every 5-minute slot: its last hour may hold calls after its end."""
+    if not slots or not through_now:
+        return slots, []
+    first_hour = slots[0] if slots[0].minute == 0 else slots[0].replace(minute=0) + timedelta(hours=1)
+    return [slot for slot in slots if slot < first_hour], hours_between(first_hour, slots[-1])
+
+
 def by_day(items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {item["day"]: item for item in items}
 

@@ -101,6 +101,13 @@ def _five_minute_names(at: datetime) -> list[str]:
     return [f"{five_minute_prefix(at)}{counter}" for counter in CORE_COUNTERS]
 
 
+def _edge_and_hour_pairs(items: list[dict[str, Any]], edge: list[datetime],
+                         whole_hours: list[datetime]) -> list[tuple[dict[str, Any], str]]:
+    """The (day view, prefix) pairs of a range read as 5-minute buckets at its edge and whole hours after it."""
+    return (agg.resolution_pairs(items, edge, five_minute_prefix)
+            + agg.resolution_pairs(items, whole_hours, hour_prefix))
+
+
 def _kind_breakdown(kind: str, first: str, last: str) -> dict[str, dict[str, Any]]:
     """All traffic split by provider or model over whole days: the by_kind index over those scopes' day items."""
     entries = store.query_kind(kind, first, last)
@@ -119,9 +126,11 @@ def summary(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     hours = period.named.get("hours")
     if hours and hours <= 48 and offset + hours <= 24 * (WHOLE_ITEMS_DAYS - 1) and scope.hourly:
         parts = [HOUR_ITEM] + ([_family(HOUR_BREAKDOWN_ITEM, "model")] if scope.item.kind in BREAKDOWN_SCOPES else [])
-        items = store.query_days(scope.item, first, last, _five_minute_names(start), parts=parts, since=start)
         slots = [slot for slot in agg.five_minutes_between(start, end) if slot >= start]
-        pairs = agg.resolution_pairs(items, slots, five_minute_prefix)
+        edge, whole_hours = agg.edge_and_hours(slots, through_now=not offset)
+        items = store.query_days(scope.item, first, last, _five_minute_names(start) if edge else [], parts=parts,
+                                 since=start, five_minutes_until=edge[-1] if edge else None)
+        pairs = _edge_and_hour_pairs(items, edge, whole_hours)
         hourly = agg.resolution_pairs(items, agg.hours_between(start, end), hour_prefix)
         since = slots[0] if slots else end
         return {**period.named, "from": iso(since), "to": iso(end), "resolution": "5m",
@@ -217,9 +226,13 @@ def window(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
                              f"{', '.join(FILTERS)} without an account")
     end = utc_now()
     start = end - timedelta(minutes=minutes) + timedelta(microseconds=1)
-    items = store.query_days(scope.item, day_of(start), day_of(end), _five_minute_names(start), since=start)
     slots = agg.five_minutes_between(start, end)
-    totals = agg.total(agg.resolution_pairs(items, slots, five_minute_prefix))
+    edge, whole_hours = agg.edge_and_hours(slots, through_now=True)
+    names = ((_five_minute_names(start) if edge else [])
+             + ([f"{hour_prefix(start)}{counter}" for counter in CORE_COUNTERS] if whole_hours else []))
+    items = store.query_days(scope.item, day_of(start), day_of(end), names, since=start,
+                             five_minutes_until=edge[-1] if edge else None)
+    totals = agg.total(_edge_and_hour_pairs(items, edge, whole_hours))
     return {"minutes": minutes, "from": iso(slots[0]), "to": iso(end), **scope.view(),
             **totals.view(with_latency=False)}
 

@@ -28,6 +28,7 @@ from chalicelib import aws
 from chalicelib.errors import InvalidRequest
 from chalicelib.rollup.fold import AggregateKey, Delta, Fact, fold
 from chalicelib.rollup.layout import (
+    END,
     FIVE_MINUTE_ITEM,
     HOUR_ITEM,
     LANE_PREFIX,
@@ -251,10 +252,11 @@ class _Budget:
 
 def query_days(scope: Scope, first_day: str, last_day: str, names: Iterable[str] | None = None,
                max_requests: int = 3, parts: Iterable[str] | None = None,
-               since: datetime | None = None) -> list[dict[str, Any]]:
+               since: datetime | None = None, five_minutes_until: datetime | None = None) -> list[dict[str, Any]]:
     """A scope's day views for a range of days: the counters `names` (each family of items read once, projected),
     plus the families in `parts` whole (by default, with no names: days and hours). `since` starts the time
-    families (hours, 5-minute buckets) at the bucket holding it rather than at `first_day`'s midnight."""
+    families (hours, 5-minute buckets) at the bucket holding it rather than at `first_day`'s midnight;
+    `five_minutes_until` ends the 5-minute buckets at the one holding it (a range's part-hour edge)."""
     budget = _Budget(max_requests)
     by_family: dict[str, set[str] | None] = {}
     for name in names or ():
@@ -267,6 +269,8 @@ def query_days(scope: Scope, first_day: str, last_day: str, names: Iterable[str]
         low, high = sort_key_range(family, first_day, last_day)
         if since is not None and family in (HOUR_ITEM, FIVE_MINUTE_ITEM):
             low = time_bound(family, since)
+        if five_minutes_until is not None and family == FIVE_MINUTE_ITEM:
+            high = time_bound(family, five_minutes_until) + END
         items += _query_range(scope, low, high, sorted(projected) if projected is not None else None, budget)
     return day_views(items)
 

@@ -120,6 +120,27 @@ def test_dynamodb_requests_per_report_do_not_grow_with_calls(gateway, aws_calls)
     assert max(small.values()) <= 3, small
 
 
+def test_a_day_is_read_by_the_hour_with_five_minute_buckets_only_at_its_edge(gateway, monkeypatch):
+    """24 hours of traffic in 5-minute buckets is 288 of them per shard; the summary and the window read hours."""
+    from chalicelib.rollup import store
+    buckets_read = []
+    query_range = store._query_range
+
+    def recording(*args, **kwargs):
+        items = query_range(*args, **kwargs)
+        buckets_read.extend(item["day"].split("~")[0] for item in items if item["day"].startswith("m|"))
+        return items
+
+    monkeypatch.setattr(store, "_query_range", recording)
+    calls = [log(n, n * 7) for n in range(200)]  # one every 7 minutes over 23 h
+    roll_up()
+    for path in ("/api/summary?hours=24", "/api/usage/window?minutes=1440"):
+        buckets_read.clear()
+        _, body = get(gateway, path)
+        assert body["calls"] == len(calls), path  # all within the last 23 h 14 min
+        assert len(set(buckets_read)) <= 12, (path, len(set(buckets_read)))
+
+
 def test_recalculate_rebuilds_closed_days_and_reconcile_finds_drift(gateway, upstream):
     three_days_ago = (NOW - timedelta(days=3)).replace(hour=12)
     calls = [log(i, 0, at=three_days_ago + timedelta(minutes=i)) for i in range(1, 6)]

@@ -120,6 +120,31 @@ def test_summary_of_items_over_hours():
     assert only_mini["calls"] == 1 and only_mini["tokens"]["total"] == 36 and "latency_ms" not in only_mini
 
 
+def test_a_range_to_now_reads_its_part_hour_edge_in_five_minutes_and_the_rest_in_hours():
+    start, now = HOUR + timedelta(minutes=25), HOUR + timedelta(hours=3, minutes=12)
+    edge, hours = agg.edge_and_hours(agg.five_minutes_between(start, now), through_now=True)
+    assert [t.minute for t in edge] == [25, 30, 35, 40, 45, 50, 55]
+    assert [t.hour for t in hours] == [8, 9, 10]  # 10:00 is the hour that holds now: nothing is past it yet
+    aligned = agg.five_minutes_between(HOUR, now)
+    assert agg.edge_and_hours(aligned, through_now=True) == ([], agg.hours_between(HOUR, now))
+    assert agg.edge_and_hours(aligned, through_now=False) == (aligned, [])  # an hour may hold calls past its end
+
+
+@given(st.lists(st.integers(0, 24 * 60 - 1), max_size=40), st.integers(0, 23 * 60), st.integers(1, 24 * 60))
+def test_hours_and_an_edge_count_what_every_five_minute_bucket_counts(minutes, start_minute, length):
+    day = datetime(2026, 11, 20)
+    start = day + timedelta(minutes=start_minute)
+    now = min(start + timedelta(minutes=length), day + timedelta(hours=23, minutes=59))
+    facts = [fact(seq=n, ts=day + timedelta(minutes=m)) for n, m in enumerate(minutes, 1) if m <= now.hour * 60
+             + now.minute]  # nothing is logged after now
+    items = [view(facts)] if facts else []
+    slots = agg.five_minutes_between(start, now)
+    edge, hours = agg.edge_and_hours(slots, through_now=True)
+    read = (agg.resolution_pairs(items, edge, five_minute_prefix) + agg.resolution_pairs(items, hours, hour_prefix))
+    assert agg.total(read).view() == agg.total(agg.resolution_pairs(items, slots, five_minute_prefix)).view()
+    assert len(edge) <= 11 and len(edge) + len(hours) <= 12 + length // 60 + 1
+
+
 def test_a_repriced_call_folds_the_difference_under_one_stream_position():
     logged = fact(seq=1, cost=None)
     repriced = fact(seq=9, cost="1.5225").changed(fact(seq=9, cost=None, sign=-1))
