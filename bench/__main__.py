@@ -191,14 +191,16 @@ REASONS = {
   ~4 ms), and the SSM read of the provider key creates a fourth through powertools and boto3. That runs
   in the invocation, at 512 MB's share of a vCPU (Lambda gives CPU in proportion to memory), so a caller
   on a cold environment waits for ready plus the first call.""",
-    "`/api/": """JSON API ratios: requests and item sizes stay flat, but a report reads one small item per bucket,
-  write shard or value *that has calls*, and at 10k calls over 30 days most are empty: a 24-hour window
-  holds ~330 calls, so few of its 288 five-minute buckets × 16 write shards exist. From 1M calls on, all
-  do, and 1M → 10M is flat (10M's p95 is 0.8–1.1× 1M's, but for one 5 ms report). So 10k is the sparse row,
-  and the ratios from it (1.2–1.5) measure how full the buckets are, not volume. What would flatten it:
-  totals from hour items with 5-minute items only at a window's edge (a 24-hour summary then reads ~25
-  hour items and ≤ 12 buckets), and shards compacted into one item per closed hour off the hot path.
-  Ratios of p95s over 12 requests move between runs by ±0.3 on this machine.""",
+    "`/api/": """JSON API ratios: requests and item sizes stay flat, but a report reads one small item per hour,
+  write shard or value *that has calls*, and at 10k calls over 30 days most are empty: a 24-hour range
+  holds ~330 calls, so few of its 24 hours × 16 write shards, or of its models' hour items, exist. From
+  1M calls on, all do, and 1M → 10M is flat (10M's p95 is 0.7–1.04× 1M's). So 10k is the sparse row, and
+  the ratios from it (1.2–1.5) measure how full the items are, not volume. Ranges that run to now read
+  hour items, with 5-minute buckets only for the first part-hour: the 24-hour summary fell from 85–87 ms
+  to 61–68 ms at 1M and 10M and the window's ratio to 1.14, but the sparse 10k summary fell further
+  (64 → 45 ms). What would flatten the rest: shards compacted into one item per closed hour off the hot
+  path, so a range reads as many items at any fill. Ratios of p95s over 12 requests move between runs by
+  ±0.3 on this machine.""",
 }
 
 

@@ -34,8 +34,8 @@ def measure() -> list[tuple[str, str, str, str]]:
     with mock_aws():
         from app import rollup_calls
         from chalicelib.ledger import calllog
-        from chalicelib.rollup.fold import fold
         from chalicelib.ledger.models import CallRecord
+        from chalicelib.rollup.fold import fold
         from local.pump import lambda_record
         from local.tables import create_tables
 

@@ -51,7 +51,6 @@ class Settings:
     upstream_read_seconds: float = 120.0  # the longest silence between two pieces of an answer
     upstream_deadline_seconds: float = 870.0  # a whole call, streamed or not: ends before Lambda's 900 s
     key_cache_seconds: float = 5.0
-    store_bodies: bool = False
     alert_rules: str | None = None  # JSON overrides of the alert rules' defaults (chalicelib/alerting/rules.py)
     export_inline_bytes: int = 5 * 1024 * 1024  # a larger export is a job (chalicelib/reports/exports.py)
     export_function: str | None = None  # the Lambda that writes large exports (AWS); unset: a thread here
@@ -107,7 +106,6 @@ def from_env() -> Settings:
         upstream_read_seconds=float(_env("TOLLGATE_UPSTREAM_READ_SECONDS", "120")),
         upstream_deadline_seconds=float(_env("TOLLGATE_UPSTREAM_DEADLINE_SECONDS", "870")),
         key_cache_seconds=float(_env("TOLLGATE_KEY_CACHE_SECONDS", "5")),
-        store_bodies=_env("TOLLGATE_STORE_BODIES", "false").lower() == "true",
         alert_rules=_env("TOLLGATE_ALERT_RULES"),
         export_inline_bytes=int(_env("TOLLGATE_EXPORT_INLINE_BYTES", str(5 * 1024 * 1024))),
         export_function=_env("TOLLGATE_EXPORT_FUNCTION"),

@@ -7,8 +7,14 @@ import openai
 import pytest
 
 from tests.conftest import UPSTREAM_KEY
-from tests.e2e.helpers import (ANTHROPIC_COST, ANTHROPIC_USAGE, OPENAI_COST, OPENAI_USAGE, anthropic_client,
-                               openai_client)
+from tests.e2e.helpers import (
+    ANTHROPIC_COST,
+    ANTHROPIC_USAGE,
+    OPENAI_COST,
+    OPENAI_USAGE,
+    anthropic_client,
+    openai_client,
+)
 
 
 def logged(stack, call_id):

@@ -194,8 +194,9 @@ def test_the_job_shows_its_progress_and_resumes_run_after_run(gateway, upstream,
 
 
 def test_the_export_function_runs_a_job_as_lambda_invokes_it(gateway, upstream, lambda_jobs):
-    from app import app as chalice_app
     from chalice.test import Client
+
+    from app import app as chalice_app
 
     log_calls(20, EARLIER, timedelta(seconds=30))
     status, answer = get_json(gateway, "/api/export?format=json&hours=24")

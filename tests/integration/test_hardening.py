@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from chalicelib.ledger import calllog
 from chalicelib.ledger.models import CallRecord
 from local.pump import drain_spill_queue
 from tests.conftest import ADMIN_KEY, UPSTREAM_KEY

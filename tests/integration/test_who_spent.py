@@ -51,9 +51,9 @@ def test_start_and_end_are_whole_utc_days_both_included(gateway, upstream):
     assert get(gateway, f"/api/summary?start={day(-2)}&end={day(-3)}")[0] == 400
     assert get(gateway, f"/api/summary?start={day(-3)}")[0] == 200  # through today
     assert get(gateway, f"/api/summary?end={day(-3)}")[0] == 400
-    assert get(gateway, f"/api/summary?start=2026-02-30&end=2026-03-01")[0] == 400
-    assert get(gateway, f"/api/summary?hours=24&month=2026-11")[0] == 400
-    assert get(gateway, f"/api/summary?start=2020-01-01&end=2021-06-01")[0] == 400  # over 366 days
+    assert get(gateway, "/api/summary?start=2026-02-30&end=2026-03-01")[0] == 400
+    assert get(gateway, "/api/summary?hours=24&month=2026-11")[0] == 400
+    assert get(gateway, "/api/summary?start=2020-01-01&end=2021-06-01")[0] == 400  # over 366 days
 
 
 def test_a_month_is_its_first_to_its_last_day(gateway, upstream):
