@@ -12,6 +12,7 @@ have no `kind`, so reports and the by_kind index never see them.
 """
 from __future__ import annotations
 
+import calendar
 import re
 import threading
 import time
@@ -31,6 +32,7 @@ from chalicelib.ledger.auth import bearer_or_api_key
 from chalicelib.observability import logger
 from chalicelib.rollup.layout import Scope, session_account
 from chalicelib.rollup.table import Aggregate
+from chalicelib.settings import get_settings
 
 AUTH_PK = "signal#auth_failures"
 EXPENSIVE_PK = "signal#expensive_calls"
@@ -218,6 +220,13 @@ def costly_sessions() -> tuple[list[CostlySession], list[dict[str, Any]]]:
     return found, [{"pk": item["pk"], "day": item["day"]} for item in response["Items"]]
 
 
+def _marker_kept(pk: str) -> timedelta:
+    """How long a taken-up marker must last: a call is noted by its own stream record only, so past its
+    redeliveries (TAKEN_KEPT); a session is noted again by each of its calls past the threshold, so as long as
+    its calls (and with them its session items) are kept."""
+    return timedelta(days=get_settings().call_ttl_days) if pk == SESSIONS_PK else TAKEN_KEPT
+
+
 def _number(value: Any) -> Decimal | None:
     try:
         number = Decimal(value["N"]) if isinstance(value, dict) and "N" in value else None
@@ -242,9 +251,13 @@ def expensive_calls() -> tuple[list[ExpensiveCall], list[dict[str, Any]]]:
 
 
 def forget(keys: list[dict[str, Any]], now: datetime) -> None:
-    """Notes the evaluator has applied: marked as taken up, then deleted; markers past TAKEN_KEPT go."""
+    """Notes the evaluator has applied: marked as taken up, then deleted. Expensive calls' markers are keyed by
+    time and pruned past TAKEN_KEPT; every marker also expires (TTL) once it can no longer be needed."""
     client = aws.client("dynamodb")
     for key in keys:
-        client.put_item(TableName=_table(), Item={"pk": {"S": TAKEN[key["pk"]["S"]]}, "day": key["day"]})
+        pk = key["pk"]["S"]
+        expires = calendar.timegm((now + _marker_kept(pk)).timetuple())
+        client.put_item(TableName=_table(), Item={"pk": {"S": TAKEN[pk]}, "day": key["day"],
+                                                  "expires_at": {"N": str(expires)}})
         client.delete_item(TableName=_table(), Key=key)
     _prune(TAKEN_PK, (now - TAKEN_KEPT).strftime("%Y-%m-%dT%H:%M:%S"))

@@ -4,6 +4,8 @@ import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import boto3
+
 from tests.conftest import ADMIN_KEY
 from tests.integration.helpers import log, roll_up
 
@@ -199,6 +201,7 @@ def test_a_user_budget_counts_that_users_calls(gateway, upstream):
 
 
 def test_a_session_past_the_session_cost_alerts_once(gateway, upstream, channels, sink):
+    from chalicelib.alerting import signals
     from chalicelib.alerting.evaluate import evaluate
     from chalicelib.ledger.models import Alert
 
@@ -215,3 +218,9 @@ def test_a_session_past_the_session_cost_alerts_once(gateway, upstream, channels
     roll_up()
     again = [Alert.get(a) for a in evaluate(now=NOW.replace(tzinfo=None))["opened"]]
     assert [a for a in again if a.rule == "session_cost"] == []
+    # the taken-up marker is keyed by session, not time, so nothing prunes it: it expires with the calls (TTL)
+    [marker] = boto3.client("dynamodb").query(
+        TableName="tollgate-dev-aggregates", KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": signals.SESSIONS_TAKEN_PK}})["Items"]
+    kept = int(marker["expires_at"]["N"]) - NOW.timestamp()
+    assert timedelta(days=89) < timedelta(seconds=kept) <= timedelta(days=91)
