@@ -49,7 +49,7 @@ def reprice(body: Any, progress: Callable[[int, int, str], None] | None = None) 
     calls = repriced = conflicts = 0
     before = after = Decimal(0)
     for done, day in enumerate(days, start=1):
-        for call in calllog.calls_of_day(day, filter_condition=calllog.filters(provider, model), newest_first=False):
+        for call in calllog.calls_of_day(day, filter_condition=calllog.filters(provider=provider, model=model), newest_first=False):
             calls += 1
             usage = stored_usage(call)
             if usage is None:

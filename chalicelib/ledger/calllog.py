@@ -254,12 +254,12 @@ def find_call(call_id: str, account: str | None = None) -> CallRecord | None:
     return next(iter(found), None)
 
 
-def filters(provider: str | None, model: str | None):
-    """A filter condition on provider and model (each optional), for queries of calls."""
+def filters(**fields: str | None):
+    """A filter condition for queries of calls: each named call attribute equal to its value (None: any)."""
     condition = None
-    for attribute, value in ((CallRecord.provider, provider), (CallRecord.model, model)):
+    for name, value in fields.items():
         if value:
-            clause = attribute == value
+            clause = getattr(CallRecord, name) == value
             condition = clause if condition is None else condition & clause
     return condition
 
@@ -302,7 +302,7 @@ def recent_calls(
     back from today (or the cursor's day) until `limit` calls or the retention period is covered; only the
     `days_with_calls` when the caller knows them (the aggregates do), so empty days cost no Query.
     """
-    condition = filters(provider, model)
+    condition = filters(provider=provider, model=model)
     range_condition = CallRecord.sk < before if before else None
     if account:
         yield from CallRecord.query(account, range_condition, filter_condition=condition,

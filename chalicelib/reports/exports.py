@@ -40,7 +40,7 @@ from chalicelib import aws
 from chalicelib.clock import iso, parse_iso, utc_now
 from chalicelib.errors import InvalidRequest, NotFound, TollgateError
 from chalicelib.ledger.auth import Principal, scoped_account
-from chalicelib.ledger.calllog import call_view, calls_of_day
+from chalicelib.ledger.calllog import call_view, calls_of_day, filters
 from chalicelib.ledger.models import CallRecord, _Meta, _settings
 from chalicelib.observability import logger
 from chalicelib.reports.export_format import (
@@ -405,10 +405,7 @@ def _calls(spec: ExportSpec, windows: list[Window], first: int = 0,
            after: dict[str, Any] | None = None) -> Iterator[tuple[int, CallRecord | None]]:
     """(window index, call) for each call of the export, oldest first, then (index, None) at the end of each
     day; from window `first`, after the call whose key is `after` there."""
-    condition = None
-    for name, value in sorted(spec.filters.items()):
-        clause = getattr(CallRecord, FILTERS[name]) == value
-        condition = clause if condition is None else condition & clause
+    condition = filters(**{FILTERS[name]: value for name, value in sorted(spec.filters.items())})
     for index in range(first, len(windows)):
         window = windows[index]
         in_window = CallRecord.sk.between(window.low, window.high)
