@@ -13,7 +13,11 @@ ITERATOR_AGE_MINUTES = 5  # ... for this long
 SPILL_AGE_SECONDS = 300
 API_5XX_RATE = 0.05
 API_5XX_MIN_REQUESTS = 20  # below this many requests in 5 minutes a rate says little
-CALL_LOG_LOST_QUERY = "SELECT SUM(CallLogLost) FROM Tollgate"  # every dimension set the metric is emitted with
+NAMESPACE = "Tollgate"  # our own metrics (the functions', and the API's 429s counted from its access log)
+CALL_LOG_LOST_QUERY = f"SELECT SUM(CallLogLost) FROM {NAMESPACE}"  # every dimension set the metric is emitted with
+# API Gateway's own throttling, counted by a metric filter on the access log (infra/template.py); a metric filter
+# takes its dimensions from the log line only, so the stage is in the name
+API_THROTTLED_METRIC = {"Fn::Sub": "ApiThrottled-${Stage}"}
 
 
 def _alarm(name: str, description: str, **properties: Any) -> dict[str, Any]:
@@ -23,9 +27,11 @@ def _alarm(name: str, description: str, **properties: Any) -> dict[str, Any]:
         "TreatMissingData": "notBreaching", **properties}}
 
 
-def _metric(namespace: str, metric: str, dimensions: dict[str, Any], statistic: str, period: int) -> dict[str, Any]:
-    return {"Namespace": namespace, "MetricName": metric, "Statistic": statistic, "Period": period,
-            "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()]}
+def _metric(namespace: str, metric: Any, dimensions: dict[str, Any], statistic: str, period: int) -> dict[str, Any]:
+    found = {"Namespace": namespace, "MetricName": metric, "Statistic": statistic, "Period": period}
+    if dimensions:
+        found["Dimensions"] = [{"Name": k, "Value": v} for k, v in dimensions.items()]
+    return found
 
 
 def _at_least(threshold: float, periods: int = 1) -> dict[str, Any]:
@@ -95,6 +101,10 @@ def data_alarms(tables: list[str], api_stage: str) -> dict[str, dict[str, Any]]:
                  {"Id": "rate", "ReturnData": True, "Label": "5xx share",
                   "Expression": f"IF(requests >= {API_5XX_MIN_REQUESTS}, errors / requests, 0)"}],
         **_at_least(API_5XX_RATE))
+    found["ApiThrottledAlarm"] = _alarm(
+        "ApiThrottledAlarm", "API Gateway refused requests with 429: a method's throttling (rate, burst) or the "
+                             "account's was reached",
+        **_metric(NAMESPACE, API_THROTTLED_METRIC, {}, "Sum", 300), **_at_least(1))
     for table in tables:
         name = {"TableName": {"Ref": table}}
         found[f"{table}ThrottlesAlarm"] = _alarm(

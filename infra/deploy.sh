@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make deploy STAGE=dev: check → package → upload code → CloudFormation deploy → dashboard to S3 → print the URLs.
+# make deploy STAGE=dev: check → package → upload code → SAM transform → CloudFormation deploy → dashboard to S3
+# → print the URLs. tests/e2e/test_deploy_rehearsal.py runs this very script against a moto server.
 # Needs AWS credentials, the AWS CLI, and TOLLGATE_DEPLOY_BUCKET (an S3 bucket for code packages, in the stack's
 # region). `python -m infra.preflight` checks all of it first and says, one line each, what is missing and how
 # to fix it. Optional: TOLLGATE_SLACK_WEBHOOK_PARAMETER (SSM name of the Slack URL), TOLLGATE_ALERT_WEBHOOK_URL.
@@ -20,17 +21,26 @@ export AWS_DEFAULT_REGION="$REGION" AWS_REGION="$REGION"
 
 echo "==> packaging stage ${STAGE}"
 "$PYTHON" -m infra.package --stage "$STAGE" --out "$OUT"
-aws cloudformation package --template-file "$OUT/sam.json" \
+aws cloudformation package --use-json --template-file "$OUT/sam.json" \
   --s3-bucket "$TOLLGATE_DEPLOY_BUCKET" --s3-prefix "$STACK" \
-  --output-template-file "$OUT/packaged.yaml"
+  --output-template-file "$OUT/packaged.json" >/dev/null
+# The SAM transform CloudFormation would run, run here: the stack gets the plain template we can read and rehearse.
+"$PYTHON" -m infra.sam_transform "$OUT/packaged.json" "$OUT/stack.json" \
+  --region "$REGION" --account "$ACCOUNT" --stack "$STACK"
+
+# A setting left unset keeps the stack's previous value (`aws cloudformation deploy` reuses it); set it, even
+# to "", to change it.
+SETTINGS=()
+[ -n "${TOLLGATE_SLACK_WEBHOOK_PARAMETER+set}" ] && SETTINGS+=("SlackWebhookParameterName=${TOLLGATE_SLACK_WEBHOOK_PARAMETER}")
+[ -n "${TOLLGATE_ALERT_WEBHOOK_URL+set}" ] && SETTINGS+=("AlertWebhookUrl=${TOLLGATE_ALERT_WEBHOOK_URL}")
 
 deploy() {
-  aws cloudformation deploy --template-file "$OUT/packaged.yaml" --stack-name "$STACK" \
-    --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
-    --parameter-overrides "Stage=${STAGE}" \
-      "SlackWebhookParameterName=${TOLLGATE_SLACK_WEBHOOK_PARAMETER:-}" \
-      "AlertWebhookUrl=${TOLLGATE_ALERT_WEBHOOK_URL:-}" \
-      "DashboardUrl=$1" "ApiGatewayAccountRole=${API_GATEWAY_ACCOUNT_ROLE}"
+  # The template is over CloudFormation's 51,200-byte limit for an inline body: it goes through the code bucket.
+  aws cloudformation deploy --template-file "$OUT/stack.json" --stack-name "$STACK" \
+    --s3-bucket "$TOLLGATE_DEPLOY_BUCKET" --s3-prefix "$STACK" \
+    --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+    --parameter-overrides "Stage=${STAGE}" "DashboardUrl=$1" "ApiGatewayAccountRole=${API_GATEWAY_ACCOUNT_ROLE}" \
+      ${SETTINGS[@]+"${SETTINGS[@]}"}
 }
 output() {
   aws cloudformation describe-stacks --stack-name "$STACK" \

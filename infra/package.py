@@ -30,6 +30,17 @@ TARGET_MB = 15
 EXECUTABLE = (stat.S_IFREG | 0o755) << 16  # a zip entry's external_attr for a regular file, rwxr-xr-x
 
 
+def check_interpreter(version: tuple[int, int], runtime: str) -> None:
+    """StageError (one line) unless this Python is the functions' runtime: `chalice package` names the Chalice
+    functions' runtime after the interpreter running it and fetches wheels for that Python, while the proxy's
+    runtime is written in infra/resources.json. Built by another Python, the zip and the runtimes disagree."""
+    running = f"python{version[0]}.{version[1]}"
+    if running != runtime:
+        raise stages.StageError(
+            f"this is Python {version[0]}.{version[1]} and the functions run {runtime}: build with Python "
+            f"{runtime.removeprefix('python')} (`make clean` then `make package` recreates .venv with it)")
+
+
 def provided_by_runtime(name: str) -> bool:
     top = name.split("/", 1)[0]
     stem = top.split("-", 1)[0] if top.endswith((".dist-info", ".data")) else top.removesuffix(".py")
@@ -117,7 +128,9 @@ def package(stage: str, out: Path) -> Path:
     cannot be packaged."""
     configured = stages.load(stage)
     merged = json.loads((ROOT / "infra" / "resources.json").read_text())
-    template.check_proxy_compute(configured, merged["Resources"]["ProxyFunction"]["Properties"]["Runtime"])
+    runtime = merged["Resources"]["ProxyFunction"]["Properties"]["Runtime"]
+    check_interpreter(sys.version_info[:2], runtime)
+    template.check_proxy_compute(configured, runtime)
     load_overrides()  # a price overrides file that does not load stops the package here, saying where and why
     if out.exists():
         shutil.rmtree(out)

@@ -11,8 +11,9 @@ X-Ray, as the one inline policy of the function's role.
 Resources are named by their logical id in the template: `CallsTable`, `CallsTable/index/by_day`,
 `CallsTable/stream`, `AggregatesTable?pk=signal#auth_failures` (only the items of one partition key:
 an IAM `dynamodb:LeadingKeys` condition), `ArchiveBucket/calls/*` (objects under a prefix),
-`ssm:<parameter name>`, `function:<name>` (a function of the stage, by name), and `kms:aws/ssm` (decrypting
-SecureStrings, only through SSM).
+`ssm:<parameter name>`, `function:<name>` (a function of the stage, by name), `kms:aws/ssm` (decrypting
+SecureStrings, only through SSM), and `AlertsKey` (the alerts topic's own KMS key: publishing to an encrypted topic
+needs a data key from it, with the publisher's permissions).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ _ALERTING = {  # queueing and delivering messages: the evaluator, the digests, a
     "DeliveriesTable": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
     "DeliveriesTable/index/by_status": ("dynamodb:Query",),
     "AlertsTopic": ("sns:Publish",),
+    "AlertsKey": ("kms:Decrypt", "kms:GenerateDataKey"),  # the topic is encrypted with it
     SLACK_PARAMETER: ("ssm:GetParameter",),
     "kms:aws/ssm": ("kms:Decrypt",),
 }
@@ -139,6 +141,10 @@ EVENT_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "ReplaySpill": {
         "SpillQueue": ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"),
+    },
+    "ExportCalls": {  # an asynchronous invocation that failed for good goes to the alerts topic (its on-failure
+        "AlertsTopic": ("sns:Publish",),  # destination, infra/template.py), with the topic's key
+        "AlertsKey": ("kms:Decrypt", "kms:GenerateDataKey"),
     },
 }
 

@@ -18,7 +18,7 @@ from infra import stages
 
 ADMIN_KEY = "/tollgate/{stage}/admin-key"
 PROVIDER_KEYS = ("openai", "anthropic", "openrouter")
-UNRESERVED_MINIMUM = 10  # Lambda keeps at least this much of an account's concurrency unreserved
+UNRESERVED_MINIMUM = 100  # Lambda refuses a reservation that leaves an account fewer unreserved than this
 CONCURRENCY_QUOTA = "L-B99A9384"
 
 
@@ -132,6 +132,8 @@ def _check_concurrency(found: Findings, session, region: str, stage: stages.Stag
 
     wanted = {name: config["reserved_concurrency"] for name, config in stage.chalice.get("lambda_functions", {}).items()
               if config.get("reserved_concurrency") is not None}
+    if stage.deploy.proxy_reserved_concurrency is not None and stage.deploy.proxy_compute == "lambda":
+        wanted["proxy"] = stage.deploy.proxy_reserved_concurrency  # the proxy's ceiling is a reservation too
     if not wanted:
         return
     client = session.client("lambda", region_name=region)
@@ -149,8 +151,9 @@ def _check_concurrency(found: Findings, session, region: str, stage: stages.Stag
             f"the account's Lambda concurrency ({limits['ConcurrentExecutions']}) cannot reserve "
             f"{sum(wanted.values())} for {sorted(wanted)} and keep {UNRESERVED_MINIMUM} unreserved: ask for more "
             f"(`aws service-quotas request-service-quota-increase --region {region} --service-code lambda "
-            f"--quota-code {CONCURRENCY_QUOTA} --desired-value 1000`) or remove `reserved_concurrency` from those "
-            f"functions in .chalice/config.json (stage {stage.name})")
+            f"--quota-code {CONCURRENCY_QUOTA} --desired-value 1000`) or lower `proxy_reserved_concurrency` under "
+            f"\"tollgate\" (null: no ceiling) or `reserved_concurrency` of those functions in .chalice/config.json "
+            f"(stage {stage.name})")
 
 
 def _check_api_logging(found: Findings, session, region: str) -> None:

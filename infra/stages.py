@@ -8,6 +8,7 @@ and TOLLGATE_STAGE renamed: that is the only step a new stage needs.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import re
 import sys
@@ -19,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".chalice" / "config.json"
 TEMPLATE_STAGE = "dev"
 LOCAL_STAGES = ("local",)  # tests and `make run`: never deployed
-# Bucket names (`tollgate-<stage>-dashboard-<12-digit account>`, at most 63) and function names
-# (`tollgate-<stage>-evaluate_every_minute`, at most 64) leave room for 20 characters.
-STAGE_NAME = re.compile(r"[a-z][a-z0-9-]{0,18}[a-z0-9]|[a-z]")
+# Bucket names are global, so the dashboard's carries the Region: `tollgate-<stage>-dashboard-<region>-<12-digit
+# account>` is at most 63 characters with Regions of up to 15 (us-isof-south-1; commercial ones have 14 at most),
+# which leaves 15 for the stage. Function names (`tollgate-<stage>-evaluate_every_minute`, at most 64) fit easily.
+STAGE_NAME = re.compile(r"[a-z][a-z0-9-]{0,13}[a-z0-9]|[a-z]")
 CREATE_COMMAND = ".venv/bin/python -m infra.stages add {stage}"
 
 
@@ -31,6 +33,9 @@ class StageError(Exception):
 
 PROXY_COMPUTE = ("lambda", "managed-instances")  # where the streaming proxy runs; the first is the default
 SUBNET_ID = re.compile(r"subnet-[0-9a-z]+")
+DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+# CloudFront takes certificates from ACM in us-east-1 only
+CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]+")
 SECURITY_GROUP_ID = re.compile(r"sg-[0-9a-z]+")
 
 
@@ -50,10 +55,16 @@ class ManagedInstances:
 class DeploySettings:
     """What a stage may change about its deployment (`"tollgate": {...}` in its config block)."""
 
-    log_retention_days: int = 30  # every function's log group and the API access log
+    log_retention_days: int = 30  # every function's log group, the API access log and the dashboard's request logs
     archive_retention_days: int = 365  # raw calls in the archive bucket, from when they leave the call log
-    throttle_rate_per_second: float = 100.0  # API Gateway stage throttling: steady rate ...
-    throttle_burst: int = 200  # ... and burst, for the whole stage
+    throttle_rate_per_second: float = 100.0  # API Gateway method throttling: each method's steady rate ...
+    throttle_burst: int = 200  # ... and burst (every method of the stage gets both on its own)
+    # the proxy's reserved concurrency: its ceiling, so long streams cannot take the account's whole concurrency
+    # (the rollup and the jobs share what is left); None: no ceiling. A reservation, counted by `make deploy`.
+    proxy_reserved_concurrency: int | None = 100
+    admin_source_cidrs: tuple[str, ...] = ()  # /admin from these networks only (a resource policy); (): any
+    dashboard_domain: str | None = None  # the dashboard on a domain of its own, with ...
+    dashboard_certificate_arn: str | None = None  # ... this ACM certificate (us-east-1): TLS 1.2 at least
     alarm_email: str | None = None  # informational: `make deploy` reminds you to subscribe it
     proxy_compute: str = "lambda"  # PROXY_COMPUTE: Lambda's per-request billing, or Lambda Managed Instances
     managed_instances: ManagedInstances | None = None  # its settings; needed only by "managed-instances"
@@ -89,7 +100,7 @@ def load(name: str) -> Stage:
         raise StageError(f"stage {name!r} is the local stack's (make run, make test), not a deployable one: "
                          f"create one with `{CREATE_COMMAND.format(stage='<name>')}`")
     if not STAGE_NAME.fullmatch(name):
-        raise StageError(f"stage name {name!r} must be 1-20 lowercase letters, digits or inner hyphens, "
+        raise StageError(f"stage name {name!r} must be 1-15 lowercase letters, digits or inner hyphens, "
                          "starting with a letter")
     stages = read_config().get("stages", {})
     if name not in stages:
@@ -101,7 +112,9 @@ def load(name: str) -> Stage:
     if unknown := set(raw) - known:
         raise StageError(f"stage {name!r}: unknown deploy settings {sorted(unknown)} under \"tollgate\" in "
                          f".chalice/config.json; known: {sorted(known)}")
-    deploy = DeploySettings(**{**raw, "managed_instances": _managed_instances(name, raw.get("managed_instances"))})
+    deploy = DeploySettings(**{**raw, "managed_instances": _managed_instances(name, raw.get("managed_instances")),
+                               "admin_source_cidrs": _networks(name, raw.get("admin_source_cidrs", []))})
+    _check_proxy_and_dashboard(name, deploy)
     if deploy.proxy_compute not in PROXY_COMPUTE:
         raise StageError(f"stage {name!r}: proxy_compute must be one of {list(PROXY_COMPUTE)}")
     if deploy.proxy_compute == "managed-instances" and deploy.managed_instances is None:
@@ -116,6 +129,34 @@ def load(name: str) -> Stage:
         raise StageError(f"stage {name!r}: its TOLLGATE_STAGE in .chalice/config.json must be {name!r} (the table "
                          f"names follow it); `{CREATE_COMMAND.format(stage=name)}` writes a consistent block")
     return Stage(name, block, deploy)
+
+
+def _networks(name: str, raw: Any) -> tuple[str, ...]:
+    """`admin_source_cidrs` as a tuple; StageError (one line) unless it is a list of IPv4 or IPv6 networks."""
+    try:
+        if not isinstance(raw, list):
+            raise ValueError(raw)
+        return tuple(str(ipaddress.ip_network(cidr)) for cidr in raw)
+    except (TypeError, ValueError):
+        raise StageError(f"stage {name!r}: admin_source_cidrs must be a list of networks such as "
+                         "[\"203.0.113.0/24\", \"2001:db8::/32\"]") from None
+
+
+def _check_proxy_and_dashboard(name: str, deploy: DeploySettings) -> None:
+    """StageError (one line) for a proxy concurrency or a dashboard domain that AWS would refuse."""
+    reserved = deploy.proxy_reserved_concurrency
+    if reserved is not None and (not isinstance(reserved, int) or isinstance(reserved, bool) or reserved < 1):
+        raise StageError(f"stage {name!r}: proxy_reserved_concurrency must be a whole number of at least 1, or null "
+                         "(no ceiling)")
+    domain, certificate = deploy.dashboard_domain, deploy.dashboard_certificate_arn
+    if (domain is None) != (certificate is None):
+        raise StageError(f"stage {name!r}: dashboard_domain and dashboard_certificate_arn go together (the "
+                         "certificate must cover the domain)")
+    if domain is not None and not (isinstance(domain, str) and DOMAIN.fullmatch(domain)):
+        raise StageError(f"stage {name!r}: dashboard_domain must be a domain name such as dash.example.com")
+    if certificate is not None and not (isinstance(certificate, str) and CERTIFICATE_ARN.fullmatch(certificate)):
+        raise StageError(f"stage {name!r}: dashboard_certificate_arn must be an ACM certificate in us-east-1 (the "
+                         "only Region CloudFront takes certificates from): arn:aws:acm:us-east-1:<account>:certificate/<id>")
 
 
 def _managed_instances(name: str, raw: Any) -> ManagedInstances | None:
@@ -158,7 +199,7 @@ def _renamed(value, source: str, target: str):
 def add(name: str, source: str = TEMPLATE_STAGE) -> dict:
     """Create stage `name` as a copy of `source`; returns its block. Refuses an existing or invalid name."""
     if name in LOCAL_STAGES or not STAGE_NAME.fullmatch(name):
-        raise StageError(f"stage name {name!r} must be 1-20 lowercase letters, digits or inner hyphens, "
+        raise StageError(f"stage name {name!r} must be 1-15 lowercase letters, digits or inner hyphens, "
                          "starting with a letter (and not 'local')")
     config = read_config()
     stages = config.setdefault("stages", {})

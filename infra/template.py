@@ -3,9 +3,12 @@
 `chalice package` writes the functions, their events and the REST API; infra/resources.json, merged in, the
 tables, queues, buckets, the proxy function and the dashboard's CloudFront. `finish()` then gives every
 function (the six of Chalice and the proxy) a fixed name, its own log group with the stage's retention,
-its role's one least-privilege policy (infra/permissions.py), tracing as the stage says, and alarms
-(infra/alarms.py); the REST API throttling, access logs and tracing; the archive bucket its lifecycle; and,
-only for a stage with `"proxy_compute": "managed-instances"`, the proxy's capacity provider.
+its role's one least-privilege policy (infra/permissions.py), tracing as the stage says, how Lambda retries it
+when invoked asynchronously, and alarms (infra/alarms.py); the proxy its concurrency cap; the REST API one stage
+(with throttling, access logs, a count of its own 429s and tracing) that alone may invoke the functions, and
+/admin's networks; the archive bucket its lifecycle; the dashboard's CloudFront its request logs and, when the
+stage names one, its own domain; and, only for a stage with `"proxy_compute": "managed-instances"`, the proxy's
+capacity provider.
 """
 from __future__ import annotations
 
@@ -30,8 +33,28 @@ ACCESS_LOG_FORMAT = (  # one JSON line per request; never a header (keys travel 
     '"method":"$context.httpMethod","path":"$context.path","resource":"$context.resourcePath",'
     '"status":"$context.status","bytes":"$context.responseLength","latencyMs":"$context.responseLatency",'
     '"integrationLatencyMs":"$context.integrationLatency","integrationStatus":"$context.integrationStatus",'
-    '"error":"$context.error.message"}')
+    '"error":"$context.error.message","responseType":"$context.error.responseType"}')
 API_LOGS_ROLE_POLICY = "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+# API Gateway's own throttling (its THROTTLED gateway response, a 429). Not every 429: a hard budget refuses with
+# 429, and a provider's rate limit passes through as one; neither is the gateway's brake.
+THROTTLED_FILTER = '{ $.responseType = "THROTTLED" }'
+LOGGING_ROLE_TAG = "tollgate:api-logging-role"  # on the stage: makes it wait for the account's logging role
+
+# Asynchronous invocations (EventBridge schedules, the API starting an export): Lambda retries a failed one twice
+# by default. A scheduled run retried would overlap the next one, so none is; one not started within its period
+# (throttled, say) is dropped rather than run late: the evaluator's next minute is due. A digest or report is
+# still worth sending within the hour.
+SCHEDULED_EVENT_AGE_SECONDS = 3600
+
+# CloudFront delivers standard logs (to S3) only to buckets in the Regions enabled by default: every Region
+# launched since 2019 is opt-in and gets none (CloudFront Developer Guide, standard logging, choosing a bucket).
+# Logging v2 is no way out: its delivery resources must be created in us-east-1, and the stack is regional.
+CLOUDFRONT_LOG_REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
+                          "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1", "ap-south-1",
+                          "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2")
+# With the default *.cloudfront.net certificate CloudFront fixes the viewer security policy at TLSv1; a
+# distribution on its own domain (stage setting) can require TLS 1.2.
+VIEWER_TLS_POLICY = "TLSv1.2_2021"
 
 # S3 prices (us-east-1, per GB-month and per 1,000 lifecycle transitions), to decide which archive objects
 # are worth moving to Glacier Instant Retrieval. It bills at least 128 KB and 90 days per object.
@@ -77,19 +100,22 @@ def smallest_object_worth_tiering(retention_days: int) -> int | None:
 def archive_lifecycle(retention_days: int) -> dict[str, Any]:
     """Raw calls (`calls/`) expire after the retention; noncurrent versions (overwritten, deleted, expired)
     after ARCHIVE_NONCURRENT_DAYS; objects large enough to gain move to Glacier IR at day 30. Export files
-    (`exports/`) go after export_format.KEEP_DAYS, for good (no version kept), as do uploads a job left unfinished."""
-    expire: dict[str, Any] = {
-        "Id": "expire-archived-calls", "Status": "Enabled", "Prefix": "calls/",
-        "ExpirationInDays": retention_days,
-        "NoncurrentVersionExpiration": {"NoncurrentDays": ARCHIVE_NONCURRENT_DAYS},
-    }
-    configuration: dict[str, Any] = {"Rules": [expire, {
-        "Id": "remove-expired-delete-markers", "Status": "Enabled", "Prefix": "calls/",
-        "ExpiredObjectDeleteMarker": True}, *export_lifecycle()]}
+    (`exports/`) go after export_format.KEEP_DAYS, for good (no version kept), as do uploads a job left unfinished.
+
+    Expiring and tiering are separate rules: S3 applies a rule only to the objects that match all its filters, so
+    a size filter on the expiring rule would keep every small archive object for ever."""
+    rules: list[dict[str, Any]] = [
+        {"Id": "expire-archived-calls", "Status": "Enabled", "Prefix": "calls/", "ExpirationInDays": retention_days,
+         "NoncurrentVersionExpiration": {"NoncurrentDays": ARCHIVE_NONCURRENT_DAYS}},
+        {"Id": "remove-expired-delete-markers", "Status": "Enabled", "Prefix": "calls/",
+         "ExpiredObjectDeleteMarker": True},
+        *export_lifecycle()]
+    configuration: dict[str, Any] = {"Rules": rules}
     threshold = smallest_object_worth_tiering(retention_days)
     if threshold is not None:
-        expire["Transitions"] = [{"StorageClass": "GLACIER_IR", "TransitionInDays": ARCHIVE_TRANSITION_DAYS}]
-        expire["ObjectSizeGreaterThan"] = threshold
+        rules.insert(1, {"Id": "tier-large-archived-calls", "Status": "Enabled", "Prefix": "calls/",
+                         "ObjectSizeGreaterThan": threshold,
+                         "Transitions": [{"StorageClass": "GLACIER_IR", "TransitionInDays": ARCHIVE_TRANSITION_DAYS}]})
         # S3 skips objects under 128 KB unless told otherwise; the size filter above decides instead
         configuration["TransitionDefaultMinimumObjectSize"] = "varies_by_storage_class"
     return configuration
@@ -126,6 +152,28 @@ def _finish_function(template: dict[str, Any], function: str, stage: Stage) -> N
     resources[function]["DependsOn"] = sorted({*_as_list(resources[function].get("DependsOn")), group})
     role = resources[role_of(function)]["Properties"]
     role["Policies"] = [permissions.policy(function, log_group(function, "${Stage}"), stage.tracing)]
+    if invoke_config := event_invoke_config(function, properties.get("Events") or {}):
+        properties["EventInvokeConfig"] = invoke_config  # SAM's; it becomes an AWS::Lambda::EventInvokeConfig
+
+
+def scheduled_event_age(schedule: str) -> int:
+    """Seconds a scheduled run may wait to start: a run every N minutes is stale once the next is due (Lambda's
+    minimum is 60 s); any other, SCHEDULED_EVENT_AGE_SECONDS."""
+    if every := re.fullmatch(r"rate\((\d+) minutes?\)", schedule):
+        return min(max(60, int(every[1]) * 60), SCHEDULED_EVENT_AGE_SECONDS)
+    return SCHEDULED_EVENT_AGE_SECONDS
+
+
+def event_invoke_config(function: str, events: dict[str, Any]) -> dict[str, Any] | None:
+    """How Lambda handles the function's asynchronous invocations, or None for Lambda's defaults. Scheduled
+    functions are never retried; the export job, which the API invokes and nobody waits for, sends an invocation
+    that failed for good (after Lambda's retries) to the alerts topic (its role may: infra/permissions.py)."""
+    schedules = [e["Properties"]["Schedule"] for e in events.values() if e.get("Type") == "Schedule"]
+    if schedules:
+        return {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": min(map(scheduled_event_age, schedules))}
+    if function == "ExportCalls":
+        return {"DestinationConfig": {"OnFailure": {"Type": "SNS", "Destination": {"Ref": "AlertsTopic"}}}}
+    return None
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -137,6 +185,15 @@ def _finish_api(template: dict[str, Any], stage: Stage) -> None:
     api = resources["RestAPI"]["Properties"]
     api["Name"] = {"Fn::Sub": "tollgate-${Stage}"}  # the ApiName the 5xx alarm watches
     api["DefinitionBody"]["info"]["title"] = {"Fn::Sub": "tollgate-${Stage}"}
+    # Stating the OpenAPI version (the body's own) is what stops SAM adding a second stage named `Stage`, with
+    # no throttling, no access log and no alarm
+    api["OpenApiVersion"] = api["DefinitionBody"]["swagger"]
+    # The stage's access log needs the account's logging role: in a fresh account the stage must wait for
+    # ApiGatewayAccount. SAM gives an Api's DependsOn to the RestApi only, and a DependsOn on a resource whose
+    # condition is false is refused; a reference under the same condition, in the stage's tags, is neither.
+    api["Tags"] = {LOGGING_ROLE_TAG: {"Fn::If": ["CreateApiGatewayLogsRole", {"Ref": "ApiGatewayAccount"}, "existing"]}}
+    _restrict_invoke_permissions(resources, api["StageName"])
+    _admin_networks(api["DefinitionBody"], stage.deploy.admin_source_cidrs)
     api["TracingEnabled"] = stage.tracing
     api["MethodSettings"] = [{"ResourcePath": "/*", "HttpMethod": "*", "MetricsEnabled": True,
                               "ThrottlingRateLimit": stage.deploy.throttle_rate_per_second,
@@ -147,6 +204,11 @@ def _finish_api(template: dict[str, Any], stage: Stage) -> None:
         "Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete", "UpdateReplacePolicy": "Delete",
         "Properties": {"LogGroupName": {"Fn::Sub": "/aws/apigateway/tollgate-${Stage}/access"},
                        "RetentionInDays": stage.deploy.log_retention_days}}
+    resources["ApiThrottledMetricFilter"] = {  # API Gateway has no metric of its own 429s: counted from the log
+        "Type": "AWS::Logs::MetricFilter", "Properties": {
+            "FilterName": {"Fn::Sub": "tollgate-${Stage}-api-throttled"}, "LogGroupName": {"Ref": "ApiAccessLogGroup"},
+            "FilterPattern": THROTTLED_FILTER, "MetricTransformations": [{
+                "MetricNamespace": alarms.NAMESPACE, "MetricName": alarms.API_THROTTLED_METRIC, "MetricValue": "1"}]}}
     # API Gateway writes logs through one role per account and region. `make deploy` creates it only where
     # the account has none yet, and keeps it when the stack goes: another stage's logs may depend on it.
     resources["ApiGatewayLogsRole"] = {
@@ -159,6 +221,65 @@ def _finish_api(template: dict[str, Any], stage: Stage) -> None:
         "Type": "AWS::ApiGateway::Account", "Condition": "CreateApiGatewayLogsRole", "DeletionPolicy": "Retain",
         "UpdateReplacePolicy": "Retain",
         "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}}}
+
+
+def _restrict_invoke_permissions(resources: dict[str, Any], api_stage: str) -> None:
+    """API Gateway may invoke the functions through the stage only (`<api>/<stage>/<method>/<path>`), whoever
+    wrote the permission (Chalice for its function, infra/resources.json for the proxy)."""
+    for permission in resources.values():
+        properties = permission.get("Properties", {})
+        if permission["Type"] == "AWS::Lambda::Permission" and properties.get("Principal") == "apigateway.amazonaws.com":
+            properties["SourceArn"] = {"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                                                  f"${{RestAPI}}/{api_stage}/*"}
+
+
+def _admin_networks(body: dict[str, Any], networks: tuple[str, ...]) -> None:
+    """With `admin_source_cidrs`, the REST API's resource policy denies /admin to every other address; the rest of
+    the API stays open (a resource policy must allow it: API Gateway denies what it does not allow)."""
+    body.pop("x-amazon-apigateway-policy", None)
+    if networks:
+        body["x-amazon-apigateway-policy"] = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "execute-api:/*"},
+            {"Effect": "Deny", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "execute-api:/*/*/admin/*",
+             "Condition": {"NotIpAddress": {"aws:SourceIp": list(networks)}}}]}
+
+
+def _finish_dashboard(template: dict[str, Any], stage: Stage) -> None:
+    """CloudFront's /api origin is the API's stage; every request is logged to an S3 bucket of the stack (where
+    CloudFront delivers logs: CLOUDFRONT_LOG_REGIONS), kept as long as the stage's logs; and with
+    `dashboard_domain` the distribution answers on it with the stage's ACM certificate and TLS 1.2 at least."""
+    resources = template["Resources"]
+    distribution = resources["DashboardDistribution"]["Properties"]["DistributionConfig"]
+    [api_origin] = [o for o in distribution["Origins"] if o["Id"] == "api"]
+    api_origin["OriginPath"] = "/" + resources["RestAPI"]["Properties"]["StageName"]
+    template["Conditions"]["CloudFrontLogsHere"] = {"Fn::Or": [  # Fn::Or takes at most ten conditions
+        {"Fn::Or": [{"Fn::Equals": [{"Ref": "AWS::Region"}, region]} for region in regions]}
+        for regions in (CLOUDFRONT_LOG_REGIONS[:9], CLOUDFRONT_LOG_REGIONS[9:])]}
+    # Unnamed (no name to collide with on a retry) and kept when the stack goes: logs are records; it empties
+    # itself. Standard logging writes with an ACL grant, so the bucket keeps ACLs (not public: access is blocked).
+    resources["DashboardLogsBucket"] = {
+        "Type": "AWS::S3::Bucket", "Condition": "CloudFrontLogsHere", "DeletionPolicy": "RetainExceptOnCreate",
+        "UpdateReplacePolicy": "Retain", "Properties": {
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]},
+            "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                               "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            "LifecycleConfiguration": {"Rules": [{"Id": "expire-request-logs", "Status": "Enabled",
+                                                  "ExpirationInDays": stage.deploy.log_retention_days}]}}}
+    distribution["Logging"] = {"Fn::If": ["CloudFrontLogsHere", {
+        "Bucket": {"Fn::GetAtt": ["DashboardLogsBucket", "DomainName"]}, "Prefix": "dashboard/",
+        "IncludeCookies": False}, {"Ref": "AWS::NoValue"}]}
+    domain, certificate = stage.deploy.dashboard_domain, stage.deploy.dashboard_certificate_arn
+    url = {"Fn::Sub": "https://${DashboardDistribution.DomainName}"}
+    distribution.pop("Aliases", None)
+    distribution.pop("ViewerCertificate", None)
+    if domain and certificate:
+        distribution["Aliases"] = [domain]
+        distribution["ViewerCertificate"] = {"AcmCertificateArn": certificate, "SslSupportMethod": "sni-only",
+                                             "MinimumProtocolVersion": VIEWER_TLS_POLICY}
+        url = f"https://{domain}"
+    template["Outputs"]["DashboardURL"]["Value"] = url
 
 
 def check_proxy_compute(stage: Stage, proxy_runtime: str) -> None:
@@ -198,6 +319,7 @@ def on_managed_instances(template: dict[str, Any], settings: ManagedInstances) -
                 "AllowedInstanceTypes": list(settings.instance_types)},
             "CapacityProviderScalingConfig": {"ScalingMode": "Auto", "MaxVCpuCount": settings.max_vcpu_count}}}
     proxy = resources["ProxyFunction"]["Properties"]
+    proxy.pop("ReservedConcurrentExecutions", None)  # its own instances, up to max_vcpu_count, are its ceiling
     proxy["MemorySize"] = MANAGED_INSTANCES_MEMORY_MB
     proxy["CapacityProviderConfig"] = {  # SAM's spelling; it becomes LambdaManagedInstancesCapacityProviderConfig
         "Arn": {"Fn::GetAtt": ["ProxyCapacityProvider", "Arn"]},
@@ -218,11 +340,13 @@ def finish(template: dict[str, Any], stage: Stage) -> dict[str, Any]:
         _finish_function(template, function, stage)
     _finish_api(template, stage)
     resources = template["Resources"]
+    proxy = resources["ProxyFunction"]["Properties"]
+    proxy.pop("ReservedConcurrentExecutions", None)
+    if stage.deploy.proxy_reserved_concurrency is not None:  # so long streams cannot take the account's concurrency
+        proxy["ReservedConcurrentExecutions"] = stage.deploy.proxy_reserved_concurrency
     archive = resources["ArchiveBucket"]["Properties"]
     archive["LifecycleConfiguration"] = archive_lifecycle(stage.deploy.archive_retention_days)
-    distribution = resources["DashboardDistribution"]["Properties"]["DistributionConfig"]
-    [api_origin] = [o for o in distribution["Origins"] if o["Id"] == "api"]
-    api_origin["OriginPath"] = "/" + resources["RestAPI"]["Properties"]["StageName"]
+    _finish_dashboard(template, stage)
     if stage.deploy.alarm_email:
         resources["AlarmEmailSubscription"] = {"Type": "AWS::SNS::Subscription", "Properties": {
             "TopicArn": {"Ref": "AlertsTopic"}, "Protocol": "email", "Endpoint": stage.deploy.alarm_email}}

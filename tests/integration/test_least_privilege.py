@@ -44,6 +44,13 @@ def _physical_names() -> dict[tuple[str, str], str]:
 NAMES = _physical_names()
 
 
+def _topic_key(topic: str) -> str | None:
+    """The logical id of the KMS key infra/resources.json encrypts a topic with, if any."""
+    key = json.loads((ROOT / "infra" / "resources.json").read_text())["Resources"][topic]["Properties"].get(
+        "KmsMasterKeyId")
+    return key["Fn::GetAtt"][0] if key else None
+
+
 def _logical(kind: str, name: str) -> str:
     assert (kind, name) in NAMES, f"{kind} {name!r} is no resource of infra/resources.json"
     return NAMES[kind, name]
@@ -89,7 +96,11 @@ def iam_requests(service: str, operation: str, params: dict) -> list[tuple[str, 
         name = params["QueueName"] if operation == "GetQueueUrl" else params["QueueUrl"].rsplit("/", 1)[1]
         return [(f"sqs:{operation}", _logical("QueueName", name))]
     if service == "sns":
-        return [(f"sns:{operation}", _logical("TopicName", params["TopicArn"].rsplit(":", 1)[1]))]
+        topic = _logical("TopicName", params["TopicArn"].rsplit(":", 1)[1])
+        # a topic encrypted with a customer managed key: SNS makes and reads the message's data key with it, with
+        # the publisher's permissions (moto encrypts nothing, so the request shows only the Publish)
+        key = _topic_key(topic) if operation == "Publish" else None
+        return [(f"sns:{operation}", topic)] + ([("kms:GenerateDataKey", key), ("kms:Decrypt", key)] if key else [])
     if service == "ssm":
         needs = [(f"ssm:{operation}", _parameter(params["Name"]))]
         return needs + ([("kms:Decrypt", "kms:aws/ssm")] if params.get("WithDecryption") else [])

@@ -130,7 +130,30 @@ def test_an_account_whose_logging_role_is_set_keeps_it(account):
 
 
 def test_reserved_concurrency_needs_room_in_the_account(account, concurrency):
-    concurrency.limit = concurrency.unreserved = 10  # a new account's quota
+    """Lambda refuses a reservation that leaves the account fewer than 100 unreserved; the proxy's cap
+    (`proxy_reserved_concurrency`, 100 by default) is a reservation too."""
+    assert preflight.UNRESERVED_MINIMUM == 100
+    concurrency.limit = concurrency.unreserved = 199  # one short of the proxy's 100 and Lambda's 100
     [problem] = check().problems
-    assert "cannot reserve 5 for ['rollup_calls'] and keep 10 unreserved" in problem
-    assert "--quota-code L-B99A9384" in problem and "reserved_concurrency" in problem
+    assert "cannot reserve 100 for ['proxy'] and keep 100 unreserved" in problem
+    assert "--quota-code L-B99A9384" in problem and "proxy_reserved_concurrency" in problem
+    concurrency.limit = concurrency.unreserved = 200
+    assert check().problems == []
+
+
+def test_a_redeploy_counts_what_the_stage_reserves_already(account, concurrency):
+    """The proxy's reservation of the deployed stack is freed by the redeploy: it is not counted twice."""
+    lambdas = boto3.client("lambda", region_name=REGION)
+    role = boto3.client("iam", region_name=REGION).create_role(
+        RoleName="proxy", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    import io
+    import zipfile
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context): pass\n")
+    lambdas.create_function(FunctionName="tollgate-dev-proxy", Runtime="python3.13", Role=role, Handler="app.handler",
+                            Code={"ZipFile": code.getvalue()})
+    lambdas.put_function_concurrency(FunctionName="tollgate-dev-proxy", ReservedConcurrentExecutions=100)
+    concurrency.limit, concurrency.unreserved = 200, 100  # 100 of 200 held by the stage's own proxy
+    assert check().problems == []

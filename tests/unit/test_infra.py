@@ -1,6 +1,7 @@
 """infra/ without packaging: stages (and creating one), which archive objects are worth Glacier IR, and how a
 function's grants become its role's policy."""
 import json
+import re
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_a_new_stage_is_one_command_and_follows_its_name(config):
     ("prod", "create it with `.venv/bin/python -m infra.stages add prod`"),
     ("local", "the local stack's"),
     ("Prod_1", "lowercase letters"),
-    ("a" * 21, "1-20"),
+    ("a" * 16, "1-15"),
 ])
 def test_a_stage_that_cannot_be_packaged_says_why_in_one_line(config, name, message):
     with pytest.raises(stages.StageError) as caught:
@@ -70,7 +71,12 @@ def test_grants_render_one_statement_per_resource_and_slack_only_when_named():
     plain = [s for s in body if "Fn::If" not in s]
     conditional = [s["Fn::If"] for s in body if "Fn::If" in s]
     assert {s["Sid"] for s in plain} == {"OwnLogGroupOnly", "AggregatesTable", "AggregatesTableIndexByKind",
-                                         "AlertsTopic", "BudgetsTable", "DeliveriesTable", "DeliveriesTableIndexByStatus"}
+                                         "AlertsTopic", "AlertsKey", "BudgetsTable", "DeliveriesTable",
+                                         "DeliveriesTableIndexByStatus"}
+    # the topic is encrypted with its own key: publishing needs a data key from it
+    [key] = [s for s in plain if s["Sid"] == "AlertsKey"]
+    assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"] and key["Resource"] == {
+        "Fn::GetAtt": ["AlertsKey", "Arn"]}
     # its only secret is the Slack URL: reading and decrypting it exist only when the stack names one
     assert [(c[0], c[1]["Sid"], c[2]) for c in conditional] == [
         (permissions.HAS_SLACK, "DecryptThroughSsmOnly", {"Ref": "AWS::NoValue"}),
@@ -86,3 +92,107 @@ def test_grants_render_one_statement_per_resource_and_slack_only_when_named():
 def test_the_audit_trail_can_only_be_appended_to_and_read():
     holders = {f: g["AuditTable"] for f, g in permissions.CODE.items() if "AuditTable" in g}
     assert holders == {"APIHandler": ("dynamodb:PutItem", "dynamodb:Query")}
+
+
+def test_archived_calls_expire_whatever_their_size():
+    """S3 applies a rule only to objects matching every one of its filters: the rule that expires raw calls has
+    no size filter (else small archive objects would never expire), and tiering to Glacier IR, which does
+    filter by size, is a rule of its own that expires nothing."""
+    from infra.template import archive_lifecycle
+
+    for retention in (90, 119, 365, 730, 2557):
+        rules = archive_lifecycle(retention)["Rules"]
+        [expire] = [r for r in rules if r["Id"] == "expire-archived-calls"]
+        assert (expire["Prefix"], expire["ExpirationInDays"]) == ("calls/", retention)
+        assert expire["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+        assert not {"ObjectSizeGreaterThan", "ObjectSizeLessThan", "Transitions"} & set(expire), retention
+        sized = [r for r in rules if "ObjectSizeGreaterThan" in r or "ObjectSizeLessThan" in r]
+        assert all("ExpirationInDays" not in r and "NoncurrentVersionExpiration" not in r for r in sized)
+        tiering = [r for r in rules if "Transitions" in r]
+        if smallest_object_worth_tiering(retention) is None:
+            assert not tiering
+        else:
+            [tier] = tiering
+            assert tier["Prefix"] == "calls/" and tier["ObjectSizeGreaterThan"] == smallest_object_worth_tiering(retention)
+            assert tier["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": 30}]
+
+
+# The longest Region name (us-isof-south-1); commercial ones are at most 14 characters (ap-southeast-5).
+LONGEST_REGION = "us-isof-south-1"
+
+
+def test_the_longest_stage_name_fits_every_global_name_in_every_region():
+    """S3 bucket names and CloudFront origin access control names are global (per partition or account): the
+    dashboard's carry the Region, so one stage can be deployed in two Regions, and the longest stage name the
+    pattern accepts still fits S3's 63 characters."""
+    longest = "a" * 15
+    assert stages.STAGE_NAME.fullmatch(longest) and not stages.STAGE_NAME.fullmatch(longest + "a")
+    resources = json.loads((stages.ROOT / "infra" / "resources.json").read_text())["Resources"]
+    dashboard = resources["DashboardBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    control = resources["DashboardOriginAccessControl"]["Properties"]["OriginAccessControlConfig"]["Name"]["Fn::Sub"]
+    assert "${AWS::Region}" in dashboard and "${AWS::Region}" in control
+    for name, most in ((dashboard, 63), (resources["ArchiveBucket"]["Properties"]["BucketName"]["Fn::Sub"], 63),
+                       (control, 64)):
+        concrete = name.replace("${Stage}", longest).replace("${AWS::Region}", LONGEST_REGION).replace(
+            "${AWS::AccountId}", "123456789012")
+        assert len(concrete) <= most, concrete
+
+
+def test_the_docs_say_how_often_a_spilled_record_is_received_before_it_is_dead_lettered():
+    resources = json.loads((stages.ROOT / "infra" / "resources.json").read_text())["Resources"]
+    receives = resources["SpillQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    for doc in ("docs/OPERATIONS.md", "docs/API.md"):
+        text = (stages.ROOT / doc).read_text()
+        said = re.findall(r"(?:after|failed) (\d+) (?:receives|times)", text)
+        assert said and {int(n) for n in said} == {receives}, (doc, said, receives)
+
+
+@pytest.mark.parametrize("version, runtime, fine", [
+    ((3, 13), "python3.13", True), ((3, 11), "python3.13", False), ((3, 14), "python3.13", False),
+    ((3, 13), "python3.12", False)])
+def test_the_package_is_built_only_by_the_python_the_functions_run(version, runtime, fine):
+    """chalice names the functions' runtime after the interpreter running it, and fetches wheels for it: a
+    package built by another Python ships a runtime and wheels that differ from the proxy's."""
+    from infra.package import check_interpreter
+
+    if fine:
+        check_interpreter(version, runtime)
+        return
+    with pytest.raises(stages.StageError) as caught:
+        check_interpreter(version, runtime)
+    message = str(caught.value)
+    assert "\n" not in message and f"Python {version[0]}.{version[1]}" in message and runtime in message
+    assert "make clean" in message
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"proxy_reserved_concurrency": 0}, "proxy_reserved_concurrency must be"),
+    ({"proxy_reserved_concurrency": "100"}, "proxy_reserved_concurrency must be"),
+    ({"admin_source_cidrs": "10.0.0.0/8"}, "admin_source_cidrs must be a list"),
+    ({"admin_source_cidrs": ["10.0.0.0/33"]}, "admin_source_cidrs must be a list"),
+    ({"dashboard_domain": "dash.example.com"}, "dashboard_domain and dashboard_certificate_arn go together"),
+    ({"dashboard_domain": "dash.example.com",
+      "dashboard_certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-0000-4000-8000-000000000000"},
+     "us-east-1"),
+])
+def test_new_deploy_settings_are_checked(config, settings, message):
+    raw = json.loads(config.read_text())
+    raw["stages"]["dev"]["tollgate"] = settings
+    config.write_text(json.dumps(raw))
+    with pytest.raises(stages.StageError) as caught:
+        stages.load("dev")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_new_deploy_settings_have_safe_defaults_and_load(config):
+    defaults = stages.load("dev").deploy
+    assert defaults.proxy_reserved_concurrency == 100 and defaults.admin_source_cidrs == ()
+    assert defaults.dashboard_domain is None and defaults.dashboard_certificate_arn is None
+    raw = json.loads(config.read_text())
+    certificate = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-4000-8000-000000000000"
+    raw["stages"]["dev"]["tollgate"] = {"proxy_reserved_concurrency": None, "admin_source_cidrs": ["203.0.113.0/24"],
+                                        "dashboard_domain": "dash.example.com", "dashboard_certificate_arn": certificate}
+    config.write_text(json.dumps(raw))
+    loaded = stages.load("dev").deploy
+    assert loaded.proxy_reserved_concurrency is None and loaded.admin_source_cidrs == ("203.0.113.0/24",)
+    assert (loaded.dashboard_domain, loaded.dashboard_certificate_arn) == ("dash.example.com", certificate)
