@@ -180,16 +180,10 @@ def note_expensive_calls(records: Iterable[Any], threshold_usd: str) -> int:
 
 def _note(pk: str, sort_key: dict[str, str], fields: dict[str, Any]) -> int:
     """Put a note unless the evaluator has taken up the same one already (1 if noted)."""
-    try:
-        aws.client("dynamodb").transact_write_items(TransactItems=[
-            {"ConditionCheck": {"TableName": _table(), "Key": {"pk": {"S": TAKEN[pk]}, "day": sort_key},
-                                "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"TableName": _table(), "Item": {"pk": {"S": pk}, "day": sort_key, **fields}}}])
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "TransactionCanceledException":
-            raise
-        return 0  # taken up already
-    return 1
+    return int(aws.conditional(lambda: aws.client("dynamodb").transact_write_items(TransactItems=[
+        {"ConditionCheck": {"TableName": _table(), "Key": {"pk": {"S": TAKEN[pk]}, "day": sort_key},
+                            "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": {"TableName": _table(), "Item": {"pk": {"S": pk}, "day": sort_key, **fields}}}])))
 
 
 # --- costly sessions ----------------------------------------------------------------------------------

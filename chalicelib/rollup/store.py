@@ -135,12 +135,9 @@ def write(key: AggregateKey, delta: Delta, facts: list[Fact], client: Any = None
         request = update_request(key, delta)
         if key.kind == "session":
             request["ReturnValues"] = "ALL_NEW"
-        try:
-            response = client.update_item(**request)
-            return {n: _deserialize(v) for n, v in response.get("Attributes", {}).items()} or None
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        answer: dict[str, Any] = {}
+        if aws.conditional(lambda: answer.update(client.update_item(**request))):
+            return {n: _deserialize(v) for n, v in answer.get("Attributes", {}).items()} or None
         held = marks(key, client)
         newer = [f for f in facts if f.seq > held.get(watermark(f.lane), -1)]
         delta = fold(newer).get(key)

@@ -80,3 +80,10 @@ def test_settings_are_read_from_the_environment_only_in_settings_py():
     readers = [str(p.relative_to(ROOT)) for p in PRODUCT
                if p.name != "settings.py" and re.search(r"os\.environ|os\.getenv", p.read_text())]
     assert not readers, f"read the environment outside settings.py: {readers}"
+
+
+def test_only_aws_py_tells_a_failed_condition_by_its_code():
+    """Every conditional write goes through `aws.conditional`: no other module catches a failed condition by hand."""
+    by_hand = [str(p.relative_to(ROOT)) for p in PRODUCT if p != ROOT / "chalicelib" / "aws.py"
+               and re.search(r"ConditionalCheckFailed|TransactionCanceled", p.read_text())]
+    assert not by_hand, f"tell a failed condition with aws.conditional, not by hand: {by_hand}"
