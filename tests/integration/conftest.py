@@ -40,7 +40,8 @@ def reload_settings():
     from chalicelib import aws
     from chalicelib.alerting import signals
     from chalicelib.gateway import upstream
-    from chalicelib.gateway.limits import budget_cache, served
+    from chalicelib.gateway.limits import served
+    from chalicelib.ledger.budgets import budget_cache
     from chalicelib.ledger.auth import key_cache
     from chalicelib.settings import get_settings
 
