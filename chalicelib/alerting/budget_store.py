@@ -5,7 +5,7 @@ The spec and the cache the proxy reads are the ledger's (chalicelib/ledger/budge
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist
 
@@ -27,6 +27,9 @@ from chalicelib.ledger.models import Budget
 from chalicelib.money import money
 from chalicelib.rollup import store
 from chalicelib.rollup.layout import INDEXED_COUNTERS, Scope, five_minute_prefix
+
+if TYPE_CHECKING:
+    from chalicelib.rollup.handler import Batch
 
 WINDOW_BLOCK = timedelta(minutes=5)
 
@@ -115,10 +118,12 @@ def budgets_report(account: str | None) -> dict[str, Any]:
     return {"budgets": [budget_view(item, measure(spec_of(item), now), now) for item in items]}
 
 
-def refresh_touched(facts: list, now: datetime) -> list[str]:
-    """After the rollup added spend: re-measure the budgets it touched, so a hard budget over its limit
-    blocks now (not at the next evaluation) and the remaining-budget header stays about a second old."""
-    refreshed = []
+def refresh_touched(batch: Batch) -> list[str]:
+    """The rollup's listener, once it added spend: re-measure the budgets it touched, so a hard budget over its
+    limit blocks now (not at the next evaluation) and the remaining-budget header stays about a second old."""
+    facts, now, refreshed = batch.added, batch.at, []
+    if not facts:
+        return refreshed
     for item in budget_cache.budgets():
         spec = spec_of(item)
         if any(spec.applies_to(f.account, f.team, f.key_id, f.provider, f.model, f.user) for f in facts):

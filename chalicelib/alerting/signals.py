@@ -3,9 +3,10 @@
 - 401s: the proxy logs no call for an unknown caller (there is no account), so each container counts
   them in memory by the key prefix presented and adds the counts, at most every FLUSH_SECONDS, to one
   small item per minute and container: an attacker's burst costs one write per container every few seconds.
-- Expensive calls: noted from the call-log stream as the rollup reads it, so none is missed however many
-  calls there are or however late a long call is written. The evaluator takes the notes up, leaving a
-  marker (kept two days, past the stream's 24 h) so a redelivered record is not noted a second time.
+- Expensive calls and costly sessions: noted from the facts the rollup publishes as it reads the call-log
+  stream (chalicelib/rollup/handler.py), so none is missed however many calls there are or however late a
+  long call is written. The evaluator takes the notes up, leaving a marker (kept two days, past the
+  stream's 24 h, for a call) so a redelivered record is not noted a second time.
 
 Both live in the aggregates table under their own partitions (`signal#…`), as the quarantine does; they
 have no `kind`, so reports and the by_kind index never see them.
@@ -19,20 +20,22 @@ import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import aws
-from chalicelib.alerting.rules import AuthFailures, CostlySession, ExpensiveCall
-from chalicelib.clock import utc_now
+from chalicelib.alerting.rules import AuthFailures, CostlySession, ExpensiveCall, current_rules
+from chalicelib.clock import precise, utc_now
 from chalicelib.ledger.auth import bearer_or_api_key
 from chalicelib.observability import logger
-from chalicelib.rollup.layout import Scope, session_account
 from chalicelib.rollup.table import Aggregate
 from chalicelib.settings import get_settings
+
+if TYPE_CHECKING:
+    from chalicelib.rollup.handler import Batch
 
 AUTH_PK = "signal#auth_failures"
 EXPENSIVE_PK = "signal#expensive_calls"
@@ -160,21 +163,19 @@ def _prune(pk: str, before: str) -> None:
 
 # --- expensive calls ---------------------------------------------------------------------------------
 
-def note_expensive_calls(records: Iterable[Any], threshold_usd: str) -> int:
-    """From a batch of call-log stream records (Chalice's DynamoDBRecord), note each new call that cost more
-    than the threshold. Idempotent: a redelivered record overwrites its own note, or finds it taken up."""
-    threshold, noted = Decimal(threshold_usd), 0
-    for record in records:
-        image = record.new_image if record.event_name == "INSERT" else None
-        cost = _number((image or {}).get("cost_usd"))
-        if cost is None or cost <= threshold:
+def note_expensive_calls(batch: Batch) -> int:
+    """The rollup's listener: note each call the batch logged that cost more than the rule's threshold.
+    Idempotent: a redelivered record overwrites its own note, or finds it taken up."""
+    threshold, noted = Decimal(current_rules().expensive_call_usd), 0
+    for call in batch.logged:
+        cost = call.cost_usd
+        if cost is None or not cost.is_finite() or cost <= threshold or not call.call_id:
             continue
-        fields = {name: image[name] for name in ("call_id", "ts", "account", "key_id", "provider", "model")
-                  if isinstance(image.get(name), dict) and "S" in image[name]}
-        if not {"call_id", "ts"} <= fields.keys():
-            continue  # not a call record the rollup can read either: the quarantine reports it
-        sort_key = {"S": f"{fields['ts']['S']}#{fields['call_id']['S']}"}
-        noted += _note(EXPENSIVE_PK, sort_key, {"cost_usd": {"N": format(cost, "f")}, **fields})
+        ts = precise(call.ts)
+        text = {"call_id": call.call_id, "ts": ts, "account": call.account, "key_id": call.key_id,
+                "provider": call.provider, "model": call.model}
+        fields = {name: {"S": value} for name, value in text.items() if value is not None}
+        noted += _note(EXPENSIVE_PK, {"S": f"{ts}#{call.call_id}"}, {"cost_usd": {"N": format(cost, "f")}, **fields})
     return noted
 
 
@@ -188,13 +189,11 @@ def _note(pk: str, sort_key: dict[str, str], fields: dict[str, Any]) -> int:
 
 # --- costly sessions ----------------------------------------------------------------------------------
 
-def note_costly_sessions(written: Iterable[dict[str, Any]], threshold_usd: str) -> int:
-    """Sessions whose running total (their items as the rollup just wrote them) passed the threshold: noted
-    once each, so a session alerts once, however many calls it goes on to make."""
-    threshold, noted = Decimal(threshold_usd), 0
-    for item in written:
-        total = CostlySession(session_account(item["day"]), Scope.of_pk(item["pk"]).scope_id, item.get("user") or None,
-                              Decimal(item.get("cost", 0)))
+def note_costly_sessions(batch: Batch) -> int:
+    """The rollup's listener: sessions whose running total (as the batch just wrote it) passed the rule's
+    threshold, noted once each, so a session alerts once, however many calls it goes on to make."""
+    threshold, noted = Decimal(current_rules().session_cost_usd), 0
+    for total in batch.sessions:
         if total.cost_usd > threshold:
             fields = {"account": {"S": total.account}, "session": {"S": total.session},
                       "cost_usd": {"N": format(total.cost_usd, "f")}}
@@ -219,14 +218,6 @@ def _marker_kept(pk: str) -> timedelta:
     redeliveries (TAKEN_KEPT); a session is noted again by each of its calls past the threshold, so as long as
     its calls (and with them its session items) are kept."""
     return timedelta(days=get_settings().call_ttl_days) if pk == SESSIONS_PK else TAKEN_KEPT
-
-
-def _number(value: Any) -> Decimal | None:
-    try:
-        number = Decimal(value["N"]) if isinstance(value, dict) and "N" in value else None
-    except (InvalidOperation, TypeError):
-        return None
-    return number if number is not None and number.is_finite() else None
 
 
 def expensive_calls() -> tuple[list[ExpensiveCall], list[dict[str, Any]]]:
