@@ -306,7 +306,8 @@ def _claim(export_id: str, step: int) -> ExportJob | None:
     (a duplicated or retried invocation), it is over, or it is gone."""
     job = ExportJob(JOBS_PK, export_id)
     claimed = aws.conditional(lambda: job.update(
-        actions=[ExportJob.state.set("running"), ExportJob.step.set(step + 1), ExportJob.updated_at.set(iso(utc_now()))],
+        actions=[ExportJob.state.set("running"), ExportJob.step.set(step + 1),
+                 ExportJob.updated_at.set(iso(utc_now()))],
         condition=(ExportJob.step == step) & ExportJob.state.is_in("queued", "running")))
     return job if claimed else None
 
