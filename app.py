@@ -6,7 +6,7 @@ The provider routes (CONTRACT §2) are not here: they stream, so they are the AS
 from chalice import Chalice, CORSConfig, Cron, Rate
 
 from chalicelib import clock, edge, startup  # startup: the collector rests while the modules below load (cold start)
-from chalicelib.alerting import alerts, budget_store, credits, digest, evaluate, notify, rules, signals
+from chalicelib.alerting import alerts, budget_store, credits, digest, evaluate, notify, signals
 from chalicelib.errors import NotFound
 from chalicelib.gateway import reprice
 from chalicelib.ledger import audit, auth, calllog, gdpr, keys
@@ -316,15 +316,16 @@ def weekly_report(event):
 CALLS_STREAM_SET_BY_INFRA = "arn:aws:dynamodb:::table/calls/stream/set-by-infra"
 
 
+# What each batch the rollup folds is handed to, as facts read once: calls and sessions over the alert rules'
+# thresholds are noted for the evaluator, and the budgets the batch touched are measured again.
+ROLLUP_LISTENERS = (signals.note_expensive_calls, budget_store.refresh_touched, signals.note_costly_sessions)
+
+
 @app.on_dynamodb_record(stream_arn=CALLS_STREAM_SET_BY_INFRA, batch_size=100)
 def rollup_calls(event):
-    """Note calls over the expensive-call threshold for the evaluator; fold new, erased and expired calls into
-    the aggregates, noting sessions past the session-cost threshold; report the first record not applied."""
-    current = rules.current_rules()
-    signals.note_expensive_calls(event, current.expensive_call_usd)
-    return handler.handle_records(event, on_folded=budget_store.refresh_touched,
-                                  on_sessions=lambda written: signals.note_costly_sessions(written,
-                                                                                           current.session_cost_usd))
+    """Fold new, erased and expired calls into the aggregates, tell the listeners; report the first record not
+    applied."""
+    return handler.handle_records(event, ROLLUP_LISTENERS)
 
 
 @app.lambda_function(name="export_calls")

@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+from pynamodb.exceptions import PynamoDBException
 
 from chalicelib.settings import get_settings
+
+# What DynamoDB answers when a write's condition does not hold: on one item, or on a transaction (a condition
+# of one of its items failed, or another transaction held one of them: either way, someone got there first).
+CONDITION_FAILED = ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
 @lru_cache(maxsize=None)
@@ -21,3 +28,22 @@ def transactions() -> Any:
 
     settings = get_settings()
     return Connection(region=settings.region, host=settings.aws_endpoint)
+
+
+def conditional(write: Callable[[], Any]) -> bool:
+    """Run a conditional write: True if it was applied, False if its condition did not hold. Every conditional
+    write goes through here, so none tells a failed condition from a failure by hand; anything else is raised."""
+    try:
+        write()
+    except (ClientError, PynamoDBException) as exc:
+        if _error_code(exc) not in CONDITION_FAILED:
+            raise
+        return False
+    return True
+
+
+def _error_code(exc: ClientError | PynamoDBException) -> str | None:
+    """DynamoDB's error code: botocore's ClientError carries it, pynamodb's errors wrap one as their cause."""
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return exc.cause_response_code

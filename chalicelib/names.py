@@ -10,6 +10,7 @@ import unicodedata
 from chalicelib.errors import InvalidRequest
 
 NAME_MAX = 256
+GLOBAL_ID = "all"  # the scope id of all traffic, in aggregates and budgets alike: no caller names it
 
 
 def problem(value: str, max_chars: int = NAME_MAX) -> str | None:

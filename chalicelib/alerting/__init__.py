@@ -1,4 +1,5 @@
-"""Alerting: budgets, alert rules, the alert state machine, notification channels, digests, credits.
+"""Alerting: budget math, alert rules, the alert state machine, notification channels, digests, credits.
 
-Imports reports' aggregate reads, the rollup's store, the ledger and the root; never the gateway.
+The top stage: it may import every stage below. It reads the reports' aggregate math, the rollup's store, and the
+ledger's budgets and signals; its rollup listeners (expensive calls, costly sessions, budgets) are wired in app.py.
 """

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
 from chalicelib import aws
@@ -73,16 +73,12 @@ def _with_messages(alert: Alert, event: str, now: datetime, change: Callable[[Tr
                    step_name: str | None = None) -> bool:
     """Apply `change` (conditional writes of the alert) and queue its messages in one transaction;
     False when a condition failed (another evaluator, or an earlier run, got there first)."""
-    try:
+    def write() -> None:
         with TransactWrite(connection=aws.transactions()) as transaction:
             change(transaction)
             for delivery in _deliveries(alert, event, step_name or event, now):
                 transaction.save(delivery, condition=Delivery.delivery_id.does_not_exist())
-    except TransactWriteError as exc:
-        if exc.cause_response_code == "TransactionCanceledException":
-            return False
-        raise
-    return True
+    return aws.conditional(write)
 
 
 def _this_episode(alert: Alert):
@@ -90,13 +86,7 @@ def _this_episode(alert: Alert):
 
 
 def _quietly(alert: Alert, actions: list, condition) -> bool:
-    try:
-        alert.update(actions=actions, condition=condition)
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return aws.conditional(lambda: alert.update(actions=actions, condition=condition))
 
 
 # --- the steps ----------------------------------------------------------------------------------------
@@ -235,10 +225,8 @@ def acknowledge(alert_id: str, account: str | None, who: str, now: datetime) -> 
                     Alert.resolution.set(f"Acknowledged by {who}.")]
     else:
         actions.append(Alert.state.set(ACKNOWLEDGED))
-    try:
-        alert.update(actions=actions, condition=Alert.state == OPEN)
-    except UpdateError:
-        raise InvalidRequest(f"alert {alert_id!r} is {Alert.get(alert_id).state}, not open") from None
+    if not aws.conditional(lambda: alert.update(actions=actions, condition=Alert.state == OPEN)):
+        raise InvalidRequest(f"alert {alert_id!r} is {Alert.get(alert_id).state}, not open")
     return alert_view(alert)
 
 

@@ -1,15 +1,15 @@
-"""Budgets in DynamoDB: admin CRUD, current spend from the aggregates, the state the evaluator records."""
+"""Budgets in DynamoDB: admin CRUD, current spend from the aggregates, the state the evaluator records.
+
+The spec and the cache the proxy reads are the ledger's (chalicelib/ledger/budgets.py).
+"""
 from __future__ import annotations
 
-import threading
-import time
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.alerting.budgets import (
-    BudgetSpec,
     BudgetStatus,
     calls_in,
     days_of,
@@ -22,20 +22,16 @@ from chalicelib.alerting.budgets import (
 from chalicelib.alerting.rules import current_rules
 from chalicelib.clock import iso, precise, utc_now
 from chalicelib.errors import NotFound
+from chalicelib.ledger.budgets import BudgetSpec, all_budgets, budget_cache, spec_of
 from chalicelib.ledger.models import Budget
 from chalicelib.money import money
 from chalicelib.rollup import store
-from chalicelib.rollup.layout import INDEXED_COUNTERS, five_minute_prefix
-from chalicelib.settings import get_settings
+from chalicelib.rollup.layout import INDEXED_COUNTERS, Scope, five_minute_prefix
+
+if TYPE_CHECKING:
+    from chalicelib.rollup.handler import Batch
 
 WINDOW_BLOCK = timedelta(minutes=5)
-
-
-
-
-def spec_of(item: Budget) -> BudgetSpec:
-    return BudgetSpec(item.budget_id, item.scope, item.scope_id, item.period, item.limit_usd, item.limit_tokens,
-                      tuple(item.thresholds), item.mode, tuple(item.channels), item.timezone, item.window_minutes)
 
 
 def put_budget(budget_id: str, body: Any) -> dict[str, Any]:
@@ -57,20 +53,17 @@ def delete_budget(budget_id: str) -> dict[str, Any]:
     return {"budget_id": budget_id, "deleted": True}
 
 
-def all_budgets() -> list[Budget]:
-    return sorted(Budget.scan(), key=lambda b: b.budget_id)
-
-
 def measure(spec: BudgetSpec, now: datetime) -> BudgetStatus:
     """Spend in the current period: one projected Query for whole days, one for the edges' 5-minute buckets."""
     start, end = period_bounds(spec, now)
     full, days = whole_days(start, end), days_of(start, min(end, now) if now > start else end)
+    counted_by = Scope(spec.scope, spec.scope_id)  # the aggregate scope whose items hold the spend
     items: list[dict[str, Any]] = []
     if full:
-        items += store.query_days(spec.counted_by, min(full), max(full), INDEXED_COUNTERS)
+        items += store.query_days(counted_by, min(full), max(full), INDEXED_COUNTERS)
     names = [f"{five_minute_prefix(start)}{counter}" for counter in INDEXED_COUNTERS]
     for edge in (d for d in days if d not in full):  # at most two: the period's first and last day
-        items += store.query_days(spec.counted_by, edge, edge, names, since=start if edge == days[0] else None)
+        items += store.query_days(counted_by, edge, edge, names, since=start if edge == days[0] else None)
     cost, tokens = spend(items, start, end)
     return status(spec, cost, tokens, start, end, now, calls_in(items, start, end))
 
@@ -125,36 +118,12 @@ def budgets_report(account: str | None) -> dict[str, Any]:
     return {"budgets": [budget_view(item, measure(spec_of(item), now), now) for item in items]}
 
 
-class BudgetCache:
-    """Every budget, read at most once per `budget_cache_seconds` per container: the proxy checks hard
-    limits on every call without a read."""
-
-    def __init__(self) -> None:
-        self._items: list[Budget] = []
-        self._expires = 0.0
-        self._lock = threading.Lock()
-
-    def budgets(self) -> list[Budget]:
-        now = time.monotonic()
-        if now >= self._expires:
-            with self._lock:
-                if now >= self._expires:
-                    self._items = all_budgets()
-                    self._expires = now + get_settings().budget_cache_seconds
-        return self._items
-
-    def clear(self) -> None:
-        self._expires = 0.0
-
-
-budget_cache = BudgetCache()
-
-
-
-def refresh_touched(facts: list, now: datetime) -> list[str]:
-    """After the rollup added spend: re-measure the budgets it touched, so a hard budget over its limit
-    blocks now (not at the next evaluation) and the remaining-budget header stays about a second old."""
-    refreshed = []
+def refresh_touched(batch: Batch) -> list[str]:
+    """The rollup's listener, once it added spend: re-measure the budgets it touched, so a hard budget over its
+    limit blocks now (not at the next evaluation) and the remaining-budget header stays about a second old."""
+    facts, now, refreshed = batch.added, batch.at, []
+    if not facts:
+        return refreshed
     for item in budget_cache.budgets():
         spec = spec_of(item)
         if any(spec.applies_to(f.account, f.team, f.key_id, f.provider, f.model, f.user) for f in facts):
@@ -163,4 +132,3 @@ def refresh_touched(facts: list, now: datetime) -> list[str]:
     if refreshed:
         budget_cache.clear()
     return refreshed
-

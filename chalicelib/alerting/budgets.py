@@ -14,52 +14,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from chalicelib import names
 from chalicelib.clock import day_of
 from chalicelib.errors import InvalidRequest
+from chalicelib.ledger.budgets import DEFAULT_THRESHOLDS, BudgetSpec
 from chalicelib.money import parse_amount
 from chalicelib.reports.aggregates import Totals, total
-from chalicelib.rollup.layout import DAY, GLOBAL_ID, HOURLESS_KINDS, Scope, five_minute_prefix
+from chalicelib.rollup.layout import DAY, GLOBAL_ID, HOURLESS_KINDS, five_minute_prefix
 
 SCOPES = ("global", "account", "team", "key", "user", "provider", "model")
 PERIODS = ("daily", "weekly", "monthly", "window")
 CHANNELS = ("slack", "sns", "webhook")
-DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
 ID_MAX = 128
-
-
-@dataclass(frozen=True)
-class BudgetSpec:
-    budget_id: str
-    scope: str
-    scope_id: str
-    period: str
-    limit_usd: Decimal | None
-    limit_tokens: int | None
-    thresholds: tuple[Decimal, ...] = DEFAULT_THRESHOLDS
-    mode: str = "soft"
-    channels: tuple[str, ...] = ()
-    timezone: str = "UTC"
-    window_minutes: int | None = None
-
-    @property
-    def counted_by(self) -> Scope:
-        """The aggregate scope whose items hold this budget's spend."""
-        return Scope(self.scope, self.scope_id)
-
-    @property
-    def limit(self) -> Decimal:
-        return self.limit_usd if self.limit_usd is not None else Decimal(self.limit_tokens)
-
-    @property
-    def unit(self) -> str:
-        return "usd" if self.limit_usd is not None else "tokens"
-
-    def applies_to(self, account: str | None, team: str | None, key_id: str | None, provider: str,
-                   model: str | None, user: str | None = None) -> bool:
-        values = {"global": GLOBAL_ID, "account": account, "team": team, "key": key_id, "provider": provider,
-                  "model": model, "user": user}
-        return values[self.scope] == self.scope_id
-
-
-
 
 
 def parse_budget(budget_id: str, body: Any) -> BudgetSpec:

@@ -13,7 +13,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
-from chalicelib.alerting.budgets import BudgetSpec
 from chalicelib.alerting.rules import (
     CONDITION,
     EVENT,
@@ -34,6 +33,7 @@ from chalicelib.alerting.rules import (
     tier_of,
 )
 from chalicelib.clock import iso
+from chalicelib.ledger.budgets import BudgetSpec
 from chalicelib.money import money
 from chalicelib.rollup.histogram import percentile
 from chalicelib.rollup.layout import GLOBAL_ID

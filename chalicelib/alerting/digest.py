@@ -5,9 +5,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.alerting import notify
-from chalicelib.alerting.budget_store import all_budgets
 from chalicelib.clock import day_of, iso, utc_now
 from chalicelib.errors import InvalidRequest
+from chalicelib.ledger.budgets import all_budgets
 from chalicelib.money import money
 from chalicelib.reports import aggregates as agg
 from chalicelib.rollup import store

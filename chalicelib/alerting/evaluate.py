@@ -14,7 +14,7 @@ from itertools import takewhile
 from typing import Any
 
 from chalicelib.alerting import alerts, credits, notify, signals
-from chalicelib.alerting.budget_store import all_budgets, measure, measure_period, record_status, spec_of
+from chalicelib.alerting.budget_store import measure, measure_period, record_status
 from chalicelib.alerting.decide import (
     decide_auth_failures,
     decide_budgets,
@@ -41,6 +41,7 @@ from chalicelib.alerting.rules import (
 )
 from chalicelib.clock import day_of, iso, parse_iso, utc_now
 from chalicelib.ledger import calllog
+from chalicelib.ledger.budgets import all_budgets, spec_of
 from chalicelib.ledger.models import Alert
 from chalicelib.reports import aggregates as agg
 from chalicelib.rollup import quarantine, store

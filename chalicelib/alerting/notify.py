@@ -12,8 +12,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pynamodb.exceptions import PutError, UpdateError
-
 from chalicelib import aws, secret_store
 from chalicelib.clock import iso
 from chalicelib.errors import DeliveryFailed, InvalidRequest
@@ -107,14 +105,9 @@ def send_test(body: Any, now: datetime) -> dict[str, Any]:
 
 def _claim(delivery: Delivery, now: datetime) -> bool:
     stamp = iso(now)
-    try:
-        delivery.update(actions=[Delivery.status.set("sending"),
-                                 Delivery.lease_until.set(iso(now + LEASE))],
-                        condition=(Delivery.status == "pending")
-                        | ((Delivery.status == "sending") & (Delivery.lease_until < stamp)))
-        return True
-    except UpdateError:
-        return False
+    return aws.conditional(lambda: delivery.update(
+        actions=[Delivery.status.set("sending"), Delivery.lease_until.set(iso(now + LEASE))],
+        condition=(Delivery.status == "pending") | ((Delivery.status == "sending") & (Delivery.lease_until < stamp))))
 
 
 def deliver_pending(now: datetime, limit: int = 200) -> dict[str, int]:
@@ -148,12 +141,8 @@ def queue(delivery_key: str, event: str, facts: dict[str, Any], now: datetime) -
     """Queue a message that is not about an alert (digest, report) once per key and channel."""
     created = 0
     for channel in configured_channels():
-        try:
-            Delivery(f"{delivery_key}#{channel}", channel=channel, event=event, payload=json.dumps(facts),
-                     status="pending", created_at=iso(now)).save(
-                condition=Delivery.delivery_id.does_not_exist())
-            created += 1
-        except PutError as exc:  # already queued by an earlier run: nothing to do
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        delivery = Delivery(f"{delivery_key}#{channel}", channel=channel, event=event, payload=json.dumps(facts),
+                            status="pending", created_at=iso(now))
+        if aws.conditional(lambda: delivery.save(condition=Delivery.delivery_id.does_not_exist())):
+            created += 1  # else queued by an earlier run already: nothing to do
     return created

@@ -9,8 +9,9 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Mapping
 
-from chalicelib.alerting.budgets import BudgetSpec, BudgetStatus
+from chalicelib.alerting.budgets import BudgetStatus
 from chalicelib.errors import ConfigurationError
+from chalicelib.ledger.budgets import BudgetSpec
 from chalicelib.settings import get_settings
 
 # How an alert ends (see chalicelib/alerting/lifecycle.py).

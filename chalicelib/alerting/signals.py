@@ -1,136 +1,74 @@
-"""What the evaluator needs that no aggregate holds: refused authentications and expensive calls.
+"""What the evaluator needs that no aggregate holds, read back: refused authentications, expensive calls and
+costly sessions. The ledger writes them (chalicelib/ledger/signals.py); here are the readers, and the two
+rollup listeners that decide, by the rules' thresholds, which calls and sessions to note.
 
-- 401s: the proxy logs no call for an unknown caller (there is no account), so each container counts
-  them in memory by the key prefix presented and adds the counts, at most every FLUSH_SECONDS, to one
-  small item per minute and container: an attacker's burst costs one write per container every few seconds.
-- Expensive calls: noted from the call-log stream as the rollup reads it, so none is missed however many
-  calls there are or however late a long call is written. The evaluator takes the notes up, leaving a
-  marker (kept two days, past the stream's 24 h) so a redelivered record is not noted a second time.
-
-Both live in the aggregates table under their own partitions (`signal#…`), as the quarantine does; they
-have no `kind`, so reports and the by_kind index never see them.
+- 401s: counted by each proxy container per minute; read over the rule's window, older counts deleted.
+- Expensive calls and costly sessions: noted from the facts the rollup publishes as it reads the call-log
+  stream (chalicelib/rollup/handler.py), so none is missed however many calls there are or however late a
+  long call is written. The evaluator takes the notes up, leaving a marker (kept two days, past the
+  stream's 24 h, for a call) so a redelivered record is not noted a second time.
 """
 from __future__ import annotations
 
 import calendar
-import re
-import threading
-import time
-import uuid
 from collections import Counter
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable
-
-from anyio.to_thread import run_sync
-from botocore.exceptions import BotoCoreError, ClientError
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import aws
-from chalicelib.alerting.rules import AuthFailures, CostlySession, ExpensiveCall
-from chalicelib.clock import utc_now
-from chalicelib.ledger.auth import bearer_or_api_key
-from chalicelib.observability import logger
-from chalicelib.rollup.layout import Scope, session_account
-from chalicelib.rollup.table import Aggregate
+from chalicelib.alerting.rules import AuthFailures, CostlySession, ExpensiveCall, current_rules
+from chalicelib.clock import precise
+from chalicelib.ledger.signals import (
+    AUTH_PK,
+    EXPENSIVE_PK,
+    SESSIONS_PK,
+    TAKEN,
+    TAKEN_PK,
+    note_costly_session,
+    note_expensive_call,
+    table,
+)
 from chalicelib.settings import get_settings
 
-AUTH_PK = "signal#auth_failures"
-EXPENSIVE_PK = "signal#expensive_calls"
-TAKEN_PK = "signal#expensive_calls_taken"
-SESSIONS_PK = "signal#costly_sessions"
-SESSIONS_TAKEN_PK = "signal#costly_sessions_taken"
-TAKEN = {EXPENSIVE_PK: TAKEN_PK, SESSIONS_PK: SESSIONS_TAKEN_PK}  # where a note is marked as taken up
+if TYPE_CHECKING:
+    from chalicelib.rollup.handler import Batch
+
 TAKEN_KEPT = timedelta(days=2)
-FLUSH_SECONDS = 5.0
-PREFIXES_PER_FLUSH = 5  # the most frequent; the rest count as "(other)": an item stays small whatever is sent
 PRUNE_PER_RUN = 25
 NOTES_PER_RUN = 500
-CONTAINER = uuid.uuid4().hex[:12]
-_NOT_KEY_CHARS = re.compile(r"[^A-Za-z0-9-]")
 
 
-def _table() -> str:
-    return Aggregate.Meta.table_name
+# --- what the rollup hands over ----------------------------------------------------------------------
+
+def note_expensive_calls(batch: Batch) -> int:
+    """The rollup's listener: note each call the batch logged that cost more than the rule's threshold.
+    Idempotent: a redelivered record overwrites its own note, or finds it taken up."""
+    threshold, noted = Decimal(current_rules().expensive_call_usd), 0
+    for call in batch.logged:
+        cost = call.cost_usd
+        if cost is not None and cost.is_finite() and cost > threshold and call.call_id:
+            noted += note_expensive_call(call.call_id, precise(call.ts), call.account, call.key_id, call.provider,
+                                         call.model, cost)
+    return noted
 
 
-def key_prefix(secret: str | None) -> str:
-    """What a refused caller presented, safe to keep: a Tollgate key's public id, else its first characters."""
-    if not secret:
-        return "(none)"
-    for kind in ("tgd-", "tg-"):
-        if secret.startswith(kind):
-            return kind + _NOT_KEY_CHARS.sub("", secret[len(kind):].partition("_")[0])[:16]
-    return _NOT_KEY_CHARS.sub("", secret[:4]) + "…"
+def note_costly_sessions(batch: Batch) -> int:
+    """The rollup's listener: sessions whose running total (as the batch just wrote it) passed the rule's
+    threshold, noted once each, so a session alerts once, however many calls it goes on to make."""
+    threshold = Decimal(current_rules().session_cost_usd)
+    return sum(note_costly_session(total.account, total.session, total.user, total.cost_usd)
+               for total in batch.sessions if total.cost_usd > threshold)
 
 
-class FailureCounter:
-    """This container's 401s by key prefix since its last flush, and whether a flush is due."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-        self._since: datetime | None = None
-        self._flushed = float("-inf")
-
-    def add(self, prefix: str, now: datetime) -> tuple[datetime, Counter[str]] | None:
-        """Count one; returns the batch to flush when FLUSH_SECONDS have passed since the last flush."""
-        with self._lock:
-            self._counts[prefix] += 1
-            self._since = self._since or now
-            if time.monotonic() - self._flushed < FLUSH_SECONDS:
-                return None
-            self._flushed = time.monotonic()
-            batch, self._counts, self._since = (self._since, self._counts), Counter(), None
-            return batch
-
-    def clear(self) -> None:
-        """Forget what was counted and when it was last written (tests: a fresh container)."""
-        with self._lock:
-            self._counts, self._since, self._flushed = Counter(), None, float("-inf")
-
-    def put_back(self, batch: tuple[datetime, Counter[str]]) -> None:
-        with self._lock:
-            self._counts.update(batch[1])
-            self._since = min(self._since or batch[0], batch[0])
-
-
-failures = FailureCounter()
-
-
-async def auth_failed(status: int, headers: dict[str, str]) -> None:
-    """The proxy's hook where it refuses an unknown caller: count a 401, flushing now and then."""
-    if status != 401:
-        return
-    batch = failures.add(key_prefix(bearer_or_api_key(headers)), utc_now())
-    if batch is not None:
-        await run_sync(_flush, batch)
-
-
-def _flush(batch: tuple[datetime, Counter[str]]) -> None:
-    since, counts = batch
-    top = counts.most_common(PREFIXES_PER_FLUSH)
-    rest = sum(counts.values()) - sum(count for _, count in top)
-    added = [("failures", sum(counts.values())), *((f"k|{prefix}", count) for prefix, count in top)]
-    if rest:
-        added.append(("k|(other)", rest))
-    try:
-        aws.client("dynamodb").update_item(
-            TableName=_table(),
-            Key={"pk": {"S": AUTH_PK}, "day": {"S": f"{since.strftime('%Y-%m-%dT%H:%M')}#{CONTAINER}"}},
-            UpdateExpression="ADD " + ", ".join(f"#n{i} :v{i}" for i in range(len(added))),
-            ExpressionAttributeNames={f"#n{i}": name for i, (name, _) in enumerate(added)},
-            ExpressionAttributeValues={f":v{i}": {"N": str(count)} for i, (_, count) in enumerate(added)})
-    except (ClientError, BotoCoreError) as exc:  # the 401 answer goes out regardless; the counts wait for next time
-        failures.put_back(batch)
-        logger.warning("could not record failed authentications", extra={"error": str(exc)})
-
+# --- the evaluator's reads ---------------------------------------------------------------------------
 
 def auth_failures(now: datetime, minutes: int) -> AuthFailures:
     """401s counted in the last `minutes` (by whole minutes); older counts are deleted as they age out."""
     first = (now - timedelta(minutes=minutes - 1)).strftime("%Y-%m-%dT%H:%M")
     client = aws.client("dynamodb")
     request: dict[str, Any] = {
-        "TableName": _table(), "KeyConditionExpression": "pk = :pk AND #day BETWEEN :a AND :b",
+        "TableName": table(), "KeyConditionExpression": "pk = :pk AND #day BETWEEN :a AND :b",
         "ExpressionAttributeNames": {"#day": "day"},
         "ExpressionAttributeValues": {":pk": {"S": AUTH_PK}, ":a": {"S": first},
                                       ":b": {"S": now.strftime("%Y-%m-%dT%H:%M") + "#\uffff"}}}
@@ -151,69 +89,17 @@ def auth_failures(now: datetime, minutes: int) -> AuthFailures:
 
 def _prune(pk: str, before: str) -> None:
     client = aws.client("dynamodb")
-    stale = client.query(TableName=_table(), KeyConditionExpression="pk = :pk AND #day < :a", Limit=PRUNE_PER_RUN,
+    stale = client.query(TableName=table(), KeyConditionExpression="pk = :pk AND #day < :a", Limit=PRUNE_PER_RUN,
                          ExpressionAttributeNames={"#day": "day"}, ProjectionExpression="pk, #day",
                          ExpressionAttributeValues={":pk": {"S": pk}, ":a": {"S": before}})["Items"]
     for key in stale:
-        client.delete_item(TableName=_table(), Key=key)
-
-
-# --- expensive calls ---------------------------------------------------------------------------------
-
-def note_expensive_calls(records: Iterable[Any], threshold_usd: str) -> int:
-    """From a batch of call-log stream records (Chalice's DynamoDBRecord), note each new call that cost more
-    than the threshold. Idempotent: a redelivered record overwrites its own note, or finds it taken up."""
-    threshold, noted = Decimal(threshold_usd), 0
-    for record in records:
-        image = record.new_image if record.event_name == "INSERT" else None
-        cost = _number((image or {}).get("cost_usd"))
-        if cost is None or cost <= threshold:
-            continue
-        fields = {name: image[name] for name in ("call_id", "ts", "account", "key_id", "provider", "model")
-                  if isinstance(image.get(name), dict) and "S" in image[name]}
-        if not {"call_id", "ts"} <= fields.keys():
-            continue  # not a call record the rollup can read either: the quarantine reports it
-        sort_key = {"S": f"{fields['ts']['S']}#{fields['call_id']['S']}"}
-        noted += _note(EXPENSIVE_PK, sort_key, {"cost_usd": {"N": format(cost, "f")}, **fields})
-    return noted
-
-
-def _note(pk: str, sort_key: dict[str, str], fields: dict[str, Any]) -> int:
-    """Put a note unless the evaluator has taken up the same one already (1 if noted)."""
-    try:
-        aws.client("dynamodb").transact_write_items(TransactItems=[
-            {"ConditionCheck": {"TableName": _table(), "Key": {"pk": {"S": TAKEN[pk]}, "day": sort_key},
-                                "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"TableName": _table(), "Item": {"pk": {"S": pk}, "day": sort_key, **fields}}}])
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "TransactionCanceledException":
-            raise
-        return 0  # taken up already
-    return 1
-
-
-# --- costly sessions ----------------------------------------------------------------------------------
-
-def note_costly_sessions(written: Iterable[dict[str, Any]], threshold_usd: str) -> int:
-    """Sessions whose running total (their items as the rollup just wrote them) passed the threshold: noted
-    once each, so a session alerts once, however many calls it goes on to make."""
-    threshold, noted = Decimal(threshold_usd), 0
-    for item in written:
-        total = CostlySession(session_account(item["day"]), Scope.of_pk(item["pk"]).scope_id, item.get("user") or None,
-                              Decimal(item.get("cost", 0)))
-        if total.cost_usd > threshold:
-            fields = {"account": {"S": total.account}, "session": {"S": total.session},
-                      "cost_usd": {"N": format(total.cost_usd, "f")}}
-            if total.user:
-                fields["user"] = {"S": total.user}
-            noted += _note(SESSIONS_PK, {"S": f"{total.account}|{total.session}"}, fields)
-    return noted
+        client.delete_item(TableName=table(), Key=key)
 
 
 def costly_sessions() -> tuple[list[CostlySession], list[dict[str, Any]]]:
     """The noted sessions not yet taken up, and their keys to forget them by."""
     response = aws.client("dynamodb").query(
-        TableName=_table(), KeyConditionExpression="pk = :pk", Limit=NOTES_PER_RUN,
+        TableName=table(), KeyConditionExpression="pk = :pk", Limit=NOTES_PER_RUN,
         ExpressionAttributeValues={":pk": {"S": SESSIONS_PK}})
     found = [CostlySession(item["account"]["S"], item["session"]["S"], item.get("user", {}).get("S"),
                            Decimal(item["cost_usd"]["N"])) for item in response["Items"]]
@@ -227,18 +113,10 @@ def _marker_kept(pk: str) -> timedelta:
     return timedelta(days=get_settings().call_ttl_days) if pk == SESSIONS_PK else TAKEN_KEPT
 
 
-def _number(value: Any) -> Decimal | None:
-    try:
-        number = Decimal(value["N"]) if isinstance(value, dict) and "N" in value else None
-    except (InvalidOperation, TypeError):
-        return None
-    return number if number is not None and number.is_finite() else None
-
-
 def expensive_calls() -> tuple[list[ExpensiveCall], list[dict[str, Any]]]:
     """The noted calls not yet taken up (at most NOTES_PER_RUN, oldest first), and their keys to forget them by."""
     response = aws.client("dynamodb").query(
-        TableName=_table(), KeyConditionExpression="pk = :pk", Limit=NOTES_PER_RUN,
+        TableName=table(), KeyConditionExpression="pk = :pk", Limit=NOTES_PER_RUN,
         ExpressionAttributeValues={":pk": {"S": EXPENSIVE_PK}})
     calls, keys = [], []
     for item in response["Items"]:
@@ -257,7 +135,7 @@ def forget(keys: list[dict[str, Any]], now: datetime) -> None:
     for key in keys:
         pk = key["pk"]["S"]
         expires = calendar.timegm((now + _marker_kept(pk)).timetuple())
-        client.put_item(TableName=_table(), Item={"pk": {"S": TAKEN[pk]}, "day": key["day"],
+        client.put_item(TableName=table(), Item={"pk": {"S": TAKEN[pk]}, "day": key["day"],
                                                   "expires_at": {"N": str(expires)}})
-        client.delete_item(TableName=_table(), Key=key)
+        client.delete_item(TableName=table(), Key=key)
     _prune(TAKEN_PK, (now - TAKEN_KEPT).strftime("%Y-%m-%dT%H:%M:%S"))

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from chalicelib.alerting.budget_store import budget_cache, spec_of
 from chalicelib.clock import iso, parse_iso, precise
 from chalicelib.errors import BudgetExceeded
 from chalicelib.ledger.auth import Principal
+from chalicelib.ledger.budgets import budget_cache, spec_of
 from chalicelib.ledger.models import Budget
 from chalicelib.money import money
 

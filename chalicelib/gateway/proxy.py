@@ -21,7 +21,6 @@ import httpx
 from anyio.to_thread import run_sync
 
 from chalicelib import names, secret_store
-from chalicelib.alerting import signals
 from chalicelib.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -37,7 +36,7 @@ from chalicelib.gateway.providers import Endpoint, ProviderAdapter, get_adapter
 from chalicelib.gateway.providers.base import PreparedBody, StreamMeter
 from chalicelib.gateway.sse import EventTooLarge, SseDecoder, comment
 from chalicelib.gateway.tokens import TokenUsage
-from chalicelib.ledger import auth, calllog
+from chalicelib.ledger import auth, calllog, signals
 from chalicelib.money import money
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.settings import get_settings

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Iterator
 
 from botocore.exceptions import ParamValidationError
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import PutError
 
 from chalicelib import aws
 from chalicelib.clock import day_of, precise, utc_today
@@ -22,9 +22,6 @@ from chalicelib.ledger.models import CallRecord
 from chalicelib.money import money
 from chalicelib.observability import MetricUnit, logger, metrics
 from chalicelib.settings import get_settings
-
-CONDITIONAL_FAILED = "ConditionalCheckFailedException"
-
 
 DAY_SHARDS = 32  # a day's calls spread over this many `by_day` partitions: 10,000 calls/s is ~312 writes/s each
 SHARD_READERS = 8  # threads that read a day's shards at once
@@ -75,13 +72,7 @@ def new_record(call_id: str, ts: datetime, account: str, **fields: Any) -> CallR
 
 def _put_once(record: CallRecord) -> bool:
     """Put unless the call is already logged; True if it was written now, False if it was there."""
-    try:
-        record.save(condition=CallRecord.call_id.does_not_exist())
-        return True
-    except PutError as exc:
-        if exc.cause_response_code == CONDITIONAL_FAILED:
-            return False
-        raise
+    return aws.conditional(lambda: record.save(condition=CallRecord.call_id.does_not_exist()))
 
 
 def write(record: CallRecord) -> str:
@@ -226,13 +217,7 @@ def set_price(record: CallRecord, cost_usd: Decimal | None, source: str | None, 
     for attribute, value in ((CallRecord.cost_usd, cost_usd), (CallRecord.price_source, source),
                              (CallRecord.price_version, version)):
         actions.append(attribute.remove() if value is None else attribute.set(value))
-    try:
-        record.update(actions=actions, condition=condition)
-        return True
-    except UpdateError as exc:
-        if exc.cause_response_code == CONDITIONAL_FAILED:
-            return False
-        raise
+    return aws.conditional(lambda: record.update(actions=actions, condition=condition))
 
 
 def _holds(attribute: Any, value: Any) -> Any:

@@ -191,8 +191,8 @@ class Alert(Model):
     conditional put that only one evaluator can win. `period` is the budget period or UTC day of an alert
     about a period, null for a condition, so one incident is one alert however long it lasts.
 
-    States: open → acknowledged → resolved (chalicelib/alerting/lifecycle.py). `level` is the escalation step reached;
-    each step notifies once. When an identity fires again after it was resolved, the resolved episode is
+    States: open → acknowledged → resolved (the alerting stage's lifecycle.py). `level` is the escalation step
+    reached; each step notifies once. When an identity fires again after it was resolved, the resolved episode is
     kept as `<alert_id>@<opened_at>` (`episode_of` names the alert) and the alert reopens under its own id.
     """
 

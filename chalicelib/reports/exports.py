@@ -33,7 +33,7 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.models import Model
 
 from chalicelib import aws
@@ -305,15 +305,11 @@ def _claim(export_id: str, step: int) -> ExportJob | None:
     """The export, now `running` under step + 1, if its step was still `step`; None when another run took it
     (a duplicated or retried invocation), it is over, or it is gone."""
     job = ExportJob(JOBS_PK, export_id)
-    try:
-        job.update(actions=[ExportJob.state.set("running"), ExportJob.step.set(step + 1),
-                            ExportJob.updated_at.set(iso(utc_now()))],
-                   condition=(ExportJob.step == step) & ExportJob.state.is_in("queued", "running"))
-    except UpdateError as exc:
-        if exc.cause_response_code == "ConditionalCheckFailedException":
-            return None
-        raise
-    return job
+    claimed = aws.conditional(lambda: job.update(
+        actions=[ExportJob.state.set("running"), ExportJob.step.set(step + 1),
+                 ExportJob.updated_at.set(iso(utc_now()))],
+        condition=(ExportJob.step == step) & ExportJob.state.is_in("queued", "running")))
+    return job if claimed else None
 
 
 def _write(job: ExportJob, deadline: Deadline) -> str:

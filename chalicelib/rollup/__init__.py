@@ -1,4 +1,5 @@
 """The rollup: call-log stream records folded into aggregate items, exactly once (DynamoDB Streams → Lambda).
 
-Imports the ledger and the root; nothing from reports, alerting or the gateway.
+On the ledger beside the gateway: it imports the ledger and the root, nothing of the gateway, the reports or the
+alerting. Each batch's facts go to listeners the wiring registers (app.py).
 """

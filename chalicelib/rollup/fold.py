@@ -86,6 +86,7 @@ class Fact:
     ttft_ms: int | None = None  # to the first content event, for streamed calls only
     expires_at: int | None = None  # when the call leaves the call log (epoch seconds): its session's items follow
     was: "Fact | None" = None  # a change: the call before it, with sign -1 and the same lane and seq
+    call_id: str | None = None  # which call: the listeners' (an expensive call is noted by it), not the fold's
 
     @classmethod
     def from_call(cls, call: Any, sign: int = 1, seq: int = 0, stream: str = "") -> "Fact":
@@ -101,6 +102,7 @@ class Fact:
             cost_usd=call.cost_usd, latency_ms=call.latency_ms, session=getattr(call, "session", None),
             ttft_ms=_duration(getattr(call, "ttft_ms", None)) if getattr(call, "stream", False) else None,
             expires_at=int(expires.timestamp()) if (expires := getattr(call, "expires_at", None)) else None,
+            call_id=getattr(call, "call_id", None),
         )
 
     def changed(self, before: "Fact") -> "Fact | None":

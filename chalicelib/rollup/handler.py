@@ -1,12 +1,16 @@
 """The call-log stream handler: new, re-priced and erased calls become aggregate deltas; TTL expiry is archived.
 
-A record that cannot be folded (its image does not parse, its numbers are beyond what a call can
-add, or DynamoDB refuses its update) is quarantined with the reason and the rest of the batch folds:
-one bad record never stalls the stream. Anything that may pass (throttling, an outage) still makes
-Lambda resend from the first record not applied.
+Each record is read once, into a `Fact`. A record that cannot be folded (its image does not parse, its
+numbers are beyond what a call can add, or DynamoDB refuses its update) is quarantined with the reason
+and the rest of the batch folds: one bad record never stalls the stream. Anything that may pass
+(throttling, an outage) still makes Lambda resend from the first record not applied.
+
+The batch's facts then go to the listeners the wiring registers (app.py: expensive calls, costly
+sessions, budgets), so nothing downstream reads a stream record again.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
@@ -18,8 +22,32 @@ from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.rollup import quarantine, store
 from chalicelib.rollup.fold import Fact
 from chalicelib.rollup.quarantine import Quarantined
+from chalicelib.rollup.store import SessionTotal
 
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One stream batch as the rollup read and folded it: what each listener gets, instead of the records."""
+
+    facts: tuple[Fact, ...]  # every call change read: logged (+1), erased (-1), re-priced (+1 with `was`)
+    folded: frozenset[int]  # the sequence numbers of those folded (the rest were quarantined)
+    sessions: tuple[SessionTotal, ...]  # the sessions the batch wrote to, with their running totals
+    at: datetime
+
+    @property
+    def added(self) -> list[Fact]:
+        """Calls whose spend went into the aggregates (logged or re-priced): what budgets follow."""
+        return [f for f in self.facts if f.sign > 0 and f.seq in self.folded]
+
+    @property
+    def logged(self) -> list[Fact]:
+        """Calls new in the call log, folded or quarantined: each is one call an alert may be about."""
+        return [f for f in self.facts if f.sign > 0 and f.was is None]
+
+
+Listener = Callable[[Batch], Any]
 
 
 def is_ttl_expiry(record: Any) -> bool:
@@ -37,16 +65,15 @@ def _set_aside(record: Any, reason: str) -> Quarantined:
                        record.new_image or record.old_image, reason)
 
 
-def handle_records(records: Iterable[Any], on_folded: Callable[[list[Fact], datetime], Any] | None = None,
-                   on_sessions: Callable[[list[dict[str, Any]]], Any] | None = None,
-                   ) -> dict[str, list[dict[str, str]]]:
+def handle_records(records: Iterable[Any], listeners: Iterable[Listener] = ()) -> dict[str, list[dict[str, str]]]:
     """Lambda's partial-batch answer: empty, or the first record whose effects are not all durable.
 
     INSERT adds a call, REMOVE by a person (erasure) subtracts it, REMOVE by TTL only archives it:
     expiry must not change the totals. MODIFY (a re-priced call) adds the new image and subtracts the
     old one as one fact, so the difference folds exactly once like any other record.
     """
-    facts: list[Fact] = []
+    read: list[Fact] = []  # every call change, foldable or not
+    facts: list[Fact] = []  # the foldable ones
     expired: list[tuple[str, dict[str, Any]]] = []
     rejected: list[Quarantined] = []
     record_of: dict[int, Any] = {}  # by sequence number: one batch is one shard, numbered in order
@@ -58,11 +85,13 @@ def handle_records(records: Iterable[Any], on_folded: Callable[[list[Fact], date
             continue
         if expiry is not None:
             expired.append(expiry)
-        elif fact is not None and (problem := fact.unfoldable()):
-            rejected.append(_set_aside(record, problem))
         elif fact is not None:
-            facts.append(fact)
-            record_of[fact.seq] = record
+            read.append(fact)
+            if problem := fact.unfoldable():
+                rejected.append(_set_aside(record, problem))
+            else:
+                facts.append(fact)
+                record_of[fact.seq] = record
     if expired:
         archive.archive_expired(expired)
     applied = store.apply(facts)
@@ -70,13 +99,11 @@ def handle_records(records: Iterable[Any], on_folded: Callable[[list[Fact], date
     rejected += [_set_aside(record_of[fact.seq], reason) for fact, reason in applied.rejected]
     now = utc_now()
     quarantine.keep(rejected, now)
-    # Budgets follow whatever folded, even when some item must be retried: items are written one by one,
-    # so spend may have landed for records after the one Lambda resends from. Measuring reads what is there.
-    added = [f for f in facts if f.sign > 0 and f.seq not in refused]
-    if added and on_folded is not None:
-        on_folded(added, now)
-    if applied.sessions and on_sessions is not None:  # sessions' running totals, as just written
-        on_sessions(applied.sessions)
+    # Folded counts even when some item must be retried: items are written one by one, so spend may have
+    # landed for records after the one Lambda resends from. Budgets are measured from what is there.
+    batch = Batch(tuple(read), frozenset(f.seq for f in facts if f.seq not in refused), tuple(applied.sessions), now)
+    for listener in listeners:
+        listener(batch)
     metrics.add_metric(name="RollupRecords", unit=MetricUnit.Count, value=len(facts))
     flush_metrics()
     if applied.retry_from is None:

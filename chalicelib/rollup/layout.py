@@ -32,6 +32,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
+from chalicelib.names import GLOBAL_ID
+
 SEP = "|"
 TOKEN_KINDS = ("in", "cr", "cw", "out", "rs")  # input, cache read, cache write, output, reasoning
 SCOPE_KINDS = ("global", "account", "team", "key", "user", "provider", "model", "operation")
@@ -45,7 +47,6 @@ IN_OWN_ITEM = ("provider",)  # breakdowns few enough to live in the day or hour 
 HOURLESS_KINDS = ("user",)  # day items only: a user's cost is asked per day, and users are many
 SHARDED_KINDS = ("global", "provider", "model", "team", "operation")  # written by many accounts' lanes
 SHARDS = 16
-GLOBAL_ID = "all"
 CORE_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")
 INDEXED_COUNTERS = CORE_COUNTERS  # the day counters copied to the by_kind index: fixed names keep it small
 DAY = ""  # the prefix of the day's own counters

@@ -39,6 +39,7 @@ from chalicelib.rollup.layout import (
     families,
     is_counter,
     scope_id_of_day_id,
+    session_account,
     sort_key_range,
     split_view_name,
     time_bound,
@@ -135,12 +136,9 @@ def write(key: AggregateKey, delta: Delta, facts: list[Fact], client: Any = None
         request = update_request(key, delta)
         if key.kind == "session":
             request["ReturnValues"] = "ALL_NEW"
-        try:
-            response = client.update_item(**request)
-            return {n: _deserialize(v) for n, v in response.get("Attributes", {}).items()} or None
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        answer: dict[str, Any] = {}
+        if aws.conditional(lambda: answer.update(client.update_item(**request))):
+            return {n: _deserialize(v) for n, v in answer.get("Attributes", {}).items()} or None
         held = marks(key, client)
         newer = [f for f in facts if f.seq > held.get(watermark(f.lane), -1)]
         delta = fold(newer).get(key)
@@ -160,13 +158,28 @@ def refusal(exc: BaseException) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class SessionTotal:
+    """A session's running totals, as a batch's write left its item (what the session-cost rule reads)."""
+
+    account: str
+    session: str
+    user: str | None
+    cost_usd: Decimal
+
+    @classmethod
+    def of_item(cls, item: dict[str, Any]) -> SessionTotal:
+        return cls(session_account(item["day"]), Scope.of_pk(item["pk"]).scope_id, item.get("user") or None,
+                   Decimal(item.get("cost", 0)))
+
+
 @dataclass
 class Applied:
     """What `apply` did: where Lambda must resend from (None: all durable), and the facts DynamoDB refused."""
 
     retry_from: int | None = None
     rejected: list[tuple[Fact, str]] = field(default_factory=list)
-    sessions: list[dict[str, Any]] = field(default_factory=list)  # sessions' items as written
+    sessions: list[SessionTotal] = field(default_factory=list)  # the sessions written, with their new totals
 
 
 def apply(facts: list[Fact]) -> Applied:
@@ -191,7 +204,7 @@ def _apply(facts: list[Fact], applied: Applied) -> bool:
     refused: str | None = None
     for (key, delta), (exc, written) in zip(deltas.items(), _write_all(deltas, facts)):
         if written is not None:
-            applied.sessions.append(written)
+            applied.sessions.append(SessionTotal.of_item(written))
         if exc is None:
             continue
         reason = refusal(exc)

@@ -22,7 +22,10 @@ def logged(stack, call_id):
     return call
 
 
-def assert_openai_kinds(call):
+def assert_openai_kinds(call, stream):
+    """The logged call of OPENAI_USAGE, streamed or not. Every check is an assert here: the helper returns
+    nothing, so a caller's `assert_openai_kinds(call) and …` would never run what follows the `and`."""
+    assert call["stream"] is stream
     assert (call["input_tokens"], call["cache_read_tokens"], call["cache_write_tokens"]) == (200, 1000, 0)
     assert (call["output_tokens"], call["reasoning_tokens"]) == (200, 100)
     assert Decimal(call["cost_usd"]) == OPENAI_COST
@@ -37,7 +40,7 @@ def test_openai_chat(stack, gateway_key, upstream):
     assert completion.usage.prompt_tokens == 1200 and completion.choices[0].message.content
     assert Decimal(raw.headers["x-tollgate-cost-usd"]) == OPENAI_COST
     call = logged(stack, raw.headers["x-tollgate-call-id"])
-    assert_openai_kinds(call) and not call["stream"]
+    assert_openai_kinds(call, stream=False)
     assert upstream.requests[-1].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
 
 
@@ -49,8 +52,7 @@ def test_openai_chat_stream(stack, gateway_key, upstream):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
     assert all(c.usage is None for c in chunks)  # the caller did not ask for usage, so it sees none
     call = logged(stack, raw.headers["x-tollgate-call-id"])
-    assert_openai_kinds(call)
-    assert call["stream"]
+    assert_openai_kinds(call, stream=True)
 
 
 def test_openai_chat_stream_with_caller_usage(stack, gateway_key, upstream):

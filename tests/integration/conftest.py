@@ -38,9 +38,10 @@ def upstream(upstream_url, monkeypatch):
 
 def reload_settings():
     from chalicelib import aws
-    from chalicelib.alerting import signals
     from chalicelib.gateway import upstream
-    from chalicelib.gateway.limits import budget_cache, served
+    from chalicelib.gateway.limits import served
+    from chalicelib.ledger import signals
+    from chalicelib.ledger.budgets import budget_cache
     from chalicelib.ledger.auth import key_cache
     from chalicelib.settings import get_settings
 

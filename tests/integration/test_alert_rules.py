@@ -10,8 +10,7 @@ import boto3
 import pytest
 
 from chalicelib.alerting import evaluate as evaluation
-from chalicelib.alerting import signals
-from chalicelib.ledger import calllog
+from chalicelib.ledger import calllog, signals
 from chalicelib.ledger.models import Alert
 from local.pump import StreamPump
 from tests.conftest import ADMIN_KEY

@@ -174,36 +174,62 @@ def test_one_channel_down_delays_only_that_channel(gateway, upstream, channels, 
     assert second["delivered"]["failed"] == 0
 
 
-def test_rules_on_calls_spend_and_credits(gateway, upstream, channels, sink, monkeypatch):
-    # few calls: too few for an error rate, so the key's run of failures is what shows
-    monkeypatch.setenv("TOLLGATE_ALERT_RULES", json.dumps({"daily_cost_tiers": [[1, "medium"], [2, "high"]]}))
-    reload_settings()
-    log(1, 0, cost="0.75")                                  # expensive single call
-    for n in range(2, 8):
-        log(n, 0, account="flaky", status=500, cost="0")    # six errors in a row on key-flaky
+def opened_rules(result):
+    return sorted(Alert.get(a).rule for a in result["opened"])
+
+
+def test_expensive_calls_on_one_key_are_one_alert(gateway, upstream, channels, sink):
+    log(1, 0, cost="0.75")  # both over the $0.50 default, on key-acme
     log(8, 0, cost="0.6")
     roll_up()
-    gateway.admin("post", "/admin/credits/acme", {"amount_usd": "1.45", "note": "trial"})
     result = run_evaluate(gateway)
-    rules = sorted(Alert.get(a).rule for a in result["opened"])
-    assert rules == ["consecutive_errors", "credits_low", "daily_cost", "expensive_call"]  # both calls: one alert
-    [expensive] = [Alert.get(a) for a in result["opened"] if Alert.get(a).rule == "expensive_call"]
+    assert opened_rules(result) == ["expensive_call"]  # both calls: one alert
+    [expensive] = [Alert.get(a) for a in result["opened"]]
     assert expensive.scope_id == "key-acme" and expensive.occurrences == 2 and "$0.75" in expensive.title
-    credits = json.loads(gateway.client.http.get("/api/credits?account=acme",
-                                                 headers={"X-Dashboard-Key": ADMIN_KEY}).body)["credits"][0]
-    assert credits["allocated_usd"] == "1.45" and credits["used_usd"] == "1.35" and credits["remaining_usd"] == "0.1"
-    assert [t["note"] for t in credits["transactions"]] == ["trial"]
 
-    log(9, 0, account="flaky", cost="0")                    # the key recovers
-    gateway.admin("post", "/admin/credits/acme", {"amount_usd": "10"})
+
+def test_a_run_of_failures_on_a_key_alerts_and_resolves_after_the_hold(gateway, upstream, channels, sink):
+    for n in range(2, 8):  # few calls: too few for an error rate, so the key's run of failures is what shows
+        log(n, 0, account="flaky", status=500, cost="0")  # six errors in a row on key-flaky
     roll_up()
-    later = run_evaluate(gateway)
-    assert [Alert.get(a).rule for a in later["resolved"]] == ["credits_low"]  # topped up: at once
+    assert opened_rules(run_evaluate(gateway)) == ["consecutive_errors"]
+
+    log(9, 0, account="flaky", cost="0")  # the key recovers
+    roll_up()
+    assert run_evaluate(gateway)["resolved"] == []
     [streak] = [a for a in Alert.scan() if a.rule == "consecutive_errors"]
     assert streak.state == "open" and streak.clear_since  # a condition resolves after its hold (15 min)
     after_hold = evaluation.evaluate(now=datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(minutes=16))
     assert [Alert.get(a).rule for a in after_hold["resolved"]] == ["consecutive_errors"]
     assert Alert.get(streak.alert_id).resolution.startswith("No run of 5 failed calls on key key-flaky")
+
+
+def test_daily_cost_alerts_at_the_tier_it_passed(gateway, upstream, channels, sink, monkeypatch):
+    monkeypatch.setenv("TOLLGATE_ALERT_RULES", json.dumps({"daily_cost_tiers": [[1, "medium"], [2, "high"]]}))
+    reload_settings()
+    for n, cost in enumerate(("0.45", "0.3", "0.4")):  # $1.15 today, no call over the expensive-call threshold
+        log(n, 0, cost=cost)
+    roll_up()
+    result = run_evaluate(gateway)
+    assert opened_rules(result) == ["daily_cost"]
+    [alert] = [Alert.get(a) for a in result["opened"]]
+    assert (alert.level, alert.severity, alert.title) == (1, "medium", "Daily cost passed $1")
+
+
+def test_credits_running_low_alert_and_a_top_up_resolves_it_at_once(gateway, upstream, channels, sink):
+    for n in range(3):
+        log(n, 0, cost="0.45")  # $1.35 used, no call over the expensive-call threshold
+    roll_up()
+    gateway.admin("post", "/admin/credits/acme", {"amount_usd": "1.45", "note": "trial"})
+    assert opened_rules(run_evaluate(gateway)) == ["credits_low"]  # $0.10 left: under 10 %
+    credits = json.loads(gateway.client.http.get("/api/credits?account=acme",
+                                                 headers={"X-Dashboard-Key": ADMIN_KEY}).body)["credits"][0]
+    assert credits["allocated_usd"] == "1.45" and credits["used_usd"] == "1.35" and credits["remaining_usd"] == "0.1"
+    assert [t["note"] for t in credits["transactions"]] == ["trial"]
+
+    gateway.admin("post", "/admin/credits/acme", {"amount_usd": "10"})
+    later = run_evaluate(gateway)
+    assert [Alert.get(a).rule for a in later["resolved"]] == ["credits_low"]  # topped up: at once
 
 
 def test_digest_is_queued_once_a_day(gateway, upstream, channels, sink):

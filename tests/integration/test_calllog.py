@@ -93,7 +93,7 @@ def test_one_aws_call_per_proxied_request_with_warm_caches(gateway, upstream, aw
 
 def test_cold_caches_cost_one_get_and_one_budget_scan(gateway, upstream, aws_calls):
     key = gateway.new_key()
-    from chalicelib.alerting.budget_store import budget_cache
+    from chalicelib.ledger.budgets import budget_cache
     from chalicelib.ledger.auth import key_cache
     key_cache.clear()
     budget_cache.clear()

@@ -269,7 +269,7 @@ def _clear_quarantine():
 def _old_signals():
     """Refused keys counted two hours ago, an expensive call taken up a week ago (test setup): the evaluator
     prunes both."""
-    from chalicelib.alerting.signals import AUTH_PK, TAKEN_PK
+    from chalicelib.ledger.signals import AUTH_PK, TAKEN_PK
     from chalicelib.rollup.table import Aggregate
 
     minute = (_now() - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
@@ -297,9 +297,9 @@ def run_proxy(recorder, dynamo_faults):
     provider), spill one when DynamoDB fails."""
     from starlette.testclient import TestClient
 
-    from chalicelib.alerting import budget_store, signals
+    from chalicelib.alerting import budget_store
     from chalicelib.gateway.proxy_app import app
-    from chalicelib.ledger import keys
+    from chalicelib.ledger import keys, signals
 
     key = keys.create_gateway_key({"name": "least privilege", "account": "acme"})["key"]
     budget_store.put_budget("acme-hard", {"scope": "account", "scope_id": "acme", "period": "monthly",

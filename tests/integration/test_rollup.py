@@ -23,12 +23,12 @@ START = datetime(2026, 11, 20, 23, 0, tzinfo=timezone.utc)  # calls straddle two
 NOT_THE_RECORD = "AccessDeniedException"
 
 
-def log_call(n, account="acme", model="gpt-4o", minutes=0, cost="0.001", user=None, status=200, latency=80):
+def log_call(n, account="acme", model="gpt-4o", minutes=0, cost="0.001", user=None, status=200, latency=80, **more):
     record = calllog.new_record(
         f"call_{n:06d}", START + timedelta(minutes=minutes), account, provider="openai", endpoint="chat/completions",
         model=model, key_id=f"key-{account}", user=user, status=status, latency_ms=latency,
         error_type=None if status < 400 else "server_error", input_tokens=n, output_tokens=2 * n,
-        cost_usd=None if cost is None else Decimal(cost), priced=cost is not None)
+        cost_usd=None if cost is None else Decimal(cost), priced=cost is not None, **more)
     assert calllog.write(record) == "written"
     return record
 
@@ -53,6 +53,29 @@ def test_a_failed_item_write_reports_the_first_record_not_applied(aws_env, dynam
     dynamo_faults.clear()
     assert handler(records) == {"batchItemFailures": []}  # Lambda retries from there
     assert stored_counters() == expected_counters(calls)
+
+
+def test_each_record_is_read_once_and_the_listeners_get_its_fact(aws_env):
+    """What app.py's listeners (expensive calls, costly sessions, budgets) get instead of stream records: every
+    call logged (a quarantined one too), what folded, what was erased, and the sessions' new totals."""
+    from chalice.app import DynamoDBEvent
+
+    from chalicelib.rollup.handler import handle_records
+    from chalicelib.rollup.store import SessionTotal
+
+    log_call(1, user="bob", session="chat", cost="0.25")
+    erased = log_call(2, cost="0.5")
+    log_call(3, cost="2000000000")  # more than a call can add: quarantined, but logged all the same
+    erased.delete()
+    batches = []
+    assert handle_records(DynamoDBEvent({"Records": stream_records()}, None), [batches.append]) == {
+        "batchItemFailures": []}
+    [batch] = batches
+    assert [(f.call_id, f.sign) for f in batch.facts] == [
+        ("call_000001", 1), ("call_000002", 1), ("call_000003", 1), ("call_000002", -1)]
+    assert [f.call_id for f in batch.logged] == ["call_000001", "call_000002", "call_000003"]
+    assert [f.call_id for f in batch.added] == ["call_000001", "call_000002"]
+    assert batch.sessions == (SessionTotal("acme", "chat", "bob", Decimal("0.25")),)
 
 
 def test_erasure_subtracts_and_ttl_expiry_archives_without_subtracting(aws_env):

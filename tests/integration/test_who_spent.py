@@ -201,8 +201,8 @@ def test_a_user_budget_counts_that_users_calls(gateway, upstream):
 
 
 def test_a_session_past_the_session_cost_alerts_once(gateway, upstream, channels, sink):
-    from chalicelib.alerting import signals
     from chalicelib.alerting.evaluate import evaluate
+    from chalicelib.ledger import signals
     from chalicelib.ledger.models import Alert
 
     log(1, 9, user="alice", session="long-chat", cost="3")

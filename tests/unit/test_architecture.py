@@ -1,6 +1,7 @@
-"""The package map holds: each stage imports only stages below it, and product code never imports local code.
+"""The package map holds: each stage imports only the stages it stands on, and product code never imports local code.
 
-Stages, lowest first: the root modules, ledger, rollup, reports, alerting, gateway (docs/ARCHITECTURE.md).
+Stages in flow order (docs/ARCHITECTURE.md): the root modules; the ledger; the gateway and the rollup side by side
+on the ledger (neither imports the other); the reports on the rollup; the alerting on top of them all.
 """
 from __future__ import annotations
 
@@ -11,12 +12,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ["root", "ledger", "rollup", "reports", "alerting", "gateway"]
+MAY_IMPORT = {  # each stage, and the stages below it that it may import (besides itself)
+    "root": set(),
+    "ledger": {"root"},
+    "gateway": {"ledger", "root"},
+    "rollup": {"ledger", "root"},
+    "reports": {"rollup", "ledger", "root"},
+    "alerting": {"reports", "rollup", "gateway", "ledger", "root"},
+}
+BELOW_ALERTING = ("gateway", "rollup", "ledger")
 
 
 def stage_of(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[1] in STAGES else "root"
+    return parts[1] if len(parts) > 2 and parts[1] in MAY_IMPORT else "root"
 
 
 def module_of(path: Path) -> str:
@@ -28,10 +37,12 @@ def _is_module(name: str) -> bool:
     return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every module a file imports, relative imports resolved, `from pkg import module` included."""
+def imports_of(path: Path, module: str | None = None) -> set[str]:
+    """Every module a file imports, relative imports resolved, `from pkg import module` included. `module`: the
+    file's name as a module, when it is not under ROOT (a probe)."""
     tree = ast.parse(path.read_text())
-    package = module_of(path) if path.name == "__init__.py" else module_of(path).rpartition(".")[0]
+    module = module or module_of(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -49,12 +60,17 @@ def imports_of(path: Path) -> set[str]:
 PRODUCT = sorted((ROOT / "chalicelib").rglob("*.py"))
 
 
+def assert_only_stages_below(path: Path, module: str | None = None) -> None:
+    module = module or module_of(path)
+    mine = stage_of(module)
+    outside = sorted(name for name in imports_of(path, module)
+                     if name.startswith("chalicelib.") and stage_of(name) not in {mine, *MAY_IMPORT[mine]})
+    assert not outside, f"{module} ({mine}) imports from a stage above or beside it: {outside}"
+
+
 @pytest.mark.parametrize("path", PRODUCT, ids=lambda p: str(p.relative_to(ROOT)))
 def test_a_stage_imports_only_the_stages_below_it(path):
-    mine = STAGES.index(stage_of(module_of(path)))
-    upward = [name for name in imports_of(path)
-              if name.startswith("chalicelib.") and STAGES.index(stage_of(name)) > mine]
-    assert not upward, f"{path.relative_to(ROOT)} imports from a higher stage: {sorted(upward)}"
+    assert_only_stages_below(path)
 
 
 @pytest.mark.parametrize("path", PRODUCT, ids=lambda p: str(p.relative_to(ROOT)))
@@ -63,20 +79,51 @@ def test_product_code_never_imports_local_bench_infra_or_app(path):
     assert not outside, f"{path.relative_to(ROOT)} imports {outside}"
 
 
-def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
-    """The rule above can fail: a ledger module importing the gateway is caught."""
-    bad = ROOT / "chalicelib" / "ledger" / "_upward_probe.py"
-    bad.write_text("from chalicelib.gateway import proxy\nfrom ..reports import usage\n")
-    try:
-        names = imports_of(bad)
-        assert "chalicelib.gateway.proxy" in names and "chalicelib.reports.usage" in names
-        with pytest.raises(AssertionError, match="higher stage"):
-            test_a_stage_imports_only_the_stages_below_it(bad)
-    finally:
-        bad.unlink()
+@pytest.mark.parametrize("module, source", [
+    ("chalicelib.ledger._probe", "from chalicelib.gateway import proxy\n"),  # up
+    ("chalicelib.ledger._probe", "from ..reports import usage\n"),  # up, relative
+    ("chalicelib.gateway._probe", "def later():\n    from chalicelib.alerting import signals\n"),  # up, lazily
+    ("chalicelib.gateway._probe", "from chalicelib.rollup import store\n"),  # beside
+    ("chalicelib.rollup._probe", "from ..gateway import limits\n"),  # beside, relative
+    ("chalicelib.reports._probe", "from chalicelib.gateway import pricing\n"),  # not under it
+], ids=["ledger-gateway", "ledger-reports", "gateway-alerting", "gateway-rollup", "rollup-gateway", "reports-gateway"])
+def test_the_checker_sees_an_import_from_above_or_beside(tmp_path, module, source):
+    """The rule above can fail. The probe is written to tmp_path and checked as if it were `module`: nothing is
+    written under chalicelib/, where a test run killed midway would leave it."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(source)
+    with pytest.raises(AssertionError, match="above or beside"):
+        assert_only_stages_below(probe, module)
+
+
+def test_the_checker_resolves_relative_imports_and_modules_named_in_from(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from chalicelib.gateway import proxy\nfrom ..reports import usage\nfrom . import calllog\n")
+    assert {"chalicelib.gateway.proxy", "chalicelib.reports.usage", "chalicelib.ledger.calllog"} <= imports_of(
+        probe, "chalicelib.ledger._probe")
+    assert_only_stages_below(probe, "chalicelib.alerting._probe")  # the same imports are fine at the top
+
+
+def test_no_stage_below_the_alerting_names_it():
+    """What `grep -r "chalicelib.alerting" chalicelib/gateway chalicelib/rollup chalicelib/ledger` finds (its dot
+    matches a '/' too): nothing, not an import, not a lazy one, not a path in a docstring. Caches aside."""
+    pattern = re.compile(r"chalicelib.alerting")
+    found = [f"{path.relative_to(ROOT)}:{number}"
+             for stage in BELOW_ALERTING for path in sorted((ROOT / "chalicelib" / stage).rglob("*"))
+             if path.is_file() and "__pycache__" not in path.parts
+             for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1)
+             if pattern.search(line)]
+    assert not found, f"below the alerting, yet naming it: {found}"
 
 
 def test_settings_are_read_from_the_environment_only_in_settings_py():
     readers = [str(p.relative_to(ROOT)) for p in PRODUCT
                if p.name != "settings.py" and re.search(r"os\.environ|os\.getenv", p.read_text())]
     assert not readers, f"read the environment outside settings.py: {readers}"
+
+
+def test_only_aws_py_tells_a_failed_condition_by_its_code():
+    """Every conditional write goes through `aws.conditional`: no other module catches a failed condition by hand."""
+    by_hand = [str(p.relative_to(ROOT)) for p in PRODUCT if p != ROOT / "chalicelib" / "aws.py"
+               and re.search(r"ConditionalCheckFailed|TransactionCanceled", p.read_text())]
+    assert not by_hand, f"tell a failed condition with aws.conditional, not by hand: {by_hand}"

@@ -4,8 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.alerting.budgets import BudgetSpec, calls_in, forecast, parse_budget, period_bounds, spend, status
+from chalicelib.alerting.budgets import calls_in, forecast, parse_budget, period_bounds, spend, status
 from chalicelib.errors import InvalidRequest
+from chalicelib.ledger.budgets import BudgetSpec
 from chalicelib.rollup.fold import Fact, fold, views
 from chalicelib.rollup.layout import Scope
 

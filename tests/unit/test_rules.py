@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.alerting.budgets import BudgetSpec, status
+from chalicelib.alerting.budgets import status
 from chalicelib.alerting.decide import (
     decide_auth_failures,
     decide_budgets,
@@ -34,6 +34,7 @@ from chalicelib.alerting.rules import (
     rules_from_json,
 )
 from chalicelib.errors import ConfigurationError
+from chalicelib.ledger.budgets import BudgetSpec
 from chalicelib.rollup.histogram import bucket_of
 
 RULES = Rules()

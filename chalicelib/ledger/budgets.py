@@ -1,0 +1,80 @@
+"""Budgets as stored: the spec a Budget item holds, and every budget cached for a few seconds per container.
+
+Here, at the bottom, because the proxy checks hard limits against them on every call and the alerting
+measures them: the math (periods, spend, forecasts) and the admin's validation are the alerting's.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from chalicelib.ledger.models import Budget
+from chalicelib.names import GLOBAL_ID
+from chalicelib.settings import get_settings
+
+DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    budget_id: str
+    scope: str
+    scope_id: str
+    period: str
+    limit_usd: Decimal | None
+    limit_tokens: int | None
+    thresholds: tuple[Decimal, ...] = DEFAULT_THRESHOLDS
+    mode: str = "soft"
+    channels: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    window_minutes: int | None = None
+
+    @property
+    def limit(self) -> Decimal:
+        return self.limit_usd if self.limit_usd is not None else Decimal(self.limit_tokens)
+
+    @property
+    def unit(self) -> str:
+        return "usd" if self.limit_usd is not None else "tokens"
+
+    def applies_to(self, account: str | None, team: str | None, key_id: str | None, provider: str,
+                   model: str | None, user: str | None = None) -> bool:
+        values = {"global": GLOBAL_ID, "account": account, "team": team, "key": key_id, "provider": provider,
+                  "model": model, "user": user}
+        return values[self.scope] == self.scope_id
+
+
+def spec_of(item: Budget) -> BudgetSpec:
+    return BudgetSpec(item.budget_id, item.scope, item.scope_id, item.period, item.limit_usd, item.limit_tokens,
+                      tuple(item.thresholds), item.mode, tuple(item.channels), item.timezone, item.window_minutes)
+
+
+def all_budgets() -> list[Budget]:
+    return sorted(Budget.scan(), key=lambda b: b.budget_id)
+
+
+class BudgetCache:
+    """Every budget, read at most once per `budget_cache_seconds` per container: the proxy checks hard
+    limits on every call without a read."""
+
+    def __init__(self) -> None:
+        self._items: list[Budget] = []
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def budgets(self) -> list[Budget]:
+        now = time.monotonic()
+        if now >= self._expires:
+            with self._lock:
+                if now >= self._expires:
+                    self._items = all_budgets()
+                    self._expires = now + get_settings().budget_cache_seconds
+        return self._items
+
+    def clear(self) -> None:
+        self._expires = 0.0
+
+
+budget_cache = BudgetCache()
