@@ -1,4 +1,4 @@
-"""Four adjustments so moto copes with aggregate items of thousands of attributes, as DynamoDB does.
+"""Five adjustments so moto copes with aggregate items of thousands of attributes, as DynamoDB does.
 
 - moto parses an update expression into a tree as deep as its ADD list (DynamoDB itself only limits
   each expression to 4 KB, which `aggstore.too_large` respects): its parser needs a deeper stack.
@@ -8,6 +8,9 @@
   anything is refused, so items are refused exactly where moto refuses them.
 - moto projects an item by converting the whole item to JSON once per projected name; for top-level
   names (all Tollgate projects) one conversion serves them all.
+- moto compares two values by converting both whole (a map of thousands of counters to a dict, each number to
+  a Decimal), and sorts and compares items that way millions of times in a long run: strings, numbers and
+  maps compare here without the conversion, with the same result.
 - moto fills a 1 MB page of an index Query with whole items; DynamoDB with index entries, which hold
   only the projected attributes (a few hundred bytes of a 100 KB aggregate item in `by_kind`).
 """
@@ -88,12 +91,46 @@ def _pages_of_entries(original):
     return query
 
 
+_AS_WRITTEN = ("S", "B", "BOOL")  # types whose stored value compares as it is
+
+
+def _compare_without_converting() -> None:
+    from decimal import Decimal
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    equal, less = DynamoType.__eq__, DynamoType.__lt__
+
+    def eq(self: Any, other: Any) -> bool:
+        if self.type != other.type:
+            return False
+        if self.type in _AS_WRITTEN:
+            return self.value == other.value
+        if self.type == "N":
+            return Decimal(self.value) == Decimal(other.value)
+        if self.type == "M":
+            return self.value.keys() == other.value.keys() and all(v == other.value[k] for k, v in self.value.items())
+        return equal(self, other)
+
+    def lt(self: Any, other: Any) -> bool:
+        if self.type == other.type == "S":
+            return self.value < other.value
+        if self.type == other.type == "N":
+            return Decimal(self.value) < Decimal(other.value)
+        return less(self, other)
+
+    eq.tuned = True  # type: ignore[attr-defined]
+    DynamoType.__eq__, DynamoType.__ne__, DynamoType.__lt__ = eq, lambda self, other: not eq(self, other), lt
+
+
 def tune_moto() -> None:
-    from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
     from moto.dynamodb.models.table import Table
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     LimitedSizeDict.__setitem__ = _setitem
+    if not getattr(DynamoType.__eq__, "tuned", False):
+        _compare_without_converting()
     if not getattr(Item.project, "tuned", False):
         Item.project = _project_once(Item.project)
         Item.size = _entry_size(Item.size)
