@@ -37,3 +37,21 @@ def test_index_queries_page_by_projected_entries_not_whole_items(aws_env, aws_ca
     items = store.query_kind("model", days[0], days[-1])
     assert len(items) == 40 and aws_calls == ["Query"]
     assert all(item["calls"] == 7 and not any(name.startswith("m") for name in item) for item in items)
+
+
+VALUES = [{"S": "a"}, {"S": "b"}, {"S": "10"}, {"N": "10"}, {"N": "10.0"}, {"N": "9"}, {"N": "-1E-7"}, {"N": "0E-7"},
+          {"BOOL": True}, {"NULL": True}, {"M": {"x": {"N": "1"}}}, {"M": {"x": {"N": "1.00"}}},
+          {"M": {"x": {"S": "1"}}}, {"M": {"x": {"N": "1"}, "y": {"S": "a"}}}, {"L": [{"N": "1"}]}, {"SS": ["a", "b"]}]
+
+
+@pytest.mark.parametrize("left", VALUES, ids=str)
+def test_values_compare_as_moto_compares_them_without_converting(left):
+    """The tuned comparisons (local/moto_tuning.py) give moto's own answer: type and converted value."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    for right in VALUES:
+        a, b = DynamoType(left), DynamoType(right)
+        assert (a == b) is (a.type == b.type and a.cast_value == b.cast_value), (left, right)
+        assert (a != b) is not (a == b)
+        if a.type == b.type and a.type in ("S", "N"):
+            assert (a < b) is (a.cast_value < b.cast_value), (left, right)
