@@ -957,23 +957,16 @@ MOTO_ACCOUNT, MOTO_REGION = "123456789012", "us-east-1"
 
 
 def sam_transform(template: dict, code_uri: str) -> dict:
-    """The SAM transform CloudFormation runs, offline: aws-sam-translator, after `aws cloudformation package`
-    has replaced every CodeUri with the uploaded zip."""
+    """The SAM transform `make deploy` runs (infra/sam_transform.py), after `aws cloudformation package` has
+    replaced every CodeUri with the uploaded zip."""
     import copy
 
-    from samtranslator.translator.transform import transform
-
-    class NoManagedPolicies:  # no function names an AWS managed policy: SAM needs no list of them
-        def load(self):
-            return {}
+    from infra.sam_transform import transform
 
     sam = copy.deepcopy(template)
     for resource in resources(sam, "AWS::Serverless::Function").values():
         resource["Properties"]["CodeUri"] = code_uri
-    pseudo = {"AWS::Region": MOTO_REGION, "AWS::AccountId": MOTO_ACCOUNT, "AWS::Partition": "aws",
-              "AWS::StackName": "tollgate-dev", "AWS::StackId": "stack", "AWS::URLSuffix": "amazonaws.com",
-              "AWS::NotificationARNs": []}
-    return transform(sam, pseudo, NoManagedPolicies())
+    return transform(sam, MOTO_REGION, MOTO_ACCOUNT, "tollgate-dev")
 
 
 def _names_in(node) -> set[str]:

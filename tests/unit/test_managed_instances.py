@@ -170,11 +170,7 @@ def test_the_capacity_provider_and_the_attached_proxy_are_lint_clean(tmp_path):
     """cfn-lint with `-c I`, as the packaged template is checked, on the proxy with the option; then again on the
     SAM transform's output, where cfn-lint also checks the function's CapacityProviderConfig values (1–1600
     calls, 2–8 GiB per vCPU) and its Timeout against the 900 s of functions without one."""
-    from samtranslator.translator.transform import transform
-
-    class NoManagedPolicies:
-        def load(self):
-            return {}
+    from infra.sam_transform import transform
 
     sam = proxy_alone()
     assert sam["Resources"]["ProxyFunction"]["Properties"]["Runtime"] == "python3.13"
@@ -184,8 +180,7 @@ def test_the_capacity_provider_and_the_attached_proxy_are_lint_clean(tmp_path):
     lint = cfn_lint(tmp_path / "sam.json", "-c", "I")
     assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout[-3000:]
 
-    pseudo = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
-    transformed = transform(copy.deepcopy(sam), pseudo, NoManagedPolicies())
+    transformed = transform(copy.deepcopy(sam), "us-east-1", "123456789012", "tollgate-dev")
     function = transformed["Resources"]["ProxyFunction"]
     assert function["Type"] == "AWS::Lambda::Function"
     assert function["Properties"]["CapacityProviderConfig"] == {"LambdaManagedInstancesCapacityProviderConfig": {
