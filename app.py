@@ -5,8 +5,8 @@ The provider routes (CONTRACT §2) are not here: they stream, so they are the AS
 """
 from chalice import Chalice, CORSConfig, Cron, Rate
 
-from chalicelib import clock, edge, startup  # startup: the collector rests while the modules below load (cold start)
-from chalicelib.alerting import alerts, budget_store, credits, digest, evaluate, notify, signals
+from chalicelib import chalice_http, clock, coldstart_gc  # coldstart_gc: the collector rests while the modules below load (cold start)
+from chalicelib.alerting import alert_store, budget_store, credits, digest, listeners, measure, notify
 from chalicelib.errors import NotFound
 from chalicelib.gateway import reprice
 from chalicelib.ledger import audit, auth, calllog, gdpr, keys
@@ -15,7 +15,7 @@ from chalicelib.reports import exports, forecast, openapi, people, usage
 from chalicelib.rollup import handler, rebuild
 from chalicelib.settings import get_settings
 
-startup.loaded()
+coldstart_gc.loaded()
 app = Chalice(app_name="tollgate")
 ANY = ["*/*"]  # a wrong Content-Type gets our own JSON error, not Chalice's
 _origin = get_settings().dashboard_origin
@@ -35,15 +35,15 @@ def audit_admin_requests(event, get_response):
 
 # --- Admin (CONTRACT §3) ------------------------------------------------------------------------
 @app.route("/admin/keys", methods=["POST"], content_types=ANY)
-@edge.json_api
+@chalice_http.json_api
 def create_key():
     """Issue a gateway key; the secret is in this answer only."""
     _admin()
-    return 201, keys.create_gateway_key(edge.json_body(app.current_request))
+    return 201, keys.create_gateway_key(chalice_http.json_body(app.current_request))
 
 
 @app.route("/admin/keys", methods=["GET"])
-@edge.json_api
+@chalice_http.json_api
 def list_keys():
     """Every gateway and dashboard key, without secrets."""
     _admin()
@@ -51,7 +51,7 @@ def list_keys():
 
 
 @app.route("/admin/keys/{key_id}", methods=["DELETE"])
-@edge.json_api
+@chalice_http.json_api
 def revoke_key(key_id):
     """Revoke a key; containers stop accepting it within the key cache TTL."""
     _admin()
@@ -59,23 +59,23 @@ def revoke_key(key_id):
 
 
 @app.route("/admin/dashboard-keys", methods=["POST"], content_types=ANY)
-@edge.json_api
+@chalice_http.json_api
 def create_dashboard_key():
     """Issue a read-only key for /api, scoped to one account or to all."""
     _admin()
-    return 201, keys.create_dashboard_key(edge.json_body(app.current_request))
+    return 201, keys.create_dashboard_key(chalice_http.json_body(app.current_request))
 
 
 @app.route("/admin/budgets/{budget_id}", methods=["PUT"], content_types=ANY)
-@edge.json_api
+@chalice_http.json_api
 def put_budget(budget_id):
     """Create or replace a budget."""
     _admin()
-    return budget_store.put_budget(budget_id, edge.json_body(app.current_request))
+    return budget_store.put_budget(budget_id, chalice_http.json_body(app.current_request))
 
 
 @app.route("/admin/budgets", methods=["GET"])
-@edge.json_api
+@chalice_http.json_api
 def list_budgets():
     """Every budget, as configured, with its last evaluated state."""
     _admin()
@@ -83,7 +83,7 @@ def list_budgets():
 
 
 @app.route("/admin/budgets/{budget_id}", methods=["DELETE"])
-@edge.json_api
+@chalice_http.json_api
 def delete_budget(budget_id):
     """Delete a budget (its alerts keep their history)."""
     _admin()
@@ -91,45 +91,45 @@ def delete_budget(budget_id):
 
 
 @app.route("/admin/credits/{account}", methods=["POST"], content_types=ANY)
-@edge.json_api
+@chalice_http.json_api
 def top_up(account):
     """Add prepaid credit to an account: {"amount_usd", "note"?}."""
     _admin()
-    return credits.top_up(account, edge.json_body(app.current_request), clock.utc_now())
+    return credits.top_up(account, chalice_http.json_body(app.current_request), clock.utc_now())
 
 
 @app.route("/admin/audit", methods=["GET"])
-@edge.json_api
+@chalice_http.json_api
 def audit_trail():
     """Who did what on the admin API, and when (newest first)."""
     _admin()
-    return audit.list_entries(edge.params_of(app.current_request))
+    return audit.list_entries(chalice_http.query_of(app.current_request))
 
 
 JOBS = {"recalculate": rebuild.recalculate, "reconcile": rebuild.reconcile, "reprice": reprice.reprice,
-        "evaluate": evaluate.evaluate, "digest": digest.digest}
+        "evaluate": measure.evaluate, "digest": digest.digest}
 
 
 @app.route("/admin/jobs/{job}", methods=["POST"], content_types=ANY)
-@edge.json_api
+@chalice_http.json_api
 def run_job(job):
     """Run a job now: evaluate, digest {kind}, recalculate {from, to} closed days, reconcile {day, fix?}."""
     _admin()
     if job not in JOBS:
         raise NotFound(f"unknown job {job!r}; available: {', '.join(sorted(JOBS))}")
-    return JOBS[job](edge.json_body(app.current_request))
+    return JOBS[job](chalice_http.json_body(app.current_request))
 
 
 @app.route("/admin/alerts/test", methods=["POST"], content_types=ANY)
-@edge.json_api
+@chalice_http.json_api
 def test_notification():
     """Send a test message to one channel now: {"channel": "slack"|"sns"|"webhook"}."""
     _admin()
-    return notify.send_test(edge.json_body(app.current_request), clock.utc_now())
+    return notify.send_test(chalice_http.json_body(app.current_request), clock.utc_now())
 
 
 @app.route("/admin/users/{user}/export", methods=["GET"])
-@edge.json_api
+@chalice_http.json_api
 def export_user(user):
     """Every call attributed to a user (data access request)."""
     _admin()
@@ -137,7 +137,7 @@ def export_user(user):
 
 
 @app.route("/admin/users/{user}", methods=["DELETE"])
-@edge.json_api
+@chalice_http.json_api
 def erase_user(user):
     """Delete a user's calls; the stream subtracts them from the aggregates."""
     _admin()
@@ -146,147 +146,147 @@ def erase_user(user):
 
 # --- JSON API (CONTRACT §4) ---------------------------------------------------------------------
 @app.route("/health", methods=["GET"])
-@edge.json_api
+@chalice_http.json_api
 def health():
     """Tables and spill queue reachable → healthy."""
     return call_reports.health()
 
 
 @app.route("/api/calls", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def calls():
     """Newest calls first, filtered by account, provider, model; paged by `before`."""
-    return call_reports.list_calls(_dashboard(), edge.params_of(app.current_request))
+    return call_reports.list_calls(_dashboard(), chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/calls/{call_id}", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def call(call_id):
     """One call by its id (the `X-Tollgate-Call-Id` header or a stream's closing comment)."""
     return call_reports.get_call(_dashboard(), call_id)
 
 
 @app.route("/api/summary", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def summary():
     """Calls, errors, tokens by kind, cost, latency percentiles, by provider and model, last `hours`."""
-    return usage.summary(_dashboard(), edge.params_of(app.current_request))
+    return usage.summary(_dashboard(), chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/usage/daily", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def usage_daily():
     """Per UTC day for `days`, optionally `group_by` model|provider|account|key|operation|team."""
-    return usage.daily(_dashboard(), edge.params_of(app.current_request))
+    return usage.daily(_dashboard(), chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/usage/timeseries", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def usage_timeseries():
     """Points every 5m or 1h over the last `hours`."""
-    return usage.timeseries(_dashboard(), edge.params_of(app.current_request))
+    return usage.timeseries(_dashboard(), chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/usage/window", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def usage_window():
     """Calls, tokens and cost in the rolling window of the last `minutes`."""
-    return usage.window(_dashboard(), edge.params_of(app.current_request))
+    return usage.window(_dashboard(), chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/usage/users", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def usage_users():
     """Users by cost, highest first, by account or team, over a range."""
-    return people.users(_dashboard(), edge.params_of(app.current_request))
+    return people.users(_dashboard(), chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/usage/models", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def usage_models():
     """Per model: success rate, latency and time to first token, cost."""
-    return usage.models(_dashboard(), edge.params_of(app.current_request))
+    return usage.models(_dashboard(), chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/sessions", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def list_sessions():
     """A user's sessions in a range, newest first."""
-    return people.sessions(_dashboard(), edge.params_of(app.current_request))
+    return people.sessions(_dashboard(), chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/sessions/{session}", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def get_session(session):
     """One session: totals and calls."""
-    return people.session(_dashboard(), session, edge.params_of(app.current_request))
+    return people.session(_dashboard(), session, chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/forecast", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def month_forecast():
     """Month-to-date spend and its projection, in all and per provider."""
-    return forecast.forecast(_dashboard(), edge.params_of(app.current_request))
+    return forecast.forecast(_dashboard(), chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/budgets", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def budgets():
     """Each budget with spent, limit, percent, state and forecast for the period end."""
     return budget_store.budgets_report(_dashboard().account)
 
 
 @app.route("/api/alerts", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def list_alerts():
     """Alerts, newest first: `state=open|acknowledged|resolved|all`, or `active` (open and acknowledged; the
     default)."""
-    params = edge.params_of(app.current_request)
-    return alerts.list_alerts(params.get("state") or "active", _dashboard().account)
+    params = chalice_http.query_of(app.current_request)
+    return alert_store.list_alerts(params.get("state") or "active", _dashboard().account)
 
 
 @app.route("/api/alerts/{alert_id}/ack", methods=["POST"], content_types=ANY, cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def acknowledge_alert(alert_id):
     """Acknowledge an open alert (it still resolves by itself when its condition clears; an expensive-call
     alert is resolved by it)."""
     principal = _dashboard()
-    return alerts.acknowledge(alert_id, principal.account, principal.key_id or "admin", clock.utc_now())
+    return alert_store.acknowledge(alert_id, principal.account, principal.key_id or "admin", clock.utc_now())
 
 
 @app.route("/api/alerts/{alert_id}/resolve", methods=["POST"], content_types=ANY, cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def resolve_alert(alert_id):
     """Resolve an open or acknowledged alert by hand: {"note"?}; the channels are told who did."""
-    principal, body = _dashboard(), edge.json_body(app.current_request)
-    return alerts.resolve_by_hand(alert_id, principal.account, principal.key_id or "admin", body,
+    principal, body = _dashboard(), chalice_http.json_body(app.current_request)
+    return alert_store.resolve_by_hand(alert_id, principal.account, principal.key_id or "admin", body,
                                   clock.utc_now())
 
 
 @app.route("/api/credits", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def list_credits():
     """Credits per account: allocated, used, remaining, top-ups."""
-    account = auth.scoped_account(_dashboard(), edge.params_of(app.current_request).get("account"))
+    account = auth.scoped_account(_dashboard(), chalice_http.query_of(app.current_request).get("account"))
     return credits.credits_report(account, clock.utc_now())
 
 
 @app.route("/api/export", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def export():
     """The calls of a time range as a CSV or JSON download; over 5 MB, 202 {"export_id"} and a job."""
-    return exports.export(_dashboard(), edge.params_of(app.current_request))
+    return exports.export(_dashboard(), chalice_http.query_of(app.current_request))
 
 
 @app.route("/api/exports/{export_id}", methods=["GET"], cors=DASHBOARD_CORS)
-@edge.json_api
+@chalice_http.json_api
 def export_status(export_id):
     """A large export's state and progress, and its download link once ready."""
     return exports.status(_dashboard(), export_id)
 
 
 @app.route("/openapi.json", methods=["GET"])
-@edge.json_api
+@chalice_http.json_api
 def openapi_document():
     """The OpenAPI document of the admin API and the JSON API."""
     return openapi.document()
@@ -296,7 +296,7 @@ def openapi_document():
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def evaluate_every_minute(event):
     """Budgets and alert rules; queued messages delivered."""
-    return evaluate.evaluate()
+    return measure.evaluate()
 
 
 @app.schedule(Cron(0, 8, "*", "*", "?", "*"))
@@ -318,7 +318,7 @@ CALLS_STREAM_SET_BY_INFRA = "arn:aws:dynamodb:::table/calls/stream/set-by-infra"
 
 # What each batch the rollup folds is handed to, as facts read once: calls and sessions over the alert rules'
 # thresholds are noted for the evaluator, and the budgets the batch touched are measured again.
-ROLLUP_LISTENERS = (signals.note_expensive_calls, budget_store.refresh_touched, signals.note_costly_sessions)
+ROLLUP_LISTENERS = (listeners.note_expensive_calls, budget_store.refresh_touched, listeners.note_costly_sessions)
 
 
 @app.on_dynamodb_record(stream_arn=CALLS_STREAM_SET_BY_INFRA, batch_size=100)
@@ -344,8 +344,8 @@ def replay_spill(event):
 
 # --- helpers ------------------------------------------------------------------------------------
 def _admin():
-    return auth.require_admin(edge.headers_of(app.current_request))
+    return auth.require_admin(chalice_http.headers_of(app.current_request))
 
 
 def _dashboard():
-    return auth.require_dashboard(edge.headers_of(app.current_request))
+    return auth.require_dashboard(chalice_http.headers_of(app.current_request))

@@ -179,7 +179,7 @@ REASONS = {
     "cold import": """Cold import of app.py (the Chalice functions): botocore (via pynamodb, ~80 ms) is needed by
   every handler, then chalice. Fixes made: the zip ships compiled bytecode (Lambda cannot write its own:
   without it the import took ~750 ms); the garbage collector is paused while the modules load
-  (chalicelib/startup.py, ~30 ms); genai-prices with pydantic (~60 ms, only the reprice job), httpx
+  (chalicelib/coldstart_gc.py, ~30 ms); genai-prices with pydantic (~60 ms, only the reprice job), httpx
   (webhooks), jinja2 (messages) and boto3 (aggregates) load only where they are used.""",
     "proxy function cold start": """Proxy cold start: the imports before ready (rows above: `-X importtime`, ms per
   dependency with what it pulls in): uvicorn (asyncio, click), pynamodb with botocore, then Starlette

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from chalicelib import names
+from chalicelib import caller_names
 from chalicelib.clock import day_of
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.budgets import DEFAULT_THRESHOLDS, BudgetSpec
@@ -37,7 +37,7 @@ def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
     scope_id = GLOBAL_ID if scope == "global" else body.get("scope_id")
     if not isinstance(scope_id, str) or not scope_id:
         raise InvalidRequest("`scope_id` is required for this scope")
-    names.check(scope_id, "`scope_id`")
+    caller_names.check(scope_id, "`scope_id`")
     if period not in PERIODS:
         raise InvalidRequest(f"`period` must be one of {', '.join(PERIODS)}")
     window = body.get("window_minutes")

@@ -2,7 +2,7 @@
 
 Each returns a draft for every alert its rule has something to say about this run: one that fires (at
 a level), or one that is over and why. An open alert its rule no longer drafts is clear, and
-chalicelib/alerting/lifecycle.py decides when it resolves. No AWS and no clock of their own: evaluate.py
+chalicelib/alerting/lifecycle.py decides when it resolves. No AWS and no clock of their own: measure.py
 measures, these decide.
 """
 from __future__ import annotations

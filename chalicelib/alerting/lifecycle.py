@@ -2,7 +2,7 @@
 
 `step(standing, draft, now)` says what one evaluation does to one alert: given how it stands (or None:
 no alert of that identity is open) and what its rule drafted this run (or None: the rule is silent, so
-the condition is clear). chalicelib/alerting/alerts.py carries the step out with conditional writes.
+the condition is clear). chalicelib/alerting/alert_store.py carries the step out with conditional writes.
 """
 from __future__ import annotations
 

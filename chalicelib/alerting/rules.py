@@ -134,7 +134,7 @@ def closing(rule: str, scope: str, scope_id: str, period: str | None, reason: st
     return AlertDraft(rule, scope, scope_id, period, resolution=reason, quiet=quiet)
 
 
-# --- What evaluation measures (plain values, built by chalicelib/alerting/evaluate.py) ---------------------------
+# --- What evaluation measures (plain values, built by chalicelib/alerting/measure.py) ---------------------------
 
 @dataclass(frozen=True)
 class BudgetReading:

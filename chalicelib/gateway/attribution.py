@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chalicelib import names
+from chalicelib import caller_names
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.auth import Principal
 
@@ -22,14 +22,14 @@ class Attribution:
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:
-    value = names.from_header(headers.get(name, "")).strip()
-    return names.check(value, name, VALUE_MAX) or None
+    value = caller_names.from_header(headers.get(name, "")).strip()
+    return caller_names.check(value, name, VALUE_MAX) or None
 
 
 def parse_tags(text: str | None) -> dict[str, str]:
     """`k=v,k2=v2` → {"k": "v", "k2": "v2"}; anything else is a clear 400."""
     tags: dict[str, str] = {}
-    text = names.check(names.from_header(text or ""), "X-Tollgate-Tags", TAGS_HEADER_MAX)
+    text = caller_names.check(caller_names.from_header(text or ""), "X-Tollgate-Tags", TAGS_HEADER_MAX)
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         key, value = key.strip(), value.strip()

@@ -1,4 +1,5 @@
-"""The proxy step: authenticate, forward upstream, relay the answer as it arrives, meter it, log the call.
+"""The proxy's flow: authenticate, forward upstream, relay the answer as it arrives, meter it, log the call.
+The request's checks are in request.py, the call record in record.py.
 
 `handle` answers with an `Answer`: a whole body (errors, non-streamed calls, which carry their cost
 in a header) or a stream of SSE bytes whose usage is read event by event as it passes and whose
@@ -8,22 +9,18 @@ DynamoDB and SSM are reached through a worker thread, so the event loop only eve
 from __future__ import annotations
 
 import json
-import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from itertools import accumulate
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 import anyio
 import httpx
 from anyio.to_thread import run_sync
 
-from chalicelib import names, secret_store
+from chalicelib import secret_store
 from chalicelib.errors import (
-    InvalidRequest,
-    PayloadTooLarge,
     TollgateError,
     UpstreamAnswerTooLarge,
     UpstreamError,
@@ -31,35 +28,29 @@ from chalicelib.errors import (
     UpstreamUnreachable,
 )
 from chalicelib.gateway import limits, upstream
-from chalicelib.gateway.attribution import Attribution, attribution_of
-from chalicelib.gateway.providers import Endpoint, ProviderAdapter, get_adapter
+from chalicelib.gateway.attribution import attribution_of
+from chalicelib.gateway.providers import ProviderAdapter, get_adapter
 from chalicelib.gateway.providers.base import PreparedBody, StreamMeter
+from chalicelib.gateway.record import (
+    CLIENT_DISCONNECTED,
+    STREAM_INTERRUPTED,
+    USAGE_INVALID,
+    Call,
+    observe,
+    record_of,
+    reported_model,
+    upstream_error_type,
+    upstream_json,
+)
+from chalicelib.gateway.request import IncomingRequest, deadline_of, parse_body
 from chalicelib.gateway.sse import EventTooLarge, SseDecoder, comment
-from chalicelib.gateway.tokens import TokenUsage
 from chalicelib.ledger import auth, calllog, signals
 from chalicelib.money import money
-from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
+from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 
 if TYPE_CHECKING:
     from chalicelib.gateway import pricing
-
-JSON_TYPES = ("application/json", "")
-# How a stream that did not end normally is logged.
-CLIENT_DISCONNECTED = "client_disconnected"
-STREAM_INTERRUPTED = "stream_interrupted"
-USAGE_INVALID = "usage_invalid"
-RECORD_SECONDS = 10  # kept back from the Lambda invocation's end to write the call record (or spill it)
-JSON_DEPTH_MAX = 256  # refused the same everywhere, whatever the interpreter's recursion limit
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-
-
-@dataclass(frozen=True)
-class IncomingRequest:
-    method: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
 
 
 @dataclass
@@ -71,33 +62,6 @@ class Answer:
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
     deadline: float | None = None  # monotonic time by which a stream must have been delivered
-
-
-@dataclass
-class Call:
-    """What happened on one call, filled in as it goes; becomes the answer's headers and the call record."""
-
-    provider: str
-    endpoint: Endpoint
-    call_id: str
-    now: datetime
-    started: float
-    principal: auth.Principal | None = None
-    attribution: Attribution = field(default_factory=Attribution)
-    model: str | None = None
-    stream: bool = False
-    usage: TokenUsage | None = None
-    status: int = 0
-    error_type: str | None = None
-    upstream_reached: bool = False
-    upstream_latency_ms: int | None = None
-    first_byte_at: float | None = None  # time to first body byte, or to the first content event of a stream
-    provider_cost_usd: Decimal | None = None
-    limit: limits.LimitCheck | None = None
-    deadline: float = float("inf")  # monotonic time by which the call must be over, record written
-
-    def elapsed_ms(self, at: float | None = None) -> int:
-        return round(((time.monotonic() if at is None else at) - self.started) * 1000)
 
 
 async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
@@ -128,18 +92,6 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
         answer = Answer(response.status_code, headers, stream=_relay(call, response, meter), deadline=call.deadline)
         return _with_call_id(answer, call)
     return await _whole(adapter, call, response, headers)
-
-
-def deadline_of(headers: dict[str, str], started: float) -> float:
-    """When the call must end: `TOLLGATE_UPSTREAM_DEADLINE_SECONDS` from its start, or sooner if the Lambda
-    invocation ends sooner. The Web Adapter passes the invocation's context as `x-amzn-lambda-context`
-    (JSON, `deadline` in epoch milliseconds); a caller who forges it can only shorten their own call."""
-    deadline = started + get_settings().upstream_deadline_seconds
-    try:
-        lambda_ends = float(json.loads(headers.get("x-amzn-lambda-context", "{}"))["deadline"]) / 1000
-    except (ValueError, TypeError, KeyError):
-        return deadline
-    return min(deadline, started + (lambda_ends - time.time()) - RECORD_SECONDS)
 
 
 def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest) -> tuple[PreparedBody | None, dict]:
@@ -189,11 +141,11 @@ async def _whole(adapter: ProviderAdapter, call: Call, response: httpx.Response,
     body = b"".join(chunks)
     call.status = response.status_code
     if call.status >= 400:
-        call.error_type = _upstream_error_type(body, call.status)
+        call.error_type = upstream_error_type(body, call.status)
     elif call.endpoint.metered:
-        parsed = _loads(body)
+        parsed = upstream_json(body)
         call.usage, model = adapter.parse_usage(call.endpoint, parsed)
-        call.model = _reported_model(model, call.model)
+        call.model = reported_model(model, call.model)
         call.provider_cost_usd = adapter.provider_cost(parsed)
     answer = _with_call_id(Answer(call.status, headers, body), call)
     if call.endpoint.metered:
@@ -245,7 +197,7 @@ async def _relay(call: Call, response: httpx.Response, meter: StreamMeter) -> As
         with anyio.CancelScope(shield=True):
             await response.aclose()
             call.usage, model = meter.usage()
-            call.model = _reported_model(model, call.model)
+            call.model = reported_model(model, call.model)
             call.provider_cost_usd = meter.provider_cost()
             price = await _log(call)
     trailer = {"call_id": call.call_id, "cost_usd": money(price.cost_usd) if price.priced else None}
@@ -279,60 +231,18 @@ async def _log(call: Call) -> pricing.Price:
 
     price = pricing.price_call(call.provider, call.model, call.usage, call.now,
                                provider_cost_usd=call.provider_cost_usd)
-    record = _record(call, price, call.elapsed_ms())
+    record = record_of(call, price, call.elapsed_ms())
     outcome = await run_sync(calllog.write, record)
     tokens = call.usage.total_input_tokens + call.usage.total_output_tokens if call.usage else 0
     limits.note_served(call.principal, call.provider, call.model, price.cost_usd, tokens, datetime.now(timezone.utc),
                        call.attribution.user)
-    _observe(record, outcome)
+    observe(record, outcome)
     return price
-
-
-def parse_body(request: IncomingRequest, max_bytes: int) -> dict[str, Any]:
-    """The caller's JSON body, checked just enough to meter it; the provider validates the rest."""
-    if len(request.body) > max_bytes:
-        raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in JSON_TYPES:
-        raise InvalidRequest(f"Content-Type must be application/json, not {content_type!r}")
-    if _json_depth(request.body) > JSON_DEPTH_MAX:
-        raise InvalidRequest(f"request body is nested too deeply (more than {JSON_DEPTH_MAX} levels)")
-    try:
-        body = json.loads(request.body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidRequest("request body is not valid UTF-8") from None
-    except RecursionError:
-        raise InvalidRequest("request body is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    if not isinstance(body.get("model"), str) or not body["model"].strip():
-        raise InvalidRequest("`model` is required and must be a string")
-    names.check(body["model"], "`model`")
-    if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
-        raise InvalidRequest("`stream` must be true or false")
-    return body
-
-
-def _json_depth(raw: bytes) -> int:
-    """How deeply a JSON text nests (or more: an upper bound when that is under the limit), from its
-    brackets outside strings, without parsing it."""
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    opened = brackets.count(b"[") + brackets.count(b"{")
-    if opened <= JSON_DEPTH_MAX:  # the usual body: it cannot nest deeper than it opens
-        return opened
-    return max(accumulate(1 if b in b"[{" else -1 for b in brackets))
 
 
 def error_answer(adapter: ProviderAdapter, error: TollgateError) -> Answer:
     body = json.dumps(adapter.error_body(error)).encode()
     return Answer(error.status, {"Content-Type": "application/json", **error.headers}, body)
-
-
-def _reported_model(reported: str | None, requested: str | None) -> str | None:
-    """The model the provider says answered, unless it is no fit name (then the one asked for)."""
-    return reported if reported and names.problem(reported) is None else requested
 
 
 # An upstream body that is not JSON (an HTML error page, say) must not run as a page of the gateway's origin.
@@ -350,60 +260,3 @@ def _limit_headers(call: Call, cost_usd: Decimal | None) -> dict[str, str]:
     return limits.remaining_header(call.limit, cost_usd) if call.limit is not None else {}
 
 
-def _loads(body: bytes) -> Any:
-    """An upstream body's JSON, fractions as Decimal: a provider's statement of cost stays exact."""
-    try:
-        return json.loads(body, parse_float=Decimal)
-    except ValueError:
-        return None
-
-
-def _upstream_error_type(body: bytes, status: int) -> str:
-    """The provider's own error type (both wire formats nest it under `error.type`)."""
-    parsed = _loads(body)
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("type"), str):
-        return error["type"][:64]
-    return f"upstream_{status}"
-
-
-def output_tokens_per_s(usage: TokenUsage | None, latency_ms: int, ttft_ms: int | None) -> float | None:
-    """Generation speed of a stream: output and reasoning tokens over the time after the first token."""
-    if usage is None or ttft_ms is None or latency_ms <= ttft_ms:
-        return None
-    return round(usage.total_output_tokens * 1000 / (latency_ms - ttft_ms), 1)
-
-
-def _record(call: Call, price: pricing.Price, latency_ms: int):
-    usage = call.usage or TokenUsage()
-    principal, attribution = call.principal, call.attribution
-    ttft_ms = call.elapsed_ms(call.first_byte_at) if call.first_byte_at is not None else None
-    return calllog.new_record(
-        call.call_id, call.now, principal.account,
-        provider=call.provider, endpoint=call.endpoint.path, model=call.model, operation=attribution.operation,
-        team=principal.team, key_id=principal.key_id, user=attribution.user, session=attribution.session,
-        tags=attribution.tags or None, status=call.status, error_type=call.error_type,
-        upstream_reached=call.upstream_reached, stream=call.stream,
-        input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
-        output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens,
-        usage_reported=call.usage is not None and call.error_type is None, cost_usd=price.cost_usd,
-        priced=price.priced, price_source=price.source, price_version=price.version,
-        provider_cost_usd=call.provider_cost_usd,
-        latency_ms=latency_ms, upstream_latency_ms=call.upstream_latency_ms, ttft_ms=ttft_ms,
-        output_tokens_per_s=output_tokens_per_s(call.usage, latency_ms, ttft_ms) if call.stream else None,
-    )
-
-
-def _observe(record, log_outcome: str) -> None:
-    """One structured log line and one EMF blob per call; never the prompt, the answer or a key."""
-    logger.info("call", extra={
-        "call_id": record.call_id, "provider": record.provider, "model": record.model, "status": record.status,
-        "error_type": record.error_type, "cost_usd": None if record.cost_usd is None else str(record.cost_usd),
-        "latency_ms": record.latency_ms, "ttft_ms": record.ttft_ms, "log": log_outcome,
-    })
-    metrics.add_dimension(name="provider", value=record.provider)
-    metrics.add_metric(name="Calls", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1 if record.status >= 400 else 0)
-    metrics.add_metric(name="LatencyMs", unit=MetricUnit.Milliseconds, value=record.latency_ms)
-    flush_metrics()

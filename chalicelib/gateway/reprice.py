@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable
 
-from chalicelib import names
+from chalicelib import caller_names
 from chalicelib.clock import parse_day, parse_precise, utc_today
 from chalicelib.errors import InvalidRequest
 from chalicelib.gateway.tokens import TokenUsage
@@ -39,7 +39,7 @@ def reprice(body: Any, progress: Callable[[int, int, str], None] | None = None) 
     if model is not None and not isinstance(model, str):
         raise InvalidRequest("`model` must be a string")
     if model is not None:
-        names.check(model, "`model`")
+        caller_names.check(model, "`model`")
     # Imported here: genai-prices and pydantic cost app.py's cold import ~60 ms that only this job needs.
     from chalicelib.gateway.price_overrides import load_overrides
     from chalicelib.gateway.pricing import price_call

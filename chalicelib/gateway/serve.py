@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from chalicelib import startup  # before uvicorn and the proxy: pauses the collector while they load (cold start)
+from chalicelib import coldstart_gc  # before uvicorn and the proxy: pauses the collector while they load (cold start)
 
 
 def main() -> None:
@@ -13,7 +13,7 @@ def main() -> None:
 
     from chalicelib.gateway import proxy_app  # noqa: F401  loaded now; uvicorn finds it imported
 
-    startup.loaded()
+    coldstart_gc.loaded()
     uvicorn_main()  # reads sys.argv as `python -m uvicorn` does, and exits with its status
 
 

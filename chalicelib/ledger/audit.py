@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from chalicelib.clock import precise
-from chalicelib.edge import int_param
 from chalicelib.ledger.auth import KEY_PREFIXES, is_admin_secret
 from chalicelib.ledger.models import AuditEntry
+from chalicelib.query import Query
 
 # Body fields worth keeping; anything else (and every secret) stays out of the trail.
 KEPT_FIELDS = ("name", "account", "team", "user", "scope", "scope_id", "period", "mode", "limit_usd", "limit_tokens",
@@ -69,9 +69,9 @@ def entry_view(entry: AuditEntry) -> dict[str, Any]:
             "details": entry.details.as_dict() if entry.details else None}
 
 
-def list_entries(params: dict[str, str]) -> dict[str, Any]:
+def list_entries(params: Query) -> dict[str, Any]:
     """`GET /admin/audit?limit=100`: newest first, over this month and the one before."""
-    limit = int_param(params, "limit", 100, 1, 1000)
+    limit = params.integer("limit", 100, 1, 1000)
     now = datetime.now(timezone.utc)
     months = [now.strftime("%Y-%m"), (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")]
     entries: list[AuditEntry] = []

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from chalicelib.ledger.models import Budget
-from chalicelib.names import GLOBAL_ID
+from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.settings import get_settings
 
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 from chalicelib.clock import parse_precise, utc_today
-from chalicelib.edge import int_param
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.ledger import calllog
 from chalicelib.ledger.auth import Principal, scoped_account
@@ -14,6 +13,7 @@ from chalicelib.ledger.calllog import call_view
 from chalicelib.ledger.models import ApiKey, CallRecord
 from chalicelib.rollup import quarantine, store
 from chalicelib.settings import get_settings
+from chalicelib.query import Query
 
 CALLS_LIMIT_MAX = 500
 
@@ -33,9 +33,9 @@ def cursor_to_sort_key(cursor: str | None) -> str | None:
     return f"{ts}#{call_id}"
 
 
-def list_calls(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def list_calls(principal: Principal, params: Query) -> dict[str, Any]:
     """`GET /api/calls`: newest first, with a `next_before` cursor for the following page."""
-    limit = int_param(params, "limit", 50, 1, CALLS_LIMIT_MAX)
+    limit = params.integer("limit", 50, 1, CALLS_LIMIT_MAX)
     before = cursor_to_sort_key(params.get("before"))
     account = scoped_account(principal, params.get("account"))
     records = list(calllog.recent_calls(

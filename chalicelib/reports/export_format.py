@@ -17,6 +17,7 @@ from typing import Any, Callable
 from chalicelib.clock import parse_iso, precise
 from chalicelib.errors import InvalidRequest
 from chalicelib.reports import ranges
+from chalicelib.query import Query
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 FILTERS = {"provider": "provider", "model": "model", "team": "team", "user": "user", "key": "key_id"}  # param: field
@@ -72,7 +73,7 @@ class ExportSpec:
     filters: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_params(cls, params: dict[str, str], now: datetime, account: str | None) -> "ExportSpec":
+    def from_params(cls, params: Query, now: datetime, account: str | None) -> "ExportSpec":
         """The export the query parameters ask for (`account` already scoped to the caller's key); 400s say why."""
         fmt = params.get("format") or "csv"
         if fmt not in CONTENT_TYPES:

@@ -22,45 +22,35 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 from chalice import Response
-from pynamodb.attributes import (
-    BinaryAttribute,
-    ListAttribute,
-    NumberAttribute,
-    TTLAttribute,
-    UnicodeAttribute,
-)
-from pynamodb.exceptions import DoesNotExist
-from pynamodb.models import Model
 
 from chalicelib import aws
-from chalicelib.clock import iso, parse_iso, utc_now
-from chalicelib.errors import InvalidRequest, NotFound, TollgateError
+from chalicelib.clock import iso, utc_now
+from chalicelib.errors import InvalidRequest, TollgateError
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.ledger.calllog import call_view, calls_of_day, filters
-from chalicelib.ledger.models import CallRecord, _Meta, _settings
+from chalicelib.ledger.models import CallRecord
 from chalicelib.observability import logger
+from chalicelib.query import Query
+from chalicelib.reports import export_jobs
 from chalicelib.reports.export_format import (
     FILTERS,
-    KEEP_DAYS,
     PREFIX,
     Deadline,
     ExportSpec,
     ExportWriter,
     Window,
     check_export_id,
-    first_id_after,
     fits_one_response,
-    new_export_id,
     progress_view,
     shown_state,
 )
+from chalicelib.reports.models import ExportJob
 from chalicelib.settings import get_settings
 
-JOBS_PK = "export#jobs"  # the aggregates table's partition of export records (IAM narrows grants to it)
 LINK_SECONDS = 3600  # a presigned download link works this long
 PART_BYTES = 16 * 1024 * 1024  # each uploaded part but the last (S3 wants 5 MB at least)
 MAX_PARTS = 4096  # 64 GiB; the parts' ETags stay well inside a 400 KB item
@@ -69,60 +59,14 @@ INLINE_SECONDS = 8.0  # reading longer than this for an inline answer: a job ins
 RUN_MARGIN_SECONDS = 120.0  # a run hands over this long before its Lambda timeout ...
 RUN_MINIMUM_SECONDS = 60.0  # ... but runs at least this long
 HEARTBEAT_SECONDS = 10.0  # progress is saved at least this often while calls are read
-MAX_ACTIVE = 3  # exports queued or running at once for one account (or for all accounts)
-STALE_AFTER = {"queued": timedelta(hours=6),  # Lambda keeps a throttled asynchronous invocation up to 6 h
-               "running": timedelta(minutes=20)}  # a run saves progress every 10 s and lasts 15 min at most
-
-
-class TooManyExports(TollgateError):
-    status = 429
-    error_type = "rate_limit_error"
-
 
 class ExportTooLarge(TollgateError):
     status = 400
     error_type = "invalid_request_error"
 
 
-class ExportJob(Model):
-    """An export too large to answer inline: what it covers (`spec`, JSON of an ExportSpec), its state and
-    progress, and where its next run resumes. Key: `pk` = JOBS_PK + the export id (the table's sort key is
-    named `day`); ids start with their time, so recent exports are one Query."""
-
-    class Meta(_Meta):
-        table_name = _settings.aggregates_table
-
-    pk = UnicodeAttribute(hash_key=True)
-    day = UnicodeAttribute(range_key=True)  # the export id
-    account = UnicodeAttribute(null=True)  # the one account whose calls it holds; null: every account
-    spec = UnicodeAttribute()
-    state = UnicodeAttribute()  # queued | running | ready | failed
-    step = NumberAttribute(default=0)  # runs started; a run's invocation names the step it takes over
-    days_total = NumberAttribute(default=0)
-    days_done = NumberAttribute(default=0)
-    calls_written = NumberAttribute(default=0)
-    bytes_written = NumberAttribute(default=0)
-    created_at = UnicodeAttribute()
-    updated_at = UnicodeAttribute()
-    finished_at = UnicodeAttribute(null=True)
-    size_bytes = NumberAttribute(null=True)
-    error = UnicodeAttribute(null=True)
-    # where the next run resumes
-    upload_id = UnicodeAttribute(null=True)
-    parts = ListAttribute(of=UnicodeAttribute, null=True)  # ETags of the parts uploaded, in order
-    uploaded_bytes = NumberAttribute(null=True)
-    carry = BinaryAttribute(null=True, legacy_encoding=False)  # written, not uploaded yet (≤ CARRY_MAX)
-    resume_day = NumberAttribute(null=True)  # the window to go on with
-    resume_after = UnicodeAttribute(null=True)  # JSON: the exclusive start key there (the last call written)
-    expires_at = TTLAttribute(null=True)
-
-    @property
-    def export_id(self) -> str:
-        return self.day
-
-
 # --- GET /api/export ----------------------------------------------------------------------------------------
-def export(principal: Principal, params: dict[str, str], now: datetime | None = None) -> Response | tuple:
+def export(principal: Principal, params: Query, now: datetime | None = None) -> Response | tuple:
     """The calls of the range as a download; too large for one answer: 202 and a job."""
     now = now or utc_now()
     spec = ExportSpec.from_params(params, now, scoped_account(principal, params.get("account")))
@@ -130,7 +74,7 @@ def export(principal: Principal, params: dict[str, str], now: datetime | None = 
     if body is not None:
         return Response(body=body, status_code=200, headers={
             "Content-Type": spec.content_type, "Content-Disposition": spec.content_disposition})
-    job = _create(spec, now)
+    job = export_jobs.create(spec, now)
     try:
         _launch(job.export_id, 0)
     except Exception as exc:  # the export shows why it never started; the caller gets a 500
@@ -157,24 +101,6 @@ def _inline(spec: ExportSpec, limit: int) -> str | None:
     return body if fits_one_response(body) else None
 
 
-def _create(spec: ExportSpec, now: datetime) -> ExportJob:
-    active = [job for job in ExportJob.query(
-        JOBS_PK, ExportJob.day >= first_id_after(now - STALE_AFTER["queued"]),
-        filter_condition=ExportJob.state.is_in("queued", "running")
-        & (ExportJob.account == spec.account if spec.account else ExportJob.account.does_not_exist()))
-        if shown_state(job.state, job.updated_at, now, STALE_AFTER[job.state])[0] != "failed"]
-    if len(active) >= MAX_ACTIVE:
-        raise TooManyExports(f"{len(active)} exports of {'account ' + repr(spec.account) if spec.account else 'every account'}"
-                             f" are being written already ({', '.join(j.export_id for j in active)}); wait for one "
-                             "to finish (GET /api/exports/{export_id})")
-    stamp = iso(now)
-    job = ExportJob(JOBS_PK, new_export_id(now), account=spec.account, spec=spec.to_json(), state="queued",
-                    days_total=len(spec.windows()), created_at=stamp, updated_at=stamp,
-                    expires_at=now.replace(tzinfo=timezone.utc) + timedelta(days=KEEP_DAYS + 1))
-    job.save(condition=ExportJob.day.does_not_exist())
-    return job
-
-
 def _launch(export_id: str, step: int) -> None:
     """Start (step 0) or continue a job: an asynchronous invocation of the export function in AWS, a thread
     of this process otherwise."""
@@ -198,15 +124,15 @@ def _run_here(event: dict[str, Any]) -> None:
 def status(principal: Principal, export_id: str, now: datetime | None = None) -> dict[str, Any]:
     """An export's state and progress, and a download link once it is ready."""
     now = now or utc_now()
-    job = _visible(principal, check_export_id(export_id), now)
+    job = export_jobs.visible(principal, check_export_id(export_id), now)
     spec = ExportSpec.from_json(job.spec)
-    state, stale = shown_state(job.state, job.updated_at, now, STALE_AFTER.get(job.state, timedelta.max))
+    state, stale = shown_state(job.state, job.updated_at, now, export_jobs.STALE_AFTER.get(job.state, timedelta.max))
     view: dict[str, Any] = {
         "export_id": job.export_id, "state": state, "format": spec.format, "range": spec.range_view(),
         "filters": {**({"account": spec.account} if spec.account else {}), **spec.filters},
         "progress": progress_view(job.days_done, job.days_total, job.calls_written, job.bytes_written, state),
         "created_at": job.created_at, "updated_at": job.updated_at,
-        "available_until": iso(_available_until(job)),
+        "available_until": iso(export_jobs.available_until(job)),
     }
     if job.finished_at:
         view["finished_at"] = job.finished_at
@@ -218,27 +144,10 @@ def status(principal: Principal, export_id: str, now: datetime | None = None) ->
     return view
 
 
-def _visible(principal: Principal, export_id: str, now: datetime) -> ExportJob:
-    """The export, if the key may see it (its own account's, or any for a key of every account) and it is kept."""
-    try:
-        job = ExportJob.get(JOBS_PK, export_id, consistent_read=True)
-    except DoesNotExist:
-        job = None
-    if job is None or (principal.account is not None and job.account != principal.account):
-        raise NotFound(f"no export {export_id!r}" + (f" in account {principal.account!r}" if principal.account else ""))
-    if now >= _available_until(job):
-        raise NotFound(f"export {export_id!r} expired at {iso(_available_until(job))}; ask for it again")
-    return job
-
-
-def _available_until(job: ExportJob) -> datetime:
-    return parse_iso(job.created_at) + timedelta(days=KEEP_DAYS)
-
-
 def _download_link(job: ExportJob, spec: ExportSpec, now: datetime) -> tuple[str, datetime]:
     settings = get_settings()
     if settings.export_download_url:  # the local stack serves the file itself, as long as it keeps it
-        return f"{settings.export_download_url.rstrip('/')}/{job.export_id}.{spec.format}", _available_until(job)
+        return f"{settings.export_download_url.rstrip('/')}/{job.export_id}.{spec.format}", export_jobs.available_until(job)
     import boto3
     from botocore.config import Config
 
@@ -260,11 +169,13 @@ def open_file(name: str, now: datetime | None = None) -> tuple[Iterator[bytes], 
     none. For the local stack, whose links point at itself (the id is as hard to guess as a presigned URL)."""
     export_id, _, extension = name.partition(".")
     try:
-        job = ExportJob.get(JOBS_PK, check_export_id(export_id), consistent_read=True)
-    except (InvalidRequest, DoesNotExist):
+        job = export_jobs.find(check_export_id(export_id))
+    except InvalidRequest:
+        return None
+    if job is None:
         return None
     spec = ExportSpec.from_json(job.spec)
-    if job.state != "ready" or extension != spec.format or (now or utc_now()) >= _available_until(job):
+    if job.state != "ready" or extension != spec.format or (now or utc_now()) >= export_jobs.available_until(job):
         return None
     try:
         found = aws.client("s3").get_object(Bucket=get_settings().archive_bucket, Key=_file_key(export_id, spec))
@@ -283,7 +194,7 @@ def run(event: Any, seconds_left: float | None = None) -> dict[str, Any]:
     export_id, step = check_export_id(event.get("export_id")), event.get("step", 0)
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise InvalidRequest("`step` must be a whole number")
-    job = _claim(export_id, step)
+    job = export_jobs.claim(export_id, step)
     if job is None:
         logger.info("export run skipped: its step was taken or the export is over",
                     extra={"export_id": export_id, "step": step})
@@ -291,25 +202,14 @@ def run(event: Any, seconds_left: float | None = None) -> dict[str, Any]:
     try:
         outcome = _write(job, Deadline(seconds_left, RUN_MARGIN_SECONDS, RUN_MINIMUM_SECONDS))
     except ExportTooLarge as exc:  # the caller's to fix, not an operator's: recorded, not raised
-        _fail(job, exc)
+        export_jobs.fail(job, exc)
         return {"export_id": export_id, "step": job.step, "state": "failed"}
     except Exception as exc:
-        _fail(job, exc)
+        export_jobs.fail(job, exc)
         raise
     if outcome == "continue":
         _launch(export_id, job.step)
     return {"export_id": export_id, "step": job.step, "state": "running" if outcome == "continue" else "ready"}
-
-
-def _claim(export_id: str, step: int) -> ExportJob | None:
-    """The export, now `running` under step + 1, if its step was still `step`; None when another run took it
-    (a duplicated or retried invocation), it is over, or it is gone."""
-    job = ExportJob(JOBS_PK, export_id)
-    claimed = aws.conditional(lambda: job.update(
-        actions=[ExportJob.state.set("running"), ExportJob.step.set(step + 1),
-                 ExportJob.updated_at.set(iso(utc_now()))],
-        condition=(ExportJob.step == step) & ExportJob.state.is_in("queued", "running")))
-    return job if claimed else None
 
 
 def _write(job: ExportJob, deadline: Deadline) -> str:
@@ -340,7 +240,7 @@ def _write(job: ExportJob, deadline: Deadline) -> str:
                 ExportJob.bytes_written.set(uploaded + len(pending)), ExportJob.updated_at.set(iso(utc_now()))]
 
     def hand_over(resume_day: int, last: CallRecord | None) -> str:
-        _save(job, [*progress(), ExportJob.upload_id.set(upload_id), ExportJob.parts.set(parts),
+        export_jobs.save(job, [*progress(), ExportJob.upload_id.set(upload_id), ExportJob.parts.set(parts),
                     ExportJob.uploaded_bytes.set(uploaded), ExportJob.resume_day.set(resume_day),
                     ExportJob.resume_after.set(json.dumps(_start_key(last, spec))) if last else
                     ExportJob.resume_after.remove(),
@@ -350,7 +250,7 @@ def _write(job: ExportJob, deadline: Deadline) -> str:
     for index, record in _calls(spec, windows, first, after):
         if record is None:  # the end of a day
             days_done = index + 1
-            _save(job, progress())
+            export_jobs.save(job, progress())
             saved = time.monotonic()
             if deadline.passed() and len(pending) <= CARRY_MAX:
                 return hand_over(index + 1, None)
@@ -361,7 +261,7 @@ def _write(job: ExportJob, deadline: Deadline) -> str:
             upload(bytes(pending))
             pending = bytearray()
         if time.monotonic() - saved >= HEARTBEAT_SECONDS:
-            _save(job, progress())
+            export_jobs.save(job, progress())
             saved = time.monotonic()
         if deadline.passed() and len(pending) <= CARRY_MAX:
             return hand_over(index, record)
@@ -372,28 +272,12 @@ def _write(job: ExportJob, deadline: Deadline) -> str:
         "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(parts, start=1)]})
     pending = bytearray()
     now = iso(utc_now())
-    _save(job, [*progress(), ExportJob.state.set("ready"), ExportJob.size_bytes.set(uploaded),
+    export_jobs.save(job, [*progress(), ExportJob.state.set("ready"), ExportJob.size_bytes.set(uploaded),
                 ExportJob.finished_at.set(now), ExportJob.parts.remove(), ExportJob.carry.remove(),
                 ExportJob.resume_day.remove(), ExportJob.resume_after.remove()])
     logger.info("export ready", extra={"export_id": job.export_id, "calls": calls, "bytes": uploaded,
                                        "runs": job.step})
     return "done"
-
-
-def _save(job: ExportJob, actions: list) -> None:
-    """Update the export as long as this run still holds it (its step)."""
-    job.update(actions=actions, condition=ExportJob.step == job.step)
-
-
-def _fail(job: ExportJob, exc: Exception) -> None:
-    """Mark the export failed with why (an incomplete upload is deleted by the bucket's lifecycle)."""
-    message = exc.message if isinstance(exc, TollgateError) else f"{type(exc).__name__}: {exc}"
-    try:
-        _save(job, [ExportJob.state.set("failed"), ExportJob.error.set(message[:1000]),
-                    ExportJob.finished_at.set(iso(utc_now())), ExportJob.updated_at.set(iso(utc_now())),
-                    ExportJob.carry.remove()])
-    except Exception:  # the original failure is the one to report
-        logger.exception("export could not be marked failed", extra={"export_id": job.export_id})
 
 
 # --- reading the calls ----------------------------------------------------------------------------------------

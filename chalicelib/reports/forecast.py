@@ -18,6 +18,7 @@ from chalicelib.money import money
 from chalicelib.reports import ranges
 from chalicelib.rollup import store
 from chalicelib.rollup.layout import Scope, breakdown_head, scope_id_of_day_id, split_breakdown
+from chalicelib.query import Query
 
 RATE_DAYS = 7
 MIN_DAYS = 3
@@ -52,10 +53,10 @@ def project(daily: dict[str, Decimal], first: date, last: date, now: datetime) -
     return Projection(spent, (spent + rate * left).quantize(Decimal("0.000001")), True)
 
 
-def forecast(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def forecast(principal: Principal, params: Query) -> dict[str, Any]:
     """`GET /api/forecast`: this month (or `month=`) so far and projected, in all and per provider."""
     now = utc_now()
-    period = ranges.parse({"month": params.get("month") or now.strftime("%Y-%m")}, now)
+    period = ranges.parse(Query(month=params.get("month") or now.strftime("%Y-%m")), now)
     first, last = date.fromisoformat(period.first_day), date.fromisoformat(period.last_day)
     account = scoped_account(principal, params.get("account"))
     through = min(day_of(now), period.last_day)

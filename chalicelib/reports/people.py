@@ -10,9 +10,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from chalicelib import names
+from chalicelib import caller_names
 from chalicelib.clock import parse_precise, precise, utc_now
-from chalicelib.edge import int_param
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.ledger.calllog import call_view
@@ -30,23 +29,24 @@ from chalicelib.rollup.layout import (
     session_of_user,
     stored_name,
 )
+from chalicelib.query import Query
 
 USERS_LIMIT_MAX = 1000
 SESSION_CALLS_MAX = 1000
 ACCOUNTS_OF_A_USER_MAX = 2  # an admin's `?user=` without an account: the user's accounts, each one Query
 
 
-def _required(params: dict[str, str], name: str) -> str:
+def _required(params: Query, name: str) -> str:
     """A parameter that must be given (query parameters are checked as names at the edge already)."""
     if not params.get(name):
         raise InvalidRequest(f"`{name}` is required")
     return params[name]
 
 
-def users(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def users(principal: Principal, params: Query) -> dict[str, Any]:
     """`GET /api/usage/users`: users by cost, highest first, over a range; by account and team."""
     period = ranges.parse(params, utc_now(), default=("days", 7))
-    limit = int_param(params, "limit", 50, 1, USERS_LIMIT_MAX)
+    limit = params.integer("limit", 50, 1, USERS_LIMIT_MAX)
     account, team = scoped_account(principal, params.get("account")), params.get("team") or None
     if account and team:
         raise InvalidRequest("users are split by account or by team: filter by one of them")
@@ -72,11 +72,11 @@ def _user_row(user: str, account: str | None, view: dict[str, Any]) -> dict[str,
             "unpriced_calls": view["unpriced_calls"]}
 
 
-def sessions(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def sessions(principal: Principal, params: Query) -> dict[str, Any]:
     """`GET /api/sessions?user=…`: the user's sessions active in the range, newest first."""
     period = ranges.parse(params, utc_now(), default=("days", 7))
     user = _required(params, "user")
-    limit = int_param(params, "limit", 100, 1, USERS_LIMIT_MAX)
+    limit = params.integer("limit", 100, 1, USERS_LIMIT_MAX)
     account = scoped_account(principal, params.get("account"))
     accounts = [account] if account else _accounts_of(user)
     found = []
@@ -111,9 +111,9 @@ def _session_row(item: dict[str, Any], account: str, user: str | None) -> dict[s
             "cost_usd": counts["cost_usd"], "first_ts": item.get("first_ts"), "last_ts": item.get("last_ts")}
 
 
-def session(principal: Principal, session_id: str, params: dict[str, str]) -> dict[str, Any]:
+def session(principal: Principal, session_id: str, params: Query) -> dict[str, Any]:
     """`GET /api/sessions/{session}`: its totals and its calls (the account's, between its first and last)."""
-    names.check(session_id, "the session id")
+    caller_names.check(session_id, "the session id")
     account = scoped_account(principal, params.get("account"))
     held = store.query_items(Scope("session", session_id), f"{SESSION_ITEM}{SEP}", f"{SESSION_ITEM}{SEP}\uffff")
     if account:

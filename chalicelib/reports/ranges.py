@@ -14,8 +14,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from chalicelib.clock import day_of, iso
-from chalicelib.edge import int_param
 from chalicelib.errors import InvalidRequest
+from chalicelib.query import Query
 
 MAX_DAYS = 366
 FORMS = ("hours", "days", "start", "end", "month")
@@ -51,7 +51,7 @@ class Range:
         return self.named | {"from": iso(self.start), "to": iso(self.end)}
 
 
-def parse(params: dict[str, str], now: datetime, default: tuple[str, int] = ("hours", 24),
+def parse(params: Query, now: datetime, default: tuple[str, int] = ("hours", 24),
           max_hours: int = 24 * MAX_DAYS, max_days: int = MAX_DAYS) -> Range:
     """The range the parameters name, or `default` ("hours"/"days", N) when they name none."""
     given = [form for form in FORMS if params.get(form) not in (None, "")]
@@ -64,14 +64,14 @@ def parse(params: dict[str, str], now: datetime, default: tuple[str, int] = ("ho
         return _month(params["month"], now)
     form, value = (given[0], None) if given else default
     if form == "hours":
-        hours = int_param(params, "hours", value or 24, 1, max_hours)
+        hours = params.integer("hours", value or 24, 1, max_hours)
         return Range(now - timedelta(hours=hours) + timedelta(microseconds=1), now, day_of(now), {"hours": hours})
-    days = int_param(params, "days", value or 30, 1, max_days)
+    days = params.integer("days", value or 30, 1, max_days)
     first = datetime.combine((now - timedelta(days=days - 1)).date(), time())
     return Range(first, now, day_of(now), {"days": days})
 
 
-def _day(params: dict[str, str], name: str) -> date:
+def _day(params: Query, name: str) -> date:
     raw = params[name]
     try:
         if not DAY_FORMAT.fullmatch(raw):

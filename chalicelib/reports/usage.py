@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.clock import day_of, iso, utc_now
-from chalicelib.edge import int_param
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.reports import aggregates as agg
@@ -38,6 +37,7 @@ from chalicelib.rollup.layout import (
     split_breakdown,
     stored_name,
 )
+from chalicelib.query import Query
 
 GROUPS = ("model", "provider", "account", "key", "operation", "team", "user")
 WHOLE_ITEMS_DAYS = 3  # up to this many days, read whole items; beyond, project
@@ -69,7 +69,7 @@ class Target:
         return self.part is None or self.part[0] in HOUR_BREAKDOWNS
 
 
-def resolve_scope(principal: Principal, params: dict[str, str]) -> Target:
+def resolve_scope(principal: Principal, params: Query) -> Target:
     """The item (and breakdown) that answers, named as the rollup stores names (long ones in short form).
     An account-scoped key always reads its account's items, whatever else it filters by."""
     account = scoped_account(principal, params.get("account"))
@@ -114,9 +114,9 @@ def _kind_breakdown(kind: str, first: str, last: str) -> dict[str, dict[str, Any
     return agg.reported(agg.breakdown_of_scopes(entries, lambda entry: scope_id_of_day_id(entry["day_id"])))
 
 
-def summary(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def summary(principal: Principal, params: Query) -> dict[str, Any]:
     """Totals, error rate, tokens by kind, cost, latency percentiles, by provider and by model."""
-    offset = int_param(params, "offset_hours", 0, 0, 24 * 366)  # the period before: offset_hours=hours
+    offset = params.integer("offset_hours", 0, 0, 24 * 366)  # the period before: offset_hours=hours
     if offset and not params.get("hours"):
         raise InvalidRequest("`offset_hours` goes with `hours`")
     period = ranges.parse(params, utc_now() - timedelta(hours=offset))
@@ -150,7 +150,7 @@ def summary(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     return head | agg.summarize([(item, DAY) for item in items], scope.part)
 
 
-def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def daily(principal: Principal, params: Query) -> dict[str, Any]:
     """Per UTC day, optionally grouped by model, provider, account, key, operation or team."""
     period = ranges.parse(params, utc_now(), default=("days", 30))
     group_by = params.get("group_by") or None
@@ -182,7 +182,7 @@ def daily(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     return {**period.named, "from": first, "to": last, "group_by": group_by, **scope.view(), "daily": rows}
 
 
-def timeseries(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def timeseries(principal: Principal, params: Query) -> dict[str, Any]:
     """Points every 5 minutes (up to 48 h) or every hour (up to 7 days), with cost by provider hourly."""
     interval = params.get("interval") or "1h"
     if interval not in ("5m", "1h"):
@@ -217,9 +217,9 @@ def timeseries(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
             "points": points}
 
 
-def window(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def window(principal: Principal, params: Query) -> dict[str, Any]:
     """Calls, tokens and cost in the rolling window of the last `minutes`, from 5-minute buckets."""
-    minutes = int_param(params, "minutes", 300, 5, 24 * 60)
+    minutes = params.integer("minutes", 300, 5, 24 * 60)
     scope = resolve_scope(principal, params)
     if scope.part:
         raise InvalidRequest("a rolling window is kept per scope: filter by account alone, or by one of "
@@ -237,7 +237,7 @@ def window(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
             **totals.view(with_latency=False)}
 
 
-def models(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def models(principal: Principal, params: Query) -> dict[str, Any]:
     """Per model: calls, success rate, latency and time to first token (p50, p95), cost; from the hour items
     of each model's split (all traffic, an account or a team), so at most two days."""
     period = ranges.parse(params, utc_now(), max_hours=48, max_days=2)

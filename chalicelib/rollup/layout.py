@@ -32,7 +32,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
-from chalicelib.names import GLOBAL_ID
+from chalicelib.caller_names import GLOBAL_ID
 
 SEP = "|"
 TOKEN_KINDS = ("in", "cr", "cw", "out", "rs")  # input, cache read, cache write, output, reasoning

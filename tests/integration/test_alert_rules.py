@@ -9,7 +9,7 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from chalicelib.alerting import evaluate as evaluation
+from chalicelib.alerting import measure as evaluation
 from chalicelib.ledger import calllog, signals
 from chalicelib.ledger.models import Alert
 from local.pump import StreamPump

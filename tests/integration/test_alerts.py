@@ -5,7 +5,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from chalicelib.alerting import evaluate as evaluation
+from chalicelib.alerting import measure as evaluation
 from chalicelib.ledger.models import Alert, Delivery
 from tests.conftest import ADMIN_KEY
 from tests.integration.conftest import reload_settings

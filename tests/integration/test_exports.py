@@ -13,6 +13,7 @@ import botocore.client
 import pytest
 import requests
 
+from chalicelib.errors import NotFound
 from chalicelib.ledger import calllog
 from chalicelib.ledger.models import CallRecord
 from tests.conftest import ADMIN_KEY
@@ -299,7 +300,7 @@ def test_an_export_is_kept_three_days_and_a_stopped_job_shows_as_failed(gateway,
     assert exports.status(admin, export_id, now + timedelta(hours=5))["state"] == "queued"
     stopped = exports.status(admin, export_id, now + timedelta(hours=7))
     assert stopped["state"] == "failed" and "has not started" in stopped["error"]
-    with pytest.raises(exports.NotFound, match="expired"):
+    with pytest.raises(NotFound, match="expired"):
         exports.status(admin, export_id, now + timedelta(days=3, minutes=1))
 
 

@@ -148,7 +148,7 @@ def test_short_forms_are_bounded_deterministic_and_survive_lone_surrogates():
 
 # --- finding 1/2: what cannot be folded is quarantined ----------------------------------------------------------
 def test_a_record_that_cannot_be_folded_is_quarantined_with_its_reason_and_the_rest_folds(gateway, monkeypatch):
-    from chalicelib.alerting.evaluate import evaluate
+    from chalicelib.alerting.measure import evaluate
 
     log_call(1, "acme")
     log_call(2, "acme", input_tokens=10**40)  # stored fine, but no counter can add it exactly
@@ -335,7 +335,7 @@ def test_the_sqs_replay_function_reports_only_the_message_to_retry(gateway, spil
 # --- finding 8: each scheduled job runs whatever happened to the others -----------------------------------------------
 def test_the_scheduler_still_evaluates_when_the_spill_replay_fails(spill_queues, tmp_path, monkeypatch, capsys):
     from chalicelib import aws
-    from chalicelib.alerting import digest, evaluate
+    from chalicelib.alerting import digest, measure as evaluate
     from local.stack import Stack
 
     sqs, spill, _ = spill_queues

@@ -201,7 +201,7 @@ def test_a_user_budget_counts_that_users_calls(gateway, upstream):
 
 
 def test_a_session_past_the_session_cost_alerts_once(gateway, upstream, channels, sink):
-    from chalicelib.alerting.evaluate import evaluate
+    from chalicelib.alerting.measure import evaluate
     from chalicelib.ledger import signals
     from chalicelib.ledger.models import Alert
 

@@ -82,7 +82,7 @@ def test_product_code_never_imports_local_bench_infra_or_app(path):
 @pytest.mark.parametrize("module, source", [
     ("chalicelib.ledger._probe", "from chalicelib.gateway import proxy\n"),  # up
     ("chalicelib.ledger._probe", "from ..reports import usage\n"),  # up, relative
-    ("chalicelib.gateway._probe", "def later():\n    from chalicelib.alerting import signals\n"),  # up, lazily
+    ("chalicelib.gateway._probe", "def later():\n    from chalicelib.alerting import listeners\n"),  # up, lazily
     ("chalicelib.gateway._probe", "from chalicelib.rollup import store\n"),  # beside
     ("chalicelib.rollup._probe", "from ..gateway import limits\n"),  # beside, relative
     ("chalicelib.reports._probe", "from chalicelib.gateway import pricing\n"),  # not under it

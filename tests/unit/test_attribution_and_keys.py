@@ -40,11 +40,11 @@ def test_key_comes_from_bearer_or_x_api_key():
 
 
 def test_header_values_are_read_as_the_utf8_their_sender_wrote():
-    from chalicelib import names
+    from chalicelib import caller_names
     from chalicelib.errors import InvalidRequest
 
-    assert names.from_header("us\u00c3\u00a9r") == "usér"  # UTF-8 bytes, handed over decoded as Latin-1
-    assert names.from_header("plain") == "plain"
+    assert caller_names.from_header("us\u00c3\u00a9r") == "usér"  # UTF-8 bytes, handed over decoded as Latin-1
+    assert caller_names.from_header("plain") == "plain"
     with pytest.raises(InvalidRequest, match="not valid UTF-8"):
-        names.from_header("\u00ff\u00fe")
-    assert names.problem("a\u0085b") == "contains control characters"  # C1 controls too
+        caller_names.from_header("\u00ff\u00fe")
+    assert caller_names.problem("a\u0085b") == "contains control characters"  # C1 controls too

@@ -25,7 +25,7 @@ def after(statements: str) -> dict:
 def test_app_leaves_pricing_webhooks_and_messages_to_the_handlers_that_use_them():
     loaded = after("import app")
     assert not (LEFT_FOR_LATER | {"httpx"}) & set(loaded["packages"])
-    assert loaded["collecting"] and loaded["frozen"] > 0  # chalicelib/startup.py: paused while loading, then back
+    assert loaded["collecting"] and loaded["frozen"] > 0  # chalicelib/coldstart_gc.py: paused while loading, then back
 
 
 def test_the_proxy_process_loads_without_pricing_and_collects_once_it_serves():

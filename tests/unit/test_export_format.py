@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from chalicelib.errors import InvalidRequest
+from chalicelib.query import Query
 from chalicelib.reports.export_format import (
     LAMBDA_RESPONSE_MAX,
     Deadline,
@@ -24,7 +25,7 @@ NOW = datetime(2026, 3, 10, 15, 30, 0)
 
 
 def spec(**params):
-    return ExportSpec.from_params(params, NOW, None)
+    return ExportSpec.from_params(Query(params), NOW, None)
 
 
 def test_the_default_is_the_last_24_hours_as_csv_in_two_days():
@@ -69,11 +70,11 @@ def test_days_back_are_whole_days_today_included():
                                     {"hours": "2", "days": "3"}, {"start": "01/03/2026"}])
 def test_what_cannot_be_exported_is_a_400(params):
     with pytest.raises(InvalidRequest):
-        ExportSpec.from_params(params, NOW, None)
+        ExportSpec.from_params(Query(params), NOW, None)
 
 
 def test_filters_and_the_account_travel_in_the_spec():
-    found = ExportSpec.from_params({"model": "gpt-4o", "user": "alice", "key": "k1", "team": "", "other": "x"}, NOW,
+    found = ExportSpec.from_params(Query({"model": "gpt-4o", "user": "alice", "key": "k1", "team": "", "other": "x"}), NOW,
                                    "acme")
     assert found.filters == {"model": "gpt-4o", "user": "alice", "key": "k1"} and found.account == "acme"
     assert ExportSpec.from_json(found.to_json()) == found

@@ -7,24 +7,25 @@ import pytest
 from chalicelib.errors import InvalidRequest
 from chalicelib.reports import ranges
 from chalicelib.reports.forecast import project
+from chalicelib.query import Query
 
 NOW = datetime(2026, 11, 26, 9, 30)
 
 
 def test_each_form_names_its_range():
-    hours = ranges.parse({"hours": "6"}, NOW)
+    hours = ranges.parse(Query({"hours": "6"}), NOW)
     assert (hours.start, hours.end, hours.named) == (datetime(2026, 11, 26, 3, 30, 0, 1), NOW, {"hours": 6})
-    days = ranges.parse({"days": "2"}, NOW)
+    days = ranges.parse(Query({"days": "2"}), NOW)
     assert (days.start, days.first_day, days.last_day, days.whole_days) == (datetime(2026, 11, 25), "2026-11-25",
                                                                             "2026-11-26", True)
-    span = ranges.parse({"start": "2026-11-01", "end": "2026-11-03"}, NOW)
+    span = ranges.parse(Query({"start": "2026-11-01", "end": "2026-11-03"}), NOW)
     assert (span.start, span.end, span.days) == (datetime(2026, 11, 1), datetime(2026, 11, 3, 23, 59, 59, 999999),
                                                  ["2026-11-01", "2026-11-02", "2026-11-03"])
-    month = ranges.parse({"month": "2026-11"}, NOW)
+    month = ranges.parse(Query({"month": "2026-11"}), NOW)
     assert (month.start, month.end, month.last_day) == (datetime(2026, 11, 1), NOW, "2026-11-30")  # ends now
-    february = ranges.parse({"month": "2028-02"}, NOW)
+    february = ranges.parse(Query({"month": "2028-02"}), NOW)
     assert february.last_day == "2028-02-29" and february.end == february.start  # all in the future: empty
-    assert ranges.parse({}, NOW, default=("days", 7)).named == {"days": 7}
+    assert ranges.parse(Query({}), NOW, default=("days", 7)).named == {"days": 7}
 
 
 @pytest.mark.parametrize("params", [
@@ -34,7 +35,7 @@ def test_each_form_names_its_range():
     {"start": "2025-01-01", "end": "2026-06-01"}, {"hours": "0"}, {"days": "367"}, {"month": "2026-11", "days": "3"}])
 def test_every_malformed_or_ambiguous_range_is_a_400(params):
     with pytest.raises(InvalidRequest):
-        ranges.parse(params, NOW)
+        ranges.parse(Query(params), NOW)
 
 
 def test_a_projection_adds_the_recent_daily_average_for_the_days_left():

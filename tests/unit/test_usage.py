@@ -70,7 +70,7 @@ EXACT_COST = "0.000123456789012345678"  # more digits than a float keeps: it wou
 
 
 def test_openrouter_cost_is_read_exactly_from_a_body_as_the_proxy_parses_it():
-    from chalicelib.gateway.proxy import _loads
+    from chalicelib.gateway.record import upstream_json as _loads
 
     raw = ('{"model": "acme/private", "usage": {"prompt_tokens": 1000, "completion_tokens": 200, '
            f'"cost": {EXACT_COST}}}}}').encode()
@@ -100,7 +100,7 @@ def test_only_a_plausible_amount_counts_as_the_providers_statement(cost, stated)
 
 @pytest.mark.parametrize("count", ["1000.0", "1000.5", "1e3"])
 def test_a_count_sent_with_a_fraction_or_exponent_is_still_implausible(count):
-    from chalicelib.gateway.proxy import _loads
+    from chalicelib.gateway.record import upstream_json as _loads
 
     body = _loads(f'{{"model": "gpt-4o", "usage": {{"prompt_tokens": {count}, "completion_tokens": 1}}}}'.encode())
     usage, _ = _parse("openai", "chat/completions", body)
@@ -194,7 +194,7 @@ def test_sse_decoder_holds_one_event_at_most_and_refuses_a_runaway_one():
 
 
 def test_output_speed_counts_reasoning_over_the_time_after_the_first_token():
-    from chalicelib.gateway.proxy import output_tokens_per_s
+    from chalicelib.gateway.record import output_tokens_per_s
 
     usage = TokenUsage(output_tokens=200, reasoning_tokens=100)
     assert output_tokens_per_s(usage, latency_ms=3500, ttft_ms=500) == 100.0  # 300 tokens in 3 s

@@ -1,4 +1,5 @@
-"""The HTTP edge: Chalice requests in, Chalice responses out, exceptions rendered once as JSON."""
+"""The HTTP edge of the JSON API: Chalice requests in (query values typed, bodies parsed), Chalice responses out,
+exceptions rendered once as JSON. Only app.py imports it."""
 from __future__ import annotations
 
 import functools
@@ -8,17 +9,19 @@ from typing import Any, Callable
 
 from chalice import Response
 
-from chalicelib import names
+from chalicelib import caller_names
 from chalicelib.errors import InvalidRequest, TollgateError
+from chalicelib.query import Query
 
 
 def headers_of(request) -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items()}
 
 
-def params_of(request) -> dict[str, str]:
+def query_of(request) -> Query:
     """Query parameters, each a bounded, clean name (they end up in keys and filters)."""
-    return {name: names.check(value, f"`{name}`") for name, value in (request.query_params or {}).items()}
+    return Query({name: caller_names.check(value, f"`{name}`")
+                  for name, value in (request.query_params or {}).items()})
 
 
 def json_body(request) -> Any:
@@ -55,7 +58,7 @@ def json_api(view: Callable[..., Any]) -> Callable[..., Response]:
     def wrapper(*args: Any, **kwargs: Any) -> Response:
         try:
             for name, value in kwargs.items():  # path parameters: account, budget_id, key_id, user, …
-                names.check(value, f"`{name}`")
+                caller_names.check(value, f"`{name}`")
             result = view(*args, **kwargs)
         except TollgateError as error:
             return error_json(error)
@@ -66,17 +69,3 @@ def json_api(view: Callable[..., Any]) -> Callable[..., Response]:
         return json_response(result)
 
     return wrapper
-
-
-def int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    """A bounded integer query parameter, or a 400 that names it and its range."""
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"`{name}` must be an integer between {low} and {high}") from None
-    if not low <= value <= high:
-        raise InvalidRequest(f"`{name}` must be an integer between {low} and {high}")
-    return value

@@ -1,5 +1,5 @@
 """The scheduled evaluation: measure → the rules decide (chalicelib/alerting/decide.py) → apply the drafts
-(chalicelib/alerting/alerts.py) → deliver what is queued (chalicelib/alerting/notify.py).
+(chalicelib/alerting/alert_store.py) → deliver what is queued (chalicelib/alerting/notify.py).
 
 This module only gathers measurements: budgets, traffic windows per scope, key streaks, noted expensive
 calls, daily spend, credits, refused authentications, the rollup's quarantine. Safe to run concurrently
@@ -13,7 +13,7 @@ from decimal import Decimal
 from itertools import takewhile
 from typing import Any
 
-from chalicelib.alerting import alerts, credits, notify, signals
+from chalicelib.alerting import alert_store, credits, notify, signal_reads
 from chalicelib.alerting.budget_store import measure, measure_period, record_status
 from chalicelib.alerting.decide import (
     decide_auth_failures,
@@ -55,13 +55,13 @@ REFUSALS = ("budget_exceeded",)  # calls the gateway refused on purpose: no sign
 def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """The `evaluate` job: every rule over fresh measurements, the alerts moved on, queued messages sent."""
     now, rules = now or utc_now(), current_rules()
-    active = alerts.active_alerts()
+    active = alert_store.active_alerts()
     budgets, checked = measure_budgets(now, active)
     errors, latency, failed_lately = measure_traffic(now, rules)
     error_drafts = decide_error_rate(errors, rules, now)
     streaks = measure_streaks(now, rules) if failed_lately else []  # no failure at all: no call log to read
-    noted, note_keys = signals.expensive_calls()
-    sessions, session_keys = signals.costly_sessions()
+    noted, note_keys = signal_reads.expensive_calls()
+    sessions, session_keys = signal_reads.costly_sessions()
     spends = measure_spend(now, rules)
     drafts = [
         *decide_budgets(budgets, rules, now),
@@ -73,11 +73,11 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
         *decide_daily_cost(spends[0], rules, now),
         *decide_spend_anomaly(spends, rules, now),
         *decide_credits(measure_credits(now), rules, now),
-        *decide_auth_failures(signals.auth_failures(now, rules.auth_failure_minutes), rules, now),
+        *decide_auth_failures(signal_reads.auth_failures(now, rules.auth_failure_minutes), rules, now),
         *decide_quarantine(QuarantineCount(*quarantine.count()), rules, now),
     ]
-    applied = alerts.apply(drafts, active, notify.configured_channels(), now)
-    signals.forget(note_keys + session_keys, now)
+    applied = alert_store.apply(drafts, active, notify.configured_channels(), now)
+    signal_reads.forget(note_keys + session_keys, now)
     delivered = notify.deliver_pending(now)
     return {"job": "evaluate", "at": iso(now), "budgets": checked, "opened": applied.opened,
             "escalated": applied.escalated, "resolved": applied.resolved, "delivered": delivered}

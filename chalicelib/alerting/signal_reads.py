@@ -1,6 +1,6 @@
 """What the evaluator needs that no aggregate holds, read back: refused authentications, expensive calls and
-costly sessions. The ledger writes them (chalicelib/ledger/signals.py); here are the readers, and the two
-rollup listeners that decide, by the rules' thresholds, which calls and sessions to note.
+costly sessions. The ledger writes them (chalicelib/ledger/signals.py), noting calls and sessions when the
+rollup's listeners say so (listeners.py); here are the readers.
 
 - 401s: counted by each proxy container per minute; read over the rule's window, older counts deleted.
 - Expensive calls and costly sessions: noted from the facts the rollup publishes as it reads the call-log
@@ -14,54 +14,24 @@ import calendar
 from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib import aws
-from chalicelib.alerting.rules import AuthFailures, CostlySession, ExpensiveCall, current_rules
-from chalicelib.clock import precise
+from chalicelib.alerting.rules import AuthFailures, CostlySession, ExpensiveCall
 from chalicelib.ledger.signals import (
     AUTH_PK,
     EXPENSIVE_PK,
     SESSIONS_PK,
     TAKEN,
     TAKEN_PK,
-    note_costly_session,
-    note_expensive_call,
     table,
 )
 from chalicelib.settings import get_settings
-
-if TYPE_CHECKING:
-    from chalicelib.rollup.handler import Batch
 
 TAKEN_KEPT = timedelta(days=2)
 PRUNE_PER_RUN = 25
 NOTES_PER_RUN = 500
 
-
-# --- what the rollup hands over ----------------------------------------------------------------------
-
-def note_expensive_calls(batch: Batch) -> int:
-    """The rollup's listener: note each call the batch logged that cost more than the rule's threshold.
-    Idempotent: a redelivered record overwrites its own note, or finds it taken up."""
-    threshold, noted = Decimal(current_rules().expensive_call_usd), 0
-    for call in batch.logged:
-        cost = call.cost_usd
-        if cost is not None and cost.is_finite() and cost > threshold and call.call_id:
-            noted += note_expensive_call(call.call_id, precise(call.ts), call.account, call.key_id, call.provider,
-                                         call.model, cost)
-    return noted
-
-
-def note_costly_sessions(batch: Batch) -> int:
-    """The rollup's listener: sessions whose running total (as the batch just wrote it) passed the rule's
-    threshold, noted once each, so a session alerts once, however many calls it goes on to make."""
-    threshold = Decimal(current_rules().session_cost_usd)
-    return sum(note_costly_session(total.account, total.session, total.user, total.cost_usd)
-               for total in batch.sessions if total.cost_usd > threshold)
-
-
-# --- the evaluator's reads ---------------------------------------------------------------------------
 
 def auth_failures(now: datetime, minutes: int) -> AuthFailures:
     """401s counted in the last `minutes` (by whole minutes); older counts are deleted as they age out."""

@@ -1,0 +1,53 @@
+"""The reports' own items, as pynamodb models: export jobs, kept in the aggregates table under their own
+partition (`pk = export#jobs`), which has no `kind`, so no report reads them as aggregates."""
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    ListAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.models import Model
+
+from chalicelib.ledger.models import _Meta, _settings
+
+JOBS_PK = "export#jobs"  # the aggregates table's partition of export records (IAM narrows grants to it)
+
+
+class ExportJob(Model):
+    """An export too large to answer inline: what it covers (`spec`, JSON of an ExportSpec), its state and
+    progress, and where its next run resumes. Key: `pk` = JOBS_PK + the export id (the table's sort key is
+    named `day`); ids start with their time, so recent exports are one Query."""
+
+    class Meta(_Meta):
+        table_name = _settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)  # the export id
+    account = UnicodeAttribute(null=True)  # the one account whose calls it holds; null: every account
+    spec = UnicodeAttribute()
+    state = UnicodeAttribute()  # queued | running | ready | failed
+    step = NumberAttribute(default=0)  # runs started; a run's invocation names the step it takes over
+    days_total = NumberAttribute(default=0)
+    days_done = NumberAttribute(default=0)
+    calls_written = NumberAttribute(default=0)
+    bytes_written = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    finished_at = UnicodeAttribute(null=True)
+    size_bytes = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    # where the next run resumes
+    upload_id = UnicodeAttribute(null=True)
+    parts = ListAttribute(of=UnicodeAttribute, null=True)  # ETags of the parts uploaded, in order
+    uploaded_bytes = NumberAttribute(null=True)
+    carry = BinaryAttribute(null=True, legacy_encoding=False)  # written, not uploaded yet (≤ CARRY_MAX)
+    resume_day = NumberAttribute(null=True)  # the window to go on with
+    resume_after = UnicodeAttribute(null=True)  # JSON: the exclusive start key there (the last call written)
+    expires_at = TTLAttribute(null=True)
+
+    @property
+    def export_id(self) -> str:
+        return self.day
