@@ -5,12 +5,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).resolve().parent / "events"
 sys.path.insert(0, str(ROOT))
 
 from local.moto_tuning import tune_moto  # noqa: E402  (needs ROOT on the path)
+
+# No wall-clock limit per example: the machine is shared and noisy, and speed is measured in `make bench`.
+hypothesis_settings.register_profile("tollgate", deadline=None)
+hypothesis_settings.load_profile("tollgate")
 
 tune_moto()
 

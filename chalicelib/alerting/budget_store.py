@@ -9,24 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.alerting.budgets import (
-    BudgetStatus,
-    calls_in,
-    days_of,
-    parse_budget,
-    period_bounds,
-    spend,
-    status,
-    whole_days,
-)
+from chalicelib.alerting.budgets import BudgetStatus, parse_budget, period_bounds, status
 from chalicelib.alerting.rules import current_rules
 from chalicelib.clock import iso, precise, utc_now
 from chalicelib.errors import NotFound
 from chalicelib.ledger.budgets import BudgetSpec, all_budgets, budget_cache, spec_of
 from chalicelib.ledger.models import Budget
 from chalicelib.money import money
-from chalicelib.rollup import store
-from chalicelib.rollup.layout import INDEXED_COUNTERS, Scope, five_minute_prefix
+from chalicelib.reports import aggregates
 
 if TYPE_CHECKING:
     from chalicelib.rollup.handler import Batch
@@ -54,18 +44,10 @@ def delete_budget(budget_id: str) -> dict[str, Any]:
 
 
 def measure(spec: BudgetSpec, now: datetime) -> BudgetStatus:
-    """Spend in the current period: one projected Query for whole days, one for the edges' 5-minute buckets."""
+    """Spend in the current period, as the budget's scope counted it (reports/aggregates.spend)."""
     start, end = period_bounds(spec, now)
-    full, days = whole_days(start, end), days_of(start, min(end, now) if now > start else end)
-    counted_by = Scope(spec.scope, spec.scope_id)  # the aggregate scope whose items hold the spend
-    items: list[dict[str, Any]] = []
-    if full:
-        items += store.query_days(counted_by, min(full), max(full), INDEXED_COUNTERS)
-    names = [f"{five_minute_prefix(start)}{counter}" for counter in INDEXED_COUNTERS]
-    for edge in (d for d in days if d not in full):  # at most two: the period's first and last day
-        items += store.query_days(counted_by, edge, edge, names, since=start if edge == days[0] else None)
-    cost, tokens = spend(items, start, end)
-    return status(spec, cost, tokens, start, end, now, calls_in(items, start, end))
+    spent = aggregates.spend(spec.scope, spec.scope_id, start, end, now)
+    return status(spec, spent.cost, spent.total_tokens, start, end, now, spent.calls)
 
 
 def measure_period(spec: BudgetSpec, period_start: datetime) -> BudgetStatus:

@@ -1,4 +1,4 @@
-"""Budget math: validate a budget, find its current period, measure spend from aggregate items, forecast.
+"""Budget math: validate a budget, find its current period, judge its spend (read by reports/aggregates.py), forecast.
 
 Pure: no AWS. Times are naive UTC datetimes; a budget may name an IANA timezone, whose midnight (and
 Monday, and first of the month) then bounds its periods.
@@ -12,12 +12,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chalicelib import caller_names
-from chalicelib.clock import day_of
+from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.budgets import DEFAULT_THRESHOLDS, BudgetSpec
 from chalicelib.money import parse_amount
-from chalicelib.reports.aggregates import Totals, total
-from chalicelib.rollup.layout import DAY, GLOBAL_ID, HOURLESS_KINDS, five_minute_prefix
+from chalicelib.reports.aggregates import has_time_buckets
 
 SCOPES = ("global", "account", "team", "key", "user", "provider", "model")
 PERIODS = ("daily", "weekly", "monthly", "window")
@@ -68,7 +67,7 @@ def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
         raise InvalidRequest("`timezone` must be an IANA name such as Europe/Berlin") from None
-    if scope in HOURLESS_KINDS and (period == "window" or zone != "UTC"):
+    if not has_time_buckets(scope) and (period == "window" or zone != "UTC"):
         raise InvalidRequest(f"a {scope}'s spend is kept by the UTC day: a {scope} budget is daily, weekly or "
                              "monthly in UTC")
     return BudgetSpec(budget_id, scope, scope_id, period, limit_usd, limit_tokens, thresholds, mode,
@@ -93,47 +92,6 @@ def period_bounds(spec: BudgetSpec, now: datetime) -> tuple[datetime, datetime]:
     # re-attach the zone so a daylight-saving change inside the period moves the bound by an hour
     start, end = (t.replace(tzinfo=None).replace(tzinfo=zone) for t in (start, end))
     return tuple(t.astimezone(timezone.utc).replace(tzinfo=None) for t in (start, end))  # type: ignore[return-value]
-
-
-def days_of(start: datetime, end: datetime) -> list[str]:
-    """UTC days overlapping [start, end)."""
-    days, day = [], start.replace(hour=0, minute=0, second=0, microsecond=0)
-    while day < end:
-        days.append(day_of(day))
-        day += timedelta(days=1)
-    return days
-
-
-def whole_days(start: datetime, end: datetime) -> set[str]:
-    """UTC days entirely inside [start, end)."""
-    return {d for d in days_of(start, end)
-            if datetime.strptime(d, "%Y-%m-%d") >= start and datetime.strptime(d, "%Y-%m-%d") + timedelta(days=1) <= end}
-
-
-def _slot_prefixes(item: dict[str, Any], full: set[str], start: datetime, end: datetime) -> list[str]:
-    """The counter prefixes of `item` inside [start, end): the day's own for a whole day, else its 5-minute slots."""
-    if item["day"] in full:
-        return [DAY]
-    day = datetime.strptime(item["day"], "%Y-%m-%d")
-    return [five_minute_prefix(slot) for slot in (day + timedelta(minutes=5 * n) for n in range(288))
-            if start <= slot < end]
-
-
-def totals_in(items: list[dict[str, Any]], start: datetime, end: datetime) -> Totals:
-    """What a scope's items count in [start, end): day counters for whole days, 5-minute buckets at the edges."""
-    full = whole_days(start, end)
-    return total([(item, prefix) for item in items for prefix in _slot_prefixes(item, full, start, end)])
-
-
-def spend(items: list[dict[str, Any]], start: datetime, end: datetime) -> tuple[Decimal, int]:
-    """(cost, tokens) in [start, end)."""
-    totals = totals_in(items, start, end)
-    return totals.cost, totals.total_tokens
-
-
-def calls_in(items: list[dict[str, Any]], start: datetime, end: datetime) -> int:
-    """Calls in [start, end), from the same counters as `spend`: what a forecast is based on."""
-    return totals_in(items, start, end).calls
 
 
 def forecast(spent: Decimal, start: datetime, end: datetime, now: datetime) -> Decimal:

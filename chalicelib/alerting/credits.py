@@ -14,8 +14,7 @@ from chalicelib.clock import day_of, iso
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.models import CreditEntry
 from chalicelib.money import money, parse_amount
-from chalicelib.rollup import store
-from chalicelib.rollup.layout import Scope
+from chalicelib.reports import aggregates
 
 BALANCE = "balance"
 
@@ -43,8 +42,7 @@ def top_up(account: str, body: Any, now: datetime) -> dict[str, Any]:
 
 
 def used_since(account: str, since: str, now: datetime) -> Decimal:
-    items = store.query_days(Scope("account", account), since, day_of(now), ["cost"])
-    return sum((Decimal(item.get("cost", 0)) for item in items), Decimal(0))
+    return aggregates.day_totals("account", account, since, day_of(now)).cost
 
 
 def balances() -> list[CreditEntry]:

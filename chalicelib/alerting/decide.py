@@ -35,8 +35,8 @@ from chalicelib.alerting.rules import (
 from chalicelib.clock import iso
 from chalicelib.ledger.budgets import BudgetSpec
 from chalicelib.money import money
-from chalicelib.rollup.histogram import percentile
-from chalicelib.rollup.layout import GLOBAL_ID
+from chalicelib.reports.aggregates import percentile
+from chalicelib.caller_names import GLOBAL_ID
 
 # --- budgets --------------------------------------------------------------------------------------
 

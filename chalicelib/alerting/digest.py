@@ -5,14 +5,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.alerting import notify
+from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.clock import day_of, iso, utc_now
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.budgets import all_budgets
 from chalicelib.money import money
 from chalicelib.reports import aggregates as agg
-from chalicelib.rollup import store
-from chalicelib.rollup.histogram import percentile
-from chalicelib.rollup.layout import Scope, scope_id_of_day_id
+from chalicelib.reports.aggregates import Totals, percentile
 
 TOP = 5
 
@@ -22,10 +21,8 @@ def _top(breakdown: dict[str, dict[str, Any]], key: str = "cost_usd") -> str:
     return ", ".join(f"{name} ${values['cost_usd']}" for name, values in ranked) or "none"
 
 
-def daily_facts(day: str, item: dict[str, Any] | None, models: dict[str, dict[str, Any]],
+def daily_facts(day: str, totals: Totals, models: dict[str, dict[str, Any]],
                 accounts: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    item = item or {"day": day}
-    totals = agg.total([(item, "")])
     budget_lines = [f"{b.budget_id}: {money(b.spent_usd) if b.spent_usd is not None else b.spent_tokens} of "
                     f"{money(b.limit_usd) if b.limit_usd is not None else b.limit_tokens} ({b.period})"
                     for b in all_budgets()]
@@ -40,8 +37,7 @@ def daily_facts(day: str, item: dict[str, Any] | None, models: dict[str, dict[st
             "message": message}
 
 
-def weekly_facts(week: str, items: list[dict[str, Any]], operations: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    totals = agg.total([(item, "") for item in items])
+def weekly_facts(week: str, totals: Totals, operations: dict[str, dict[str, Any]]) -> dict[str, Any]:
     latency = {q: percentile(totals.latency, q) for q in (50, 95, 99)}
     rates = ", ".join(f"{name} {v['errors'] / v['calls']:.1%} of {v['calls']}" for name, v in operations.items()
                       if v["calls"]) or "no operations tagged"
@@ -56,9 +52,8 @@ def weekly_facts(week: str, items: list[dict[str, Any]], operations: dict[str, d
 
 
 def _split(kind: str, first: str, last: str) -> dict[str, dict[str, Any]]:
-    """All traffic by model, account or operation: those scopes' own day items, through the by_kind index."""
-    return agg.breakdown_of_scopes(store.query_kind(kind, first, last, max_requests=100),
-                                   lambda entry: scope_id_of_day_id(entry["day_id"]))
+    """All traffic by model, account or operation."""
+    return agg.breakdown_by_scope(kind, first, last, max_requests=100)
 
 
 def digest(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
@@ -67,15 +62,15 @@ def digest(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     kind = (body or {}).get("kind", "daily") if isinstance(body, dict) else "daily"
     if kind == "daily":
         day = day_of(now - timedelta(days=1))
-        items = store.query_days(Scope.everything(), day, day, parts=["day"])
-        facts = daily_facts(day, items[0] if items else None, _split("model", day, day), _split("account", day, day))
+        totals = agg.day_totals("global", GLOBAL_ID, day, day, every_counter=True)
+        facts = daily_facts(day, totals, _split("model", day, day), _split("account", day, day))
         key = f"digest#{day}"
     elif kind == "weekly":
         monday = (now - timedelta(days=now.weekday() + 7)).replace(hour=0, minute=0, second=0, microsecond=0)
         year, week, _ = monday.isocalendar()
         first, last = day_of(monday), day_of(monday + timedelta(days=6))
-        items = store.query_days(Scope.everything(), first, last, parts=["day"])
-        facts = weekly_facts(f"{year}-W{week:02d}", items, _split("operation", first, last))
+        totals = agg.day_totals("global", GLOBAL_ID, first, last, every_counter=True)
+        facts = weekly_facts(f"{year}-W{week:02d}", totals, _split("operation", first, last))
         key = f"report#{year}-W{week:02d}"
     else:
         raise InvalidRequest("`kind` must be daily or weekly")

@@ -39,13 +39,13 @@ from chalicelib.alerting.rules import (
     TrafficWindow,
     current_rules,
 )
+from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.clock import day_of, iso, parse_iso, utc_now
 from chalicelib.ledger import calllog
 from chalicelib.ledger.budgets import all_budgets, spec_of
 from chalicelib.ledger.models import Alert
 from chalicelib.reports import aggregates as agg
-from chalicelib.rollup import quarantine, store
-from chalicelib.rollup.layout import DAY, GLOBAL_ID, Scope, five_minute_prefix, latency_counter
+from chalicelib.rollup import quarantine
 from chalicelib.settings import PROVIDERS
 
 BUDGET_RULES = ("budget", "budget_forecast")
@@ -112,43 +112,33 @@ def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings,
     return BudgetReadings(tuple(readings), tuple(deleted)), checked
 
 
-def _names_for(start: datetime) -> list[str]:
-    """The counters a traffic window reads: every 5-minute bucket's calls, errors and latency histogram."""
-    return [f"{five_minute_prefix(start)}{counter}"
-            for counter in ("calls", "errors", *(latency_counter(DAY, i) for i in range(agg.LATENCY_BUCKETS)))]
-
-
 def measure_traffic(now: datetime, rules: Rules) -> tuple[list[TrafficWindow], list[TrafficWindow], int]:
     """Error-rate and latency windows of all traffic, each provider and the day's busiest models; and how many
-    calls failed over the key-streak lookback (from the same items)."""
+    calls failed over the key-streak lookback (from the same buckets)."""
     minutes = max(rules.error_rate_minutes, rules.latency_minutes, rules.call_lookback_minutes)
     start = now - timedelta(minutes=minutes) + timedelta(microseconds=1)
-    first, last = day_of(start), day_of(now)
-    names = _names_for(start)
     scopes = [("global", GLOBAL_ID), *(("provider", p) for p in PROVIDERS),
-              *(("model", m) for m in _busy_models(first, last, rules))]
+              *(("model", m) for m in _busy_models(day_of(start), day_of(now), rules))]
     errors, latency, failed_lately = [], [], 0
     for kind, scope_id in scopes:
-        items = store.query_days(Scope(kind, scope_id), first, last, names, since=start)
-        errors.append(_window(kind, scope_id, items, now, rules.error_rate_minutes))
-        latency.append(_window(kind, scope_id, items, now, rules.latency_minutes))
+        slots = agg.traffic(kind, scope_id, start, now)
+        errors.append(_window(kind, scope_id, slots, now, rules.error_rate_minutes))
+        latency.append(_window(kind, scope_id, slots, now, rules.latency_minutes))
         if kind == "global":
-            failed_lately = _window(kind, scope_id, items, now, rules.call_lookback_minutes).errors
+            failed_lately = _window(kind, scope_id, slots, now, rules.call_lookback_minutes).errors
     return errors, latency, failed_lately
 
 
 def _busy_models(first: str, last: str, rules: Rules) -> list[str]:
-    calls: dict[str, int] = defaultdict(int)
-    for entry in store.query_kind("model", first, last, max_requests=10):
-        calls[entry["day_id"].split("#", 1)[1]] += int(entry.get("calls", 0))
+    calls = {model: sum(t.calls for t in days.values())
+             for model, days in agg.scope_days("model", first, last, max_requests=10).items()}
     enough = min(rules.error_rate_min_calls, rules.latency_min_calls)
     busy = sorted((model for model, n in calls.items() if n >= enough), key=lambda m: -calls[m])
     return busy[:rules.max_model_scopes]
 
 
-def _window(kind: str, scope_id: str, items: list[dict[str, Any]], now: datetime, minutes: int) -> TrafficWindow:
-    start = now - timedelta(minutes=minutes) + timedelta(microseconds=1)
-    totals = agg.total(agg.resolution_pairs(items, agg.five_minutes_between(start, now), five_minute_prefix))
+def _window(kind: str, scope_id: str, slots: dict[datetime, agg.Totals], now: datetime, minutes: int) -> TrafficWindow:
+    totals = agg.since_bucket(slots, now - timedelta(minutes=minutes) + timedelta(microseconds=1))
     return TrafficWindow(kind, scope_id, minutes, totals.calls, totals.errors, dict(totals.latency))
 
 
@@ -175,9 +165,8 @@ def measure_spend(now: datetime, rules: Rules) -> list[DailySpend]:
     days_back = [day_of(now - timedelta(days=n)) for n in range(1, rules.anomaly_days + 1)]
     spends = []
     for kind, max_requests in (("global", 3), ("account", 50)):
-        by_scope: dict[str, dict[str, Decimal]] = defaultdict(dict)
-        for entry in store.query_kind(kind, days_back[-1] if days_back else today, today, max_requests):
-            by_scope[entry["day_id"].split("#", 1)[1]][entry["day"]] = Decimal(entry.get("cost", 0))
+        by_scope = {scope_id: {day: totals.cost for day, totals in days.items()} for scope_id, days in
+                    agg.scope_days(kind, days_back[-1] if days_back else today, today, max_requests).items()}
         if kind == "global":
             by_scope.setdefault(GLOBAL_ID, {})
         for scope_id, days in sorted(by_scope.items()):

@@ -1,7 +1,9 @@
-"""Read aggregates: totals, breakdowns, series, windows and percentiles from aggregate items. Pure.
+"""Reading the aggregates: the one door to them above the rollup. Typed reads at the end (`spend`, `traffic`,
+`day_totals`, `scope_days`, `breakdown_by_scope`) give `Totals`; no caller builds a counter name.
 
-Items are plain dicts (one scope, one UTC day) as aggstore returns them; a *prefix* picks the
-resolution inside an item: "" for the day, "h07|" for an hour, "m0705|" for a 5-minute bucket.
+The maths before them is pure: items are plain dicts (one scope, one UTC day) as rollup/store.py returns
+them; a *prefix* picks the resolution inside an item: "" for the day, "h07|" for an hour, "m0705|" for a
+5-minute bucket.
 """
 from __future__ import annotations
 
@@ -14,12 +16,18 @@ from typing import Any, Iterable
 from chalicelib.clock import day_of, iso
 from chalicelib.money import money
 from chalicelib.rollup.histogram import bucket_of, percentile
+from chalicelib.rollup import store
 from chalicelib.rollup.layout import (
     DAY,
     ERROR_PREFIX,
+    HOURLESS_KINDS,
+    INDEXED_COUNTERS,
     TOKEN_KINDS,
+    Scope,
     breakdown_head,
+    five_minute_prefix,
     latency_counter,
+    scope_id_of_day_id,
     split_breakdown,
     ttft_counter,
 )
@@ -71,6 +79,22 @@ class Totals:
         for kind in TOKEN_KINDS:
             self.tokens[kind] += int(item.get(f"{head}{kind}", 0))
         self.unsplit_tokens += int(item.get(f"{head}tok", 0))
+
+    def absorb(self, other: Totals) -> Totals:
+        """Add another Totals' counts into these (a window made of buckets); returns self."""
+        self.calls += other.calls
+        self.errors += other.errors
+        for kind, count in other.tokens.items():
+            self.tokens[kind] += count
+        self.cost += other.cost
+        self.unpriced += other.unpriced
+        self.latency_sum += other.latency_sum
+        self.unsplit_tokens += other.unsplit_tokens
+        for mine, theirs in ((self.latency, other.latency), (self.ttft, other.ttft),
+                             (self.errors_by_type, other.errors_by_type)):
+            for key, count in theirs.items():
+                mine[key] += count
+        return self
 
     @property
     def total_tokens(self) -> int:
@@ -241,3 +265,105 @@ def daily_groups(items: Iterable[dict[str, Any]], dim: str | None, scope_of=None
             view["groups"] = day["groups"]
         out.append(view)
     return out
+
+
+# --- spans of time: whole days and their edges (pure) ---------------------------------------------------------
+
+def days_of(start: datetime, end: datetime) -> list[str]:
+    """UTC days overlapping [start, end)."""
+    days, day = [], start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < end:
+        days.append(day_of(day))
+        day += timedelta(days=1)
+    return days
+
+
+def whole_days(start: datetime, end: datetime) -> set[str]:
+    """UTC days entirely inside [start, end)."""
+    return {d for d in days_of(start, end)
+            if datetime.strptime(d, "%Y-%m-%d") >= start and datetime.strptime(d, "%Y-%m-%d") + timedelta(days=1) <= end}
+
+
+def _slot_prefixes(item: dict[str, Any], full: set[str], start: datetime, end: datetime) -> list[str]:
+    """The counter prefixes of `item` inside [start, end): the day's own for a whole day, else its 5-minute slots."""
+    if item["day"] in full:
+        return [DAY]
+    day = datetime.strptime(item["day"], "%Y-%m-%d")
+    return [five_minute_prefix(slot) for slot in (day + timedelta(minutes=5 * n) for n in range(288))
+            if start <= slot < end]
+
+
+def totals_in(items: list[dict[str, Any]], start: datetime, end: datetime) -> Totals:
+    """What a scope's items count in [start, end): day counters for whole days, 5-minute buckets at the edges."""
+    full = whole_days(start, end)
+    return total([(item, prefix) for item in items for prefix in _slot_prefixes(item, full, start, end)])
+
+
+# --- typed reads ---------------------------------------------------------------------------------------------
+
+def has_time_buckets(kind: str) -> bool:
+    """Whether a scope of this kind keeps hours and 5-minute buckets (a rolling window or a zone's midnight can be
+    measured), not only whole UTC days."""
+    return kind not in HOURLESS_KINDS
+
+
+def spend(kind: str, scope_id: str, start: datetime, end: datetime, now: datetime | None = None) -> Totals:
+    """Calls, cost and tokens one scope counted in [start, end) (days after `now` are not read): whole days from
+    their day counters in one projected Query, the edge days (at most two) from their 5-minute buckets."""
+    until = min(end, now) if now is not None and now > start else end
+    full, days = whole_days(start, end), days_of(start, until)
+    scope, items = Scope(kind, scope_id), []
+    if full:
+        items += store.query_days(scope, min(full), max(full), INDEXED_COUNTERS)
+    names = [f"{five_minute_prefix(start)}{counter}" for counter in INDEXED_COUNTERS]
+    for edge in (d for d in days if d not in full):
+        items += store.query_days(scope, edge, edge, names, since=start if edge == days[0] else None)
+    return totals_in(items, start, end)
+
+
+def traffic(kind: str, scope_id: str, start: datetime, end: datetime) -> dict[datetime, Totals]:
+    """One scope's calls, errors and latency histogram per 5-minute bucket, from the bucket holding `start` to the
+    one holding `end` (buckets with no calls left out): one projected Query per family."""
+    names = [f"{five_minute_prefix(start)}{counter}"
+             for counter in ("calls", "errors", *(latency_counter(DAY, i) for i in range(LATENCY_BUCKETS)))]
+    days = by_day(store.query_days(Scope(kind, scope_id), day_of(start), day_of(end), names, since=start))
+    slots = {}
+    for slot in five_minutes_between(start, end):
+        if (item := days.get(day_of(slot))) is not None:
+            slots[slot] = total([(item, five_minute_prefix(slot))])
+    return slots
+
+
+def since_bucket(slots: dict[datetime, Totals], start: datetime) -> Totals:
+    """The buckets of `traffic` from the one holding `start` on, summed."""
+    first = five_minutes_between(start, start)[0]
+    window = Totals()
+    for slot, totals in slots.items():
+        if slot >= first:
+            window.absorb(totals)
+    return window
+
+
+def day_totals(kind: str, scope_id: str, first_day: str, last_day: str, every_counter: bool = False) -> Totals:
+    """One scope over whole UTC days: calls, errors, cost and tokens (one projected Query), or with
+    `every_counter` its errors by type and latency too."""
+    scope = Scope(kind, scope_id)
+    items = (store.query_days(scope, first_day, last_day, parts=["day"]) if every_counter
+             else store.query_days(scope, first_day, last_day, INDEXED_COUNTERS))
+    return total([(item, DAY) for item in items])
+
+
+def scope_days(kind: str, first_day: str, last_day: str, max_requests: int = 3) -> dict[str, dict[str, Totals]]:
+    """Every scope of one kind with calls in the days, `{scope_id: {day: Totals}}` (calls, errors, cost, tokens),
+    from the by_kind index."""
+    found: dict[str, dict[str, Totals]] = defaultdict(dict)
+    for entry in store.query_kind(kind, first_day, last_day, max_requests=max_requests):
+        found[scope_id_of_day_id(entry["day_id"])][entry["day"]] = total([(entry, DAY)])
+    return dict(found)
+
+
+def breakdown_by_scope(kind: str, first_day: str, last_day: str, max_requests: int = 3) -> dict[str, dict[str, Any]]:
+    """All traffic split by the scopes of one kind (model, account, operation…) over whole days, as `breakdown`
+    shows a split: those scopes' own day items, through the by_kind index."""
+    return breakdown_of_scopes(store.query_kind(kind, first_day, last_day, max_requests=max_requests),
+                               lambda entry: scope_id_of_day_id(entry["day_id"]))

@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.alerting.budgets import calls_in, forecast, parse_budget, period_bounds, spend, status
+from chalicelib.alerting.budgets import forecast, parse_budget, period_bounds, status
+from chalicelib.reports.aggregates import totals_in
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.budgets import BudgetSpec
 from chalicelib.rollup.fold import Fact, fold, views
@@ -51,10 +52,9 @@ def test_spend_uses_whole_days_and_five_minute_buckets_at_the_edges():
              _fact(datetime(2026, 11, 22, 5, 0), "16", 5)]   # the next day
     items = views(fold(facts), Scope.everything())
     start, end = period_bounds(spec("daily", "America/New_York"), datetime(2026, 11, 21, 12, 0))
-    assert spend(items, start, end) == (Decimal(14), 45)
-    monthly_start, monthly_end = period_bounds(spec("monthly"), datetime(2026, 11, 21))
-    assert spend(items, monthly_start, monthly_end) == (Decimal(31), 75)
-    assert calls_in(items, start, end) == 3 and calls_in(items, monthly_start, monthly_end) == 5
+    day, month = totals_in(items, start, end), totals_in(items, *period_bounds(spec("monthly"), datetime(2026, 11, 21)))
+    assert (day.cost, day.total_tokens, day.calls) == (Decimal(14), 45, 3)
+    assert (month.cost, month.total_tokens, month.calls) == (Decimal(31), 75, 5)
 
 
 def test_status_and_forecast():
