@@ -48,6 +48,29 @@ async function api(path, params = {}, options = {}) {
   return options.raw ? response : response.json();
 }
 
+const ACTOR_STORE = "tollgate.actor";
+/** The admin API (`Authorization: Bearer`), for the admin key only. `X-Tollgate-Actor` names who acted in the
+    audit trail: the name given on the page (ASCII: a header carries no other), or just "dashboard". */
+async function admin(method, path, body) {
+  const name = (localStorage.getItem(ACTOR_STORE) || "").replace(/[^\x20-\x7e]/g, "").trim();
+  const headers = { "Authorization": `Bearer ${state.key || ""}`, "X-Tollgate-Actor": name ? `${name} (dashboard)` : "dashboard" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(new URL(state.apiBase.replace(/\/$/, "") + path), {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (error) {
+    throw new ApiError(0, `The API at ${state.apiBase} cannot be reached.`);
+  }
+  let answer = null;
+  try { answer = await response.json(); } catch (ignored) { /* not JSON */ }
+  if (!response.ok) {
+    throw new ApiError(response.status, answer && answer.error ? answer.error.message
+                                                             : `${response.status} ${response.statusText}`);
+  }
+  return answer;
+}
+
 // --- values as the page shows them: money strings as given, never re-parsed for display -------------
 function money(text) { return text === null || text === undefined ? "—" : `$${text}`; }
 function number(value) { return value === null || value === undefined ? "—" : Number(value).toLocaleString("en-US"); }
@@ -55,7 +78,29 @@ function ms(value) { return value === null || value === undefined ? "—" : `${n
 function rate(fraction) {
   return fraction === null || fraction === undefined ? "—" : `${(fraction * 100).toFixed(1)} %`;
 }
-function when(ts) { return ts ? ts.replace("T", " ").slice(0, 19) : "—"; }
+/** Every time on the page, one way: "2026-12-07 14:03:05 UTC" (the API's times are UTC ISO-8601). */
+function when(ts) { return ts ? `${String(ts).replace("T", " ").slice(0, 19)} UTC` : "—"; }
+/** Times the server wrote into a text (an alert's message) as `when` writes them. */
+function timesIn(text) {
+  return String(text ?? "").replace(/\b(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(?:Z|\+00:00)/g, "$1 $2 UTC");
+}
+/** A bar's colour: amber from 80 % of its limit, red from 100 %. */
+function barLevel(percent) { return percent >= 100 ? "exceeded" : percent >= 80 ? "warning" : ""; }
+
+// Under 50 ms of generation after the first token (the output came in one burst) a rate measures the network,
+// not the model; and no provider streams faster than 10,000 tokens/s.
+const MIN_GENERATION_MS = 50, MAX_TOKENS_PER_S = 10000;
+/** A stream's output tokens per second, or "" when it has no measurable generation time. */
+function tokensPerSecond(call) {
+  const speed = call.output_tokens_per_s;
+  if (speed === null || speed === undefined || call.ttft_ms === null || call.ttft_ms === undefined) return "";
+  if (call.latency_ms - call.ttft_ms < MIN_GENERATION_MS || !(speed > 0) || speed > MAX_TOKENS_PER_S) return "";
+  return number(speed);
+}
+/** Tags as the caller sent them: `k=v, k2=v2`. */
+function tagsText(tags) {
+  return tags && typeof tags === "object" ? Object.entries(tags).map(([k, v]) => `${k}=${v}`).join(", ") : tags || "";
+}
 function tokensOf(call) { return KINDS.reduce((sum, [field]) => sum + (call[field] || 0), 0); }
 function totalTokens(tokens) { return tokens !== null && typeof tokens === "object" ? tokens.total : tokens; }
 
@@ -137,6 +182,13 @@ function previousRange(range) {
 /** The range for reports kept by the day (`/api/usage/daily`): hours become the days they touch. */
 function dailyRange(range) {
   return range.hours ? { days: Math.max(1, Math.ceil(range.hours / 24)) } : { ...range };
+}
+
+/** Every UTC day a range spans, oldest first, as the daily report counts them (hours: the days they touch). */
+function everyDay(range) {
+  const today = utcDay(new Date());
+  const [first, last] = range.hours ? [addDays(today, 1 - dailyRange(range).days), today] : rangeDays(range);
+  return Array.from({ length: Math.max(0, daysBetween(first, last)) + 1 }, (_, n) => addDays(first, n));
 }
 
 function rangeLabel(range) {

@@ -90,7 +90,7 @@ function renderWindow(window) {
   list.replaceChildren();
   for (const [label, value] of [["Calls", number(window.calls)], ["Tokens", number(window.tokens.total)],
                                 ["Cost", money(window.cost_usd)], ["Errors", number(window.errors)],
-                                ["Since", window.from.replace("T", " ")]]) {
+                                ["Since", when(window.from)]]) {
     list.append(el("dt", label), el("dd", value));
   }
 }
@@ -102,7 +102,7 @@ function renderBudgets(budgets) {
   for (const budget of budgets) {
     const item = el("li");
     const bar = el("div", null, "bar");
-    const fill = el("span", null, budget.state);
+    const fill = el("span", null, barLevel(budget.percent));
     fill.style.width = `${Math.min(100, budget.percent)}%`;
     bar.append(fill);
     if (budget.forecast_ready) {  // a forecast from too little of the period or too few calls is not shown
@@ -138,17 +138,27 @@ function alertAction(alert, label, verb) {
   return button;
 }
 
+const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3, info: 4 };
+
+/** The most severe first, and within a severity the newest first. */
+function bySeverity(alerts) {
+  const rank = (alert) => SEVERITY_RANK[alert.severity] ?? 5;
+  return [...alerts].sort((a, b) => rank(a) - rank(b) || (b.opened_at || "").localeCompare(a.opened_at || ""));
+}
+
 function renderAlerts(alerts) {
-  const active = alerts.filter((a) => a.state !== "resolved");
+  const active = bySeverity(alerts.filter((a) => a.state !== "resolved"));
   const list = $("#alerts");
   list.replaceChildren();
   list.nextElementSibling.hidden = active.length > 0;
   for (const alert of active) {
     const item = el("li", null, `${alert.severity} ${alert.state}`);
+    item.dataset.severity = alert.severity;
+    item.dataset.opened = alert.opened_at;
     const text = el("div");
     const seen = alert.occurrences > 1 ? ` · ${alert.occurrences} times` : "";
-    text.append(el("strong", alert.title), el("p", alert.message),
-                el("p", `${alert.severity} · opened ${alert.opened_at}${seen} · ${alert.state}`, "muted"));
+    text.append(el("strong", timesIn(alert.title)), el("p", timesIn(alert.message)),
+                el("p", `${alert.severity} · opened ${when(alert.opened_at)}${seen} · ${alert.state}`, "muted"));
     const actions = el("div", null, "actions");
     if (alert.state === "open") actions.append(alertAction(alert, "Acknowledge", "ack"));
     actions.append(alertAction(alert, "Resolve", "resolve"));
@@ -157,39 +167,55 @@ function renderAlerts(alerts) {
   }
 }
 
-/** Every alert, newest first: how long each lasted, who acknowledged or resolved it. */
+/** The latest 20 alerts, the most severe first, then the newest: how long each lasted, who acknowledged or
+    resolved it. */
 function renderAlertHistory(alerts) {
-  const body = fillTable($("#history"), alerts.slice(0, 20).map((alert) => [
-    when(alert.opened_at), alert.title, alert.severity, [alert.state, "state"],
+  alerts = bySeverity(alerts.slice(0, 20));
+  const body = fillTable($("#history"), alerts.map((alert) => [
+    when(alert.opened_at), [timesIn(alert.title), "title"], [alert.severity, "severity"], [alert.state, "state"],
     alert.state === "resolved" ? duration(alert.duration_seconds) : "ongoing",
-    alert.resolved_by || alert.acknowledged_by || ""]));
-  [...body.rows].forEach((row, n) => { row.title = alerts[n].resolution || alerts[n].message || ""; });
+    [alert.resolved_by || alert.acknowledged_by || "", "by"]]));
+  [...body.rows].forEach((row, n) => { row.title = timesIn(alerts[n].resolution || alerts[n].message); });
 }
 
 function sortValue(call, column) {
   if (column === "tokens") return tokensOf(call);
   if (column === "cost") return call.cost_usd === null ? -1 : Number(call.cost_usd);
+  if (column === "tags") return tagsText(call.tags);
   return call[column] ?? "";
+}
+
+/** What the filter box matches: every text a row shows, and the call id. */
+function callText(call) {
+  return [call.call_id, call.provider, call.model, call.account, call.user, call.session, tagsText(call.tags),
+          call.status, call.error_type, call.operation].filter((v) => v !== null && v !== undefined).join(" ")
+    .toLowerCase();
 }
 
 function renderCalls() {
   const { column, descending } = state.sort;
-  const rows = [...state.calls].sort((a, b) => {
+  const query = $("#calls-filter").value.trim().toLowerCase();
+  const shown = query ? state.calls.filter((call) => callText(call).includes(query)) : state.calls;
+  $("#calls-count").textContent = query ? `${shown.length} of ${state.calls.length} calls` : "";
+  const rows = [...shown].sort((a, b) => {
     const x = sortValue(a, column), y = sortValue(b, column);
     return (x < y ? -1 : x > y ? 1 : 0) * (descending ? -1 : 1);
   });
   const body = $("#calls tbody");
   body.replaceChildren();
   $("#calls").nextElementSibling.hidden = rows.length > 0;
+  $("#calls").nextElementSibling.textContent = query ? "No loaded call matches the filter."
+    : "No calls in this range yet: point an SDK at the gateway.";
   for (const call of rows) {
     const row = el("tr", null, "clickable");
     const failed = call.status >= 400 || call.error_type;
     row.append(el("td", when(call.ts)), el("td", call.provider), el("td", call.model, "model"),
-               el("td", call.account), el("td", failed ? `${call.status} ${call.error_type || ""}` : call.status,
+               el("td", call.account, "account"), el("td", call.user ?? "", "user"),
+               el("td", call.session ?? "", "session"), el("td", failed ? `${call.status} ${call.error_type || ""}` : call.status,
                failed ? "status-error" : ""), el("td", number(tokensOf(call)), "num"),
-               el("td", money(call.cost_usd), "num"), el("td", ms(call.latency_ms), "num"),
-               el("td", ms(call.ttft_ms), "num ttft"),
-               el("td", call.output_tokens_per_s === null ? "—" : String(call.output_tokens_per_s), "num speed"));
+               el("td", money(call.cost_usd), "num cost"), el("td", ms(call.latency_ms), "num"),
+               el("td", ms(call.ttft_ms), "num ttft"), el("td", tokensPerSecond(call), "num speed"),
+               el("td", tagsText(call.tags), "tags"));
     row.title = `${call.call_id}${call.stream ? " · streamed" : ""} · click for the whole call`;
     row.dataset.call = call.call_id;
     row.addEventListener("click", () => { openCall(call); $("#drill").scrollIntoView({ block: "nearest" }); });
@@ -216,8 +242,12 @@ async function series(filter) {
   const grouped = !state.filters.provider && !state.filters.model && !state.filters.team;
   const daily = await api("/api/usage/daily", { ...dailyRange(range), ...(grouped ? { group_by: "provider" } : {}),
                                                 ...filter });
-  return daily.daily.map((day) => ({ day: day.day, cost_usd: day.cost_usd, tokens: day.tokens, by_provider: Object.fromEntries(
-    Object.entries(day.groups || {}).map(([p, g]) => [p, { cost_usd: g.cost_usd, tokens: g.tokens.total }])) }));
+  const byDay = new Map(daily.daily.map((day) => [day.day, day]));
+  return everyDay(range).map((name) => {  // a day without calls is a bar of height zero, not a missing bar
+    const day = byDay.get(name) || { cost_usd: "0", tokens: 0, groups: {} };
+    return { day: name, cost_usd: day.cost_usd, tokens: day.tokens, by_provider: Object.fromEntries(
+      Object.entries(day.groups || {}).map(([p, g]) => [p, { cost_usd: g.cost_usd, tokens: g.tokens.total }])) };
+  });
 }
 
 async function refreshOverview(current) {
@@ -234,7 +264,7 @@ async function refreshOverview(current) {
   $("#main").hidden = false;
   $("#controls").hidden = false;
   showBanner("");
-  $("#range-label").textContent = `${rangeLabel(state.range)} · ${when(now.from)} to ${when(now.to)} UTC`;
+  $("#range-label").textContent = `${rangeLabel(state.range)} · ${when(now.from)} to ${when(now.to)}`;
   renderCards(now, before);
   renderSeries(points);
   renderModels(now, dailyModels);
@@ -258,17 +288,18 @@ async function refresh() {
   const generation = ++state.generation;
   const current = () => generation === state.generation;
   document.body.classList.add("loading");
-  const panels = refreshWhoSpentIt(current);  // each of its cards shows its own error
+  const panels = Promise.all([refreshWhoSpentIt(current), refreshManage()]);  // each card shows its own error
   try {
     await refreshOverview(current);
     await panels;
     if (!current()) return;
-    $("#updated").textContent = new Date().toISOString().replace("T", " ").slice(0, 19);
+    $("#updated").textContent = when(new Date().toISOString());
     document.body.dataset.refreshes = String(++state.refreshes);
   } catch (error) {
     if (!current()) return;
     if (error.status === 401 || error.status === 403) {
       if (error.status === 401) { localStorage.removeItem(KEY_STORE); state.key = null; }
+      closeManage();
       showLogin(`That key was refused: ${error.message}`);
     } else {
       showBanner(error.status ? `The API answered: ${error.message}` : error.message);
@@ -348,7 +379,13 @@ function wire() {
     $("#key-input").value = "";
     refresh();
   });
-  $("#sign-out").addEventListener("click", () => { localStorage.removeItem(KEY_STORE); state.key = null; showLogin(); });
+  $("#sign-out").addEventListener("click", () => {
+    localStorage.removeItem(KEY_STORE);
+    state.key = null;
+    closeManage();
+    showLogin();
+  });
+  $("#calls-filter").addEventListener("input", renderCalls);
   for (const button of document.querySelectorAll(".ranges button")) {
     button.addEventListener("click", () => choose(button.dataset.hours ? { hours: Number(button.dataset.hours) }
                                                   : { month: monthFromNow(Number(button.dataset.month)) }, button));
@@ -368,6 +405,7 @@ function wire() {
   }
   $("#export-csv").addEventListener("click", () => download("csv"));
   $("#export-json").addEventListener("click", () => download("json"));
+  wireManage();
 }
 
 async function start() {

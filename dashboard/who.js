@@ -2,13 +2,23 @@
    model; month-to-date spend with its projection; credits. Each card loads on its own. */
 "use strict";
 
-const CALL_FIELDS = ["call_id", "ts", "provider", "model", "endpoint", "operation", "account", "team", "key_id", "user",
-                     "session", "tags", "status", "error_type", "input_tokens", "cache_read_tokens",
-                     "cache_write_tokens", "cache_write_1h_tokens", "output_tokens", "reasoning_tokens",
-                     "usage_reported", "cost_usd", "priced", "price_source", "price_version", "repriced_at",
-                     "provider_cost_usd", "latency_ms", "upstream_latency_ms", "ttft_ms", "output_tokens_per_s",
-                     "stream"];
-const MONEY_FIELDS = new Set(["cost_usd", "provider_cost_usd"]);
+// One call, as a reader asks about it: who made it, what it was, its tokens, its cost, its timing. A field the
+// list does not name still shows, under "Other", by its API name.
+const CALL_GROUPS = [
+  ["Who", [["account", "Account"], ["team", "Team"], ["key_id", "Key"], ["user", "User"], ["session", "Session"],
+           ["operation", "Operation"], ["tags", "Tags"]]],
+  ["What", [["call_id", "Call id"], ["provider", "Provider"], ["model", "Model"], ["endpoint", "Endpoint"],
+            ["stream", "Streamed"], ["status", "Status"], ["error_type", "Error"], ["attempts", "Attempts"]]],
+  ["Tokens", [["input_tokens", "Input (uncached)"], ["cache_read_tokens", "Cache read"],
+              ["cache_write_tokens", "Cache write"], ["cache_write_1h_tokens", "Cache write (1 h)"],
+              ["output_tokens", "Output"], ["reasoning_tokens", "Reasoning"], ["total_tokens", "Total"],
+              ["usage_reported", "Reported by the provider"]]],
+  ["Cost", [["cost_usd", "Cost"], ["provider_cost_usd", "Provider's cost"], ["priced", "Priced"],
+            ["price_source", "Price source"], ["price_version", "Price version"], ["repriced_at", "Repriced"]]],
+  ["Timing", [["ts", "Time"], ["latency_ms", "Latency"], ["upstream_latency_ms", "Upstream latency"],
+              ["ttft_ms", "Time to first token"], ["output_tokens_per_s", "Output tokens/s"]]],
+];
+const NAMED_FIELDS = new Set(CALL_GROUPS.flatMap(([, fields]) => fields.map(([name]) => name)));
 let drillTicket = 0;  // a slow answer for a level the user has since left is dropped
 
 /** The scope filters a view takes: `team` and the rest where the endpoint reads them. */
@@ -150,36 +160,74 @@ function renderSession(answer) {
   }));
 }
 
+/** A call's field as the page writes it elsewhere (money, counts, durations, times). */
+function callValue(call, name) {
+  const value = call[name];
+  if (name === "output_tokens_per_s") return tokensPerSecond(call) || "—";
+  if (value === null || value === undefined || value === "") return "—";
+  if (name.endsWith("cost_usd")) return money(value);
+  if (name.endsWith("_tokens")) return number(value);
+  if (name.endsWith("_ms")) return ms(value);
+  if (name === "ts" || name.endsWith("_at")) return when(value);
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (name === "tags") return tagsText(value);
+  if (name === "attempts" && Array.isArray(value)) {
+    return value.map((a) => [a.provider, a.model, a.status, a.error_type, a.latency_ms === undefined ? null
+      : ms(a.latency_ms)].filter((part) => part !== null && part !== undefined).join(" · ")).join("\n");
+  }
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
 function renderCall(call) {
   $("#call-view").hidden = false;
-  const list = $("#call-detail");
-  list.replaceChildren();
-  const fields = [...CALL_FIELDS, ...Object.keys(call).filter((name) => !CALL_FIELDS.includes(name))];
-  for (const name of fields.filter((field) => field in call)) {
-    const value = call[name];
-    const text = value === null || value === undefined ? "—" : MONEY_FIELDS.has(name) ? money(value)
-      : typeof value === "object" ? JSON.stringify(value) : String(value);
-    const item = el("dd", text);
-    item.dataset.field = name;
-    list.append(el("dt", name), item);
+  const detail = $("#call-detail");
+  detail.replaceChildren();
+  const shown = { ...call, total_tokens: tokensOf(call) };
+  const others = Object.keys(call).filter((name) => !NAMED_FIELDS.has(name)).map((name) => [name, name]);
+  for (const [title, fields] of [...CALL_GROUPS, ["Other", others]]) {
+    const present = fields.filter(([name]) => name in shown);
+    if (!present.length) continue;
+    const group = el("section", null, "call-group");
+    group.dataset.group = title.toLowerCase();
+    const list = el("dl", null, "facts");
+    for (const [name, label] of present) {
+      const item = el("dd", callValue(shown, name));
+      item.dataset.field = name;
+      list.append(el("dt", label), item);
+    }
+    group.append(el("h4", title), list);
+    detail.append(group);
   }
 }
 
 // --- latency and success by model ---------------------------------------------------------------
-/** Latency by model is kept by the hour for 48 hours: a longer range shows its last 48 hours, and says so. */
-function modelsRange(range) {
-  const [first, last] = rangeDays(range);
-  const fits = range.hours ? range.hours <= 48 : !range.month && daysBetween(first, last) < 2;
-  return fits ? { ...range } : { hours: 48 };
+/** Latency by model is kept by the hour for 48 hours: does the range lie within them? */
+function withinLatencyHours(range) {
+  if (range.hours) return range.hours <= 48;
+  const [first] = rangeDays(range);
+  return !range.month && first >= addDays(utcDay(new Date()), -1);
 }
 
+/** The table follows the range: within the last 48 h from the latency report; over a longer range calls, errors
+    and cost per model come from the summary of that range, and the latency columns stay blank (the note says
+    why) rather than show other hours than the range's. */
 async function loadModels() {
-  const range = modelsRange(state.range);
-  const answer = await api("/api/usage/models", { ...range, ...scope("account", "team") });
-  const models = answer.models.filter((row) => !state.filters.model || row.model === state.filters.model);
+  let models, note = "";
+  if (withinLatencyHours(state.range)) {
+    const answer = await api("/api/usage/models", { ...state.range, ...scope("account", "team") });
+    models = answer.models;
+  } else {
+    const answer = await api("/api/summary", { ...state.range, ...scope("account", "team", "provider", "model") });
+    models = Object.entries(answer.by_model || {}).map(([model, row]) => ({
+      model, calls: row.calls, errors: row.errors, cost_usd: row.cost_usd, latency_ms: null, ttft_ms: null,
+      success_rate: row.calls ? 1 - row.errors / row.calls : null }))
+      .sort((a, b) => b.calls - a.calls || a.model.localeCompare(b.model));
+    note = "Latency and time to first token are kept by the hour for two days: pick a range within the last " +
+           "48 h to see them.";
+  }
+  models = models.filter((row) => !state.filters.model || row.model === state.filters.model);
   return () => {
-    $("#models-card .note").textContent = range.hours === 48 && state.range.hours !== 48
-      ? "Kept by the hour for two days: the last 48 h, whatever the range." : "";
+    $("#models-card .note").textContent = note;
     renderModelLatency(models);
   };
 }
@@ -221,6 +269,7 @@ async function loadCredits() {
   return () => renderCredits(answer);
 }
 
+/** Each account's prepaid credit: the bar is the share used, amber from 80 %, red from 100 %. */
 function renderCredits(answer) {
   const accounts = answer.credits.filter((credit) => credit.since !== null || credit.allocated_usd !== "0");
   const list = $("#credits");
@@ -230,12 +279,13 @@ function renderCredits(answer) {
     const item = el("li");
     item.dataset.account = credit.account;
     const bar = el("div", null, "bar");
-    const used = el("span", null, Number(credit.remaining_usd) <= 0 ? "exceeded" : "");
-    used.style.width = `${Number(credit.allocated_usd) > 0
-      ? Math.min(100, 100 * Number(credit.used_usd) / Number(credit.allocated_usd)) : 100}%`;
+    const percent = Number(credit.allocated_usd) > 0 ? 100 * Number(credit.used_usd) / Number(credit.allocated_usd)
+      : 100;
+    const used = el("span", null, Number(credit.remaining_usd) <= 0 ? "exceeded" : barLevel(percent));
+    used.style.width = `${Math.min(100, percent)}%`;
     bar.append(used);
     item.append(el("strong", `${credit.account} `), el("span", `${money(credit.remaining_usd)} left`, "remaining"), bar,
-                el("div", `${money(credit.used_usd)} used of ${money(credit.allocated_usd)} since ${credit.since}` +
+                el("div", `${money(credit.used_usd)} used of ${money(credit.allocated_usd)} since ${credit.since} (UTC)` +
                    ` · ${credit.transactions.length} top-up${credit.transactions.length === 1 ? "" : "s"}`, "muted"));
     list.append(item);
   }

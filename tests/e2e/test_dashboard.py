@@ -1,4 +1,6 @@
 """The dashboard in headless Chromium (Debian's, driven by playwright) on the local stack after SDK calls."""
+import calendar
+import re
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -45,9 +47,9 @@ def test_dashboard_shows_filters_acknowledges_and_keeps_text_as_text(dashboard_s
     key = stack.admin("POST", "/admin/keys", json={"name": "ui", "account": "ui"}).json()["key"]
     client = openai.OpenAI(base_url=f"{stack.url}/openai/v1", api_key=key)
     calls = [("gpt-4o", (1000, 200), False)] * 3 + [("gpt-4o-mini", (500, 50), n == 1) for n in range(2)]
-    for model, usage, stream in calls + [(HOSTILE, (10, 10), False)]:
+    for model, usage, stream in calls + [(HOSTILE, (10, 10), True)]:  # this stream arrives in one burst
         upstream.enqueue(usage={"prompt_tokens": usage[0], "completion_tokens": usage[1]},
-                         event_interval_seconds=0.05)
+                         event_interval_seconds=0 if model == HOSTILE else 0.05)
         answer = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
                                                 stream=stream, extra_headers={
                                                     "X-Tollgate-Tags": "note=<b>bold</b>", "X-Tollgate-User": "dev",
@@ -89,8 +91,31 @@ def test_dashboard_shows_filters_acknowledges_and_keeps_text_as_text(dashboard_s
         assert all(points > 0 for points in charts.values())
 
         assert all(t.endswith(" ms") for t in page.locator("#calls tbody td.ttft").all_inner_texts())
-        speeds = [t for t in page.locator("#calls tbody td.speed").all_inner_texts() if t != "—"]
-        assert len(speeds) == 1 and float(speeds[0]) > 0  # the one streamed call: output tokens per second
+        # tokens/s: only where generation took measurable time (50 ms or more after the first token)
+        speeds = dict(page.locator("#calls tbody tr").evaluate_all(
+            "rows => rows.map(r => [r.dataset.call, r.querySelector('td.speed').textContent])"))
+        for row in stack.calls(limit=50):
+            generating = row["ttft_ms"] is not None and row["latency_ms"] - row["ttft_ms"] >= 50
+            measured = row["output_tokens_per_s"] is not None and generating
+            assert (speeds[row["call_id"]] != "") == measured, (row, speeds[row["call_id"]])
+        assert any(speeds.values())  # the stream with paced events (the burst's depends on this machine's load)
+        assert page.evaluate("""() => [tokensPerSecond({output_tokens_per_s: 48000, latency_ms: 102, ttft_ms: 100}),
+            tokensPerSecond({output_tokens_per_s: null, latency_ms: 90, ttft_ms: 90}),
+            tokensPerSecond({output_tokens_per_s: 80.5, latency_ms: 2600, ttft_ms: 100})]""") == ["", "", "80.5"]
+
+        # recent calls show user, session and tags, as text, and filter over the loaded rows
+        assert page.locator("#calls thead th").all_inner_texts()[3:6] == ["Account", "User", "Session"]
+        assert set(page.locator("#calls tbody td.user").all_inner_texts()) == {"dev"}
+        assert set(page.locator("#calls tbody td.session").all_inner_texts()) == {"<i>s-1"}
+        assert set(page.locator("#calls tbody td.tags").all_inner_texts()) == {"note=<b>bold</b>"}
+        assert page.locator("#calls b, #calls i").count() == 0
+        page.fill("#calls-filter", "GPT-4O-MINI")
+        assert set(page.locator("#calls tbody td.model").all_inner_texts()) == {"gpt-4o-mini"}
+        assert page.inner_text("#calls-count") == "2 of 6 calls"
+        page.fill("#calls-filter", "no such call")
+        assert page.locator("#calls tbody tr").count() == 0 and page.locator("#calls-card > .empty").is_visible()
+        page.fill("#calls-filter", "")
+        assert page.locator("#calls tbody tr").count() == 6
 
         cells = page.locator("#calls tbody td.model").all_inner_texts()
         assert HOSTILE in cells and page.locator("#calls img").count() == 0
@@ -105,10 +130,10 @@ def test_dashboard_shows_filters_acknowledges_and_keeps_text_as_text(dashboard_s
         page.wait_for_selector(f'body:not([data-refreshes="{before + 1}"])')
 
         page.locator("#calls th[data-sort='cost']").click()
-        costs = page.locator("#calls tbody td:nth-child(7)").all_inner_texts()
+        costs = page.locator("#calls tbody td.cost").all_inner_texts()
         assert costs[0] == max(costs, key=lambda c: float(c.strip("$")) if c != "—" else -1)
 
-        alert = page.locator("#alerts li").first
+        alert = page.locator("#alerts li", has_text="Budget ui-daily")
         assert "Budget ui-daily" in alert.inner_text()
         alert.locator("button[data-action='ack']").click()
         page.wait_for_selector("#alerts li.acknowledged")
@@ -119,12 +144,43 @@ def test_dashboard_shows_filters_acknowledges_and_keeps_text_as_text(dashboard_s
             page.click("#export-csv")
         assert download.value.suggested_filename.endswith(".csv")
 
+        # a month's chart has a bar slot for every day of the month, days without calls at zero; 30 d has 30
+        today = datetime.now(timezone.utc).date()
+        for button, days in (("[data-month='0']", [today.replace(day=n).isoformat()
+                                                    for n in range(1, calendar.monthrange(today.year, today.month)[1] + 1)]),
+                             ("[data-hours='720']", [(today - timedelta(days=n)).isoformat() for n in range(29, -1, -1)])):
+            before = page.get_attribute("body", "data-refreshes")
+            page.click(f".ranges button{button}")
+            page.wait_for_selector(f'body:not([data-refreshes="{before}"])')
+            chart = page.evaluate("() => { const c = window.tollgate.charts['chart-cost'].data;"
+                                  " return [c.labels, c.datasets.map(d => d.data.length)]; }")
+            assert chart[0] == days and set(chart[1]) == {len(days)}
+        before = page.get_attribute("body", "data-refreshes")
+        page.click(".ranges button[data-hours='24']")
+        page.wait_for_selector(f'body:not([data-refreshes="{before}"])')
+
         page.click('#users button[data-user="dev"]')  # for the picture: who spent it, down to one call
         page.click('#sessions tbody button')
         page.locator("#session-calls tbody button").first.click()
         page.wait_for_selector("#call-view:not([hidden])")
         assert page.inner_text('#call-detail dd[data-field="session"]') == "<i>s-1"
         assert page.locator("#drill i, #call-detail b").count() == 0
+
+        # the call reads in groups of labelled fields, not as API names
+        groups = page.locator("#call-detail .call-group").evaluate_all(
+            "groups => groups.map(g => [g.dataset.group, [...g.querySelectorAll('dt')].map(t => t.textContent)])")
+        assert [name for name, _ in groups][:5] == ["who", "what", "tokens", "cost", "timing"]
+        assert all("_" not in label for _, labels in groups[:5] for label in labels)
+        assert page.inner_text('#call-detail [data-group="who"] dd[data-field="user"]') == "dev"
+        assert page.inner_text('#call-detail [data-group="who"] dd[data-field="tags"]') == "note=<b>bold</b>"
+        shown = read(stack, f"/api/calls/{page.inner_text('#call-detail dd[data-field=call_id]')}")
+        total = sum(shown[kind] or 0 for kind in ("input_tokens", "cache_read_tokens", "cache_write_tokens",
+                                                  "output_tokens", "reasoning_tokens"))
+        assert page.inner_text('#call-detail [data-group="tokens"] dd[data-field="total_tokens"]') == f"{total:,}"
+
+        # one way to write a time, everywhere on the page: "2026-12-07 14:03:05 UTC"
+        stamps = re.findall(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}[0-9:.]*Z?(?: UTC)?", page.inner_text("body"))
+        assert stamps and all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", stamp) for stamp in stamps), stamps
         assert errors == []
         (ROOT / "docs").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "docs" / "dashboard.png"), full_page=True)
@@ -255,12 +311,20 @@ def test_who_spent_it_from_a_user_to_a_session_to_a_call(dashboard_stack, upstre
         assert {k: v for k, v in query_of(users_request.value).items() if k in ("start", "end", "hours")} == {
             "start": day, "end": day}
         expect(page.locator("#users-card > .empty")).to_be_visible()  # no calls that day
+        expect(page.locator("#models tbody tr")).to_have_count(0)  # nor in the models table
         this_month = datetime.now(timezone.utc).strftime("%Y-%m")
         with page.expect_request(lambda r: "/api/usage/users?" in r.url and "month=" in r.url) as users_request:
             page.click(".ranges button[data-month='0']")
         assert query_of(users_request.value)["month"] == this_month
         page.wait_for_selector('#users button[data-user="bob"]')
         assert page.input_value("#range-start") == f"{this_month}-01"
+        month_models = read(stack, "/api/summary", month=this_month)["by_model"]  # the month, beyond 48 h of latency
+        expect(page.locator("#models-card .note")).to_contain_text("48 h")
+        rows = {r.locator("td.model").inner_text(): r.locator("td").all_inner_texts()
+                for r in page.locator("#models tbody tr").all()}
+        assert {model: (cells[1], cells[-1]) for model, cells in rows.items()} == {
+            model: (str(row["calls"]), f"${row['cost_usd']}") for model, row in month_models.items()}
+        assert all(cells[4:8] == ["—"] * 4 for cells in rows.values())
 
         # the team filter, from the teams that spent
         page.wait_for_selector("#filter-team option[value='search']", state="attached")
