@@ -251,7 +251,7 @@ def acknowledge_alert(alert_id):
     """Acknowledge an open alert (it still resolves by itself when its condition clears; an expensive-call
     alert is resolved by it)."""
     principal = _dashboard()
-    return alert_store.acknowledge(alert_id, principal.account, principal.key_id or "admin", clock.utc_now())
+    return alert_store.acknowledge(alert_id, principal.account, _who(principal), clock.utc_now())
 
 
 @app.route("/api/alerts/{alert_id}/resolve", methods=["POST"], content_types=ANY, cors=DASHBOARD_CORS)
@@ -259,8 +259,7 @@ def acknowledge_alert(alert_id):
 def resolve_alert(alert_id):
     """Resolve an open or acknowledged alert by hand: {"note"?}; the channels are told who did."""
     principal, body = _dashboard(), chalice_http.json_body(app.current_request)
-    return alert_store.resolve_by_hand(alert_id, principal.account, principal.key_id or "admin", body,
-                                  clock.utc_now())
+    return alert_store.resolve_by_hand(alert_id, principal.account, _who(principal), body, clock.utc_now())
 
 
 @app.route("/api/credits", methods=["GET"], cors=DASHBOARD_CORS)
@@ -349,3 +348,11 @@ def _admin():
 
 def _dashboard():
     return auth.require_dashboard(chalice_http.headers_of(app.current_request))
+
+
+def _who(principal) -> str:
+    """Who acted, as messages name them: the person the `X-Tollgate-Actor` header names (as the audit trail
+    records it), with the key they used; else the key."""
+    key = principal.key_id or "admin"
+    actor = chalice_http.actor_of(app.current_request)
+    return f"{actor} ({key})" if actor else key

@@ -13,9 +13,21 @@ from chalicelib import caller_names
 from chalicelib.errors import InvalidRequest, TollgateError
 from chalicelib.query import Query
 
+ACTOR_CHARS_MAX = 128
+
 
 def headers_of(request) -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items()}
+
+
+def actor_of(request) -> str | None:
+    """The person a dashboard or script names in `X-Tollgate-Actor`, if it is a fit name (else none)."""
+    raw = headers_of(request).get("x-tollgate-actor", "").strip()
+    try:
+        actor = caller_names.from_header(raw)
+    except InvalidRequest:
+        return None
+    return actor[:ACTOR_CHARS_MAX] if actor and caller_names.problem(actor) is None else None
 
 
 def query_of(request) -> Query:

@@ -30,3 +30,8 @@ def parse_amount(value: Any, name: str) -> Decimal:
     if number >= AMOUNT_MAX or number.as_tuple().exponent < -12:
         raise InvalidRequest(f"`{name}` must be below {AMOUNT_MAX:,} with at most 12 decimal places")
     return number
+
+
+def usd(value: Decimal) -> str:
+    """Money in a message (alerts, digests, every channel): `$` and the API's digits, one format everywhere."""
+    return "$" + money(value)

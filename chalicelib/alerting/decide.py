@@ -34,14 +34,14 @@ from chalicelib.alerting.rules import (
 )
 from chalicelib.clock import iso
 from chalicelib.ledger.budgets import BudgetSpec
-from chalicelib.money import money
+from chalicelib.money import money, usd
 from chalicelib.reports.aggregates import percentile
 from chalicelib.caller_names import GLOBAL_ID
 
 # --- budgets --------------------------------------------------------------------------------------
 
 def _amount(spec: BudgetSpec, value: Decimal) -> str:
-    return f"{money(value)} USD" if spec.unit == "usd" else f"{int(value)} tokens"
+    return usd(value) if spec.unit == "usd" else f"{int(value)} tokens"
 
 
 def _rough(projection: Decimal) -> Decimal:
@@ -248,11 +248,11 @@ def decide_expensive_calls(calls: list[ExpensiveCall], rules: Rules, now: dateti
         more = f" {len(found) - 1} more call(s) on this key went over it too." if len(found) > 1 else ""
         drafts.append(AlertDraft(
             "expensive_call", "key", key_id, None, severity="medium",
-            title=f"A single call cost ${money(top.cost_usd)}",
-            message=f"Call {top.call_id} ({top.provider} {top.model}) by key {key_id} cost ${money(top.cost_usd)}, "
-                    f"over ${rules.expensive_call_usd}.{more}",
+            title=f"A single call cost {usd(top.cost_usd)}",
+            message=f"Call {top.call_id} ({top.provider} {top.model}) by key {key_id} cost {usd(top.cost_usd)}, "
+                    f"over {usd(Decimal(str(rules.expensive_call_usd)))}.{more}",
             kind=EVENT, hold_minutes=rules.event_hold_minutes, recovery_quiet=True,
-            recovery=f"No call over ${rules.expensive_call_usd} on key {key_id} "
+            recovery=f"No call over {usd(Decimal(str(rules.expensive_call_usd)))} on key {key_id} "
                      f"for {rules.event_hold_minutes} minutes.",
             account=top.account, provider=top.provider, occurrences=len(found)))
     return drafts
@@ -264,9 +264,9 @@ def decide_costly_sessions(sessions: list[CostlySession], rules: Rules, now: dat
     threshold = Decimal(rules.session_cost_usd)
     return [AlertDraft(
         "session_cost", "session", f"{found.account}|{found.session}", None, severity="medium",
-        title=f"A session has cost ${money(found.cost_usd)}",
+        title=f"A session has cost {usd(found.cost_usd)}",
         message=f"Session {found.session} of account {found.account}" + (f" (user {found.user})" if found.user else "")
-                + f" has cost ${money(found.cost_usd)} so far, over ${rules.session_cost_usd}.",
+                + f" has cost {usd(found.cost_usd)} so far, over {usd(Decimal(str(rules.session_cost_usd)))}.",
         kind=EVENT, hold_minutes=rules.event_hold_minutes, recovery_quiet=True,
         recovery=f"Session {found.session} was noted once; it is not alerted again.", account=found.account)
         for found in sessions if found.cost_usd > threshold]
@@ -279,11 +279,11 @@ def decide_daily_cost(spend: DailySpend, rules: Rules, now: datetime) -> list[Al
     hit = tier_of(spend.today, tiers)
     if hit is None:
         return [closing("daily_cost", spend.scope, spend.scope_id, spend.day,
-                        f"Today's cost is now ${money(spend.today)}, under ${tiers[0][0]}.")] if tiers else []
+                        f"Today's cost is now {usd(spend.today)}, under {usd(tiers[0][0])}.")] if tiers else []
     level, severity = hit
     bound = tiers[level - 1][0]
     return [AlertDraft("daily_cost", spend.scope, spend.scope_id, spend.day, level=level, severity=severity,
-                       title=f"Daily cost passed ${bound}", message=f"${money(spend.today)} spent today (UTC) so far.",
+                       title=f"Daily cost passed {usd(bound)}", message=f"{usd(spend.today)} spent today (UTC) so far.",
                        kind=PERIOD, recovery="A new UTC day started.", recovery_quiet=True, threshold=str(bound))]
 
 
@@ -302,8 +302,8 @@ def decide_spend_anomaly(spends: list[DailySpend], rules: Rules, now: datetime) 
     return [AlertDraft(
         "spend_anomaly", spend.scope, spend.scope_id, spend.day, severity="high",
         title="Unusual spend today" + (f" on account {spend.scope_id}" if spend.scope == "account" else ""),
-        message=f"${money(spend.today)} today against a {len(spend.history[:rules.anomaly_days])}-day mean of "
-                f"${mean:.2f} (σ ${spread:.2f}).",
+        message=f"{usd(spend.today)} today against a {len(spend.history[:rules.anomaly_days])}-day mean of "
+                f"{usd(Decimal(f'{mean:.2f}'))} (σ {usd(Decimal(f'{spread:.2f}'))}).",
         kind=PERIOD, recovery="A new UTC day started.", recovery_quiet=True,
         account=spend.scope_id if spend.scope == "account" else None,
         may_open=spend.scope == "account" or not accounts) for spend, mean, spread in firing]
@@ -321,7 +321,7 @@ def decide_credits(balances: list[CreditReading], rules: Rules, now: datetime) -
             "credits_low", "account", balance.account, None, level=2 if empty else 1,
             severity="critical" if empty else "high",
             title=f"Credits {'used up' if empty else 'low'} for {balance.account}",
-            message=f"${money(balance.remaining)} of ${money(balance.allocated)} left.",
+            message=f"{usd(balance.remaining)} of {usd(balance.allocated)} left.",
             kind=CONDITION, recovery=f"Credits for {balance.account} are back above {fraction:.0%} of the allocation.",
             threshold=money(balance.allocated), account=balance.account))
     return drafts

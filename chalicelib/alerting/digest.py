@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from chalicelib.alerting import notify
 from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.clock import day_of, iso, utc_now
 from chalicelib.errors import InvalidRequest
+from chalicelib.ledger import keys
 from chalicelib.ledger.budgets import all_budgets
-from chalicelib.money import money
+from chalicelib.money import usd
 from chalicelib.reports import aggregates as agg
 from chalicelib.reports.aggregates import Totals, percentile
 
@@ -18,16 +20,16 @@ TOP = 5
 
 def _top(breakdown: dict[str, dict[str, Any]], key: str = "cost_usd") -> str:
     ranked = sorted(breakdown.items(), key=lambda kv: float(kv[1][key]), reverse=True)[:TOP]
-    return ", ".join(f"{name} ${values['cost_usd']}" for name, values in ranked) or "none"
+    return ", ".join(f"{name} {usd(Decimal(values['cost_usd'] or 0))}" for name, values in ranked) or "none"
 
 
 def daily_facts(day: str, totals: Totals, models: dict[str, dict[str, Any]],
                 accounts: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    budget_lines = [f"{b.budget_id}: {money(b.spent_usd) if b.spent_usd is not None else b.spent_tokens} of "
-                    f"{money(b.limit_usd) if b.limit_usd is not None else b.limit_tokens} ({b.period})"
+    budget_lines = [f"{b.budget_id}: {usd(b.spent_usd) if b.spent_usd is not None else b.spent_tokens} of "
+                    f"{usd(b.limit_usd) if b.limit_usd is not None else b.limit_tokens} ({b.period})"
                     for b in all_budgets()]
     message = "\n".join([
-        f"Cost ${money(totals.cost)} over {totals.calls} calls ({totals.errors} errors, "
+        f"Cost {usd(totals.cost)} over {totals.calls} calls ({totals.errors} errors, "
         f"{totals.unpriced} unpriced); {totals.total_tokens} tokens.",
         f"Top models: {_top(models)}",
         f"Top accounts: {_top(accounts)}",
@@ -38,15 +40,20 @@ def daily_facts(day: str, totals: Totals, models: dict[str, dict[str, Any]],
 
 
 def weekly_facts(week: str, totals: Totals, operations: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    latency = {q: percentile(totals.latency, q) for q in (50, 95, 99)}
-    rates = ", ".join(f"{name} {v['errors'] / v['calls']:.1%} of {v['calls']}" for name, v in operations.items()
-                      if v["calls"]) or "no operations tagged"
-    message = "\n".join([
-        f"{totals.calls} calls, {totals.errors} errors ({totals.errors / totals.calls:.1%}), cost ${money(totals.cost)}."
-        if totals.calls else "No calls this week.",
-        f"Latency p50 {latency[50]} ms, p95 {latency[95]} ms, p99 {latency[99]} ms.",
-        f"Error rate by operation: {rates}",
-    ])
+    """The report of one ISO week that has ended (`week`, e.g. 2026-W48), named as such in every line."""
+    if not totals.calls:
+        message = f"No calls in {week}."
+    else:
+        latency = ", ".join(f"p{q} {value} ms" for q in (50, 95, 99)
+                            if (value := percentile(totals.latency, q)) is not None)
+        rates = ", ".join(f"{name} {v['errors'] / v['calls']:.1%} of {v['calls']}" for name, v in operations.items()
+                          if v["calls"]) or "no operations tagged"
+        message = "\n".join([
+            f"{week}: {totals.calls} calls, {totals.errors} errors ({totals.errors / totals.calls:.1%}), "
+            f"cost {usd(totals.cost)}.",
+            f"Latency {latency}." if latency else "Latency: not measured.",
+            f"Error rate by operation: {rates}",
+        ])
     return {"event": "report.weekly", "provider": None, "severity": "info",
             "title": f"Tollgate weekly performance report, {week}", "message": message}
 
@@ -62,6 +69,10 @@ def digest(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     kind = (body or {}).get("kind", "daily") if isinstance(body, dict) else "daily"
     if kind == "daily":
         day = day_of(now - timedelta(days=1))
+        installed = keys.first_created()
+        if installed is None or day < installed[:10]:  # no key yet: the day was before the install
+            return {"job": "digest", "kind": kind, "queued": False, "skipped": f"{day} is before the first key",
+                    "delivered": notify.deliver_pending(now)}
         totals = agg.day_totals("global", GLOBAL_ID, day, day, every_counter=True)
         facts = daily_facts(day, totals, _split("model", day, day), _split("account", day, day))
         key = f"digest#{day}"

@@ -66,3 +66,8 @@ def revoke_key(key_id: str) -> dict[str, Any]:
         item.update(actions=[ApiKey.revoked_at.set(iso(utc_now()))])
     key_cache.clear()
     return key_view(item)
+
+
+def first_created() -> str | None:
+    """When the first key was made (ISO-8601), revoked ones included: no call, and no digest, predates it."""
+    return min((item.created_at for item in ApiKey.scan(attributes_to_get=["created_at"])), default=None)

@@ -85,7 +85,7 @@ def test_hard_budget_alerts_once_per_threshold_then_blocks(alerting_stack, upstr
     assert httpx.put(f"{stack.url}/admin/budgets/small-daily", json=budget, headers=admin).status_code == 200
     wait_for(lambda: [m["message"] for m in sink.at("/webhook") if m["event"] == "alert.resolved"
                       and THRESHOLD_TITLE.search(m["title"].removeprefix("Resolved: "))] == [
-        "Spend is now 0.012 USD of 100 USD (0.01 %), under every threshold."])
+        "Spend is now $0.012 of $100 (0.01 %), under every threshold."])
     wait_for(lambda: _allowed(client), seconds=20)
     assert all(a["state"] == "resolved" for a in httpx.get(f"{stack.url}/api/alerts?state=all", headers=dashboard)
                .json()["alerts"] if a["rule"] == "budget")

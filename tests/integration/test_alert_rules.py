@@ -55,8 +55,9 @@ def put_budget(gateway, budget_id, **body):
     assert status == 200, view
 
 
-def dashboard(gateway, method, path, key=ADMIN_KEY, body=None):
-    response = getattr(gateway.client.http, method)(path, headers={"X-Dashboard-Key": key},
+def dashboard(gateway, method, path, key=ADMIN_KEY, body=None, actor=None):
+    headers = {"X-Dashboard-Key": key, **({"X-Tollgate-Actor": actor} if actor else {})}
+    response = getattr(gateway.client.http, method)(path, headers=headers,
                                                     body=json.dumps(body) if body is not None else None)
     return response.status_code, json.loads(response.body)
 
@@ -151,8 +152,8 @@ def test_the_four_messages_of_the_report_become_the_three_that_are_true(gateway,
         ("alert.opened", "Budget tiny at 50 % (all traffic)"),
         ("alert.escalated", "Budget tiny at 100 % (all traffic)"),
         ("alert.resolved", "Resolved: Budget tiny at 100 % (all traffic)")]
-    assert messages[2]["message"] == ("The daily period ended at 2025-03-05T00:00:00Z with 0.0012 USD of "
-                                      "0.001 USD spent. Calls are allowed again.")
+    assert messages[2]["message"] == ("The daily period ended at 2025-03-05T00:00:00Z with $0.0012 of "
+                                      "$0.001 spent. Calls are allowed again.")
     assert len([m for m in sink.at("/slack") if "Budget tiny" in m["text"]]) == 3
     assert not [a for a in Alert.scan() if a.rule == "budget_forecast"]
 
@@ -173,7 +174,7 @@ def test_a_forecast_waits_for_enough_data_and_closes_quietly_when_it_comes_true(
         ("alert.opened", "Budget day at 100 % (all traffic)")]
     [forecast] = [a for a in Alert.scan() if a.rule == "budget_forecast"]
     assert forecast.state == "resolved" and forecast.resolution.startswith("Came true: spend reached 100")
-    assert "60 calls" in forecast.message and "2.22 USD by 2025-03-05T00:00:00Z" in forecast.message
+    assert "60 calls" in forecast.message and "$2.22 by 2025-03-05T00:00:00Z" in forecast.message
 
 
 # --- expensive calls -----------------------------------------------------------------------------------
@@ -242,16 +243,17 @@ def test_resolve_by_hand_is_told_audited_and_stays_resolved_for_the_period(gatew
     assert dashboard(gateway, "post", "/api/alerts/al_nope/resolve")[0] == 404
     assert dashboard(gateway, "post", f"/api/alerts/{alert_id}/ack")[0] == 200
 
-    status, view = dashboard(gateway, "post", f"/api/alerts/{alert_id}/resolve", body={"note": "expected: a batch"})
-    assert status == 200 and view["state"] == "resolved" and view["resolved_by"] == "admin"
-    assert view["resolution"] == "Resolved by admin: expected: a batch"
+    status, view = dashboard(gateway, "post", f"/api/alerts/{alert_id}/resolve", body={"note": "expected: a batch"},
+                             actor="Dana")  # the person, as the audit trail records them, with the key used
+    assert status == 200 and view["state"] == "resolved" and view["resolved_by"] == "Dana (admin)"
+    assert view["resolution"] == "Resolved by Dana (admin): expected: a batch"
     assert dashboard(gateway, "post", f"/api/alerts/{alert_id}/resolve")[0] == 400
     evaluate_at(now + timedelta(minutes=1))  # still at 60 %: stays resolved for this period, the message goes out
     assert Alert.get(alert_id).state == "resolved"
     assert [(e, m["message"]) for e, m in ((m["event"], m) for m in sink.at("/webhook"))] == [
-        ("alert.opened", "0.6 USD of 1 USD spent this daily period (ends "
+        ("alert.opened", "$0.6 of $1 spent this daily period (ends "
                          f"{(now + timedelta(days=1)).strftime('%Y-%m-%d')}T00:00:00Z)."),
-        ("alert.resolved", "Resolved by admin: expected: a batch")]
+        ("alert.resolved", "Resolved by Dana (admin): expected: a batch")]
 
     calls(now - timedelta(minutes=5), 3, cost="0.1", minutes=2)  # 90 %: a higher step opens it again
     pump.drain()

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from chalicelib.alerting import measure as evaluation
-from chalicelib.ledger.models import Alert, Delivery
+from chalicelib import clock
+from chalicelib.ledger.models import Alert, ApiKey, Delivery
 from tests.conftest import ADMIN_KEY
 from tests.integration.conftest import reload_settings
 from tests.integration.helpers import log, roll_up, sns_messages
@@ -232,8 +233,17 @@ def test_credits_running_low_alert_and_a_top_up_resolves_it_at_once(gateway, ups
     assert [Alert.get(a).rule for a in later["resolved"]] == ["credits_low"]  # topped up: at once
 
 
+def test_no_daily_digest_for_a_day_before_the_first_key(gateway, upstream, channels, sink):
+    """A fresh install's first digest would report an empty yesterday that Tollgate never saw: none goes out."""
+    gateway.admin("post", "/admin/keys", {"name": "today", "account": "acme"})  # the install: today
+    status, skipped = gateway.admin("post", "/admin/jobs/digest", {"kind": "daily"})
+    assert status == 200 and skipped["queued"] is False and "before the first key" in skipped["skipped"]
+    assert sink.at("/slack") == []
+
+
 def test_digest_is_queued_once_a_day(gateway, upstream, channels, sink):
     yesterday = datetime.now(timezone.utc) - timedelta(days=1)
+    ApiKey("installed", key_hash="-", created_at=clock.iso(yesterday - timedelta(days=1))).save()
     log(1, 0, at=yesterday.replace(hour=9), cost="1.25", model="gpt-4o")
     roll_up()
     status, first = gateway.admin("post", "/admin/jobs/digest", {"kind": "daily"})
@@ -242,5 +252,7 @@ def test_digest_is_queued_once_a_day(gateway, upstream, channels, sink):
     _, second = gateway.admin("post", "/admin/jobs/digest", {"kind": "daily"})
     assert second["queued"] == 0 and len(sink.at("/slack")) == 1
     _, weekly = gateway.admin("post", "/admin/jobs/digest", {"kind": "weekly"})
-    assert "p95" in weekly["message"] and sink.at("/webhook")[-1]["event"] == "report.weekly"
+    week = "{}-W{:02d}".format(*(datetime.now(timezone.utc) - timedelta(days=7)).isocalendar()[:2])  # the last one
+    assert week in weekly["message"] and "None" not in weekly["message"]
+    assert sink.at("/webhook")[-1]["event"] == "report.weekly"
     assert gateway.admin("post", "/admin/jobs/digest", {"kind": "hourly"})[0] == 400

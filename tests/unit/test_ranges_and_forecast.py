@@ -38,20 +38,35 @@ def test_every_malformed_or_ambiguous_range_is_a_400(params):
         ranges.parse(Query(params), NOW)
 
 
-def test_a_projection_adds_the_recent_daily_average_for_the_days_left():
-    daily = {f"2026-11-{d:02d}": Decimal(d) for d in range(1, 27)}  # $1 on the 1st … $26 today
-    result = project(daily, date(2026, 11, 1), date(2026, 11, 30), NOW)
-    spent = sum(range(1, 27))  # 351
-    rate = Decimal(sum(range(19, 26))) / 7  # the last 7 whole days, 19th-25th: 154 / 7 = 22
-    left = Decimal(4) + Decimal((datetime(2026, 11, 27) - NOW).total_seconds()) / 86_400  # 4 days and 14.5 h
-    assert result.month_to_date == spent and result.enough_data
-    assert result.projected == (spent + rate * left).quantize(Decimal("0.000001")) == Decimal("452.291667")
+def test_a_fresh_install_has_no_projection_and_says_why():
+    """Installed this morning (2026-11-26): the month's 25 days before it hold nothing, which is no rate of $0."""
+    fresh = project({"2026-11-26": Decimal(2)}, 30, date(2026, 11, 1), date(2026, 11, 30), datetime(2026, 11, 26, 10))
+    assert (fresh.month_to_date, fresh.projected, fresh.enough_data) == (Decimal(2), None, False)
+    assert fresh.view()["reason"] == "a projection needs 3 whole days of data (there are 0) and 20 calls (there are 30)"
 
 
-def test_no_projection_before_three_whole_days_and_a_past_month_is_what_it_spent():
-    early = project({"2026-11-01": Decimal(5)}, date(2026, 11, 1), date(2026, 11, 30), datetime(2026, 11, 3, 8))
-    assert (early.projected, early.enough_data) == (None, False)
-    ready = project({"2026-11-01": Decimal(5)}, date(2026, 11, 1), date(2026, 11, 30), datetime(2026, 11, 4, 0))
-    assert ready.enough_data
-    past = project({"2026-10-05": Decimal(7)}, date(2026, 10, 1), date(2026, 10, 31), NOW)
+def test_day_one_of_a_month_has_no_projection():
+    first = project({"2026-12-01": Decimal(1)}, 40, date(2026, 12, 1), date(2026, 12, 31), datetime(2026, 12, 1, 6))
+    assert (first.projected, first.enough_data) == (None, False)
+
+
+def test_day_ten_projects_from_the_last_seven_whole_days_and_today_so_far():
+    """$d on the d-th, 10 calls a day, at noon on the 10th: the rate is the 3rd-9th ($42) and today's $10 over
+    7.5 days; 20 days and half of today are left."""
+    daily = {f"2026-11-{d:02d}": Decimal(d) for d in range(1, 11)}
+    ten = project(daily, 100, date(2026, 11, 1), date(2026, 11, 30), datetime(2026, 11, 10, 12))
+    spent, rate, left = Decimal(55), Decimal(52) / Decimal("7.5"), Decimal("20.5")
+    assert ten.enough_data and ten.month_to_date == spent
+    assert ten.projected == (spent + rate * left).quantize(Decimal("0.000001")) == Decimal("197.133333")
+
+
+def test_too_few_calls_or_whole_days_of_data_is_no_projection():
+    daily = {"2026-11-01": Decimal(5)}
+    assert project(daily, 19, date(2026, 11, 1), date(2026, 11, 30), datetime(2026, 11, 9)).projected is None
+    assert project(daily, 20, date(2026, 11, 1), date(2026, 11, 30), datetime(2026, 11, 3, 8)).projected is None
+    assert project(daily, 20, date(2026, 11, 1), date(2026, 11, 30), datetime(2026, 11, 4, 0)).enough_data
+
+
+def test_a_past_month_is_what_it_spent():
+    past = project({"2026-10-05": Decimal(7)}, 1, date(2026, 10, 1), date(2026, 10, 31), NOW)
     assert (past.month_to_date, past.projected) == (Decimal(7), Decimal(7))

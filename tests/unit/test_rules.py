@@ -69,13 +69,13 @@ def test_a_budget_is_one_alert_per_period_that_climbs_its_thresholds():
     assert half.alert_id == full.alert_id and half.period == "2026-11-21T00:00:00Z" and half.kind == PERIOD
     assert (half.level, half.severity, half.title) == (1, "medium", "Budget b1 at 50 % (account acme)")
     assert (full.level, full.severity, full.title) == (3, "critical", "Budget b1 at 100 % (account acme)")
-    assert half.message == "6 USD of 10 USD spent this daily period (ends 2026-11-22T00:00:00Z)."
+    assert half.message == "$6 of $10 spent this daily period (ends 2026-11-22T00:00:00Z)."
     assert full.message.endswith("New calls are blocked until then.") and full.threshold == "1.0"
 
 
 def test_a_budget_under_every_threshold_closes_its_alert_with_the_spend():
     [closing] = by_rule(decide_budgets(BudgetReadings((reading(budget(limit="100"), "12"),)), RULES, NOW), "budget")
-    assert closing.closes and closing.resolution == "Spend is now 12 USD of 100 USD (12.00 %), under every threshold."
+    assert closing.closes and closing.resolution == "Spend is now $12 of $100 (12.00 %), under every threshold."
 
 
 def test_a_window_budget_is_a_condition_with_a_hold_and_counts_tokens():
@@ -94,8 +94,8 @@ def test_a_forecast_needs_a_share_of_the_period_and_enough_calls():
     assert by_rule(decide_budgets(BudgetReadings((few,)), RULES, NOW), "budget_forecast") == []
     [forecast] = by_rule(decide_budgets(BudgetReadings((reading(budget(), "6"),)), RULES, NOW), "budget_forecast")
     assert forecast.title == "Budget b1 projected to exceed (account acme)" and forecast.kind == CONDITION
-    assert forecast.message == ("At the rate since 2026-11-21T00:00:00Z (100 calls, 6 USD so far), 12 USD by "
-                                "2026-11-22T00:00:00Z, over the limit of 10 USD.")
+    assert forecast.message == ("At the rate since 2026-11-21T00:00:00Z (100 calls, $6 so far), $12 by "
+                                "2026-11-22T00:00:00Z, over the limit of $10.")
     under = reading(budget(limit="20"), "6")
     assert by_rule(decide_budgets(BudgetReadings((under,)), RULES, NOW), "budget_forecast") == []
 
@@ -103,18 +103,18 @@ def test_a_forecast_needs_a_share_of_the_period_and_enough_calls():
 def test_a_forecast_overtaken_by_the_limit_closes_quietly_with_the_truth():
     [closing] = by_rule(decide_budgets(BudgetReadings((reading(budget(), "10.5"),)), RULES, NOW), "budget_forecast")
     assert closing.closes and closing.quiet
-    assert closing.resolution == "Came true: spend reached 105.00 % of the limit (10.5 USD of 10 USD)."
+    assert closing.resolution == "Came true: spend reached 105.00 % of the limit ($10.5 of $10)."
 
 
 def test_a_period_that_ended_closes_both_alerts_with_what_happened():
     over = reading(budget(mode="hard"), "12", now=DAY + timedelta(days=1) - timedelta(microseconds=1), ended=True)
     threshold, forecast = decide_budgets(BudgetReadings((over,)), RULES, NOW + timedelta(days=1))
-    assert threshold.resolution == ("The daily period ended at 2026-11-22T00:00:00Z with 12 USD of 10 USD spent. "
+    assert threshold.resolution == ("The daily period ended at 2026-11-22T00:00:00Z with $12 of $10 spent. "
                                     "Calls are allowed again.")
     assert forecast.quiet and forecast.resolution.startswith("Came true")
     under = reading(budget(), "7", now=DAY + timedelta(days=1) - timedelta(microseconds=1), ended=True)
     _, forecast = decide_budgets(BudgetReadings((under,)), RULES, NOW + timedelta(days=1))
-    assert not forecast.quiet and forecast.resolution.endswith("with 7 USD of 10 USD spent: the limit was not reached.")
+    assert not forecast.quiet and forecast.resolution.endswith("with $7 of $10 spent: the limit was not reached.")
 
 
 def test_a_deleted_budget_closes_its_alerts():
@@ -198,7 +198,7 @@ def test_expensive_calls_are_one_event_alert_per_key():
     k1 = drafts["k1"]
     assert (k1.kind, k1.occurrences, k1.hold_minutes, k1.recovery_quiet, k1.period) == (EVENT, 2, 60, True, None)
     assert k1.title == "A single call cost $2.1"
-    assert k1.message == ("Call c2 (openai o1) by key k1 cost $2.1, over $0.50. 1 more call(s) on this key went "
+    assert k1.message == ("Call c2 (openai o1) by key k1 cost $2.1, over $0.5. 1 more call(s) on this key went "
                           "over it too.")
 
 
@@ -225,7 +225,7 @@ def test_spend_anomaly_per_account_speaks_before_all_traffic():
     assert [(d.scope, d.may_open) for d in both] == [("global", False), ("account", True)]
     assert both[1].title == "Unusual spend today on account acme" and both[1].account == "acme"
     [alone] = decide_spend_anomaly([spend("9", steady)], RULES, NOW)
-    assert alone.may_open and alone.message.startswith("$9 today against a 7-day mean of $1.00")
+    assert alone.may_open and alone.message.startswith("$9 today against a 7-day mean of $1")
     assert decide_spend_anomaly([spend("1.3", steady)], RULES, NOW) == []
 
 
