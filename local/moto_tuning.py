@@ -160,9 +160,12 @@ def _plain_numbers() -> None:
 
     def plain(self: Any, type_as_dict: Any) -> None:
         init(self, type_as_dict)
-        if self.type == "N" and type(self.value) is str and not _PLAIN.fullmatch(self.value):
+        value = self.value
+        if self.type != "N" or type(value) is not str or (value.isdigit() and (value[0] != "0" or value == "0")):
+            return  # most numbers are counters, already plain: no regex for them
+        if not _PLAIN.fullmatch(value):
             try:
-                self.value = dynamodb_number(Decimal(self.value))
+                self.value = dynamodb_number(Decimal(value))
             except Exception:  # not a number DynamoDB takes: left for moto's own validation to refuse
                 pass
 
