@@ -39,6 +39,8 @@ class Settings:
     archive_bucket: str = "tollgate-dev-archive"
     spill_queue_name: str = "tollgate-dev-spill"
     spill_queue_url: str | None = None
+    spill_dead_letter_queue_url: str | None = None  # what the spill replay could never write (/health, alerts)
+    rollup_dead_letter_queue_url: str | None = None  # the stream mapping's on-failure destination (/health, alerts)
     base_urls: dict[str, str] = field(default_factory=dict)
     provider_keys: dict[str, str] = field(default_factory=dict)  # clear keys from env (local only)
     provider_key_parameters: dict[str, str] = field(default_factory=dict)  # SSM names (AWS)
@@ -92,6 +94,8 @@ def from_env() -> Settings:
         archive_bucket=_env("TOLLGATE_ARCHIVE_BUCKET", f"{prefix}-archive"),
         spill_queue_name=_env("TOLLGATE_SPILL_QUEUE_NAME", f"{prefix}-spill"),
         spill_queue_url=_env("TOLLGATE_SPILL_QUEUE_URL"),
+        spill_dead_letter_queue_url=_env("TOLLGATE_SPILL_DLQ_URL"),
+        rollup_dead_letter_queue_url=_env("TOLLGATE_ROLLUP_DLQ_URL"),
         base_urls={p: u.rstrip("/") for p in PROVIDERS if (u := _env(f"TOLLGATE_{upper[p]}_BASE_URL"))},
         provider_keys={p: k for p in PROVIDERS if (k := _env(f"TOLLGATE_{upper[p]}_API_KEY"))},
         provider_key_parameters={

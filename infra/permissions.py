@@ -68,6 +68,8 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
                          "dynamodb:UpdateItem"),
         "AuditTable": ("dynamodb:PutItem", "dynamodb:Query"),
         "SpillQueue": ("sqs:GetQueueAttributes",),  # /health: the spill backlog
+        "SpillDeadLetterQueue": ("sqs:GetQueueAttributes",),  # /health: records in the dead-letter queues
+        "RollupDeadLetterQueue": ("sqs:GetQueueAttributes",),
         "ArchiveBucket": ("s3:ListBucket", "s3:ListBucketVersions"),  # erasure: the user's archived calls
         "ArchiveBucket/calls/*": ("s3:DeleteObjectVersion",),
         # large exports: their records (one partition), the job started, a download link signed for the file
@@ -105,6 +107,8 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
     # Budgets and alert rules over the aggregates and the recent calls; alerts opened and resolved; delivery.
     "EvaluateEveryMinute": {
         "AggregatesTable": ("dynamodb:Query",),
+        "SpillDeadLetterQueue": ("sqs:GetQueueAttributes",),  # the `dead_letters` alert
+        "RollupDeadLetterQueue": ("sqs:GetQueueAttributes",),
         # the notes it consumes (expensive calls the rollup saw, refused keys) and its marks of what it took
         # up: it may delete or write those partitions, never an aggregate
         "AggregatesTable?pk=signal#expensive_calls": ("dynamodb:DeleteItem",),

@@ -1,4 +1,4 @@
-"""Five adjustments so moto copes with aggregate items of thousands of attributes, as DynamoDB does.
+"""Six adjustments so moto copes with aggregate items of thousands of attributes, and with tiny costs, as DynamoDB does.
 
 - moto parses an update expression into a tree as deep as its ADD list (DynamoDB itself only limits
   each expression to 4 KB, which `aggstore.too_large` respects): its parser needs a deeper stack.
@@ -13,11 +13,17 @@
   maps compare here without the conversion, with the same result.
 - moto fills a 1 MB page of an index Query with whole items; DynamoDB with index entries, which hold
   only the projected attributes (a few hundred bytes of a 100 KB aggregate item in `by_kind`).
+- moto adds numbers with `int()` unless they hold a dot, and writes the sum as Python prints it: $0.0000001 +
+  $0.0000001 became `2E-7`, which its next ADD could not parse (ValueError: the rollup stalled on a shared
+  shard). DynamoDB adds exactly to 38 significant digits and writes a number plainly (no exponent, no trailing
+  zero, no `-0`); here every number moto stores is written that way, and sums are exact, or refused past 38 digits.
 """
 from __future__ import annotations
 
+import re
 import sys
 import threading
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 RECURSION_LIMIT = 20_000
@@ -123,6 +129,63 @@ def _compare_without_converting() -> None:
     DynamoType.__eq__, DynamoType.__ne__, DynamoType.__lt__ = eq, lambda self, other: not eq(self, other), lt
 
 
+_PLAIN = re.compile(r"(?!-0$)-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?")  # how DynamoDB writes a number
+DIGITS_MAX = 38
+_EXACT = Context(prec=400)  # wider than the 256 digits between 1E-130 and 1E+126: a sum is never rounded
+
+
+def dynamodb_number(value: Decimal) -> str:
+    """`value` written as DynamoDB writes it ("0.0000002", "105", "0"), or refused as DynamoDB refuses it."""
+    from moto.dynamodb.exceptions import MockValidationException
+
+    if value.is_zero():
+        return "0"
+    value = value.normalize(_EXACT)
+    if len(value.as_tuple().digits) > DIGITS_MAX:
+        raise MockValidationException("Attempting to store more than 38 significant digits in a Number")
+    if value.adjusted() > 125:
+        raise MockValidationException("Number overflow. Attempting to store a number with magnitude larger than "
+                                      "supported range")
+    if value.adjusted() < -130:
+        raise MockValidationException("Number underflow. Attempting to store a number with magnitude smaller than "
+                                      "supported range")
+    return format(value, "f")
+
+
+def _plain_numbers() -> None:
+    """Numbers are written plainly as they enter moto, and added and subtracted exactly."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    init, add, sub = DynamoType.__init__, DynamoType.__add__, DynamoType.__sub__
+
+    def plain(self: Any, type_as_dict: Any) -> None:
+        init(self, type_as_dict)
+        value = self.value
+        if self.type != "N" or type(value) is not str or (value.isdigit() and (value[0] != "0" or value == "0")):
+            return  # most numbers are counters, already plain: no regex for them
+        if not _PLAIN.fullmatch(value):
+            try:
+                self.value = dynamodb_number(Decimal(value))
+            except Exception:  # not a number DynamoDB takes: left for moto's own validation to refuse
+                pass
+
+    def arithmetic(original: Any, operation: Any) -> Any:
+        def apply(self: Any, other: Any) -> Any:
+            if self.type != "N" or other.type != "N":
+                return original(self, other)  # moto's own errors
+            try:
+                left, right = Decimal(self.value), Decimal(other.value)
+            except InvalidOperation:
+                return original(self, other)
+            return DynamoType({"N": dynamodb_number(operation(left, right))})
+        return apply
+
+    plain.tuned = True  # type: ignore[attr-defined]
+    DynamoType.__init__ = plain
+    DynamoType.__add__ = arithmetic(add, _EXACT.add)
+    DynamoType.__sub__ = arithmetic(sub, _EXACT.subtract)
+
+
 def tune_moto() -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
     from moto.dynamodb.models.table import Table
@@ -131,6 +194,8 @@ def tune_moto() -> None:
     LimitedSizeDict.__setitem__ = _setitem
     if not getattr(DynamoType.__eq__, "tuned", False):
         _compare_without_converting()
+    if not getattr(DynamoType.__init__, "tuned", False):
+        _plain_numbers()
     if not getattr(Item.project, "tuned", False):
         Item.project = _project_once(Item.project)
         Item.size = _entry_size(Item.size)

@@ -1,21 +1,28 @@
 """The local stand-in for Lambda's stream event source: read moto's DynamoDB stream, call the handler.
 
 Same event shape as Lambda (epoch ApproximateCreationDateTime, eventSourceARN added, userIdentity
-kept), same contract as the deployed mapping (ReportBatchItemFailures, BisectBatchOnFunctionError,
-an on-failure destination): on `batchItemFailures` the shard is read again from that record, in a
-batch half as large each time it fails; a record that still fails alone after MAX_ATTEMPTS is handed
-to `dead_letter` with the reason and skipped, so no batch is read again forever.
+kept), same contract as the deployed mapping (infra/resources.json: ReportBatchItemFailures,
+BisectBatchOnFunctionError, MaximumRetryAttempts, an on-failure destination): on `batchItemFailures`
+the shard is read again from that record, in a batch half as large each time it fails; a record that
+still fails alone after MAX_ATTEMPTS is handed to `dead_letter` with the reason, logged in one line,
+and skipped, so no batch is read again forever. A shard whose delivery failed waits before it is read
+again (BACKOFF_SECONDS, doubling while it keeps failing, at most BACKOFF_MAX_SECONDS): never a hot loop.
+MAX_ATTEMPTS is 3 here, 50 in AWS: locally a poisoned record is set aside in seconds, not hours.
 """
 from __future__ import annotations
 
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 BATCH_SIZE = 100
 MAX_ATTEMPTS = 3  # deliveries of a one-record batch before it goes to the dead letter
+BACKOFF_SECONDS = 0.5  # the wait after a failed delivery, doubled for each failure in a row on the shard
+BACKOFF_MAX_SECONDS = 30.0
+REASON_CHARS = 500
 
 DeadLetter = Callable[[dict[str, Any], str], None]
 
@@ -29,9 +36,20 @@ def lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     return event | {"dynamodb": dynamodb, "eventSourceARN": stream_arn}
 
 
-def print_dead_letter(record: dict[str, Any], reason: str) -> None:
-    print(f"[stream-pump] record {record['dynamodb']['SequenceNumber']} dead-lettered: {reason}\n"
-          f"  {json.dumps(record, default=str)}", file=sys.stderr, flush=True)
+def log_only(record: dict[str, Any], reason: str) -> None:
+    """No dead-letter queue: the pump's log line says which record it was (the call log still holds the call)."""
+
+
+def one_line(reason: str) -> str:
+    """A reason as one bounded log line: a multi-line error (a traceback) never floods the log."""
+    return " | ".join(line.strip() for line in reason.splitlines() if line.strip())[:REASON_CHARS] or "?"
+
+
+def describe(record: dict[str, Any]) -> str:
+    """Where a record was and which call it holds: enough to find it in the stream and in the call log."""
+    image = record["dynamodb"].get("NewImage") or record["dynamodb"].get("OldImage") or {}
+    call = " ".join(f"{name}={image[name]['S']}" for name in ("account", "call_id") if "S" in image.get(name, {}))
+    return f"record {record['dynamodb']['SequenceNumber']} ({record.get('eventName')}{' ' + call if call else ''})"
 
 
 def sqs_dead_letter(sqs: Any, queue_url: str) -> DeadLetter:
@@ -46,13 +64,17 @@ class StreamPump:
     """Polls every shard of one stream; checkpoints (last applied sequence per shard) go to a file."""
 
     def __init__(self, streams: Any, stream_arn: str, handler: Callable[[dict, Any], dict],
-                 checkpoint_file: Path, dead_letter: DeadLetter = print_dead_letter) -> None:
+                 checkpoint_file: Path, dead_letter: DeadLetter = log_only,
+                 backoff_seconds: float = BACKOFF_SECONDS) -> None:
         self.streams, self.stream_arn, self.handler = streams, stream_arn, handler
-        self.checkpoint_file, self.dead_letter = checkpoint_file, dead_letter
+        self.checkpoint_file, self.dead_letter, self.backoff_seconds = checkpoint_file, dead_letter, backoff_seconds
         self.iterators: dict[str, str] = {}
         self.checkpoints: dict[str, str] = {}
         self.batch_sizes: dict[str, int] = {}  # per shard: halved on each failure, back up on success
         self.attempts: dict[str, tuple[str, int]] = {}  # per shard: (record failing alone, deliveries so far)
+        self.failures: dict[str, int] = {}  # per shard: failed deliveries in a row
+        self.not_before: dict[str, float] = {}  # per shard: when it may be read again (time.monotonic)
+        self.waiting: set[str] = set()  # the shards the last pass skipped, backing off
         self.lock = threading.Lock()
         saved = json.loads(checkpoint_file.read_text()) if checkpoint_file.exists() else {}
         if saved.get("stream_arn") == stream_arn:
@@ -78,7 +100,11 @@ class StreamPump:
         """One pass over every shard; returns the number of records handed to the handler."""
         handed = 0
         with self.lock:
+            self.waiting = set()
             for shard in self._shards():
+                if time.monotonic() < self.not_before.get(shard, 0.0):
+                    self.waiting.add(shard)  # backing off after a failed delivery
+                    continue
                 if shard not in self.iterators:
                     seq = self.checkpoints.get(shard)
                     self.iterators[shard] = (self._iterator(shard, "AFTER_SEQUENCE_NUMBER", seq) if seq
@@ -95,7 +121,9 @@ class StreamPump:
                     self.iterators[shard] = response["NextShardIterator"]
                     self._done(shard, records[-1])
                     self.batch_sizes[shard] = min(BATCH_SIZE, size * 2)
+                    self.failures.pop(shard, None)
                 else:
+                    self._back_off(shard)
                     self._failed(shard, records, failed, reason)
             self._save()
         return handed
@@ -123,6 +151,8 @@ class StreamPump:
             count = count + 1 if previous == failed else 1
             self.attempts[shard] = (failed, count)
             if count >= MAX_ATTEMPTS:
+                print(f"[stream-pump] {describe(records[position])} dead-lettered after {count} deliveries alone: "
+                      f"{one_line(reason)}", file=sys.stderr, flush=True)
                 self.dead_letter(records[position], reason)
                 self._done(shard, records[position])
                 self.iterators[shard] = self._iterator(shard, "AFTER_SEQUENCE_NUMBER", failed)
@@ -130,14 +160,28 @@ class StreamPump:
                 return
         self.iterators[shard] = self._iterator(shard, "AT_SEQUENCE_NUMBER", failed)
 
+    def _back_off(self, shard: str) -> None:
+        """Wait before reading a shard whose delivery failed: BACKOFF_SECONDS, doubling while it keeps failing."""
+        failures = self.failures[shard] = self.failures.get(shard, 0) + 1
+        delay = min(BACKOFF_MAX_SECONDS, self.backoff_seconds * 2 ** (failures - 1))
+        self.not_before[shard] = time.monotonic() + delay
+
     def _done(self, shard: str, record: dict[str, Any]) -> None:
         self.checkpoints[shard] = record["dynamodb"]["SequenceNumber"]
         self.attempts.pop(shard, None)
 
-    def drain(self, max_passes: int = 50) -> None:
+    def drain(self, max_passes: int = 50, max_seconds: float = 60.0) -> None:
+        """Pass over the shards until nothing is left, waiting out back-offs: at most `max_passes` passes and
+        `max_seconds` (a stack stopping does not wait on a shard that keeps failing)."""
+        deadline = time.monotonic() + max_seconds
         for _ in range(max_passes):
             if not self.run_once():
-                return
+                if not self.waiting:
+                    return
+                wait = max(0.0, min(self.not_before[shard] for shard in self.waiting) - time.monotonic())
+                if time.monotonic() + wait > deadline:
+                    return
+                time.sleep(wait)
 
     def _save(self) -> None:
         self.checkpoint_file.parent.mkdir(parents=True, exist_ok=True)

@@ -121,6 +121,9 @@ class Stack:
         os.environ["TOLLGATE_SPILL_QUEUE_URL"] = queue_url
         self.rollup_dead_letter_url = sqs.create_queue(
             QueueName=f"tollgate-{get_settings().stage}-rollup-dlq")["QueueUrl"]
+        os.environ["TOLLGATE_ROLLUP_DLQ_URL"] = self.rollup_dead_letter_url  # /health and the alert watch both
+        os.environ["TOLLGATE_SPILL_DLQ_URL"] = sqs.get_queue_url(
+            QueueName=f"{get_settings().spill_queue_name}-dlq")["QueueUrl"]
         boto3.client("s3", endpoint_url=os.environ["TOLLGATE_AWS_ENDPOINT"]).create_bucket(
             Bucket=get_settings().archive_bucket)
         if not os.environ.get("TOLLGATE_SNS_TOPIC_ARN"):  # alerts also go to SNS, as in AWS (moto keeps them)

@@ -24,6 +24,7 @@ from chalicelib.alerting.rules import (
     CostlySession,
     CreditReading,
     DailySpend,
+    DeadLetters,
     ExpensiveCall,
     KeyStreak,
     QuarantineCount,
@@ -358,3 +359,23 @@ def decide_quarantine(held: QuarantineCount, rules: Rules, now: datetime) -> lis
                 "were set aside with the reason, under `quarantine#calls` in the aggregates table; the rest of the "
                 "stream goes on. Reports and budgets leave them out until they are fixed and their days recalculated.",
         kind=CONDITION, recovery="No quarantined record is left.")]
+
+
+DEAD_LETTER_QUEUES = {
+    "spill_dead_letters": "the spill's dead-letter queue (call records never written to the call log)",
+    "rollup_dead_letters": "the rollup's dead-letter queue (stream batches the rollup gave up on)",
+}
+
+
+def decide_dead_letters(queues: DeadLetters, rules: Rules, now: datetime) -> list[AlertDraft]:
+    """`dead_letters`: one alert while either dead-letter queue holds a message (spend the aggregates miss); it
+    resolves as soon as both are empty (an operator's doing, so no hold)."""
+    holding = {name: count for name, count in sorted(queues.held.items()) if count}
+    if not holding:
+        return []
+    listed = "; ".join(f"{DEAD_LETTER_QUEUES.get(name, name)}: {count}" for name, count in holding.items())
+    return [AlertDraft(
+        "dead_letters", "global", GLOBAL_ID, None, severity="high", title="Call records in a dead-letter queue",
+        message=f"Records were dead-lettered, so reports and budgets miss their spend. {listed}. See OPERATIONS.md "
+                "(the spill queue's and the rollup's dead-letter queues) for how to bring them back.",
+        kind=CONDITION, recovery="Both dead-letter queues are empty.")]

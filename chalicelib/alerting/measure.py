@@ -2,8 +2,9 @@
 (chalicelib/alerting/alert_store.py) → deliver what is queued (chalicelib/alerting/notify.py).
 
 This module only gathers measurements: budgets, traffic windows per scope, key streaks, noted expensive
-calls, daily spend, credits, refused authentications, the rollup's quarantine. Safe to run concurrently
-and repeatedly: every alert change is a conditional write, and messages are claimed before sending.
+calls, daily spend, credits, refused authentications, the rollup's quarantine, the dead-letter queues. Safe
+to run concurrently and repeatedly: every alert change is a conditional write, and messages are claimed
+before sending.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from chalicelib.alerting.decide import (
     decide_costly_sessions,
     decide_credits,
     decide_daily_cost,
+    decide_dead_letters,
     decide_error_rate,
     decide_expensive_calls,
     decide_latency,
@@ -33,6 +35,7 @@ from chalicelib.alerting.rules import (
     BudgetReadings,
     CreditReading,
     DailySpend,
+    DeadLetters,
     KeyStreak,
     QuarantineCount,
     Rules,
@@ -41,7 +44,7 @@ from chalicelib.alerting.rules import (
 )
 from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.clock import day_of, iso, parse_iso, utc_now
-from chalicelib.ledger import calllog
+from chalicelib.ledger import calllog, dead_letters
 from chalicelib.ledger.budgets import all_budgets, spec_of
 from chalicelib.ledger.models import Alert
 from chalicelib.reports import aggregates as agg
@@ -75,6 +78,7 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
         *decide_credits(measure_credits(now), rules, now),
         *decide_auth_failures(signal_reads.auth_failures(now, rules.auth_failure_minutes), rules, now),
         *decide_quarantine(QuarantineCount(*quarantine.count()), rules, now),
+        *decide_dead_letters(DeadLetters(dead_letters.held_by_queue()), rules, now),
     ]
     applied = alert_store.apply(drafts, active, notify.configured_channels(), now)
     signal_reads.forget(note_keys + session_keys, now)

@@ -226,3 +226,10 @@ class AuthFailures:
 class QuarantineCount:
     held: int
     more: bool = False
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """Messages held by each dead-letter queue (`spill_dead_letters`, `rollup_dead_letters`)."""
+
+    held: Mapping[str, int]

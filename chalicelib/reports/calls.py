@@ -7,7 +7,7 @@ from typing import Any
 
 from chalicelib.clock import parse_precise, utc_today
 from chalicelib.errors import InvalidRequest, NotFound
-from chalicelib.ledger import calllog
+from chalicelib.ledger import calllog, dead_letters
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.ledger.calllog import call_view
 from chalicelib.ledger.models import ApiKey, CallRecord
@@ -72,9 +72,10 @@ def health() -> tuple[int, dict[str, Any]]:
     """`GET /health` (no key): the components' state, at most HEALTH_CACHE_SECONDS old when healthy.
 
     Anyone may call it, so a healthy answer is reused: however often it is hit, a healthy container
-    makes 4 AWS requests (DescribeTable twice, GetQueueAttributes, one quarantine Query) per
-    HEALTH_CACHE_SECONDS. A degraded answer is checked again on every call, so recovery shows at once
-    (the stage's throttling bounds that). A cached answer belongs to the settings it was found with.
+    makes 6 AWS requests (DescribeTable twice, GetQueueAttributes on the spill queue and on each
+    dead-letter queue, one quarantine Query) per HEALTH_CACHE_SECONDS. A degraded answer is checked again
+    on every call, so recovery shows at once (the stage's throttling bounds that). A cached answer belongs
+    to the settings it was found with.
     """
     settings, now = get_settings(), time.monotonic()
     cached = _health_cache.get("answer")
@@ -88,9 +89,21 @@ def health() -> tuple[int, dict[str, Any]]:
     return answer
 
 
+def _dead_letter_components() -> dict[str, dict[str, Any]]:
+    """Each dead-letter queue (chalicelib/ledger/dead_letters.py): empty → ok, else the records it holds."""
+    components: dict[str, dict[str, Any]] = {}
+    for name, url in dead_letters.queues().items():
+        try:
+            count = dead_letters.held(url)
+            components[name] = {"status": "ok" if not count else "dead_lettered", "records": count}
+        except Exception as exc:  # health reports failures, it does not raise them
+            components[name] = {"status": "error", "error": type(exc).__name__}
+    return components
+
+
 def _check_health() -> tuple[int, dict[str, Any]]:
-    """Each table answers DescribeTable, the spill queue is empty and no stream record is quarantined
-    → healthy; else degraded."""
+    """Each table answers DescribeTable, the spill queue is empty, no stream record is quarantined and both
+    dead-letter queues are empty → healthy; else degraded."""
     components: dict[str, Any] = {}
     for model in (CallRecord, ApiKey):
         try:
@@ -109,5 +122,6 @@ def _check_health() -> tuple[int, dict[str, Any]]:
                                            **({"more": True} if more else {})}
     except Exception as exc:
         components["rollup_quarantine"] = {"status": "error", "error": type(exc).__name__}
+    components.update(_dead_letter_components())
     healthy = all(c["status"] == "ok" for c in components.values())
     return (200 if healthy else 503), {"status": "healthy" if healthy else "degraded", "components": components}

@@ -211,6 +211,8 @@ def deployed(aws_env, sink, monkeypatch):
     monkeypatch.setenv("TOLLGATE_SNS_TOPIC_ARN", topic)
     monkeypatch.setenv("TOLLGATE_ARCHIVE_BUCKET", bucket)
     monkeypatch.setenv("TOLLGATE_SPILL_QUEUE_URL", spill)
+    monkeypatch.setenv("TOLLGATE_SPILL_DLQ_URL", dead)  # /health and the evaluator watch both dead-letter queues
+    monkeypatch.setenv("TOLLGATE_ROLLUP_DLQ_URL", sqs.create_queue(QueueName=f"tollgate-{STAGE}-rollup-dlq")["QueueUrl"])
     # large exports: every export a job (tiny inline limit), the export function invoked (moto's Lambda without
     # Docker takes the invocation; the scenario runs it), each run handing over as soon as it can
     from moto.core.config import default_user_config

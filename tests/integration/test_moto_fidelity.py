@@ -1,5 +1,6 @@
 """The moto adjustments in local/moto_tuning.py keep DynamoDB's rules: the 400 KB item limit, and index
 pages filled by index entries, so reports over full aggregate items answer as they would in AWS."""
+import json
 from datetime import date, timedelta
 
 import boto3
@@ -55,3 +56,67 @@ def test_values_compare_as_moto_compares_them_without_converting(left):
         assert (a != b) is not (a == b)
         if a.type == b.type and a.type in ("S", "N"):
             assert (a < b) is (a.cast_value < b.cast_value), (left, right)
+
+
+# --- numbers: tiny costs (issue 26, item 5) ---------------------------------------------------------------------
+def summary(gateway):
+    from tests.conftest import ADMIN_KEY
+
+    answer = json.loads(gateway.client.http.get("/api/summary?hours=1", headers={"X-Dashboard-Key": ADMIN_KEY}).body)
+    return answer["calls"], answer["cost_usd"]
+
+
+def test_tiny_costs_rolled_up_one_at_a_time_reach_the_summary_exactly(gateway):
+    """moto wrote 1E-7 + 1E-7 as `2E-7` and its next ADD could not parse that (ValueError): three ~5-token
+    embedding calls of $0.0000001 each, folded one batch at a time, must sum to $0.0000003 in every scope."""
+    from chalicelib.ledger.models import CallRecord
+    from tests.integration.conftest import stream_records
+    from tests.integration.helpers import handler, log
+
+    calls = [log(n, minutes_ago=1, model="text-embedding-3-small", cost="0.0000001") for n in (1, 2, 3)]
+    for record in stream_records():
+        assert handler([record]) == {"batchItemFailures": []}
+    assert summary(gateway) == (3, "0.0000003")
+
+    for call in calls:  # a GDPR-style erasure subtracts each one: zero, still readable and addable
+        CallRecord.get(call.account, call.sk).delete()
+    for record in stream_records()[3:]:
+        assert handler([record]) == {"batchItemFailures": []}
+    log(4, minutes_ago=1, model="text-embedding-3-small", cost="0.0000001")
+    assert handler(stream_records()[-1:]) == {"batchItemFailures": []}
+    assert summary(gateway) == (1, "0.0000001")
+    stored = [value["N"] for item in boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+              for name, value in item.items() if "N" in value and name.endswith("cost")]
+    assert stored and all("E" not in number for number in stored), stored
+
+
+@pytest.mark.parametrize(("start", "add", "read_back"), [
+    ("0.0000001", "0.0000001", "0.0000002"), ("0.0000003", "-0.0000003", "0"), ("1E-7", "1E-7", "0.0000002"),
+    ("0E-7", "0.0000001", "0.0000001"), ("1.50", "1.50", "3"), ("1E+2", "5", "105"), ("-0", "0", "0"),
+    ("99999999999999999999999999999999999999", "-1", "99999999999999999999999999999999999998")])
+def test_numbers_add_and_read_back_as_dynamodb_writes_them(aws_env, start, add, read_back):
+    """DynamoDB keeps a number as up to 38 significant digits and writes it plainly: no exponent, no trailing
+    zero, no `-0`; an ADD on any number it holds works."""
+    client = boto3.client("dynamodb")
+    key = {"pk": {"S": "test#numbers"}, "day": {"S": "2026-01-01"}}
+    client.put_item(TableName=TABLE, Item={**key, "n": {"N": start}})
+
+    def update(expression):
+        client.update_item(TableName=TABLE, Key=key, UpdateExpression=expression,
+                           ExpressionAttributeValues={":v": {"N": add}})
+
+    update("ADD n :v")
+    assert client.get_item(TableName=TABLE, Key=key)["Item"]["n"] == {"N": read_back}
+    update("SET n = n - :v")  # back to the start, then forward again: each result is one moto can add to
+    update("ADD n :v")
+    assert client.get_item(TableName=TABLE, Key=key)["Item"]["n"] == {"N": read_back}
+
+
+def test_a_sum_past_38_digits_is_refused_as_dynamodb_refuses_it(aws_env):
+    client = boto3.client("dynamodb")
+    key = {"pk": {"S": "test#numbers"}, "day": {"S": "2026-01-01"}}
+    client.put_item(TableName=TABLE, Item={**key, "n": {"N": "1" + "0" * 37}})
+    with pytest.raises(ClientError) as refused:
+        client.update_item(TableName=TABLE, Key=key, UpdateExpression="ADD n :v",
+                           ExpressionAttributeValues={":v": {"N": "0.1"}})
+    assert refused.value.response["Error"]["Code"] == "ValidationException"

@@ -2,6 +2,7 @@
 form, a record that cannot be folded is quarantined while the rest folds, the local pump and the spill
 replay dead-letter what keeps failing, and each scheduled job runs whatever happened to the others."""
 import json
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -53,6 +54,7 @@ def pump(tmp_path, handle=None, **options):
     from local.pump import StreamPump
 
     arn = boto3.client("dynamodb").describe_table(TableName="tollgate-dev-calls")["Table"]["LatestStreamArn"]
+    options.setdefault("backoff_seconds", 0.001)  # the back-off's doubling, at test speed
     return StreamPump(boto3.client("dynamodbstreams"), arn, handle or rollup_calls, tmp_path / "checkpoints.json",
                       **options)
 
@@ -256,6 +258,72 @@ def test_the_local_pump_dead_letters_to_sqs_with_the_reason(aws_env, tmp_path):
     [message] = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["All"])["Messages"]
     assert json.loads(message["Body"])["dynamodb"]["NewImage"]["call_id"] == {"S": "call_000001"}
     assert message["MessageAttributes"]["reason"]["StringValue"] == "RuntimeError: the handler cannot start"
+
+
+def store_failing_for(monkeypatch, pk):
+    """The aggregate store fails every write of item `pk`, as a service error (not a refusal): Lambda retries."""
+    from botocore.exceptions import ClientError
+
+    original, refused = store.write, []
+
+    def write(key, delta, facts, client=None):
+        if key.pk == pk:
+            refused.append(key.pk)
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "UpdateItem")
+        return original(key, delta, facts, client)
+
+    monkeypatch.setattr(store, "write", write)
+    return refused
+
+
+def test_a_record_the_store_always_fails_is_retried_a_bounded_number_of_times_then_dead_lettered(
+        aws_env, tmp_path, capsys, monkeypatch):
+    """Issue 26: the pump plays Lambda's mapping (bisect, bounded retries, on-failure destination), logs one line
+    per record it gives up on (no traceback loop), and the rest of the batch folds."""
+    from app import rollup_calls
+    from local.pump import MAX_ATTEMPTS, sqs_dead_letter
+
+    for n in range(1, 32):
+        log_call(n, "poisoned" if n == 21 else "acme")
+    store_failing_for(monkeypatch, "account#poisoned")
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="tollgate-dev-rollup-dlq")["QueueUrl"]
+    batches = []
+
+    def counting(event, context):
+        batches.append([r["dynamodb"]["NewImage"]["account"]["S"] for r in event["Records"]])
+        return rollup_calls(event, context)
+
+    stream_pump = pump(tmp_path, counting, dead_letter=sqs_dead_letter(sqs, queue))
+    stream_pump.drain()
+
+    with_poison = [len(batch) for batch in batches if "poisoned" in batch]
+    assert with_poison == [31, 5, 2, *[1] * MAX_ATTEMPTS]  # from it, halved to itself, then MAX_ATTEMPTS alone
+    assert len(batches) == len(with_poison) + 1  # and the ten after it, in one batch
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[stream-pump]")]
+    assert len(lines) == 1 and "account=poisoned call_id=call_000021" in lines[0]
+    assert f"dead-lettered after {MAX_ATTEMPTS} deliveries alone" in lines[0]
+    [message] = sqs.receive_message(QueueUrl=queue)["Messages"]
+    assert json.loads(message["Body"])["dynamodb"]["NewImage"]["call_id"] == {"S": "call_000021"}
+    assert day_counters("account#acme")["calls"] == 30
+    assert stream_pump.run_once() == 0
+
+
+def test_the_local_pump_backs_off_a_failing_shard_instead_of_spinning(aws_env, tmp_path, monkeypatch):
+    from local.pump import BACKOFF_MAX_SECONDS
+
+    for n in range(1, 6):
+        log_call(n, "poisoned")
+    store_failing_for(monkeypatch, "account#poisoned")
+    stream_pump = pump(tmp_path, backoff_seconds=60)
+    assert stream_pump.run_once() == 5
+    assert [stream_pump.run_once() for _ in range(100)] == [0] * 100  # waiting: not read again at once
+    [due] = stream_pump.not_before.values()
+    for failures in range(2, 10):  # the wait doubles while it keeps failing, up to BACKOFF_MAX_SECONDS
+        stream_pump.not_before = dict.fromkeys(stream_pump.not_before, 0.0)
+        assert stream_pump.run_once() >= 1
+        [due] = stream_pump.not_before.values()
+        assert due - time.monotonic() == pytest.approx(min(BACKOFF_MAX_SECONDS, 60 * 2 ** (failures - 1)), abs=1)
 
 
 # --- finding 2: spill replay ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from chalicelib.alerting.decide import (
     decide_consecutive_errors,
     decide_credits,
     decide_daily_cost,
+    decide_dead_letters,
     decide_error_rate,
     decide_expensive_calls,
     decide_latency,
@@ -26,6 +27,7 @@ from chalicelib.alerting.rules import (
     BudgetReadings,
     CreditReading,
     DailySpend,
+    DeadLetters,
     ExpensiveCall,
     KeyStreak,
     QuarantineCount,
@@ -253,6 +255,19 @@ def test_quarantine_is_one_alert_whatever_the_number():
     assert decide_quarantine(QuarantineCount(0), RULES, NOW) == []
     [draft] = decide_quarantine(QuarantineCount(3, more=True), RULES, NOW)
     assert draft.message.startswith("3+ call record(s)") and draft.period is None and draft.hold_minutes == 0
+
+
+def test_dead_letters_are_one_alert_naming_the_queues_that_hold_records():
+    assert decide_dead_letters(DeadLetters({}), RULES, NOW) == []
+    assert decide_dead_letters(DeadLetters({"spill_dead_letters": 0, "rollup_dead_letters": 0}), RULES, NOW) == []
+    [draft] = decide_dead_letters(DeadLetters({"spill_dead_letters": 0, "rollup_dead_letters": 2}), RULES, NOW)
+    assert (draft.rule, draft.scope, draft.severity, draft.kind) == ("dead_letters", "global", "high", CONDITION)
+    assert "rollup's dead-letter queue (stream batches the rollup gave up on): 2" in draft.message
+    assert "spill's dead-letter queue" not in draft.message
+    [both] = decide_dead_letters(DeadLetters({"spill_dead_letters": 1, "rollup_dead_letters": 2}), RULES, NOW)
+    identity = (both.rule, both.scope, both.scope_id, both.period)
+    assert identity == (draft.rule, draft.scope, draft.scope_id, draft.period)  # still the one alert
+    assert "spill's dead-letter queue" in both.message
 
 
 def test_rules_from_json():
