@@ -141,7 +141,7 @@ def breakdown(items: Iterable[dict[str, Any]], prefixes: Iterable[tuple[dict[str
                 continue
             scope_value, counter = split_breakdown(name[len(head):])
             sums[scope_value][counter] += value
-    return {value: _breakdown_view(counters) for value, counters in sorted(sums.items())}
+    return {value: _breakdown_view(counters) for value, counters in sorted(sums.items()) if _counted(counters)}
 
 
 def breakdown_of_scopes(entries: Iterable[dict[str, Any]], scope_of) -> dict[str, dict[str, Any]]:
@@ -150,7 +150,13 @@ def breakdown_of_scopes(entries: Iterable[dict[str, Any]], scope_of) -> dict[str
     for entry in entries:
         for counter in ("calls", "errors", "cost", "unpriced", *TOKEN_KINDS):
             sums[scope_of(entry)][counter] += entry.get(counter, 0)
-    return {value: _breakdown_view(counters) for value, counters in sorted(sums.items())}
+    return {value: _breakdown_view(counters) for value, counters in sorted(sums.items()) if _counted(counters)}
+
+
+def _counted(counters: dict[str, Any]) -> bool:
+    """Whether a group holds anything: an erased user's (or an expired session's) counters stay as zeros in the
+    items, and a group of zeros is no row."""
+    return any(counters.values())
 
 
 def _breakdown_view(counters: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +258,8 @@ def daily_groups(items: Iterable[dict[str, Any]], dim: str | None, scope_of=None
         if scope_of is not None:  # one item per scope value (the by_kind index)
             totals = Totals()
             totals.add(item, "")
-            day["groups"][scope_of(item)] = totals.view(with_latency=False)
+            if totals.calls:  # an erased user's item stays, with zeros: no row
+                day["groups"][scope_of(item)] = totals.view(with_latency=False)
             day["_totals"].add(item, "")
         else:
             day["_totals"].add(item, "")

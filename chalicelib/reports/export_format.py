@@ -23,7 +23,7 @@ CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 FILTERS = {"provider": "provider", "model": "model", "team": "team", "user": "user", "key": "key_id"}  # param: field
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_FIELDS = ("call_id", "ts", "provider", "model", "endpoint", "operation", "account", "team", "key_id", "user",
-                 "session", "status", "error_type", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+                 "session", "tags", "status", "error_type", "input_tokens", "cache_read_tokens", "cache_write_tokens",
                  "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "priced", "price_source",
                  "price_version", "repriced_at", "provider_cost_usd", "latency_ms", "ttft_ms", "output_tokens_per_s",
                  "stream")
@@ -123,6 +123,11 @@ class ExportSpec:
         return f'attachment; filename="{self.file_name}"'
 
 
+def csv_tags(tags: dict[str, str] | None) -> str:
+    """A call's tags in one CSV cell, as callers send them in X-Tollgate-Tags: `k=v,k2=v2`, sorted by name."""
+    return ",".join(f"{name}={value}" for name, value in sorted((tags or {}).items()))
+
+
 class ExportWriter:
     """An export's text in pieces: `head()`, a `row()` per call (oldest first), `tail()`. Joined, they are one
     CSV file (a header, then one line per call, formula-looking cells quoted) or one JSON document
@@ -144,8 +149,9 @@ class ExportWriter:
         if self.spec.format == "json":
             return ("" if self.rows == 1 else ",\n") + json.dumps(view, ensure_ascii=False)
         # a leading = + - @ (or a tab or CR before one) would be a formula in a spreadsheet
+        cells = {**view, "tags": csv_tags(view.get("tags"))}
         self._csv.writerow({k: (f"'{v}" if isinstance(v, str) and v[:1] in FORMULA_STARTS else v)
-                            for k, v in view.items()})
+                            for k, v in cells.items()})
         return self._take()
 
     def tail(self) -> str:

@@ -190,4 +190,10 @@ def test_user_export_and_erasure_correct_the_aggregates(gateway, upstream):
     roll_up()  # the stream carries the deletions
     assert stored_counters() == expected_counters([bob])
     assert gateway.admin("get", "/admin/users/alice/export")[1]["calls"] == []
+    # an erased user leaves no row anywhere: not a row of zeros among the users, the daily groups or by account
+    _, users = get(gateway, "/api/usage/users?days=7")
+    _, in_acme = get(gateway, f"/api/usage/users?days=7&account={bob.account}")
+    _, daily = get(gateway, "/api/usage/daily?days=7&group_by=user")
+    assert [u["user"] for u in users["users"]] == [u["user"] for u in in_acme["users"]] == ["bob"]
+    assert daily["daily"] and all("alice" not in day["groups"] for day in daily["daily"]), daily
     assert alice and gateway.admin("get", "/admin/users/alice/export", key="nope")[0] == 403

@@ -92,7 +92,14 @@ def test_csv_rows_make_one_file_and_formula_cells_are_quoted():
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["call_id"] for r in rows] == ["call_1", "call_2"]
     assert rows[0]["model"] == "'=cmd|' /C calc'!A0" and rows[1]["operation"] == "'\t=1+2" and rows[1]["user"] == "'@me"
-    assert rows[0]["cost_usd"] == "0.01" and "tags" not in rows[0]
+    assert rows[0]["cost_usd"] == "0.01" and rows[0]["tags"] == "k=v"  # the JSON has them: so does the CSV
+
+
+def test_csv_tags_read_as_the_header_writes_them_and_a_formula_tag_is_quoted():
+    writer = ExportWriter(spec())
+    text = writer.head() + writer.row(view(1, tags={"team": "ml", "env": "prod"})) + writer.row(
+        view(2, tags={})) + writer.row(view(3, tags={"=x": "1"})) + writer.tail()
+    assert [r["tags"] for r in csv.DictReader(io.StringIO(text))] == ["env=prod,team=ml", "", "'=x=1"]
 
 
 def test_json_rows_make_one_document_even_when_written_in_several_runs():
