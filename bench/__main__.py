@@ -86,6 +86,7 @@ def main() -> None:
         finally:
             running.stop()
             upstream.stop()
+    streaming += memory.over_time()
     print("measuring rollup writes per call, footprint, cold start…", file=sys.stderr, flush=True)
     from bench import api, capacity, coldstart, footprint, rollup
 
@@ -176,6 +177,10 @@ REASONS = {
   group and the first event's decoding. uvicorn with httptools and uvloop gained nothing measurable
   in the stack. Left in Tollgate's hands: running the checks inline when the key and budget caches are
   warm (they then do no I/O), which saves the hop (~0.2–0.3 ms).""",
+    "stack RSS over time": """The stack's memory over time: moto, uvicorn, the proxy and the Chalice routes share one
+  process, so growth there may be moto's. Found and fixed (local/moto_tuning.py): moto kept every shard
+  iterator (two a second from the pump) and every stream record, and its Flask apps built a class per
+  request. `BENCH_IDLE_SECONDS=600 make bench` runs the issue's 10-minute idle window.""",
     "cold import": """Cold import of app.py (the Chalice functions): botocore (via pynamodb, ~80 ms) is needed by
   every handler, then chalice. Fixes made: the zip ships compiled bytecode (Lambda cannot write its own:
   without it the import took ~750 ms); the garbage collector is paused while the modules load
@@ -272,7 +277,11 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
         "SSM parameters cached for 5 minutes, so once per 5 minutes per execution environment a call also "
         "reads one before its first byte. Memory: the stack's peak RSS (VmHWM, reset just before through "
         f"`/proc/<pid>/clear_refs`) while a {memory.STREAM_MB} MB stream of {memory.EVENT_BYTES} B events passes, "
-        "read by the client chunk by chunk.\n\n"
+        "read by the client chunk by chunk. Then `make run`'s stack in a process of its own (pump, scheduler and "
+        f"snapshots on, its built-in mock upstream): its RSS idle ({memory.IDLE_SECONDS:.0f} s, `BENCH_IDLE_SECONDS`), "
+        f"over {memory.CALLS} calls with a summary every {memory.SUMMARY_EVERY}, over {memory.EXPORTS} exports of "
+        "the calls, sampled 12 times a phase; a phase levels off when its last third grows at most half as much as "
+        "its first (or under 2 MB); then the seconds SIGTERM takes to stop it.\n\n"
         f"{streaming}\n\n"
         f"Rollup writes per call: {rollup.CALLS} calls over 5 accounts × 3 models in one hour, through the "
         "stream handler in batches of each size (in-process moto; every UpdateItem counted). Each batch writes "

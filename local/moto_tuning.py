@@ -1,4 +1,5 @@
-"""Six adjustments so moto copes with aggregate items of thousands of attributes, and with tiny costs, as DynamoDB does.
+"""Six adjustments so moto copes with aggregate items of thousands of attributes, and with tiny costs, as DynamoDB
+does, and three so a long-running local stack keeps what AWS keeps, not everything (the last section).
 
 - moto parses an update expression into a tree as deep as its ADD list (DynamoDB itself only limits
   each expression to 4 KB, which `aggstore.too_large` respects): its parser needs a deeper stack.
@@ -17,6 +18,15 @@
   $0.0000001 became `2E-7`, which its next ADD could not parse (ValueError: the rollup stalled on a shared
   shard). DynamoDB adds exactly to 38 significant digits and writes a number plainly (no exponent, no trailing
   zero, no `-0`); here every number moto stores is written that way, and sums are exact, or refused past 38 digits.
+
+Memory (moto shares the local stack's process):
+- moto keeps every shard iterator it ever handed out (one per GetRecords: the stream pump's two a
+  second, ~2 KB each); AWS lets an iterator expire after 15 minutes. The newest ITERATORS_KEPT stay.
+- moto keeps every stream record (a copy of the item's old and new image) for the life of the process;
+  AWS for 24 hours. `trim_stream` forgets the records the stream pump has applied.
+- moto's Flask apps run in debug mode, where each request builds a class of its own (Flask's
+  `attach_enctype_error_multidict`): garbage that only a full collection frees, and with moto's millions
+  of objects one runs rarely. Debug mode is off here.
 """
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 RECURSION_LIMIT = 20_000
+ITERATORS_KEPT = 1000
 ITEM_LIMIT = 405_000  # moto's own figure: DynamoDB refuses items between 409 and 410 KB
 
 
@@ -186,6 +197,57 @@ def _plain_numbers() -> None:
     DynamoType.__sub__ = arithmetic(sub, _EXACT.subtract)
 
 
+class _NewestIterators(dict):
+    """moto's register of shard iterators, keeping only the newest ITERATORS_KEPT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        with self._lock:
+            dict.__setitem__(self, key, value)
+            while len(self) > ITERATORS_KEPT:
+                del self[next(iter(self))]
+
+
+_stream_lock = threading.Lock()  # a record's sequence number comes from the shard's length and start
+
+
+def _numbering_locked(add):
+    def locked(self: Any, *args: Any) -> None:
+        with _stream_lock:
+            add(self, *args)
+
+    locked.tuned = True  # type: ignore[attr-defined]
+    return locked
+
+
+def trim_stream(table_name: str, applied: int) -> int:
+    """Forget the table's stream records up to sequence number `applied`; returns how many were forgotten.
+    Sequence numbers stay as they were: the shard's start moves past the forgotten records."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    shard = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_table(table_name).stream_shard
+    with _stream_lock:
+        forget = min(len(shard.items), applied + 1 - shard.starting_sequence_number)
+        if forget <= 0:
+            return 0
+        del shard.items[:forget]
+        shard.starting_sequence_number += forget
+    return forget
+
+
+def _without_debug(create):
+    def create_backend_app(service: Any) -> Any:
+        app = create(service)
+        app.debug = False
+        return app
+
+    return create_backend_app
+
+
 def tune_moto() -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
     from moto.dynamodb.models.table import Table
@@ -200,3 +262,22 @@ def tune_moto() -> None:
         Item.project = _project_once(Item.project)
         Item.size = _entry_size(Item.size)
         Table.query = _pages_of_entries(Table.query)
+    _keep_what_aws_keeps()
+
+
+def _keep_what_aws_keeps() -> None:
+    from moto.dynamodb.models.table import StreamShard
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+    from moto.moto_server import threaded_moto_server
+
+    if getattr(StreamShard.add, "tuned", False):
+        return
+    StreamShard.add = _numbering_locked(StreamShard.add)
+    init = DynamoDBStreamsBackend.__init__
+
+    def bounded(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.shard_iterators = _NewestIterators()
+
+    DynamoDBStreamsBackend.__init__ = bounded
+    threaded_moto_server.create_backend_app = _without_debug(threaded_moto_server.create_backend_app)

@@ -1,5 +1,7 @@
 """The moto adjustments in local/moto_tuning.py keep DynamoDB's rules: the 400 KB item limit, and index
-pages filled by index entries, so reports over full aggregate items answer as they would in AWS."""
+pages filled by index entries, so reports over full aggregate items answer as they would in AWS; numbers as
+DynamoDB writes and adds them; and moto keeps what AWS keeps, not everything, so the local stack's memory levels off."""
+import gc
 import json
 from datetime import date, timedelta
 
@@ -120,3 +122,74 @@ def test_a_sum_past_38_digits_is_refused_as_dynamodb_refuses_it(aws_env):
         client.update_item(TableName=TABLE, Key=key, UpdateExpression="ADD n :v",
                            ExpressionAttributeValues={":v": {"N": "0.1"}})
     assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
+CALLS = "tollgate-dev-calls"
+
+
+def put_call(client, n):
+    client.put_item(TableName=CALLS, Item={"account": {"S": "acme"}, "sk": {"S": f"2026-01-01T00:00:00#{n:04d}"}})
+
+
+def test_moto_remembers_only_the_newest_shard_iterators(aws_env, monkeypatch):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    from local import moto_tuning
+
+    monkeypatch.setattr(moto_tuning, "ITERATORS_KEPT", 5, raising=False)
+    streams, arn = boto3.client("dynamodbstreams"), boto3.client("dynamodb").describe_table(
+        TableName=CALLS)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    for _ in range(20):  # the stream pump's polls: each answer names a new iterator
+        iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
+    put_call(boto3.client("dynamodb"), 1)
+    assert len(streams.get_records(ShardIterator=iterator)["Records"]) == 1
+    assert len(dynamodbstreams_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].shard_iterators) == 5
+
+
+def test_the_stack_forgets_the_stream_records_its_pump_applied(aws_env, tmp_path):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    from local.pump import StreamPump
+    from local.stack import Stack
+
+    client = boto3.client("dynamodb")
+    shard = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_table(CALLS).stream_shard
+    applied = []
+    stack = Stack({})
+    stack.pump = StreamPump(boto3.client("dynamodbstreams"), client.describe_table(TableName=CALLS)["Table"][
+        "LatestStreamArn"], lambda event, _: applied.extend(event["Records"]), tmp_path / "checkpoints.json")
+    for n in range(3):
+        put_call(client, n)
+    assert stack.pump_once() == 3 and len(shard.items) == 0
+    for n in range(3, 5):
+        put_call(client, n)
+    assert stack.pump_once() == 2 and len(shard.items) == 0
+    sequence = [int(record["dynamodb"]["SequenceNumber"]) for record in applied]
+    assert sequence == sorted(set(sequence)) and len(sequence) == 5  # numbers go on where they were
+
+
+def test_the_moto_server_builds_no_class_per_request():
+    """In debug mode Flask gives each request's files a class of its own: garbage only a full collection frees."""
+    from moto.server import ThreadedMotoServer
+    from werkzeug.datastructures import ImmutableMultiDict
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server._server.server_address[:2]
+        sqs = boto3.client("sqs", endpoint_url=f"http://{host}:{port}")
+        gc.disable()
+        try:
+            before = len(ImmutableMultiDict.__subclasses__())
+            for _ in range(20):
+                sqs.list_queues()
+            built = len(ImmutableMultiDict.__subclasses__()) - before
+        finally:
+            gc.enable()
+    finally:
+        server.stop()
+    assert built == 0
