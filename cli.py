@@ -10,6 +10,7 @@ Recalculation and re-pricing run one day per request, so each stays far inside A
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -69,24 +70,34 @@ def reprice(client: httpx.Client, first: date, last: date, provider: str | None,
     return totals | {name: format(totals[name].normalize(), "f") for name in ("cost_before_usd", "cost_after_usd")}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="tollgate", description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default=os.environ.get("TOLLGATE_URL")
-                        or f"http://127.0.0.1:{os.environ.get('TOLLGATE_PORT', '8000')}")
-    parser.add_argument("--admin-key", default=os.environ.get("TOLLGATE_ADMIN_KEY", LOCAL_ADMIN_KEY))
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    # --url and --admin-key go before or after the job's name: `tollgate reprice --url …` works as well
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--url", default=argparse.SUPPRESS, help="the gateway (TOLLGATE_URL; the local stack)")
+    where.add_argument("--admin-key", default=argparse.SUPPRESS, help="TOLLGATE_ADMIN_KEY; the local default")
+    parser = argparse.ArgumentParser(prog="tollgate", description=__doc__.split("\n")[0], parents=[where])
     jobs = parser.add_subparsers(dest="job", required=True)
-    rebuild = jobs.add_parser("recalculate", help="rebuild aggregates of closed UTC days from the call log")
+    add_job = functools.partial(jobs.add_parser, parents=[where])
+    rebuild = add_job("recalculate", help="rebuild aggregates of closed UTC days from the call log")
     rebuild.add_argument("--from", dest="first", type=date.fromisoformat, required=True)
     rebuild.add_argument("--to", dest="last", type=date.fromisoformat)
-    check = jobs.add_parser("reconcile", help="compare a day's aggregates with the call log")
+    check = add_job("reconcile", help="compare a day's aggregates with the call log")
     check.add_argument("--day", type=date.fromisoformat, default=date.today() - timedelta(days=1))
     check.add_argument("--fix", action="store_true", help="rebuild the day if it drifted")
-    again = jobs.add_parser("reprice", help="price logged calls again with today's prices and overrides")
+    again = add_job("reprice", help="price logged calls again with today's prices and overrides")
     again.add_argument("--start", type=date.fromisoformat, required=True)
     again.add_argument("--end", type=date.fromisoformat)
     again.add_argument("--provider")
     again.add_argument("--model")
     args = parser.parse_args(argv)
+    args.url = getattr(args, "url", None) or os.environ.get("TOLLGATE_URL") \
+        or f"http://127.0.0.1:{os.environ.get('TOLLGATE_PORT', '8000')}"
+    args.admin_key = getattr(args, "admin_key", None) or os.environ.get("TOLLGATE_ADMIN_KEY", LOCAL_ADMIN_KEY)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
     with httpx.Client(base_url=args.url, timeout=120,
                       headers={"Authorization": f"Bearer {args.admin_key}"}) as client:
         if args.job == "recalculate":

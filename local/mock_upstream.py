@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import random
 import re
 import struct
 import threading
@@ -34,7 +35,8 @@ class Script:
     body: dict[str, Any] | None = None  # a whole body, for error answers
     delay_seconds: float = 0.0
     drop_stream_after_events: int | None = None  # close the connection after this many events
-    event_interval_seconds: float = 0.0  # a pause before each streamed event after the first, as a model generates
+    event_interval_seconds: float | None = None  # a pause before each streamed event after the first, as a model
+    # generates; None: the server's own pace
     stall_after_events: int | None = None  # then go silent (for `stall_seconds`) instead of sending the rest
     stall_seconds: float = 0.0
     filler_events: int = 0  # a long streamed chat answer: this many more content events before the last ones,
@@ -67,6 +69,7 @@ class MockUpstream:
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
     streams_abandoned: int = 0  # streams whose reader hung up before the end
+    pace_seconds: tuple[float, float] = (0.0, 0.0)  # an unscripted stream's pause per event: uniform in this range
 
     def enqueue(self, **kwargs: Any) -> None:
         self.scripts.append(Script(**kwargs))
@@ -187,8 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 if n == script.stall_after_events:
                     time.sleep(script.stall_seconds)
-                elif n and script.event_interval_seconds:
-                    time.sleep(script.event_interval_seconds)
+                elif n and (pause := script.event_interval_seconds
+                            if script.event_interval_seconds is not None else random.uniform(*self.upstream.pace_seconds)):
+                    time.sleep(pause)
                 block = _sse_block(name, data)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
                 self.wfile.flush()

@@ -25,6 +25,21 @@ PROVIDERS = ("openai", "anthropic", "openrouter")
 MOCK_PATHS = {"openai": "/v1", "anthropic": "", "openrouter": "/openrouter/v1"}
 DEFAULT_ADMIN_KEY = "tollgate-local-admin"
 MOCK_UPSTREAM_KEY = "mock-upstream-key"
+MOCK_PACE_MS = "20-50"  # the built-in mock streams as a model generates: one event every 20 to 50 ms
+
+
+def mock_pace(env: dict[str, str]) -> tuple[float, float]:
+    """`TOLLGATE_MOCK_EVENT_MS` as seconds: `20-50` (the default, a pause drawn in that range), `30`, or `0`
+    (events at once). Anything else is refused at start, in one line."""
+    raw = env.get("TOLLGATE_MOCK_EVENT_MS", MOCK_PACE_MS).strip()
+    low, _, high = raw.partition("-")
+    try:
+        pace = (float(low) / 1000, float(high or low) / 1000)
+    except ValueError:
+        raise SystemExit(f"TOLLGATE_MOCK_EVENT_MS must be milliseconds, like 30 or 20-50, not {raw!r}") from None
+    if not 0 <= pace[0] <= pace[1] <= 10:
+        raise SystemExit(f"TOLLGATE_MOCK_EVENT_MS must be 0 to 10000 ms, low before high, not {raw!r}")
+    return pace
 SNAPSHOT_SECONDS = 10.0
 DASHBOARD_DIR = ROOT / "dist" / "dashboard"
 
@@ -96,7 +111,7 @@ class Stack:
         if mock_needed:
             from local.mock_upstream import MockUpstream
 
-            self.mock = MockUpstream(expected_key=MOCK_UPSTREAM_KEY)
+            self.mock = MockUpstream(expected_key=MOCK_UPSTREAM_KEY, pace_seconds=mock_pace(self.env))
             mock_url = self.mock.start(self.host)
             for provider in mock_needed:
                 os.environ[f"TOLLGATE_{provider.upper()}_BASE_URL"] = mock_url + MOCK_PATHS[provider]

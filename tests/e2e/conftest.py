@@ -23,7 +23,8 @@ class RunningStack:
         self.data_dir = data_dir
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("TOLLGATE_", "AWS_", "POWERTOOLS_"))}
         self.env = {**clean, "TOLLGATE_PORT": str(self.port), "TOLLGATE_DATA_DIR": str(data_dir),
-                    "TOLLGATE_ADMIN_KEY": ADMIN_KEY, "TOLLGATE_SCHEDULE_SECONDS": "1", **env}
+                    "TOLLGATE_ADMIN_KEY": ADMIN_KEY, "TOLLGATE_SCHEDULE_SECONDS": "1",
+                    "TOLLGATE_MOCK_EVENT_MS": "0", **env}  # the mock at once, unless a test wants it paced
         self.output = data_dir.parent / f"stack-{self.port}.log"
 
     def start(self) -> "RunningStack":
