@@ -1,6 +1,6 @@
 """Budget math: validate a budget, find its current period, measure spend from aggregate items, forecast.
 
-Pure: no AWS. Times are naive UTC datetimes; a budget may name an IANA timezone, whose midnight (and
+Pure: no AWS. Times are aware UTC datetimes; a budget may name an IANA timezone, whose midnight (and
 Monday, and first of the month) then bounds its periods.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chalicelib import caller_names
-from chalicelib.clock import day_of
+from chalicelib.clock import day_of, midnight
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.budgets import DEFAULT_THRESHOLDS, BudgetSpec
 from chalicelib.money import parse_amount
@@ -76,23 +76,23 @@ def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
 
 
 def period_bounds(spec: BudgetSpec, now: datetime) -> tuple[datetime, datetime]:
-    """[start, end) of the period holding `now`, in naive UTC."""
+    """[start, end) of the period holding `now`, in UTC."""
     if spec.period == "window":
         return now - timedelta(minutes=spec.window_minutes), now
     zone = ZoneInfo(spec.timezone)
-    local = now.replace(tzinfo=timezone.utc).astimezone(zone)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    local = now.astimezone(zone)
+    local_midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if spec.period == "daily":
-        start, end = midnight, midnight + timedelta(days=1)
+        start, end = local_midnight, local_midnight + timedelta(days=1)
     elif spec.period == "weekly":  # ISO weeks start on Monday
-        start = midnight - timedelta(days=local.weekday())
+        start = local_midnight - timedelta(days=local.weekday())
         end = start + timedelta(days=7)
     else:
-        start = midnight.replace(day=1)
+        start = local_midnight.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
-    # re-attach the zone so a daylight-saving change inside the period moves the bound by an hour
-    start, end = (t.replace(tzinfo=None).replace(tzinfo=zone) for t in (start, end))
-    return tuple(t.astimezone(timezone.utc).replace(tzinfo=None) for t in (start, end))  # type: ignore[return-value]
+    # wall-clock arithmetic in the zone (a ZoneInfo's offset is looked up per time), so a daylight-saving
+    # change inside the period moves the bound by an hour
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
 def days_of(start: datetime, end: datetime) -> list[str]:
@@ -107,14 +107,14 @@ def days_of(start: datetime, end: datetime) -> list[str]:
 def whole_days(start: datetime, end: datetime) -> set[str]:
     """UTC days entirely inside [start, end)."""
     return {d for d in days_of(start, end)
-            if datetime.strptime(d, "%Y-%m-%d") >= start and datetime.strptime(d, "%Y-%m-%d") + timedelta(days=1) <= end}
+            if midnight(d) >= start and midnight(d) + timedelta(days=1) <= end}
 
 
 def _slot_prefixes(item: dict[str, Any], full: set[str], start: datetime, end: datetime) -> list[str]:
     """The counter prefixes of `item` inside [start, end): the day's own for a whole day, else its 5-minute slots."""
     if item["day"] in full:
         return [DAY]
-    day = datetime.strptime(item["day"], "%Y-%m-%d")
+    day = midnight(item["day"])
     return [five_minute_prefix(slot) for slot in (day + timedelta(minutes=5 * n) for n in range(288))
             if start <= slot < end]
 

@@ -5,7 +5,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.alerting import notify
-from chalicelib.clock import day_of, iso, utc_now
+from chalicelib import clock
+from chalicelib.clock import day_of, iso
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.budgets import all_budgets
 from chalicelib.money import money
@@ -63,7 +64,7 @@ def _split(kind: str, first: str, last: str) -> dict[str, dict[str, Any]]:
 
 def digest(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """The `digest` job: `{"kind": "daily"}` (yesterday, UTC) or `{"kind": "weekly"}` (the last ISO week)."""
-    now = now or utc_now()
+    now = now or clock.now()
     kind = (body or {}).get("kind", "daily") if isinstance(body, dict) else "daily"
     if kind == "daily":
         day = day_of(now - timedelta(days=1))

@@ -12,7 +12,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.clock import day_of, utc_now
+from chalicelib import clock
+from chalicelib.clock import day_of
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.money import money
 from chalicelib.reports import ranges
@@ -48,14 +49,14 @@ def project(daily: dict[str, Decimal], first: date, last: date, now: datetime) -
         return Projection(spent, None, False)
     recent = whole[-RATE_DAYS:]
     rate = sum((daily.get(d.isoformat(), Decimal(0)) for d in recent), Decimal(0)) / len(recent)
-    midnight = datetime.combine(today + timedelta(days=1), datetime.min.time())
+    midnight = clock.midnight(today + timedelta(days=1))
     left = Decimal((last - today).days) + Decimal((midnight - now).total_seconds()) / Decimal(86_400)
     return Projection(spent, (spent + rate * left).quantize(Decimal("0.000001")), True)
 
 
 def forecast(principal: Principal, params: Query) -> dict[str, Any]:
     """`GET /api/forecast`: this month (or `month=`) so far and projected, in all and per provider."""
-    now = utc_now()
+    now = clock.now()
     period = ranges.parse(Query(month=params.get("month") or now.strftime("%Y-%m")), now)
     first, last = date.fromisoformat(period.first_day), date.fromisoformat(period.last_day)
     account = scoped_account(principal, params.get("account"))
