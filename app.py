@@ -95,7 +95,7 @@ def delete_budget(budget_id):
 def top_up(account):
     """Add prepaid credit to an account: {"amount_usd", "note"?}."""
     _admin()
-    return credits.top_up(account, chalice_http.json_body(app.current_request), clock.utc_now())
+    return credits.top_up(account, chalice_http.json_body(app.current_request), clock.now())
 
 
 @app.route("/admin/audit", methods=["GET"])
@@ -125,7 +125,7 @@ def run_job(job):
 def test_notification():
     """Send a test message to one channel now: {"channel": "slack"|"sns"|"webhook"}."""
     _admin()
-    return notify.send_test(chalice_http.json_body(app.current_request), clock.utc_now())
+    return notify.send_test(chalice_http.json_body(app.current_request), clock.now())
 
 
 @app.route("/admin/users/{user}/export", methods=["GET"])
@@ -251,7 +251,7 @@ def acknowledge_alert(alert_id):
     """Acknowledge an open alert (it still resolves by itself when its condition clears; an expensive-call
     alert is resolved by it)."""
     principal = _dashboard()
-    return alert_store.acknowledge(alert_id, principal.account, _who(principal), clock.utc_now())
+    return alert_store.acknowledge(alert_id, principal.account, _who(principal), clock.now())
 
 
 @app.route("/api/alerts/{alert_id}/resolve", methods=["POST"], content_types=ANY, cors=DASHBOARD_CORS)
@@ -259,7 +259,7 @@ def acknowledge_alert(alert_id):
 def resolve_alert(alert_id):
     """Resolve an open or acknowledged alert by hand: {"note"?}; the channels are told who did."""
     principal, body = _dashboard(), chalice_http.json_body(app.current_request)
-    return alert_store.resolve_by_hand(alert_id, principal.account, _who(principal), body, clock.utc_now())
+    return alert_store.resolve_by_hand(alert_id, principal.account, _who(principal), body, clock.now())
 
 
 @app.route("/api/credits", methods=["GET"], cors=DASHBOARD_CORS)
@@ -267,7 +267,7 @@ def resolve_alert(alert_id):
 def list_credits():
     """Credits per account: allocated, used, remaining, top-ups."""
     account = auth.scoped_account(_dashboard(), chalice_http.query_of(app.current_request).get("account"))
-    return credits.credits_report(account, clock.utc_now())
+    return credits.credits_report(account, clock.now())
 
 
 @app.route("/api/export", methods=["GET"], cors=DASHBOARD_CORS)

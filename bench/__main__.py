@@ -96,7 +96,7 @@ def main() -> None:
         footprint_rows = coldstart.measure(json.loads((out / "sam.json").read_text()), code, runtime)
         footprint_rows = footprint.measure(out, [code, runtime]) + footprint_rows
     api_rows = api.measure()
-    api_rows = (*api_rows, api.users_at_scale(datetime.now(timezone.utc).replace(tzinfo=None)))
+    api_rows = (*api_rows, api.users_at_scale(datetime.now(timezone.utc)))
     print("modelling the aggregates' capacity at 1,000 and 10,000 calls/s…", file=sys.stderr, flush=True)
     report(rows + stream_rows, streaming, rollup_rows, footprint_rows, api_rows, capacity.measure())
 

@@ -137,7 +137,7 @@ def measure() -> tuple[list[tuple[str, ...]], list[str]]:
         from local.tables import create_tables
 
         get_settings.cache_clear()
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = datetime.now(timezone.utc)
         for calls in VOLUMES:
             print(f"measuring the JSON API over {calls:,} calls' worth of aggregates…", file=sys.stderr, flush=True)
             create_tables()

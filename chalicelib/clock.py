@@ -1,11 +1,13 @@
 """Time, owned in one place: UTC always, and the few text forms Tollgate stores and answers with.
 
-Most code works in naive UTC datetimes (aggregates, budgets, alerts); the call log keeps aware ones.
-Every formatter accepts either and writes UTC.
+Every datetime in Tollgate is aware, in UTC: `now()` is the one read of the current time, the parse functions
+return aware values and every construction names `timezone.utc`. A budget's own time zone is reached with
+`astimezone` and left the same way. Nothing attaches or strips a zone with `.replace(tzinfo=...)` but this
+module; the formatters write UTC and refuse a naive datetime.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timezone
 from typing import Any
 
 from chalicelib.errors import InvalidRequest
@@ -13,19 +15,26 @@ from chalicelib.errors import InvalidRequest
 DAY = "%Y-%m-%d"
 SECONDS = "%Y-%m-%dT%H:%M:%SZ"  # what the API and the alert, budget and delivery records show
 PRECISE = "%Y-%m-%dT%H:%M:%S.%fZ"  # call records and measurement stamps: microseconds, sortable as text
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def utc_now() -> datetime:
-    """Now, naive UTC: the form aggregates, budgets and alerts compute in."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+def now() -> datetime:
+    """Now, aware UTC: the one read of the wall clock (durations use `time.monotonic()`)."""
+    return datetime.now(timezone.utc)
 
 
 def utc_today() -> date:
-    return datetime.now(timezone.utc).date()
+    return now().date()
+
+
+def _aware(ts: datetime) -> datetime:
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError(f"naive datetime {ts!r}: Tollgate's datetimes are aware UTC")
+    return ts
 
 
 def _utc(ts: datetime) -> datetime:
-    return ts.astimezone(timezone.utc) if ts.tzinfo else ts
+    return _aware(ts).astimezone(timezone.utc)
 
 
 def iso(ts: datetime) -> str:
@@ -39,16 +48,23 @@ def precise(ts: datetime) -> str:
 
 
 def day_of(ts: datetime | date) -> str:
-    return ts.strftime(DAY)
+    """The day a date or an aware datetime falls on, in the datetime's own zone (UTC throughout Tollgate)."""
+    return (_aware(ts) if isinstance(ts, datetime) else ts).strftime(DAY)
+
+
+def midnight(day: date | str) -> datetime:
+    """The start of a UTC day (a `date` or `YYYY-MM-DD`), aware."""
+    return datetime.combine(day if isinstance(day, date) else datetime.strptime(day, DAY).date(), time(),
+                            timezone.utc)
 
 
 def parse_iso(text: str | None) -> datetime | None:
-    """A naive UTC datetime from `iso()`'s form; None for None."""
-    return datetime.strptime(text, SECONDS) if text else None
+    """An aware UTC datetime from `iso()`'s form; None for None."""
+    return datetime.strptime(text, SECONDS).replace(tzinfo=timezone.utc) if text else None
 
 
 def parse_precise(text: str) -> datetime:
-    """An aware datetime from `precise()`'s form."""
+    """An aware UTC datetime from `precise()`'s form."""
     return datetime.strptime(text, PRECISE).replace(tzinfo=timezone.utc)
 
 

@@ -220,7 +220,7 @@ class Stack:
         is reported and the job runs again next time. Returns each job's outcome ("ok" or the error).
         """
         import app
-        from chalicelib.clock import utc_now
+        from chalicelib import clock
         from local.pump import drain_spill_queue
         from local.schedule import Scheduler
 
@@ -238,7 +238,7 @@ class Stack:
             outcomes["spill replay"] = "ok"
         except Exception as exc:  # reported here, retried next run; the scheduled handlers still run
             outcomes["spill replay"] = f"{type(exc).__name__}: {exc}"
-        now = utc_now()
+        now = clock.now()
         self.scheduler = self.scheduler or Scheduler(app, now)
         for name, result in self.scheduler.run(now).items():
             outcomes[name] = f"{type(result).__name__}: {result}" if isinstance(result, Exception) else "ok"

@@ -11,7 +11,8 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.alerting.budgets import BudgetStatus, parse_budget, period_bounds, status
 from chalicelib.alerting.rules import current_rules
-from chalicelib.clock import iso, precise, utc_now
+from chalicelib import clock
+from chalicelib.clock import iso, precise
 from chalicelib.errors import NotFound
 from chalicelib.ledger.budgets import BudgetSpec, all_budgets, budget_cache, spec_of
 from chalicelib.ledger.models import Budget
@@ -30,7 +31,7 @@ def put_budget(budget_id: str, body: Any) -> dict[str, Any]:
                   window_minutes=spec.window_minutes, timezone=spec.timezone, limit_usd=spec.limit_usd,
                   limit_tokens=spec.limit_tokens, thresholds=list(spec.thresholds), mode=spec.mode,
                   channels=list(spec.channels), account=spec.scope_id if spec.scope == "account" else None,
-                  created_at=iso(utc_now()))
+                  created_at=iso(clock.now()))
     item.save()
     return budget_view(item)
 
@@ -82,7 +83,7 @@ def budget_view(item: Budget, result: BudgetStatus | None = None, now: datetime 
     if result is not None:
         spent = money(result.spent) if spec.unit == "usd" else int(result.spent)
         projected = money(result.forecast) if spec.unit == "usd" else int(result.forecast)
-        rules, now = current_rules(), now or utc_now()
+        rules, now = current_rules(), now or clock.now()
         ready = spec.period != "window" and result.forecast_ready(now, rules.forecast_min_elapsed,
                                                                    rules.forecast_min_calls)
         view |= {"spent": spent, "limit": money(spec.limit) if spec.unit == "usd" else int(spec.limit),
@@ -95,7 +96,7 @@ def budget_view(item: Budget, result: BudgetStatus | None = None, now: datetime 
 
 def budgets_report(account: str | None) -> dict[str, Any]:
     """`GET /api/budgets`: every budget the caller may see, measured now."""
-    now = utc_now()
+    now = clock.now()
     items = [b for b in all_budgets() if account is None or b.account == account]
     return {"budgets": [budget_view(item, measure(spec_of(item), now), now) for item in items]}
 

@@ -1,6 +1,6 @@
 """Budget math: validate a budget, find its current period, judge its spend (read by reports/aggregates.py), forecast.
 
-Pure: no AWS. Times are naive UTC datetimes; a budget may name an IANA timezone, whose midnight (and
+Pure: no AWS. Times are aware UTC datetimes; a budget may name an IANA timezone, whose midnight (and
 Monday, and first of the month) then bounds its periods.
 """
 from __future__ import annotations
@@ -75,23 +75,23 @@ def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
 
 
 def period_bounds(spec: BudgetSpec, now: datetime) -> tuple[datetime, datetime]:
-    """[start, end) of the period holding `now`, in naive UTC."""
+    """[start, end) of the period holding `now`, in UTC."""
     if spec.period == "window":
         return now - timedelta(minutes=spec.window_minutes), now
     zone = ZoneInfo(spec.timezone)
-    local = now.replace(tzinfo=timezone.utc).astimezone(zone)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    local = now.astimezone(zone)
+    local_midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if spec.period == "daily":
-        start, end = midnight, midnight + timedelta(days=1)
+        start, end = local_midnight, local_midnight + timedelta(days=1)
     elif spec.period == "weekly":  # ISO weeks start on Monday
-        start = midnight - timedelta(days=local.weekday())
+        start = local_midnight - timedelta(days=local.weekday())
         end = start + timedelta(days=7)
     else:
-        start = midnight.replace(day=1)
+        start = local_midnight.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
-    # re-attach the zone so a daylight-saving change inside the period moves the bound by an hour
-    start, end = (t.replace(tzinfo=None).replace(tzinfo=zone) for t in (start, end))
-    return tuple(t.astimezone(timezone.utc).replace(tzinfo=None) for t in (start, end))  # type: ignore[return-value]
+    # wall-clock arithmetic in the zone (a ZoneInfo's offset is looked up per time), so a daylight-saving
+    # change inside the period moves the bound by an hour
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
 def forecast(spent: Decimal, start: datetime, end: datetime, now: datetime) -> Decimal:

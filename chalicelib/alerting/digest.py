@@ -6,8 +6,9 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.alerting import notify
+from chalicelib import clock
 from chalicelib.caller_names import GLOBAL_ID
-from chalicelib.clock import day_of, iso, utc_now
+from chalicelib.clock import day_of, iso
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger import keys
 from chalicelib.ledger.budgets import all_budgets
@@ -65,7 +66,7 @@ def _split(kind: str, first: str, last: str) -> dict[str, dict[str, Any]]:
 
 def digest(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """The `digest` job: `{"kind": "daily"}` (yesterday, UTC) or `{"kind": "weekly"}` (the last ISO week)."""
-    now = now or utc_now()
+    now = now or clock.now()
     kind = (body or {}).get("kind", "daily") if isinstance(body, dict) else "daily"
     if kind == "daily":
         day = day_of(now - timedelta(days=1))

@@ -9,7 +9,7 @@ before sending.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import takewhile
 from typing import Any
@@ -42,8 +42,9 @@ from chalicelib.alerting.rules import (
     TrafficWindow,
     current_rules,
 )
+from chalicelib import clock
 from chalicelib.caller_names import GLOBAL_ID
-from chalicelib.clock import day_of, iso, parse_iso, utc_now
+from chalicelib.clock import day_of, iso, parse_iso
 from chalicelib.ledger import calllog, dead_letters
 from chalicelib.ledger.budgets import all_budgets, spec_of
 from chalicelib.ledger.models import Alert
@@ -57,7 +58,7 @@ REFUSALS = ("budget_exceeded",)  # calls the gateway refused on purpose: no sign
 
 def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """The `evaluate` job: every rule over fresh measurements, the alerts moved on, queued messages sent."""
-    now, rules = now or utc_now(), current_rules()
+    now, rules = now or clock.now(), current_rules()
     active = alert_store.active_alerts()
     budgets, checked = measure_budgets(now, active)
     errors, latency, failed_lately = measure_traffic(now, rules)
@@ -150,7 +151,7 @@ def measure_streaks(now: datetime, rules: Rules) -> list[KeyStreak]:
     """Per key, the failures in a row among its newest calls of the lookback (refusals by budget skipped)."""
     since = now - timedelta(minutes=rules.call_lookback_minutes)
     by_key: dict[str, list] = defaultdict(list)
-    for call in calllog.calls_between(since.replace(tzinfo=timezone.utc), now.replace(tzinfo=timezone.utc)):
+    for call in calllog.calls_between(since, now):
         if call.error_type not in REFUSALS:
             by_key[call.key_id].append(call)
     streaks = []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, AsyncIterator
 
@@ -19,7 +18,7 @@ import anyio
 import httpx
 from anyio.to_thread import run_sync
 
-from chalicelib import secret_store
+from chalicelib import clock, secret_store
 from chalicelib.errors import (
     TollgateError,
     UpstreamAnswerTooLarge,
@@ -67,7 +66,7 @@ class Answer:
 async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
     """Serve one proxied call end to end. Never raises: errors answer in the caller's wire format."""
     adapter = get_adapter(provider)
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     call = Call(provider, adapter.endpoint(path), calllog.new_call_id(now), now, time.monotonic())
     call.deadline = deadline_of(request.headers, call.started)
     try:
@@ -108,7 +107,7 @@ def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest) -> tu
         prepared = adapter.prepare_body(call.endpoint, request.body, body)
     call.attribution = attribution_of(request.headers, call.principal)  # after the body: a refusal keeps the model
     if call.endpoint.metered:
-        call.limit = limits.check(call.principal, adapter.name, call.model, call.now.replace(tzinfo=None),
+        call.limit = limits.check(call.principal, adapter.name, call.model, call.now,
                                   call.attribution.user)
     headers = adapter.upstream_headers(request.headers, secret_store.provider_key(adapter.name))
     if call.stream:
@@ -234,7 +233,7 @@ async def _log(call: Call) -> pricing.Price:
     record = record_of(call, price, call.elapsed_ms())
     outcome = await run_sync(calllog.write, record)
     tokens = call.usage.total_input_tokens + call.usage.total_output_tokens if call.usage else 0
-    limits.note_served(call.principal, call.provider, call.model, price.cost_usd, tokens, datetime.now(timezone.utc),
+    limits.note_served(call.principal, call.provider, call.model, price.cost_usd, tokens, clock.now(),
                        call.attribution.user)
     observe(record, outcome)
     return price

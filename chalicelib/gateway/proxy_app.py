@@ -6,7 +6,6 @@ streams its answers; locally `local.server` serves it on the same port as the Ch
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 import anyio
 from starlette.applications import Starlette
@@ -15,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from chalicelib import clock
 from chalicelib.errors import RequestTimeout
 from chalicelib.gateway import proxy
 from chalicelib.gateway.providers import ADAPTERS
@@ -83,7 +83,7 @@ def _route(provider: str, path: str, method: str) -> Route:
         except TimeoutError:
             error = RequestTimeout(f"the request body did not arrive within {BODY_SECONDS} s")
             answer = proxy.error_answer(ADAPTERS[provider], error)
-            answer.headers["X-Tollgate-Call-Id"] = calllog.new_call_id(datetime.now(timezone.utc))
+            answer.headers["X-Tollgate-Call-Id"] = calllog.new_call_id(clock.now())
             return RelayResponse(answer)
         except ClientDisconnect:  # gone before it finished asking: nobody to answer, nothing was sent upstream
             return Response(status_code=400)

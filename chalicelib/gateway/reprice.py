@@ -1,11 +1,11 @@
 """Price logged calls again: after a price change, an override added, or a provider's late cost statement."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Callable
 
-from chalicelib import caller_names
+from chalicelib import caller_names, clock
 from chalicelib.clock import parse_day, parse_precise, utc_today
 from chalicelib.errors import InvalidRequest
 from chalicelib.gateway.tokens import TokenUsage
@@ -61,7 +61,7 @@ def reprice(body: Any, progress: Callable[[int, int, str], None] | None = None) 
                 continue
             if price.cost_usd is None:  # today's data knows no price: the one the call has is the best there is
                 continue
-            if not calllog.set_price(call, price.cost_usd, price.source, price.version, datetime.now(timezone.utc)):
+            if not calllog.set_price(call, price.cost_usd, price.source, price.version, clock.now()):
                 conflicts += 1  # changed or gone since it was read: a rerun prices it from what it is now
                 continue
             repriced += 1

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
-from chalicelib import caller_names
+from chalicelib import caller_names, clock
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
 from chalicelib.settings import get_settings
 
@@ -36,7 +35,7 @@ def deadline_of(headers: dict[str, str], started: float) -> float:
         lambda_ends = float(json.loads(headers.get("x-amzn-lambda-context", "{}"))["deadline"]) / 1000
     except (ValueError, TypeError, KeyError):
         return deadline
-    return min(deadline, started + (lambda_ends - time.time()) - RECORD_SECONDS)
+    return min(deadline, started + (lambda_ends - clock.now().timestamp()) - RECORD_SECONDS)
 
 
 def parse_body(request: IncomingRequest, max_bytes: int) -> dict[str, Any]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
+from chalicelib import clock
 from chalicelib.clock import precise
 from chalicelib.ledger.auth import KEY_PREFIXES, is_admin_secret
 from chalicelib.ledger.models import AuditEntry
@@ -50,7 +51,7 @@ def _details(body: bytes | str | None) -> dict[str, str] | None:
 def record(request: Any, status: int) -> None:
     """Write one entry for an audited request (called by the HTTP middleware after the response)."""
     headers = {k.lower(): v for k, v in request.headers.items()}
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     stamp = precise(now)
     identity = (request.context or {}).get("identity", {}) if hasattr(request, "context") else {}
     refused = status in (401, 403)  # the route decided; the trail only names who it let through
@@ -72,7 +73,7 @@ def entry_view(entry: AuditEntry) -> dict[str, Any]:
 def list_entries(params: Query) -> dict[str, Any]:
     """`GET /admin/audit?limit=100`: newest first, over this month and the one before."""
     limit = params.integer("limit", 100, 1, 1000)
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     months = [now.strftime("%Y-%m"), (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")]
     entries: list[AuditEntry] = []
     for month in months:

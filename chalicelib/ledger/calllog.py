@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 from botocore.exceptions import ParamValidationError
 from pynamodb.exceptions import PutError
 
-from chalicelib import aws
+from chalicelib import aws, clock
 from chalicelib.clock import day_of, precise, utc_today
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.models import CallRecord
@@ -293,7 +293,7 @@ def recent_calls(
         yield from CallRecord.query(account, range_condition, filter_condition=condition,
                                     scan_index_forward=False, limit=limit, page_size=max(limit, 25))
         return
-    start = datetime.strptime(before[:10], "%Y-%m-%d") if before else datetime.now(timezone.utc)
+    start = clock.midnight(before[:10]) if before else clock.now()
     remaining = limit
     known = set(days_with_calls) if days_with_calls is not None else None
     for days_back in range(get_settings().call_ttl_days + 1):

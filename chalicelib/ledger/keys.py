@@ -5,7 +5,8 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.clock import iso, utc_now
+from chalicelib import clock
+from chalicelib.clock import iso
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.ledger.auth import hash_secret, key_cache, new_secret
 from chalicelib.ledger.models import ApiKey
@@ -34,7 +35,7 @@ def key_view(item: ApiKey) -> dict[str, Any]:
 
 def _issue(kind: str, **fields: str | None) -> dict[str, Any]:
     key_id, secret = new_secret(kind)
-    item = ApiKey(key_id, kind=kind, key_hash=hash_secret(secret), created_at=iso(utc_now()), **fields)
+    item = ApiKey(key_id, kind=kind, key_hash=hash_secret(secret), created_at=iso(clock.now()), **fields)
     item.save(condition=ApiKey.key_id.does_not_exist())
     return {**key_view(item), "key": secret}
 
@@ -63,7 +64,7 @@ def revoke_key(key_id: str) -> dict[str, Any]:
     except DoesNotExist:
         raise NotFound(f"no key with key_id {key_id!r}") from None
     if item.revoked_at is None:
-        item.update(actions=[ApiKey.revoked_at.set(iso(utc_now()))])
+        item.update(actions=[ApiKey.revoked_at.set(iso(clock.now()))])
     key_cache.clear()
     return key_view(item)
 

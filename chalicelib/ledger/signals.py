@@ -25,8 +25,7 @@ from typing import Any
 from anyio.to_thread import run_sync
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib import aws
-from chalicelib.clock import utc_now
+from chalicelib import aws, clock
 from chalicelib.ledger.auth import bearer_or_api_key
 from chalicelib.ledger.models import _settings
 from chalicelib.observability import logger
@@ -96,7 +95,7 @@ async def auth_failed(status: int, headers: dict[str, str]) -> None:
     """The proxy's hook where it refuses an unknown caller: count a 401, flushing now and then."""
     if status != 401:
         return
-    batch = failures.add(key_prefix(bearer_or_api_key(headers)), utc_now())
+    batch = failures.add(key_prefix(bearer_or_api_key(headers)), clock.now())
     if batch is not None:
         await run_sync(_flush, batch)
 

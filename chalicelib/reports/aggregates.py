@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable
 
-from chalicelib.clock import day_of, iso
+from chalicelib.clock import day_of, iso, midnight
 from chalicelib.money import money
 from chalicelib.rollup.histogram import bucket_of, percentile
 from chalicelib.rollup import store
@@ -288,14 +288,14 @@ def days_of(start: datetime, end: datetime) -> list[str]:
 def whole_days(start: datetime, end: datetime) -> set[str]:
     """UTC days entirely inside [start, end)."""
     return {d for d in days_of(start, end)
-            if datetime.strptime(d, "%Y-%m-%d") >= start and datetime.strptime(d, "%Y-%m-%d") + timedelta(days=1) <= end}
+            if midnight(d) >= start and midnight(d) + timedelta(days=1) <= end}
 
 
 def _slot_prefixes(item: dict[str, Any], full: set[str], start: datetime, end: datetime) -> list[str]:
     """The counter prefixes of `item` inside [start, end): the day's own for a whole day, else its 5-minute slots."""
     if item["day"] in full:
         return [DAY]
-    day = datetime.strptime(item["day"], "%Y-%m-%d")
+    day = midnight(item["day"])
     return [five_minute_prefix(slot) for slot in (day + timedelta(minutes=5 * n) for n in range(288))
             if start <= slot < end]
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
-from chalicelib.clock import parse_iso, precise
+from chalicelib.clock import EPOCH, parse_iso, precise
 from chalicelib.errors import InvalidRequest
 from chalicelib.reports import ranges
 from chalicelib.query import Query
@@ -36,13 +36,13 @@ LAMBDA_RESPONSE_MAX = 6 * 1024 * 1024 - 64 * 1024  # Lambda's 6 MB response, les
 
 def new_export_id(now: datetime) -> str:
     """`exp_` + the millisecond it was asked for (12 hex digits, so ids sort by time) + 80 random bits."""
-    millis = int((now - datetime(1970, 1, 1)).total_seconds() * 1000)
+    millis = int((now - EPOCH).total_seconds() * 1000)
     return f"exp_{millis:012x}{secrets.token_hex(10)}"
 
 
 def first_id_after(moment: datetime) -> str:
     """The smallest export id asked for at or after `moment`: a sort-key bound for recent exports."""
-    return f"exp_{int((moment - datetime(1970, 1, 1)).total_seconds() * 1000):012x}"
+    return f"exp_{int((moment - EPOCH).total_seconds() * 1000):012x}"
 
 
 def check_export_id(export_id: Any) -> str:

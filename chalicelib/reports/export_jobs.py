@@ -2,12 +2,12 @@
 created under a cap, claimed step by step by its runs (exports.py), saved only by the run that holds it."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import aws
-from chalicelib.clock import iso, parse_iso, utc_now
+from chalicelib import aws, clock
+from chalicelib.clock import iso, parse_iso
 from chalicelib.errors import NotFound, TollgateError
 from chalicelib.ledger.auth import Principal
 from chalicelib.observability import logger
@@ -37,7 +37,7 @@ def create(spec: ExportSpec, now: datetime) -> ExportJob:
     stamp = iso(now)
     job = ExportJob(JOBS_PK, new_export_id(now), account=spec.account, spec=spec.to_json(), state="queued",
                     days_total=len(spec.windows()), created_at=stamp, updated_at=stamp,
-                    expires_at=now.replace(tzinfo=timezone.utc) + timedelta(days=KEEP_DAYS + 1))
+                    expires_at=now + timedelta(days=KEEP_DAYS + 1))
     job.save(condition=ExportJob.day.does_not_exist())
     return job
 
@@ -73,7 +73,7 @@ def claim(export_id: str, step: int) -> ExportJob | None:
     job = ExportJob(JOBS_PK, export_id)
     claimed = aws.conditional(lambda: job.update(
         actions=[ExportJob.state.set("running"), ExportJob.step.set(step + 1),
-                 ExportJob.updated_at.set(iso(utc_now()))],
+                 ExportJob.updated_at.set(iso(clock.now()))],
         condition=(ExportJob.step == step) & ExportJob.state.is_in("queued", "running")))
     return job if claimed else None
 
@@ -88,7 +88,7 @@ def fail(job: ExportJob, exc: Exception) -> None:
     message = exc.message if isinstance(exc, TollgateError) else f"{type(exc).__name__}: {exc}"
     try:
         save(job, [ExportJob.state.set("failed"), ExportJob.error.set(message[:1000]),
-                    ExportJob.finished_at.set(iso(utc_now())), ExportJob.updated_at.set(iso(utc_now())),
+                    ExportJob.finished_at.set(iso(clock.now())), ExportJob.updated_at.set(iso(clock.now())),
                     ExportJob.carry.remove()])
     except Exception:  # the original failure is the one to report
         logger.exception("export could not be marked failed", extra={"export_id": job.export_id})

@@ -27,8 +27,8 @@ from typing import Any, Iterator
 
 from chalice import Response
 
-from chalicelib import aws
-from chalicelib.clock import iso, utc_now
+from chalicelib import aws, clock
+from chalicelib.clock import iso
 from chalicelib.errors import InvalidRequest, TollgateError
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.ledger.calllog import call_view, calls_of_day, filters
@@ -68,7 +68,7 @@ class ExportTooLarge(TollgateError):
 # --- GET /api/export ----------------------------------------------------------------------------------------
 def export(principal: Principal, params: Query, now: datetime | None = None) -> Response | tuple:
     """The calls of the range as a download; too large for one answer: 202 and a job."""
-    now = now or utc_now()
+    now = now or clock.now()
     spec = ExportSpec.from_params(params, now, scoped_account(principal, params.get("account")))
     body = _inline(spec, get_settings().export_inline_bytes)
     if body is not None:
@@ -123,7 +123,7 @@ def _run_here(event: dict[str, Any]) -> None:
 # --- GET /api/exports/{export_id} -----------------------------------------------------------------------------
 def status(principal: Principal, export_id: str, now: datetime | None = None) -> dict[str, Any]:
     """An export's state and progress, and a download link once it is ready."""
-    now = now or utc_now()
+    now = now or clock.now()
     job = export_jobs.visible(principal, check_export_id(export_id), now)
     spec = ExportSpec.from_json(job.spec)
     state, stale = shown_state(job.state, job.updated_at, now, export_jobs.STALE_AFTER.get(job.state, timedelta.max))
@@ -175,7 +175,7 @@ def open_file(name: str, now: datetime | None = None) -> tuple[Iterator[bytes], 
     if job is None:
         return None
     spec = ExportSpec.from_json(job.spec)
-    if job.state != "ready" or extension != spec.format or (now or utc_now()) >= export_jobs.available_until(job):
+    if job.state != "ready" or extension != spec.format or (now or clock.now()) >= export_jobs.available_until(job):
         return None
     try:
         found = aws.client("s3").get_object(Bucket=get_settings().archive_bucket, Key=_file_key(export_id, spec))
@@ -237,7 +237,7 @@ def _write(job: ExportJob, deadline: Deadline) -> str:
 
     def progress() -> list:
         return [ExportJob.days_done.set(days_done), ExportJob.calls_written.set(calls),
-                ExportJob.bytes_written.set(uploaded + len(pending)), ExportJob.updated_at.set(iso(utc_now()))]
+                ExportJob.bytes_written.set(uploaded + len(pending)), ExportJob.updated_at.set(iso(clock.now()))]
 
     def hand_over(resume_day: int, last: CallRecord | None) -> str:
         export_jobs.save(job, [*progress(), ExportJob.upload_id.set(upload_id), ExportJob.parts.set(parts),
@@ -271,7 +271,7 @@ def _write(job: ExportJob, deadline: Deadline) -> str:
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={
         "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(parts, start=1)]})
     pending = bytearray()
-    now = iso(utc_now())
+    now = iso(clock.now())
     export_jobs.save(job, [*progress(), ExportJob.state.set("ready"), ExportJob.size_bytes.set(uploaded),
                 ExportJob.finished_at.set(now), ExportJob.parts.remove(), ExportJob.carry.remove(),
                 ExportJob.resume_day.remove(), ExportJob.resume_after.remove()])

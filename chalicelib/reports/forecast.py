@@ -15,7 +15,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.clock import day_of, utc_now
+from chalicelib import clock
+from chalicelib.clock import day_of
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.money import money
 from chalicelib.reports import ranges
@@ -56,8 +57,8 @@ def project(daily: dict[str, Decimal], calls: int, first: date, last: date, now:
         return Projection(spent, None, False, f"a projection needs {MIN_DAYS} whole days of data (there are "
                                               f"{len(whole)}) and {MIN_CALLS} calls (there are {calls})")
     recent = whole[-RATE_DAYS:]
-    midnight = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)
-    rest_of_today = Decimal((midnight - now).total_seconds()) / Decimal(86_400)
+    tomorrow = clock.midnight(today + timedelta(days=1))
+    rest_of_today = Decimal((tomorrow - now).total_seconds()) / Decimal(86_400)
     seen = sum((daily.get(d.isoformat(), Decimal(0)) for d in [*recent, today]), Decimal(0))
     rate = seen / (len(recent) + 1 - rest_of_today)
     left = Decimal((last - today).days) + rest_of_today
@@ -66,7 +67,7 @@ def project(daily: dict[str, Decimal], calls: int, first: date, last: date, now:
 
 def forecast(principal: Principal, params: Query) -> dict[str, Any]:
     """`GET /api/forecast`: this month (or `month=`) so far and projected, in all and per provider."""
-    now = utc_now()
+    now = clock.now()
     period = ranges.parse(Query(month=params.get("month") or now.strftime("%Y-%m")), now)
     first, last = date.fromisoformat(period.first_day), date.fromisoformat(period.last_day)
     account = scoped_account(principal, params.get("account"))

@@ -10,8 +10,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from chalicelib import caller_names
-from chalicelib.clock import parse_precise, precise, utc_now
+from chalicelib import caller_names, clock
+from chalicelib.clock import parse_precise, precise
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.ledger.calllog import call_view
@@ -45,7 +45,7 @@ def _required(params: Query, name: str) -> str:
 
 def users(principal: Principal, params: Query) -> dict[str, Any]:
     """`GET /api/usage/users`: users by cost, highest first, over a range; by account and team."""
-    period = ranges.parse(params, utc_now(), default=("days", 7))
+    period = ranges.parse(params, clock.now(), default=("days", 7))
     limit = params.integer("limit", 50, 1, USERS_LIMIT_MAX)
     account, team = scoped_account(principal, params.get("account")), params.get("team") or None
     if account and team:
@@ -74,7 +74,7 @@ def _user_row(user: str, account: str | None, view: dict[str, Any]) -> dict[str,
 
 def sessions(principal: Principal, params: Query) -> dict[str, Any]:
     """`GET /api/sessions?user=…`: the user's sessions active in the range, newest first."""
-    period = ranges.parse(params, utc_now(), default=("days", 7))
+    period = ranges.parse(params, clock.now(), default=("days", 7))
     user = _required(params, "user")
     limit = params.integer("limit", 100, 1, USERS_LIMIT_MAX)
     account = scoped_account(principal, params.get("account"))

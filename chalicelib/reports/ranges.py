@@ -10,10 +10,10 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from chalicelib.clock import day_of, iso
+from chalicelib.clock import day_of, iso, midnight
 from chalicelib.errors import InvalidRequest
 from chalicelib.query import Query
 
@@ -25,7 +25,7 @@ MONTH_FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}")
 
 @dataclass(frozen=True)
 class Range:
-    """[start, end] in naive UTC (`end` at most now), and how the caller named it."""
+    """[start, end] in UTC (`end` at most now), and how the caller named it."""
 
     start: datetime
     end: datetime
@@ -67,7 +67,7 @@ def parse(params: Query, now: datetime, default: tuple[str, int] = ("hours", 24)
         hours = params.integer("hours", value or 24, 1, max_hours)
         return Range(now - timedelta(hours=hours) + timedelta(microseconds=1), now, day_of(now), {"hours": hours})
     days = params.integer("days", value or 30, 1, max_days)
-    first = datetime.combine((now - timedelta(days=days - 1)).date(), time())
+    first = midnight((now - timedelta(days=days - 1)).date())
     return Range(first, now, day_of(now), {"days": days})
 
 
@@ -87,8 +87,8 @@ def _days_between(first: date, last: date | None, now: datetime, max_days: int) 
         raise InvalidRequest("`end` is before `start`")
     if (last - first).days + 1 > max_days:
         raise InvalidRequest(f"at most {max_days} days at a time")
-    start = datetime.combine(first, time())
-    end = min(datetime.combine(last, time.max), now)
+    start = midnight(first)
+    end = min(datetime.combine(last, time.max, timezone.utc), now)
     if end < start:  # wholly in the future: an empty range that still names its days
         end = start
     return Range(start, end, last.isoformat(), {"start": first.isoformat(), "end": last.isoformat()})

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from chalicelib.clock import day_of, iso, utc_now
+from chalicelib import clock
+from chalicelib.clock import day_of, iso
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.reports import aggregates as agg
@@ -119,7 +120,7 @@ def summary(principal: Principal, params: Query) -> dict[str, Any]:
     offset = params.integer("offset_hours", 0, 0, 24 * 366)  # the period before: offset_hours=hours
     if offset and not params.get("hours"):
         raise InvalidRequest("`offset_hours` goes with `hours`")
-    period = ranges.parse(params, utc_now() - timedelta(hours=offset))
+    period = ranges.parse(params, clock.now() - timedelta(hours=offset))
     scope = resolve_scope(principal, params)
     start, end = period.start, period.end
     first, last = period.first_day, period.last_day
@@ -152,7 +153,7 @@ def summary(principal: Principal, params: Query) -> dict[str, Any]:
 
 def daily(principal: Principal, params: Query) -> dict[str, Any]:
     """Per UTC day, optionally grouped by model, provider, account, key, operation or team."""
-    period = ranges.parse(params, utc_now(), default=("days", 30))
+    period = ranges.parse(params, clock.now(), default=("days", 30))
     group_by = params.get("group_by") or None
     if group_by and group_by not in GROUPS:
         raise InvalidRequest(f"`group_by` must be one of {', '.join(GROUPS)}")
@@ -188,7 +189,7 @@ def timeseries(principal: Principal, params: Query) -> dict[str, Any]:
     if interval not in ("5m", "1h"):
         raise InvalidRequest("`interval` must be 5m or 1h")
     longest = 48 if interval == "5m" else 31 * 24
-    period = ranges.parse(params, utc_now(), max_hours=longest, max_days=longest // 24)
+    period = ranges.parse(params, clock.now(), max_hours=longest, max_days=longest // 24)
     scope = resolve_scope(principal, params)
     _hourly_only(scope)
     if scope.part and interval == "5m":
@@ -224,7 +225,7 @@ def window(principal: Principal, params: Query) -> dict[str, Any]:
     if scope.part:
         raise InvalidRequest("a rolling window is kept per scope: filter by account alone, or by one of "
                              f"{', '.join(FILTERS)} without an account")
-    end = utc_now()
+    end = clock.now()
     start = end - timedelta(minutes=minutes) + timedelta(microseconds=1)
     slots = agg.five_minutes_between(start, end)
     edge, whole_hours = agg.edge_and_hours(slots, through_now=True)
@@ -240,7 +241,7 @@ def window(principal: Principal, params: Query) -> dict[str, Any]:
 def models(principal: Principal, params: Query) -> dict[str, Any]:
     """Per model: calls, success rate, latency and time to first token (p50, p95), cost; from the hour items
     of each model's split (all traffic, an account or a team), so at most two days."""
-    period = ranges.parse(params, utc_now(), max_hours=48, max_days=2)
+    period = ranges.parse(params, clock.now(), max_hours=48, max_days=2)
     scope = resolve_scope(principal, params)
     if scope.part or scope.item.kind not in BREAKDOWN_SCOPES:
         raise InvalidRequest("latency per model is kept for all traffic, one account or one team: filter by "

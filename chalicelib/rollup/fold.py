@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
-from chalicelib.clock import day_of
+from chalicelib.clock import day_of, parse_precise
 from chalicelib.clock import precise as iso_ts
 from chalicelib.rollup.histogram import bucket_of
 from chalicelib.rollup.layout import (
@@ -93,7 +93,7 @@ class Fact:
         """From a CallRecord (or anything with its attributes), as delivered by `stream` (its label)."""
         return cls(
             sign=sign, lane=lane_of(stream, call.account), seq=seq,
-            ts=datetime.strptime(call.ts, "%Y-%m-%dT%H:%M:%S.%fZ"),
+            ts=parse_precise(call.ts),
             account=call.account, key_id=call.key_id, provider=call.provider, model=call.model,
             operation=call.operation, team=call.team, user=call.user,
             is_error=call.status >= 400 or call.error_type is not None, error_type=call.error_type,

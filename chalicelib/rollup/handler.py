@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from chalicelib.clock import utc_now
+from chalicelib import clock
 from chalicelib.ledger import archive
 from chalicelib.ledger.calllog import call_view
 from chalicelib.ledger.models import CallRecord
@@ -97,7 +97,7 @@ def handle_records(records: Iterable[Any], listeners: Iterable[Listener] = ()) -
     applied = store.apply(facts)
     refused = {fact.seq for fact, _ in applied.rejected}
     rejected += [_set_aside(record_of[fact.seq], reason) for fact, reason in applied.rejected]
-    now = utc_now()
+    now = clock.now()
     quarantine.keep(rejected, now)
     # Folded counts even when some item must be retried: items are written one by one, so spend may have
     # landed for records after the one Lambda resends from. Budgets are measured from what is there.

@@ -42,7 +42,7 @@ def calls(start, count, errors=0, minutes=4, **fields):
 
 
 def evaluate_at(ts):
-    return evaluation.evaluate(now=ts.replace(tzinfo=None))
+    return evaluation.evaluate(now=ts)
 
 
 def events(sink, words, path="/webhook"):

@@ -96,7 +96,7 @@ def test_concurrent_evaluators_open_each_alert_once(gateway, upstream, channels,
     roll_up()
     put_budget(gateway, "global-daily", scope="global", period="daily", limit_usd=4,
                thresholds=[0.25, 0.5, 0.75], channels=["slack", "webhook"])
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(timezone.utc)
     results, errors = [], []
 
     def evaluate_once():
@@ -128,7 +128,7 @@ def test_acknowledge_then_auto_resolve_when_the_period_ends(gateway, upstream, c
     roll_up()
     put_budget(gateway, "global-daily", scope="global", period="daily", limit_usd=4, thresholds=[0.5],
                channels=["webhook"])
-    today = datetime.now(timezone.utc).replace(tzinfo=None)
+    today = datetime.now(timezone.utc)
     opened = evaluation.evaluate(now=today)["opened"]
     [alert_id] = [a for a in opened if Alert.get(a).rule == "budget"]
     response = gateway.client.http.post(f"/api/alerts/{alert_id}/ack", headers={"X-Dashboard-Key": ADMIN_KEY})
@@ -200,7 +200,7 @@ def test_a_run_of_failures_on_a_key_alerts_and_resolves_after_the_hold(gateway, 
     assert run_evaluate(gateway)["resolved"] == []
     [streak] = [a for a in Alert.scan() if a.rule == "consecutive_errors"]
     assert streak.state == "open" and streak.clear_since  # a condition resolves after its hold (15 min)
-    after_hold = evaluation.evaluate(now=datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(minutes=16))
+    after_hold = evaluation.evaluate(now=datetime.now(timezone.utc) + timedelta(minutes=16))
     assert [Alert.get(a).rule for a in after_hold["resolved"]] == ["consecutive_errors"]
     assert Alert.get(streak.alert_id).resolution.startswith("No run of 5 failed calls on key key-flaky")
 

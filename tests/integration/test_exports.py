@@ -296,7 +296,7 @@ def test_an_export_is_kept_three_days_and_a_stopped_job_shows_as_failed(gateway,
 
     log_calls(30, EARLIER, timedelta(minutes=1))
     export_id = get_json(gateway, "/api/export?hours=24")[1]["export_id"]
-    admin, now = Principal(kind="admin"), datetime.now(timezone.utc).replace(tzinfo=None)
+    admin, now = Principal(kind="admin"), datetime.now(timezone.utc)
     assert exports.status(admin, export_id, now + timedelta(hours=5))["state"] == "queued"
     stopped = exports.status(admin, export_id, now + timedelta(hours=7))
     assert stopped["state"] == "failed" and "has not started" in stopped["error"]

@@ -370,7 +370,7 @@ def run_schedules(recorder, client):
     budget_store.put_budget("acme-soft", {"scope": "account", "scope_id": "acme", "period": "daily",
                                           "limit_usd": "1", "thresholds": [0.5, 1.0], "mode": "soft",
                                           "channels": ["slack", "sns", "webhook"]})
-    credits.top_up("acme", {"amount_usd": "1"}, clock.utc_now())
+    credits.top_up("acme", {"amount_usd": "1"}, clock.now())
     client.lambda_.invoke("evaluate_every_minute", _scheduled_event(client))  # setup: the quarantine alert opens
     _clear_quarantine()
     _forget_alerts_except("rollup_quarantine")

@@ -139,7 +139,7 @@ def test_short_forms_are_bounded_deterministic_and_survive_lone_surrogates():
         short = stored_name(name)
         assert len(short.encode()) <= NAME_BYTES_MAX and stored_name(short) == short == stored_name(name)
     assert stored_name("a" * 200) != stored_name("a" * 199 + "b")
-    fact = Fact(sign=1, lane="s|acme", seq=1, ts=datetime(2026, 1, 1), account="acme", key_id="k",
+    fact = Fact(sign=1, lane="s|acme", seq=1, ts=datetime(2026, 1, 1, tzinfo=timezone.utc), account="acme", key_id="k",
                 provider="openai", model="gpt-4o-mini\ud800", operation="x" * 5_000, team=None, is_error=True,
                 error_type="e" * 3_000, tokens=(1, 0, 0, 1, 0), cost_usd=Decimal("0.01"), latency_ms=5)
     for key, delta in fold([fact]).items():  # every key and attribute name encodes, and is bounded

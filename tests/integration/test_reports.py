@@ -103,10 +103,10 @@ REPORTS = ["/api/summary?hours=24", "/api/summary?hours=720", "/api/usage/daily?
 def test_dynamodb_requests_per_report_do_not_grow_with_calls(gateway, aws_calls, monkeypatch):
     """Both rounds read as of one instant: a round that crosses an hour reads another part-hour's buckets (the
     count depends on the clock, not on the calls; CI saw 3 then 2 across 13:00)."""
-    from chalicelib.reports import usage
+    from chalicelib import clock
 
     frozen = datetime.now(timezone.utc) + timedelta(minutes=1)
-    monkeypatch.setattr(usage, "utc_now", lambda: frozen)
+    monkeypatch.setattr(clock, "now", lambda: frozen)
 
     def requests_per_report():
         counts = {}

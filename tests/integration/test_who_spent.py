@@ -208,15 +208,15 @@ def test_a_session_past_the_session_cost_alerts_once(gateway, upstream, channels
     log(1, 9, user="alice", session="long-chat", cost="3")
     log(2, 8, user="alice", session="short-chat", cost="0.5")
     roll_up()
-    assert [a for a in evaluate(now=NOW.replace(tzinfo=None))["opened"] if Alert.get(a).rule == "session_cost"] == []
+    assert [a for a in evaluate(now=NOW)["opened"] if Alert.get(a).rule == "session_cost"] == []
     log(3, 7, user="alice", session="long-chat", cost="2.5")  # $5.50 in all: past the $5 default
     roll_up()
-    opened = [Alert.get(a) for a in evaluate(now=NOW.replace(tzinfo=None))["opened"]]
+    opened = [Alert.get(a) for a in evaluate(now=NOW)["opened"]]
     [alert] = [a for a in opened if a.rule == "session_cost"]
     assert (alert.scope, alert.scope_id, alert.title) == ("session", "acme|long-chat", "A session has cost $5.5")
     log(4, 6, user="alice", session="long-chat", cost="1")  # more spend in the same session: no second alert
     roll_up()
-    again = [Alert.get(a) for a in evaluate(now=NOW.replace(tzinfo=None))["opened"]]
+    again = [Alert.get(a) for a in evaluate(now=NOW)["opened"]]
     assert [a for a in again if a.rule == "session_cost"] == []
     # the taken-up marker is keyed by session, not time, so nothing prunes it: it expires with the calls (TTL)
     [marker] = boto3.client("dynamodb").query(

@@ -1,5 +1,5 @@
 """Budget validation, periods (month end, ISO week, timezones, DST) with a frozen clock, spend, forecast."""
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -29,13 +29,15 @@ def spec(period="monthly", zone="UTC", window=None, limit="10"):
     ("2026-10-31 23:30", "monthly", "Europe/Berlin", "2026-10-31 23:00", "2026-11-30 23:00"),
 ])
 def test_period_bounds(now, period, zone, start, end):
-    fmt = "%Y-%m-%d %H:%M"
-    got = period_bounds(spec(period, zone), datetime.strptime(now, fmt))
-    assert got == (datetime.strptime(start, fmt), datetime.strptime(end, fmt))
+    def at(text):
+        return datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=timezone.utc)
+
+    got = period_bounds(spec(period, zone), at(now))
+    assert got == (at(start), at(end))
 
 
 def test_window_period_is_the_last_minutes():
-    now = datetime(2026, 11, 22, 12, 0)
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
     assert period_bounds(spec("window", window=300), now) == (now - timedelta(minutes=300), now)
 
 
@@ -45,20 +47,20 @@ def _fact(ts, cost, seq):
 
 
 def test_spend_uses_whole_days_and_five_minute_buckets_at_the_edges():
-    facts = [_fact(datetime(2026, 11, 21, 4, 59), "1", 1),   # before a New York day starting 05:00 UTC
-             _fact(datetime(2026, 11, 21, 5, 0), "2", 2),    # inside
-             _fact(datetime(2026, 11, 21, 23, 0), "4", 3),   # inside
-             _fact(datetime(2026, 11, 22, 4, 55), "8", 4),   # inside (last bucket)
-             _fact(datetime(2026, 11, 22, 5, 0), "16", 5)]   # the next day
+    facts = [_fact(datetime(2026, 11, 21, 4, 59, tzinfo=timezone.utc), "1", 1),   # before a New York day starting 05:00 UTC
+             _fact(datetime(2026, 11, 21, 5, 0, tzinfo=timezone.utc), "2", 2),    # inside
+             _fact(datetime(2026, 11, 21, 23, 0, tzinfo=timezone.utc), "4", 3),   # inside
+             _fact(datetime(2026, 11, 22, 4, 55, tzinfo=timezone.utc), "8", 4),   # inside (last bucket)
+             _fact(datetime(2026, 11, 22, 5, 0, tzinfo=timezone.utc), "16", 5)]   # the next day
     items = views(fold(facts), Scope.everything())
-    start, end = period_bounds(spec("daily", "America/New_York"), datetime(2026, 11, 21, 12, 0))
-    day, month = totals_in(items, start, end), totals_in(items, *period_bounds(spec("monthly"), datetime(2026, 11, 21)))
+    start, end = period_bounds(spec("daily", "America/New_York"), datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc))
+    day, month = totals_in(items, start, end), totals_in(items, *period_bounds(spec("monthly"), datetime(2026, 11, 21, tzinfo=timezone.utc)))
     assert (day.cost, day.total_tokens, day.calls) == (Decimal(14), 45, 3)
     assert (month.cost, month.total_tokens, month.calls) == (Decimal(31), 75, 5)
 
 
 def test_status_and_forecast():
-    start, end = datetime(2026, 11, 1), datetime(2026, 12, 1)
+    start, end = datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc)
     now = start + (end - start) / 3
     assert forecast(Decimal(3), start, end, now) == Decimal("9.000000")
     result = status(spec(limit="10"), Decimal("8.5"), 0, start, end, now)
@@ -70,7 +72,7 @@ def test_status_and_forecast():
 
 
 def test_a_forecast_is_ready_after_a_share_of_the_period_and_enough_calls():
-    start, end = datetime(2026, 11, 1), datetime(2026, 11, 2)
+    start, end = datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 11, 2, tzinfo=timezone.utc)
     early = status(spec("daily"), Decimal(1), 0, start, end, start + timedelta(hours=3), calls=500)
     assert early.elapsed_share(start + timedelta(hours=3)) == 0.125
     assert not early.forecast_ready(start + timedelta(hours=3), 0.25, 20)  # a day's forecast from 3 hours

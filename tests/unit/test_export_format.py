@@ -2,7 +2,7 @@
 import csv
 import io
 import json
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -21,7 +21,7 @@ from chalicelib.reports.export_format import (
     shown_state,
 )
 
-NOW = datetime(2026, 3, 10, 15, 30, 0)
+NOW = datetime(2026, 3, 10, 15, 30, 0, tzinfo=timezone.utc)
 
 
 def spec(**params):

@@ -1,7 +1,7 @@
 """The aggregate layout: every key and counter name the rollup writes and the readers ask for, spelled once."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from chalicelib.rollup import layout
 from chalicelib.rollup.layout import Scope
@@ -23,7 +23,7 @@ def test_a_long_name_keys_its_item_by_its_short_form_and_the_short_form_is_stabl
 
 
 def test_counter_names_by_resolution():
-    at = datetime(2026, 11, 26, 7, 9, 59)
+    at = datetime(2026, 11, 26, 7, 9, 59, tzinfo=timezone.utc)
     assert layout.hour_prefix(at) == "h07|" and layout.five_minute_prefix(at) == "m0705|"
     assert layout.breakdown_head(layout.DAY, "model") == "b|model|"
     assert layout.breakdown_head(layout.hour_prefix(at), "model", "gpt-4o") == "h07|b|model|gpt-4o|"

@@ -1,5 +1,5 @@
 """The alert state machine: open, escalate once per step, hysteresis, periods, events, closing, reopening."""
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from chalicelib.alerting.lifecycle import (
     CLEARING,
@@ -15,7 +15,7 @@ from chalicelib.alerting.lifecycle import (
 )
 from chalicelib.alerting.rules import CONDITION, EVENT, PERIOD, AlertDraft, closing
 
-NOW = datetime(2026, 11, 21, 12, 0)
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 
 
 def draft(level=1, kind=CONDITION, may_open=True, occurrences=1):

@@ -1,7 +1,7 @@
 """Folding calls into per-day aggregate deltas, percentiles from merged histograms, and the report math."""
 import math
 import random
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from hypothesis import given
@@ -12,7 +12,7 @@ from chalicelib.rollup.fold import AggregateKey, Fact, fold, views
 from chalicelib.rollup.histogram import bucket_of, lower, percentile, upper
 from chalicelib.rollup.layout import Part, Scope, five_minute_prefix, hour_prefix, shard_of
 
-HOUR = datetime(2026, 11, 20, 7, 0)
+HOUR = datetime(2026, 11, 20, 7, 0, tzinfo=timezone.utc)
 
 
 def fact(seq=1, account="acme", model="gpt-4o", ts=HOUR, cost="0.01", tokens=(10, 20, 0, 5, 1), status=200,
@@ -132,7 +132,7 @@ def test_a_range_to_now_reads_its_part_hour_edge_in_five_minutes_and_the_rest_in
 
 @given(st.lists(st.integers(0, 24 * 60 - 1), max_size=40), st.integers(0, 23 * 60), st.integers(1, 24 * 60))
 def test_hours_and_an_edge_count_what_every_five_minute_bucket_counts(minutes, start_minute, length):
-    day = datetime(2026, 11, 20)
+    day = datetime(2026, 11, 20, tzinfo=timezone.utc)
     start = day + timedelta(minutes=start_minute)
     now = min(start + timedelta(minutes=length), day + timedelta(hours=23, minutes=59))
     facts = [fact(seq=n, ts=day + timedelta(minutes=m)) for n, m in enumerate(minutes, 1) if m <= now.hour * 60

@@ -1,5 +1,5 @@
 """Every alert rule as a pure function: hand-made measurements in, drafts out. No AWS, no clock."""
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -40,7 +40,7 @@ from chalicelib.ledger.budgets import BudgetSpec
 from chalicelib.rollup.histogram import bucket_of
 
 RULES = Rules()
-DAY = datetime(2026, 11, 21)
+DAY = datetime(2026, 11, 21, tzinfo=timezone.utc)
 NOW = DAY + timedelta(hours=12)
 
 
