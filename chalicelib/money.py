@@ -21,6 +21,8 @@ def money(value: Decimal) -> str:
 
 def parse_amount(value: Any, name: str) -> Decimal:
     """A positive amount an admin typed: bounded, and exact to 12 decimal places at most."""
+    if isinstance(value, bool):  # JSON `true` is no amount, though Python counts it as 1
+        raise InvalidRequest(f"`{name}` must be a number")
     try:
         number = Decimal(str(value))
     except InvalidOperation:

@@ -15,6 +15,7 @@ API_5XX_RATE = 0.05
 API_5XX_MIN_REQUESTS = 20  # below this many requests in 5 minutes a rate says little
 NAMESPACE = "Tollgate"  # our own metrics (the functions', and the API's 429s counted from its access log)
 CALL_LOG_LOST_QUERY = f"SELECT SUM(CallLogLost) FROM {NAMESPACE}"  # every dimension set the metric is emitted with
+AUDIT_WRITE_FAILED_QUERY = f"SELECT SUM(AuditWriteFailed) FROM {NAMESPACE}"
 # API Gateway's own throttling, counted by a metric filter on the access log (infra/template.py); a metric filter
 # takes its dimensions from the log line only, so the stage is in the name
 API_THROTTLED_METRIC = {"Fn::Sub": "ApiThrottled-${Stage}"}
@@ -86,6 +87,11 @@ def data_alarms(tables: list[str], api_stage: str) -> dict[str, dict[str, Any]]:
         "CallLogLostAlarm": _alarm(
             "CallLogLostAlarm", "A call record reached neither the call log nor the spill queue: only the log has it",
             Metrics=[{"Id": "lost", "Expression": CALL_LOG_LOST_QUERY, "Period": 60, "ReturnData": True}],
+            **_at_least(1)),
+        "AuditWriteFailedAlarm": _alarm(
+            "AuditWriteFailedAlarm", "An admin action was answered but its audit entry could not be stored: only "
+                                     "the API function's log has it",
+            Metrics=[{"Id": "unaudited", "Expression": AUDIT_WRITE_FAILED_QUERY, "Period": 300, "ReturnData": True}],
             **_at_least(1)),
         "RollupIteratorAgeAlarm": _alarm(
             "RollupIteratorAgeAlarm", "The rollup has been over a minute behind the call log for 5 minutes",

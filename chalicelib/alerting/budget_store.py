@@ -30,7 +30,7 @@ def put_budget(budget_id: str, body: Any) -> dict[str, Any]:
     item = Budget(spec.budget_id, scope=spec.scope, scope_id=spec.scope_id, period=spec.period,
                   window_minutes=spec.window_minutes, timezone=spec.timezone, limit_usd=spec.limit_usd,
                   limit_tokens=spec.limit_tokens, thresholds=list(spec.thresholds), mode=spec.mode,
-                  channels=list(spec.channels), account=spec.scope_id if spec.scope == "account" else None,
+                  channels=list(spec.channels), account=spec.scope_id if spec.scope == "account" else spec.account,
                   created_at=iso(clock.now()))
     item.save()
     return budget_view(item)
@@ -47,7 +47,10 @@ def delete_budget(budget_id: str) -> dict[str, Any]:
 def measure(spec: BudgetSpec, now: datetime) -> BudgetStatus:
     """Spend in the current period, as the budget's scope counted it (reports/aggregates.spend)."""
     start, end = period_bounds(spec, now)
-    spent = aggregates.spend(spec.scope, spec.scope_id, start, end, now)
+    if spec.scope == "user" and spec.account is not None:
+        spent = aggregates.user_spend(spec.account, spec.scope_id, start, end)
+    else:
+        spent = aggregates.spend(spec.scope, spec.scope_id, start, end, now)
     return status(spec, spent.cost, spent.total_tokens, start, end, now, spent.calls)
 
 
@@ -74,7 +77,8 @@ def record_status(item: Budget, result: BudgetStatus, now: datetime) -> None:
 def budget_view(item: Budget, result: BudgetStatus | None = None, now: datetime | None = None) -> dict[str, Any]:
     spec = spec_of(item)
     view: dict[str, Any] = {
-        "budget_id": item.budget_id, "scope": item.scope, "scope_id": item.scope_id, "period": item.period,
+        "budget_id": item.budget_id, "scope": item.scope, "scope_id": item.scope_id, "account": item.account,
+        "period": item.period,
         "window_minutes": item.window_minutes, "timezone": item.timezone, "mode": item.mode,
         "limit_usd": None if item.limit_usd is None else money(item.limit_usd), "limit_tokens": item.limit_tokens,
         "thresholds": [float(t) for t in item.thresholds], "channels": list(item.channels),

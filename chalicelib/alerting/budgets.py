@@ -22,6 +22,7 @@ SCOPES = ("global", "account", "team", "key", "user", "provider", "model")
 PERIODS = ("daily", "weekly", "monthly", "window")
 CHANNELS = ("slack", "sns", "webhook")
 ID_MAX = 128
+TOKENS_MAX = 10 ** 15
 
 
 def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
@@ -37,19 +38,27 @@ def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
     if not isinstance(scope_id, str) or not scope_id:
         raise InvalidRequest("`scope_id` is required for this scope")
     caller_names.check(scope_id, "`scope_id`")
+    account = body.get("account")
+    if scope != "user" and account is not None:
+        raise InvalidRequest("`account` names a user budget's account: give it with scope user only")
+    if scope == "user" and (not isinstance(account, str) or not account):
+        raise InvalidRequest("`account` is required for a user budget: the account whose user `scope_id` is "
+                             "(user names are the callers' own, so each account has its own)")
+    if account is not None:
+        caller_names.check(account, "`account`")
     if period not in PERIODS:
         raise InvalidRequest(f"`period` must be one of {', '.join(PERIODS)}")
     window = body.get("window_minutes")
     if period == "window":
-        if not isinstance(window, int) or not 5 <= window <= 10080:
+        if not _is_integer(window) or not 5 <= window <= 10080:
             raise InvalidRequest("`window_minutes` must be an integer from 5 to 10080 for a window budget")
     if ("limit_usd" in body) == ("limit_tokens" in body):
         raise InvalidRequest("give exactly one of `limit_usd` and `limit_tokens`")
     limit_usd = parse_amount(body["limit_usd"], "limit_usd") if "limit_usd" in body else None
     limit_tokens = None
     if "limit_tokens" in body:
-        if not isinstance(body["limit_tokens"], int) or body["limit_tokens"] <= 0:
-            raise InvalidRequest("`limit_tokens` must be a positive integer")
+        if not _is_integer(body["limit_tokens"]) or not 0 < body["limit_tokens"] < TOKENS_MAX:
+            raise InvalidRequest(f"`limit_tokens` must be a positive integer below {TOKENS_MAX:,}")
         limit_tokens = body["limit_tokens"]
     raw_thresholds = body.get("thresholds", [float(t) for t in DEFAULT_THRESHOLDS])
     if not isinstance(raw_thresholds, list) or not raw_thresholds or len(raw_thresholds) > 10:
@@ -71,7 +80,12 @@ def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
         raise InvalidRequest(f"a {scope}'s spend is kept by the UTC day: a {scope} budget is daily, weekly or "
                              "monthly in UTC")
     return BudgetSpec(budget_id, scope, scope_id, period, limit_usd, limit_tokens, thresholds, mode,
-                      tuple(dict.fromkeys(channels)), zone, window)
+                      tuple(dict.fromkeys(channels)), zone, window, account)
+
+
+def _is_integer(value: Any) -> bool:
+    """A JSON integer: not `true` or `false`, which Python counts as 1 and 0."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def period_bounds(spec: BudgetSpec, now: datetime) -> tuple[datetime, datetime]:

@@ -9,7 +9,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import aws
+from chalicelib import aws, caller_names
 from chalicelib.clock import day_of, iso
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.models import CreditEntry
@@ -23,10 +23,13 @@ def top_up(account: str, body: Any, now: datetime) -> dict[str, Any]:
     """Add credit: the ledger entry and the new balance land together or not at all."""
     if not isinstance(body, dict) or "amount_usd" not in body:
         raise InvalidRequest("body must be {\"amount_usd\": \"100.00\", \"note\": \"…\"}")
+    caller_names.check(account, "`account`")
     amount = parse_amount(body["amount_usd"], "amount_usd")
     note = body.get("note")
     if note is not None and (not isinstance(note, str) or len(note) > 256):
         raise InvalidRequest("`note` must be a string of at most 256 characters")
+    if note is not None:
+        caller_names.check(note, "`note`")
     stamp = iso(now)
     try:
         since = CreditEntry.get(account, BALANCE).since

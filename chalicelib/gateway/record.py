@@ -68,12 +68,17 @@ def upstream_json(body: bytes) -> Any:
         return None
 
 
+ERROR_TYPE_MAX = 64
+
+
 def upstream_error_type(body: bytes, status: int) -> str:
-    """The provider's own error type (both wire formats nest it under `error.type`)."""
+    """The provider's own error type (both wire formats nest it under `error.type`), if it passes the check a
+    caller's names pass (it becomes a field of the call and a counter's name); else `upstream_<status>`."""
     parsed = upstream_json(body)
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("type"), str):
-        return error["type"][:64]
+    named = error.get("type") if isinstance(error, dict) else None
+    if isinstance(named, str) and named and caller_names.problem(named[:ERROR_TYPE_MAX]) is None:
+        return named[:ERROR_TYPE_MAX]
     return f"upstream_{status}"
 
 

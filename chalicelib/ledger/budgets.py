@@ -30,6 +30,7 @@ class BudgetSpec:
     channels: tuple[str, ...] = ()
     timezone: str = "UTC"
     window_minutes: int | None = None
+    account: str | None = None  # a user budget's account: only its calls count (None: stored before accounts were named)
 
     @property
     def limit(self) -> Decimal:
@@ -43,12 +44,15 @@ class BudgetSpec:
                    model: str | None, user: str | None = None) -> bool:
         values = {"global": GLOBAL_ID, "account": account, "team": team, "key": key_id, "provider": provider,
                   "model": model, "user": user}
+        if self.scope == "user" and self.account is not None and account != self.account:
+            return False  # a user name is the caller's choice: another account's `alice` is someone else
         return values[self.scope] == self.scope_id
 
 
 def spec_of(item: Budget) -> BudgetSpec:
     return BudgetSpec(item.budget_id, item.scope, item.scope_id, item.period, item.limit_usd, item.limit_tokens,
-                      tuple(item.thresholds), item.mode, tuple(item.channels), item.timezone, item.window_minutes)
+                      tuple(item.thresholds), item.mode, tuple(item.channels), item.timezone, item.window_minutes,
+                      item.account if item.scope == "user" else None)
 
 
 def all_budgets() -> list[Budget]:

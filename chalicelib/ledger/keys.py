@@ -5,7 +5,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import clock
+from chalicelib import caller_names, clock
 from chalicelib.clock import iso
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.ledger.auth import hash_secret, key_cache, new_secret
@@ -14,14 +14,13 @@ from chalicelib.ledger.models import ApiKey
 NAME_MAX = 128
 
 
-
 def _text(body: dict[str, Any], name: str, required: bool = False) -> str | None:
     value = body.get(name)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > NAME_MAX:
         raise InvalidRequest(f"`{name}` must be a non-empty string of at most {NAME_MAX} characters")
-    return value.strip()
+    return caller_names.check(value.strip(), f"`{name}`", NAME_MAX)
 
 
 def key_view(item: ApiKey) -> dict[str, Any]:

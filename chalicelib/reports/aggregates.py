@@ -29,6 +29,7 @@ from chalicelib.rollup.layout import (
     latency_counter,
     scope_id_of_day_id,
     split_breakdown,
+    stored_name,
     ttft_counter,
 )
 
@@ -326,6 +327,16 @@ def spend(kind: str, scope_id: str, start: datetime, end: datetime, now: datetim
     for edge in (d for d in days if d not in full):
         items += store.query_days(scope, edge, edge, names, since=start if edge == days[0] else None)
     return totals_in(items, start, end)
+
+
+def user_spend(account: str, user: str, start: datetime, end: datetime) -> Totals:
+    """Calls, cost and tokens of one account's user over the UTC days [start, end) touches (users are kept by the
+    day only): the account's split by user, one projected Query. The user's own scope sums every account's."""
+    value = stored_name(user)
+    names = [f"{breakdown_head(DAY, 'user', value)}{counter}" for counter in INDEXED_COUNTERS]
+    last = day_of(max(start, end - timedelta(microseconds=1)))
+    items = store.query_days(Scope("account", account), day_of(start), last, names)
+    return total([(item, DAY) for item in items], part=("user", value))
 
 
 def traffic(kind: str, scope_id: str, start: datetime, end: datetime) -> dict[datetime, Totals]:

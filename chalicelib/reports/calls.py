@@ -11,6 +11,7 @@ from chalicelib.ledger import calllog, dead_letters
 from chalicelib.ledger.auth import Principal, scoped_account
 from chalicelib.ledger.calllog import call_view
 from chalicelib.ledger.models import ApiKey, CallRecord
+from chalicelib.reports import ranges
 from chalicelib.rollup import quarantine, store
 from chalicelib.settings import get_settings
 from chalicelib.query import Query
@@ -24,12 +25,13 @@ def cursor_to_sort_key(cursor: str | None) -> str | None:
         return None
     ts, sep, call_id = cursor.partition("~")
     try:
-        parse_precise(ts)
+        at = parse_precise(ts)
         valid = bool(sep and len(ts) == 27 and calllog.CALL_ID.fullmatch(call_id))
     except ValueError:
         valid = False
     if not valid:
         raise InvalidRequest("`before` must be the `next_before` cursor of a previous page")
+    ranges.in_years(at.date(), "before")
     return f"{ts}#{call_id}"
 
 

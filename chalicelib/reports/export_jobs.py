@@ -1,8 +1,10 @@
 """The export job store: one record per export too large to answer inline (reports/models.py's ExportJob),
-created under a cap, claimed step by step by its runs (exports.py), saved only by the run that holds it."""
+created under a cap (a slot per export being written), claimed step by step by its runs (exports.py), saved only
+by the run that holds it."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 
 from pynamodb.exceptions import DoesNotExist
 
@@ -11,8 +13,8 @@ from chalicelib.clock import iso, parse_iso
 from chalicelib.errors import NotFound, TollgateError
 from chalicelib.ledger.auth import Principal
 from chalicelib.observability import logger
-from chalicelib.reports.export_format import KEEP_DAYS, ExportSpec, first_id_after, new_export_id, shown_state
-from chalicelib.reports.models import JOBS_PK, ExportJob
+from chalicelib.reports.export_format import KEEP_DAYS, ExportSpec, new_export_id, shown_state
+from chalicelib.reports.models import JOBS_PK, ExportJob, ExportSlot
 
 MAX_ACTIVE = 3  # exports queued or running at once for one account (or for all accounts)
 STALE_AFTER = {"queued": timedelta(hours=6),  # Lambda keeps a throttled asynchronous invocation up to 6 h
@@ -25,21 +27,51 @@ class TooManyExports(TollgateError):
 
 
 def create(spec: ExportSpec, now: datetime) -> ExportJob:
-    active = [job for job in ExportJob.query(
-        JOBS_PK, ExportJob.day >= first_id_after(now - STALE_AFTER["queued"]),
-        filter_condition=ExportJob.state.is_in("queued", "running")
-        & (ExportJob.account == spec.account if spec.account else ExportJob.account.does_not_exist()))
-        if shown_state(job.state, job.updated_at, now, STALE_AFTER[job.state])[0] != "failed"]
-    if len(active) >= MAX_ACTIVE:
-        raise TooManyExports(f"{len(active)} exports of {'account ' + repr(spec.account) if spec.account else 'every account'}"
-                             f" are being written already ({', '.join(j.export_id for j in active)}); wait for one "
-                             "to finish (GET /api/exports/{export_id})")
+    """A queued export, if one of the scope's MAX_ACTIVE slots is free (else 429). The job is saved before its
+    slot is taken, so a slot never names a job that is not there yet."""
     stamp = iso(now)
     job = ExportJob(JOBS_PK, new_export_id(now), account=spec.account, spec=spec.to_json(), state="queued",
                     days_total=len(spec.windows()), created_at=stamp, updated_at=stamp,
                     expires_at=now + timedelta(days=KEEP_DAYS + 1))
     job.save(condition=ExportJob.day.does_not_exist())
+    holders = _take_slot(spec.account, job.export_id, now)
+    if holders is not None:
+        scope = f"account {spec.account!r}" if spec.account else "every account"
+        refused = TooManyExports(f"{MAX_ACTIVE} exports of {scope} are being written already ({', '.join(holders)}); "
+                                 "wait for one to finish (GET /api/exports/{export_id})")
+        job.state, job.error, job.finished_at = "failed", refused.message[:1000], stamp  # never started; expires
+        job.save()
+        raise refused
     return job
+
+
+def _take_slot(account: str | None, export_id: str, now: datetime) -> list[str] | None:
+    """Put the export in a free slot of its scope: None when it got one, else the exports holding them all.
+
+    A slot is free when it was never taken or its export is over (ready, failed, stale or gone). Each is taken
+    by a conditional write on what was read, so of concurrent requests only one gets each slot."""
+    holders = []
+    for n in range(MAX_ACTIVE):
+        key = f"slot|{n}" + (f"|{account}" if account is not None else "")
+        try:
+            slot = ExportSlot.get(JOBS_PK, key, consistent_read=True)
+        except DoesNotExist:
+            slot = None
+        if slot is not None and _in_progress(find(slot.holder), now):
+            holders.append(slot.holder)
+            continue
+        taken = ExportSlot(JOBS_PK, key, holder=export_id, taken_at=iso(now))
+        condition = ExportSlot.day.does_not_exist() if slot is None else ExportSlot.holder == slot.holder
+        if aws.conditional(partial(taken.save, condition=condition)):
+            return None
+        holders.append("one just asked for")  # another request took the slot between the read and the write
+    return holders
+
+
+def _in_progress(job: ExportJob | None, now: datetime) -> bool:
+    """Whether an export still holds its slot: queued or running, and not stale."""
+    return job is not None and job.state in STALE_AFTER and \
+        shown_state(job.state, job.updated_at, now, STALE_AFTER[job.state])[0] != "failed"
 
 
 def find(export_id: str) -> ExportJob | None:

@@ -1,5 +1,5 @@
-"""The reports' own items, as pynamodb models: export jobs, kept in the aggregates table under their own
-partition (`pk = export#jobs`), which has no `kind`, so no report reads them as aggregates."""
+"""The reports' own items, as pynamodb models: export jobs and their slots, kept in the aggregates table under
+their own partition (`pk = export#jobs`), which has no `kind`, so no report reads them as aggregates."""
 from __future__ import annotations
 
 from pynamodb.attributes import (
@@ -51,3 +51,17 @@ class ExportJob(Model):
     @property
     def export_id(self) -> str:
         return self.day
+
+
+class ExportSlot(Model):
+    """One of the MAX_ACTIVE places a scope's exports are written in at once (reports/export_jobs.py): the cap holds
+    at any concurrency because a place is taken by a conditional write. Key: `pk` = JOBS_PK + `slot|<n>` (every
+    account's exports) or `slot|<n>|<account>`; `holder` is the export in it, free again once that one is over."""
+
+    class Meta(_Meta):
+        table_name = _settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)  # slot|<n>[|<account>]
+    holder = UnicodeAttribute()  # the export id
+    taken_at = UnicodeAttribute()

@@ -21,6 +21,8 @@ MAX_DAYS = 366
 FORMS = ("hours", "days", "start", "end", "month")
 DAY_FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits: \d takes any script's
 MONTH_FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}")
+# Days a range may name: a period's arithmetic (a day, a week, a month on) stays inside what datetime holds
+FIRST_YEAR, LAST_YEAR = 1970, 9998
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,16 @@ def _day(params: Query, name: str) -> date:
     try:
         if not DAY_FORMAT.fullmatch(raw):
             raise ValueError
-        return date.fromisoformat(raw)
+        return in_years(date.fromisoformat(raw), name)
     except ValueError:
         raise InvalidRequest(f"`{name}` must be a UTC day, YYYY-MM-DD") from None
+
+
+def in_years(day: date, name: str) -> date:
+    """The day, or a 400 naming the field when it lies outside the years a range may name."""
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise InvalidRequest(f"`{name}` must lie in the years {FIRST_YEAR} to {LAST_YEAR}")
+    return day
 
 
 def _days_between(first: date, last: date | None, now: datetime, max_days: int) -> Range:
@@ -102,6 +111,7 @@ def _month(raw: str, now: datetime) -> Range:
         first = date(year, month, 1)
     except ValueError:
         raise InvalidRequest("`month` must be YYYY-MM") from None
+    in_years(first, "month")
     last = date(year, month, calendar.monthrange(year, month)[1])
     whole = _days_between(first, last, now, MAX_DAYS)
     return Range(whole.start, whole.end, whole.last_day, {"month": raw})

@@ -692,7 +692,7 @@ def test_every_loss_has_an_alarm_on_the_alerts_topic_and_the_readme_says_what_to
     tables = sorted(resources(template, "AWS::DynamoDB::Table"))
     expected = {f"{f}{kind}Alarm" for f in FUNCTIONS for kind in ("Errors", "Throttles", "NearTimeout")}
     expected |= {"SpillDeadLetterQueueAlarm", "RollupDeadLetterQueueAlarm", "SpillQueueAgeAlarm", "CallLogLostAlarm",
-                 "RollupIteratorAgeAlarm", "Api5XXAlarm", "ApiThrottledAlarm"} | {f"{t}ThrottlesAlarm" for t in tables}
+                 "AuditWriteFailedAlarm", "RollupIteratorAgeAlarm", "Api5XXAlarm", "ApiThrottledAlarm"} | {f"{t}ThrottlesAlarm" for t in tables}
     assert set(found) == expected
     for name, alarm in found.items():
         properties = alarm["Properties"]
@@ -706,6 +706,8 @@ def test_every_loss_has_an_alarm_on_the_alerts_topic_and_the_readme_says_what_to
     assert (age["MetricName"], age["Threshold"]) == ("ApproximateAgeOfOldestMessage", 300)
     lost = found["CallLogLostAlarm"]["Properties"]
     assert lost["Metrics"][0]["Expression"] == "SELECT SUM(CallLogLost) FROM Tollgate" and lost["Threshold"] == 1
+    unaudited = found["AuditWriteFailedAlarm"]["Properties"]
+    assert unaudited["Metrics"][0]["Expression"] == "SELECT SUM(AuditWriteFailed) FROM Tollgate"
     for function in FUNCTIONS:
         near = found[f"{function}NearTimeoutAlarm"]["Properties"]
         timeout = template["Resources"][function]["Properties"]["Timeout"]
@@ -1074,7 +1076,7 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
                          "AWS::KMS::Key": 1, "AWS::S3::BucketPolicy": 1, "AWS::Lambda::Function": 8,
                          "AWS::IAM::Role": 9, "AWS::Logs::LogGroup": 9, "AWS::Logs::MetricFilter": 1,
                          "AWS::Lambda::EventSourceMapping": 2, "AWS::Events::Rule": 3, "AWS::Lambda::Permission": 3,
-                         "AWS::Lambda::EventInvokeConfig": 4, "AWS::CloudWatch::Alarm": 39}, kinds
+                         "AWS::Lambda::EventInvokeConfig": 4, "AWS::CloudWatch::Alarm": 40}, kinds
 
         dynamodb = boto3.client("dynamodb", region_name=MOTO_REGION)
         tables = dynamodb.list_tables()["TableNames"]
@@ -1110,7 +1112,7 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
             if alarm["Type"] == "AWS::CloudWatch::Alarm":
                 cloudwatch.put_metric_alarm(**resolve(alarm["Properties"], physical, values))  # same names as the API
         described = cloudwatch.describe_alarms(MaxRecords=100)["MetricAlarms"]
-        assert len(described) == 39 and {a["AlarmActions"][0] for a in described} == {physical["AlertsTopic"]}
+        assert len(described) == 40 and {a["AlarmActions"][0] for a in described} == {physical["AlertsTopic"]}
         sns = boto3.client("sns", region_name=MOTO_REGION)
         # (moto keeps a CloudFormation key policy as an object, which its own DescribeKey then fails to read)
         assert sns.get_topic_attributes(TopicArn=physical["AlertsTopic"])["Attributes"]["KmsMasterKeyId"] == \

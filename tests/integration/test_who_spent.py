@@ -186,17 +186,19 @@ def test_the_months_projection_waits_for_data_and_says_how(gateway, upstream):
 
 def test_a_user_budget_counts_that_users_calls(gateway, upstream):
     status, _ = gateway.admin("put", "/admin/budgets/alice-daily", {
-        "scope": "user", "scope_id": "alice", "period": "daily", "limit_usd": "1", "thresholds": [0.5],
-        "mode": "soft", "channels": []})
+        "scope": "user", "scope_id": "alice", "account": "acme", "period": "daily", "limit_usd": "1",
+        "thresholds": [0.5], "mode": "soft", "channels": []})
     assert status == 200
     log(1, 1, user="alice", cost="0.6")
     log(2, 1, user="bob", cost="5")
+    log(3, 1, user="alice", cost="7", account="globex")  # another account's alice: someone else
     roll_up()
     _, budgets = get(gateway, "/api/budgets")
     [alice] = [b for b in budgets["budgets"] if b["budget_id"] == "alice-daily"]
     assert alice["spent"] == "0.6" and alice["unit"] == "usd"
     status, refused = gateway.admin("put", "/admin/budgets/alice-window", {
-        "scope": "user", "scope_id": "alice", "period": "window", "window_minutes": 60, "limit_usd": "1"})
+        "scope": "user", "scope_id": "alice", "account": "acme", "period": "window", "window_minutes": 60,
+        "limit_usd": "1"})
     assert status == 400 and "UTC day" in refused["error"]["message"]
 
 
