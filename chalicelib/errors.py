@@ -83,3 +83,17 @@ class DeliveryFailed(TollgateError):
 
     status = 502
     error_type = "delivery_failed"
+
+
+# The gateway's own refusals: a call turned away before it was sent on (its key, its body, its budget, its pace),
+# never an answer of the provider. Logged with these types and `upstream_reached` false; counted apart from
+# the provider's errors (`refused`), so they weigh on no provider's or model's error rate, success rate or latency.
+REFUSALS = frozenset(error.error_type for error in (
+    AuthenticationError, PermissionDenied, NotFound, InvalidRequest, PayloadTooLarge, RequestTimeout, BudgetExceeded,
+)) | {"rate_limit_exceeded"}  # a key's requests or tokens per minute (CONTRACT §3, `PUT /admin/keys/{key_id}/limits`)
+
+
+def is_refusal(error_type: str | None, upstream_reached: bool) -> bool:
+    """Whether a logged call is the gateway's own refusal: one of REFUSALS, the provider never asked (a provider's
+    own `invalid_request_error` reached it, so it stays the provider's error)."""
+    return not upstream_reached and error_type in REFUSALS

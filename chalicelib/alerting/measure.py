@@ -45,6 +45,7 @@ from chalicelib.alerting.rules import (
 from chalicelib import clock
 from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.clock import day_of, iso, parse_iso
+from chalicelib.errors import is_refusal
 from chalicelib.ledger import calllog, dead_letters
 from chalicelib.ledger.budgets import all_budgets, spec_of
 from chalicelib.ledger.models import Alert
@@ -53,7 +54,6 @@ from chalicelib.rollup import quarantine
 from chalicelib.settings import PROVIDERS
 
 BUDGET_RULES = ("budget", "budget_forecast")
-REFUSALS = ("budget_exceeded",)  # calls the gateway refused on purpose: no sign of a broken key
 
 
 def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
@@ -144,15 +144,17 @@ def _busy_models(first: str, last: str, rules: Rules) -> list[str]:
 
 def _window(kind: str, scope_id: str, slots: dict[datetime, agg.Totals], now: datetime, minutes: int) -> TrafficWindow:
     totals = agg.since_bucket(slots, now - timedelta(minutes=minutes) + timedelta(microseconds=1))
-    return TrafficWindow(kind, scope_id, minutes, totals.calls, totals.errors, dict(totals.latency))
+    # The calls sent on: the gateway's own refusals are no provider's errors (nor its latency, which they lack).
+    return TrafficWindow(kind, scope_id, minutes, totals.answered, totals.errors, dict(totals.latency))
 
 
 def measure_streaks(now: datetime, rules: Rules) -> list[KeyStreak]:
-    """Per key, the failures in a row among its newest calls of the lookback (refusals by budget skipped)."""
+    """Per key, the failures in a row among its newest calls of the lookback (the gateway's own refusals skipped:
+    a budget or a bad body is no sign of a broken key or provider)."""
     since = now - timedelta(minutes=rules.call_lookback_minutes)
     by_key: dict[str, list] = defaultdict(list)
     for call in calllog.calls_between(since, now):
-        if call.error_type not in REFUSALS:
+        if not is_refusal(call.error_type, call.upstream_reached):
             by_key[call.key_id].append(call)
     streaks = []
     for key_id, calls in by_key.items():  # newest first

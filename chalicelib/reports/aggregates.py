@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from chalicelib.clock import day_of, iso, midnight
+from chalicelib.errors import REFUSALS
 from chalicelib.money import money
 from chalicelib.rollup.histogram import bucket_of, percentile
 from chalicelib.rollup import store
@@ -22,11 +23,13 @@ from chalicelib.rollup.layout import (
     ERROR_PREFIX,
     HOURLESS_KINDS,
     INDEXED_COUNTERS,
+    SEP,
     TOKEN_KINDS,
     Scope,
     breakdown_head,
     five_minute_prefix,
     latency_counter,
+    refusal_counter,
     scope_id_of_day_id,
     split_breakdown,
     stored_name,
@@ -36,6 +39,8 @@ from chalicelib.rollup.layout import (
 LATENCY_BUCKETS = bucket_of(24 * 3600 * 1000) + 1  # up to a day, far beyond any timeout
 TOKEN_FIELDS = {"in": "input_tokens", "cr": "cache_read_tokens", "cw": "cache_write_tokens",
                 "out": "output_tokens", "rs": "reasoning_tokens"}
+NONE = "(none)"  # the group of calls without the grouped attribute (no user, team, operation…): groups add up
+REFUSED_COUNTERS = [refusal_counter(error_type) for error_type in sorted(REFUSALS)]
 
 
 @dataclass
@@ -50,11 +55,17 @@ class Totals:
     errors_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     unsplit_tokens: int = 0  # tokens known only as a total (hourly breakdowns)
     ttft: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # streamed calls' first tokens
+    refused: int = 0  # the gateway's own refusals: in `calls`, not in `errors` nor the latency
+    refused_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def add(self, item: dict[str, Any], prefix: str) -> None:
         """Add one resolution's counters of one item (names exactly `prefix + counter`)."""
         self.calls += int(item.get(f"{prefix}calls", 0))
         self.errors += int(item.get(f"{prefix}errors", 0))
+        self.refused += int(item.get(f"{prefix}refused", 0))
+        for name in REFUSED_COUNTERS:
+            if count := item.get(f"{prefix}{name}"):
+                self.refused_by_type[name.split(SEP, 1)[1]] += int(count)
         for kind in TOKEN_KINDS:
             self.tokens[kind] += int(item.get(f"{prefix}{kind}", 0))
         self.cost += Decimal(item.get(f"{prefix}cost", 0))
@@ -75,44 +86,64 @@ class Totals:
         head = breakdown_head(prefix, dim, value)
         self.calls += int(item.get(f"{head}calls", 0))
         self.errors += int(item.get(f"{head}errors", 0))
+        self.refused += int(item.get(f"{head}refused", 0))
         self.cost += Decimal(item.get(f"{head}cost", 0))
         self.unpriced += int(item.get(f"{head}unpriced", 0))
         for kind in TOKEN_KINDS:
             self.tokens[kind] += int(item.get(f"{head}{kind}", 0))
         self.unsplit_tokens += int(item.get(f"{head}tok", 0))
 
-    def absorb(self, other: Totals) -> Totals:
-        """Add another Totals' counts into these (a window made of buckets); returns self."""
-        self.calls += other.calls
-        self.errors += other.errors
+    def absorb(self, other: Totals, sign: int = 1) -> Totals:
+        """Add (or with `sign` -1, take away) another Totals' counts (a window made of buckets); returns self."""
+        self.calls += sign * other.calls
+        self.errors += sign * other.errors
+        self.refused += sign * other.refused
         for kind, count in other.tokens.items():
-            self.tokens[kind] += count
-        self.cost += other.cost
-        self.unpriced += other.unpriced
-        self.latency_sum += other.latency_sum
-        self.unsplit_tokens += other.unsplit_tokens
+            self.tokens[kind] += sign * count
+        self.cost += sign * other.cost
+        self.unpriced += sign * other.unpriced
+        self.latency_sum += sign * other.latency_sum
+        self.unsplit_tokens += sign * other.unsplit_tokens
         for mine, theirs in ((self.latency, other.latency), (self.ttft, other.ttft),
-                             (self.errors_by_type, other.errors_by_type)):
+                             (self.errors_by_type, other.errors_by_type),
+                             (self.refused_by_type, other.refused_by_type)):
             for key, count in theirs.items():
-                mine[key] += count
+                mine[key] += sign * count
         return self
 
     @property
     def total_tokens(self) -> int:
         return sum(self.tokens.values()) + self.unsplit_tokens
 
+    @property
+    def answered(self) -> int:
+        """The calls the gateway sent on (all but its own refusals): what error and success rates divide by."""
+        return self.calls - self.refused
+
+    @property
+    def error_rate(self) -> float:
+        return round(self.errors / self.answered, 4) if self.answered > 0 else 0.0
+
+    def tokens_view(self) -> dict[str, int]:
+        """Tokens as every report shows them: by kind, and their `total`."""
+        return {TOKEN_FIELDS[k]: v for k, v in self.tokens.items()} | {"total": self.total_tokens}
+
+    def group_view(self) -> dict[str, Any]:
+        """One group of a split (a model, a user, a day's provider…): the same fields in every report."""
+        return {"calls": self.calls, "errors": self.errors, "tokens": self.tokens_view(),
+                "cost_usd": money(self.cost), "unpriced_calls": self.unpriced}
+
     def view(self, with_latency: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "calls": self.calls, "errors": self.errors,
-            "error_rate": round(self.errors / self.calls, 4) if self.calls else 0.0,
-            "tokens": {TOKEN_FIELDS[k]: v for k, v in self.tokens.items()} | {"total": self.total_tokens},
-            "cost_usd": money(self.cost), "unpriced_calls": self.unpriced,
+            "calls": self.calls, "errors": self.errors, "error_rate": self.error_rate, "refused": self.refused,
+            "tokens": self.tokens_view(), "cost_usd": money(self.cost), "unpriced_calls": self.unpriced,
         }
         known_cost_only(out)
         if with_latency:
             out["latency_ms"] = {f"p{q}": percentile(self.latency, q) for q in (50, 95, 99)}
-            out["latency_ms"]["mean"] = round(self.latency_sum / self.calls, 1) if self.calls else None
+            out["latency_ms"]["mean"] = round(self.latency_sum / self.answered, 1) if self.answered > 0 else None
             out["errors_by_type"] = dict(self.errors_by_type)
+            out["refused_by_type"] = {kind: count for kind, count in sorted(self.refused_by_type.items()) if count}
         return out
 
 
@@ -161,13 +192,47 @@ def _counted(counters: dict[str, Any]) -> bool:
 
 
 def _breakdown_view(counters: dict[str, Any]) -> dict[str, Any]:
-    tokens = int(counters.get("tok", 0)) or sum(int(counters.get(k, 0)) for k in TOKEN_KINDS)
-    view = {"calls": int(counters.get("calls", 0)), "errors": int(counters.get("errors", 0)),
-            "tokens": tokens, "cost_usd": money(Decimal(counters.get("cost", 0))),
-            "unpriced_calls": int(counters.get("unpriced", 0))}
-    if any(k in counters for k in TOKEN_KINDS):
-        view |= {TOKEN_FIELDS[k]: int(counters.get(k, 0)) for k in TOKEN_KINDS}
-    return view
+    return _group_totals(counters).group_view()
+
+
+def _group_totals(counters: dict[str, Any]) -> Totals:
+    totals = Totals(calls=int(counters.get("calls", 0)), errors=int(counters.get("errors", 0)),
+                    cost=Decimal(counters.get("cost", 0)), unpriced=int(counters.get("unpriced", 0)),
+                    unsplit_tokens=int(counters.get("tok", 0)))
+    for kind in TOKEN_KINDS:
+        totals.tokens[kind] = int(counters.get(kind, 0))
+    return totals
+
+
+def with_none(groups: dict[str, dict[str, Any]], whole: Totals) -> dict[str, dict[str, Any]]:
+    """A split with its `(none)` group: what `whole` counts beyond the groups (the calls without the attribute),
+    so the groups' calls, tokens and cost add up to the whole. Before `reported`: group costs are still amounts."""
+    rest = Totals(calls=whole.calls, errors=whole.errors, cost=whole.cost, unpriced=whole.unpriced,
+                  unsplit_tokens=whole.total_tokens)
+    for group in groups.values():
+        rest.calls -= group["calls"]
+        rest.errors -= group["errors"]
+        rest.cost -= Decimal(group["cost_usd"] or 0)
+        rest.unpriced -= group["unpriced_calls"]
+        rest.unsplit_tokens -= group["tokens"]["total"]
+        for kind in TOKEN_KINDS:
+            rest.tokens[kind] -= group["tokens"][TOKEN_FIELDS[kind]]
+    for kind in TOKEN_KINDS:
+        rest.tokens[kind] += whole.tokens[kind]
+    rest.unsplit_tokens -= sum(rest.tokens.values())
+    if not (rest.calls or rest.total_tokens or rest.cost or rest.unpriced or rest.errors):
+        return groups
+    if NONE in groups:  # a caller's own value spelled `(none)`: the two are one group
+        rest.absorb(_group_totals(_counters_of(groups[NONE])))
+    return {**groups, NONE: rest.group_view()}
+
+
+def _counters_of(group: dict[str, Any]) -> dict[str, Any]:
+    tokens = group["tokens"]
+    return {"calls": group["calls"], "errors": group["errors"], "cost": Decimal(group["cost_usd"] or 0),
+            "unpriced": group["unpriced_calls"],
+            "tok": tokens["total"] - sum(tokens[TOKEN_FIELDS[k]] for k in TOKEN_KINDS),
+            **{kind: tokens[TOKEN_FIELDS[kind]] for kind in TOKEN_KINDS}}
 
 
 def hours_between(start: datetime, end: datetime) -> list[datetime]:
@@ -224,19 +289,22 @@ def total(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None 
 
 def summarize(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | None = None,
               breakdown_pairs: list[tuple[dict[str, Any], str]] | None = None,
-              latency_pairs: list[tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
+              latency_pairs: list[tuple[dict[str, Any], str]] | None = None,
+              split: Iterable[str] = ("provider", "model")) -> dict[str, Any]:
     """Totals and latency percentiles over (item, prefix) pairs; the provider and model breakdowns over
     `breakdown_pairs` (breakdowns exist by the hour and by the day only), by default the same pairs; the
-    latency over `latency_pairs` when the pairs carry no histograms (5-minute buckets are read without)."""
+    latency over `latency_pairs` when the pairs carry no histograms (5-minute buckets are read without).
+    The dimensions in `split` are kept for these items: each of their breakdowns has its `(none)` group, so it
+    adds up to the totals of `breakdown_pairs`."""
     coarse = pairs if breakdown_pairs is None else breakdown_pairs
     view = total(coarse if part else pairs, part).view(with_latency=part is None)
     if latency_pairs is not None and part is None:
         latency = total(latency_pairs).view()
         view["latency_ms"], view["errors_by_type"] = latency["latency_ms"], latency["errors_by_type"]
+    whole, split = total(coarse), set(split)
     return view | {
-        "by_provider": reported(breakdown([], coarse, "provider")),
-        "by_model": reported(breakdown([], coarse, "model")),
-    }
+        f"by_{dim}": reported(with_none(breakdown([], coarse, dim), whole) if dim in split else breakdown([], coarse, dim))
+        for dim in ("provider", "model")}
 
 
 def series(pairs_by_start: list[tuple[datetime, list[tuple[dict[str, Any], str]]]],
@@ -246,31 +314,40 @@ def series(pairs_by_start: list[tuple[datetime, list[tuple[dict[str, Any], str]]
     for start, pairs in pairs_by_start:
         point = {"ts": iso(start)} | total(pairs, part).view(with_latency=False)
         if with_providers:
-            point["by_provider"] = reported(breakdown([], pairs, "provider"))
+            point["by_provider"] = reported(with_none(breakdown([], pairs, "provider"), total(pairs)))
         points.append(point)
     return points
 
 
-def daily_groups(items: Iterable[dict[str, Any]], dim: str | None, scope_of=None) -> list[dict[str, Any]]:
-    """Per day: totals, and per group value when grouped (from breakdowns, or one item per scope)."""
+def daily_groups(items: Iterable[dict[str, Any]], dim: str | None, scope_of=None,
+                 day_items: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Per day: totals, and per group value when grouped (from breakdowns, or one item per scope), with the
+    `(none)` group of the calls without the attribute. With `scope_of`, `items` are the scopes' items (the
+    by_kind index) and `day_items` the whole's day items, which give each day's totals."""
     days: dict[str, dict[str, Any]] = {}
+
+    def day_of_item(item: dict[str, Any]) -> dict[str, Any]:
+        return days.setdefault(item["day"], {"day": item["day"], "_totals": Totals(), "groups": {}})
+
+    for item in day_items:
+        day_of_item(item)["_totals"].add(item, "")
     for item in sorted(items, key=lambda i: i["day"]):
-        day = days.setdefault(item["day"], {"day": item["day"], "_totals": Totals(), "groups": {}})
+        day = day_of_item(item)
         if scope_of is not None:  # one item per scope value (the by_kind index)
             totals = Totals()
             totals.add(item, "")
             if totals.calls:  # an erased user's item stays, with zeros: no row
-                day["groups"][scope_of(item)] = totals.view(with_latency=False)
-            day["_totals"].add(item, "")
+                day["groups"][scope_of(item)] = totals.group_view()
         else:
             day["_totals"].add(item, "")
             if dim:
-                day["groups"].update(reported(breakdown([item], None, dim)))
+                day["groups"].update(breakdown([item], None, dim))
     out = []
-    for day in days.values():
-        view = {"day": day["day"]} | day.pop("_totals").view(with_latency=False)
+    for day in sorted(days.values(), key=lambda d: d["day"]):
+        totals = day.pop("_totals")
+        view = {"day": day["day"]} | totals.view(with_latency=False)
         if dim:
-            view["groups"] = day["groups"]
+            view["groups"] = reported(with_none(day["groups"], totals))
         out.append(view)
     return out
 
@@ -340,10 +417,11 @@ def user_spend(account: str, user: str, start: datetime, end: datetime) -> Total
 
 
 def traffic(kind: str, scope_id: str, start: datetime, end: datetime) -> dict[datetime, Totals]:
-    """One scope's calls, errors and latency histogram per 5-minute bucket, from the bucket holding `start` to the
+    """One scope's calls, errors, refusals and latency histogram per 5-minute bucket, from the bucket holding `start` to the
     one holding `end` (buckets with no calls left out): one projected Query per family."""
     names = [f"{five_minute_prefix(start)}{counter}"
-             for counter in ("calls", "errors", *(latency_counter(DAY, i) for i in range(LATENCY_BUCKETS)))]
+             for counter in ("calls", "errors", "refused",
+                             *(latency_counter(DAY, i) for i in range(LATENCY_BUCKETS)))]
     days = by_day(store.query_days(Scope(kind, scope_id), day_of(start), day_of(end), names, since=start))
     slots = {}
     for slot in five_minutes_between(start, end):

@@ -21,6 +21,7 @@ from chalicelib.reports import ranges
 from chalicelib.rollup import store
 from chalicelib.rollup.layout import (
     DAY_BREAKDOWN_ITEM,
+    INDEXED_COUNTERS,
     SEP,
     SESSION_ITEM,
     Scope,
@@ -53,22 +54,22 @@ def users(principal: Principal, params: Query) -> dict[str, Any]:
     first, last = period.first_day, period.last_day
     if account or team:
         scope = Scope("account", account) if account else Scope("team", team or "")
-        items = store.query_days(scope, first, last, parts=[f"{DAY_BREAKDOWN_ITEM}{SEP}user"])
+        items = store.query_days(scope, first, last, INDEXED_COUNTERS, parts=[f"{DAY_BREAKDOWN_ITEM}{SEP}user"])
         split = agg.breakdown(items, None, "user")
-        rows = [_user_row(user, account, view) for user, view in split.items()]
     else:
         entries = store.query_kind("user", first, last)
         split = agg.breakdown_of_scopes(entries, lambda entry: scope_id_of_day_id(entry["day_id"]))
-        rows = [_user_row(user, None, view) for user, view in split.items()]
+        items = store.query_kind("global", first, last)
+    whole = agg.total([(item, "") for item in items])  # the calls without a user are the `(none)` row
+    rows = [_user_row(user, account, view) for user, view in agg.with_none(split, whole).items()]
     rows.sort(key=lambda row: (-Decimal(row["cost_usd"] or 0), -row["calls"], row["user"]))
     return {**period.named, "from": first, "to": last, "account": account, "team": team, "users": rows[:limit],
             "truncated": len(rows) > limit}
 
 
 def _user_row(user: str, account: str | None, view: dict[str, Any]) -> dict[str, Any]:
-    tokens = {agg.TOKEN_FIELDS[kind]: view.get(agg.TOKEN_FIELDS[kind], 0) for kind in agg.TOKEN_FIELDS}
     return {"user": user, "account": account, "calls": view["calls"], "errors": view["errors"],
-            "tokens": tokens | {"total": view["tokens"]}, "cost_usd": agg.known_cost_only(dict(view))["cost_usd"],
+            "tokens": view["tokens"], "cost_usd": agg.known_cost_only(dict(view))["cost_usd"],
             "unpriced_calls": view["unpriced_calls"]}
 
 
@@ -107,7 +108,7 @@ def _session_row(item: dict[str, Any], account: str, user: str | None) -> dict[s
     totals.add(item, "")
     counts = totals.view(with_latency=False)
     return {"session": item.get("session", ""), "user": user or item.get("user") or None, "account": account,
-            "calls": counts["calls"], "errors": counts["errors"], "tokens": counts["tokens"]["total"],
+            "calls": counts["calls"], "errors": counts["errors"], "tokens": counts["tokens"],
             "cost_usd": counts["cost_usd"], "first_ts": item.get("first_ts"), "last_ts": item.get("last_ts")}
 
 

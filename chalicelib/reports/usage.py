@@ -27,8 +27,8 @@ from chalicelib.rollup.layout import (
     HOUR_BREAKDOWNS,
     HOUR_ITEM,
     IN_OWN_ITEM,
-    INDEXED_COUNTERS,
     SEP,
+    TOKEN_KINDS,
     Scope,
     breakdown_head,
     five_minute_prefix,
@@ -43,7 +43,7 @@ from chalicelib.query import Query
 GROUPS = ("model", "provider", "account", "key", "operation", "team", "user")
 WHOLE_ITEMS_DAYS = 3  # up to this many days, read whole items; beyond, project
 LATENCY_NAMES = [latency_counter(DAY, i) for i in range(0, 21 * BUCKETS_PER_DOUBLING + 1)]  # up to ~35 min
-DAY_COUNTERS = [*INDEXED_COUNTERS, "lat_sum", *LATENCY_NAMES]
+DAY_COUNTERS = [*CORE_COUNTERS, *agg.REFUSED_COUNTERS, "lat_sum", *LATENCY_NAMES]
 
 
 FILTERS = ("team", "key", "user", "model", "provider")  # at most one, besides the account
@@ -99,7 +99,7 @@ def _family(item: str, dim: str) -> str:
 
 def _five_minute_names(at: datetime) -> list[str]:
     """The 5-minute counters a report shows (no histograms: those are read by the hour)."""
-    return [f"{five_minute_prefix(at)}{counter}" for counter in CORE_COUNTERS]
+    return [f"{five_minute_prefix(at)}{counter}" for counter in (*CORE_COUNTERS, *agg.REFUSED_COUNTERS)]
 
 
 def _edge_and_hour_pairs(items: list[dict[str, Any]], edge: list[datetime],
@@ -109,10 +109,12 @@ def _edge_and_hour_pairs(items: list[dict[str, Any]], edge: list[datetime],
             + agg.resolution_pairs(items, whole_hours, hour_prefix))
 
 
-def _kind_breakdown(kind: str, first: str, last: str) -> dict[str, dict[str, Any]]:
-    """All traffic split by provider or model over whole days: the by_kind index over those scopes' day items."""
+def _kind_breakdown(kind: str, first: str, last: str, whole: agg.Totals) -> dict[str, dict[str, Any]]:
+    """All traffic split by provider or model over whole days: the by_kind index over those scopes' day items,
+    and `(none)` for what `whole` counts beyond them."""
     entries = store.query_kind(kind, first, last)
-    return agg.reported(agg.breakdown_of_scopes(entries, lambda entry: scope_id_of_day_id(entry["day_id"])))
+    split = agg.breakdown_of_scopes(entries, lambda entry: scope_id_of_day_id(entry["day_id"]))
+    return agg.reported(agg.with_none(split, whole))
 
 
 def summary(principal: Principal, params: Query) -> dict[str, Any]:
@@ -136,19 +138,21 @@ def summary(principal: Principal, params: Query) -> dict[str, Any]:
         since = slots[0] if slots else end
         return {**period.named, "from": iso(since), "to": iso(end), "resolution": "5m",
                 "breakdown_from": iso(start.replace(minute=0, second=0, microsecond=0)),
-                **scope.view(), **agg.summarize(pairs, scope.part, breakdown_pairs=hourly, latency_pairs=hourly)}
+                **scope.view(), **agg.summarize(pairs, scope.part, breakdown_pairs=hourly, latency_pairs=hourly,
+                                                split=HOUR_BREAKDOWNS if scope.item.kind in BREAKDOWN_SCOPES else ())}
     since = start.replace(hour=0, minute=0, second=0, microsecond=0)
     head = {**period.named, "from": iso(since), "to": iso(end), "resolution": "1d", **scope.view()}
     if scope.item.is_everything:
         items = store.query_days(scope.item, first, last, DAY_COUNTERS, max_requests=1)
-        return head | agg.total([(item, DAY) for item in items]).view() | {
-            "by_provider": _kind_breakdown("provider", first, last), "by_model": _kind_breakdown("model", first, last)}
+        whole = agg.total([(item, DAY) for item in items])
+        return head | whole.view() | {"by_provider": _kind_breakdown("provider", first, last, whole),
+                                      "by_model": _kind_breakdown("model", first, last, whole)}
     dims = {dim for dim in ("provider", "model") if dim in DAY_BREAKDOWNS.get(scope.item.kind, ())}
     if scope.part:
         dims.add(scope.part[0])
     items = store.query_days(scope.item, first, last, DAY_COUNTERS,
                              parts=sorted({_family(DAY_BREAKDOWN_ITEM, dim) for dim in dims}))
-    return head | agg.summarize([(item, DAY) for item in items], scope.part)
+    return head | agg.summarize([(item, DAY) for item in items], scope.part, split=dims)
 
 
 def daily(principal: Principal, params: Query) -> dict[str, Any]:
@@ -161,25 +165,24 @@ def daily(principal: Principal, params: Query) -> dict[str, Any]:
     first, last = period.first_day, period.last_day
     if group_by and scope.part:
         raise InvalidRequest("`group_by` cannot be combined with a filter besides the account")
-    if group_by and scope.item.is_everything:
+    if group_by and scope.item.is_everything:  # the groups from the index, each day's totals from all traffic's
         items = store.query_kind(group_by, first, last)
-        rows = agg.daily_groups(items, group_by, scope_of=lambda item: scope_id_of_day_id(item["day_id"]))
+        rows = agg.daily_groups(items, group_by, scope_of=lambda item: scope_id_of_day_id(item["day_id"]),
+                                day_items=store.query_days(scope.item, first, last, CORE_COUNTERS, max_requests=10))
     elif group_by:
         splits = DAY_BREAKDOWNS.get(scope.item.kind, ())
         if group_by not in splits:
             raise InvalidRequest(f"for one {scope.item.kind}, `group_by` must be one of {', '.join(splits)}"
                                  if splits else f"`group_by` cannot be combined with a {scope.item.kind} filter")
-        items = store.query_days(scope.item, first, last, INDEXED_COUNTERS,
+        items = store.query_days(scope.item, first, last, CORE_COUNTERS,
                                  parts=[_family(DAY_BREAKDOWN_ITEM, group_by)])
         rows = agg.daily_groups(items, group_by)
     elif scope.part:
         items = store.query_days(scope.item, first, last, parts=[_family(DAY_BREAKDOWN_ITEM, scope.part[0])])
         rows = [{"day": item["day"]} | agg.total([(item, DAY)], scope.part).view(with_latency=False)
                 for item in items]
-    elif scope.item.is_everything:  # the index holds the day counters: small entries, not whole days
-        rows = agg.daily_groups(store.query_kind("global", first, last), None)
-    else:
-        rows = agg.daily_groups(store.query_days(scope.item, first, last, INDEXED_COUNTERS, max_requests=10), None)
+    else:  # projected day items (the index has no `refused`)
+        rows = agg.daily_groups(store.query_days(scope.item, first, last, CORE_COUNTERS, max_requests=10), None)
     return {**period.named, "from": first, "to": last, "group_by": group_by, **scope.view(), "daily": rows}
 
 
@@ -203,13 +206,14 @@ def timeseries(principal: Principal, params: Query) -> dict[str, Any]:
     else:
         starts, prefix_of = agg.hours_between(start, end), hour_prefix
         names = [f"{hour_prefix(start)}{counter}" for counter in CORE_COUNTERS]
+        split_counters = ("calls", "errors", "tok", *TOKEN_KINDS, "cost", "unpriced")
         if with_providers:  # the providers seen in the range name the hour items' provider counters
             providers = {scope_id_of_day_id(e["day_id"]) for e in store.query_kind("provider", first, last)}
             names += [f"{breakdown_head(hour_prefix(start), 'provider', stored_name(p))}{counter}"
-                      for p in providers for counter in ("calls", "errors", "tok", "cost", "unpriced")]
+                      for p in providers for counter in split_counters]
         if scope.part:
             names += [f"{breakdown_head(hour_prefix(start), *scope.part)}{counter}"
-                      for counter in ("calls", "errors", "tok", "cost", "unpriced")]
+                      for counter in (*split_counters, "refused")]
     items = store.query_days(scope.item, first, last, names, since=start)
     days = agg.by_day(items)
     buckets = [(t, [(days[day_of(t)], prefix_of(t))] if day_of(t) in days else []) for t in starts]
@@ -247,20 +251,31 @@ def models(principal: Principal, params: Query) -> dict[str, Any]:
         raise InvalidRequest("latency per model is kept for all traffic, one account or one team: filter by "
                              "`account` or `team` only")
     items = store.query_days(scope.item, period.first_day, period.last_day,
-                             parts=[_family(HOUR_BREAKDOWN_ITEM, "model")], since=period.start)
+                             parts=[HOUR_ITEM, _family(HOUR_BREAKDOWN_ITEM, "model")], since=period.start)
     pairs = agg.resolution_pairs(items, agg.hours_between(period.start, period.end), hour_prefix)
     values = {value for item, prefix in pairs for head in [breakdown_head(prefix, "model")] for name in item
               if name.startswith(head) for value, counter in [split_breakdown(name[len(head):])] if counter == "calls"}
-    rows = []
+    by_model = {}
     for model in values:
         totals = agg.Totals()
         for item, prefix in pairs:
             totals.add(item, breakdown_head(prefix, "model", model))
-        view = totals.view()
-        rows.append({"model": model, "calls": totals.calls, "errors": totals.errors,
-                     "success_rate": round(1 - totals.errors / totals.calls, 4) if totals.calls else None,
-                     "latency_ms": {q: view["latency_ms"][q] for q in ("p50", "p95")},
-                     "ttft_ms": {f"p{q}": percentile(totals.ttft, q) for q in (50, 95)},
-                     "tokens": view["tokens"]["total"], "cost_usd": view["cost_usd"]})
+        by_model[model] = totals
+    rest = agg.total(pairs)  # the calls without a model (refused before their body was read): `(none)`
+    for totals in by_model.values():
+        rest.absorb(totals, sign=-1)
+    if rest.calls or rest.total_tokens or rest.cost:
+        by_model[agg.NONE] = rest.absorb(by_model.get(agg.NONE, agg.Totals()))
+    rows = [_model_row(model, totals) for model, totals in by_model.items()]
     rows.sort(key=lambda row: (-row["calls"], row["model"]))
     return {**period.named, "from": iso(period.start), "to": iso(period.end), **scope.view(), "models": rows}
+
+
+def _model_row(model: str, totals: agg.Totals) -> dict[str, Any]:
+    """A model's calls, errors and success rate among the calls sent to it (refusals aside), latency, cost."""
+    view = totals.view()
+    return {"model": model, "calls": totals.calls, "errors": totals.errors, "refused": totals.refused,
+            "success_rate": round(1 - totals.errors / totals.answered, 4) if totals.answered > 0 else None,
+            "latency_ms": {q: view["latency_ms"][q] for q in ("p50", "p95")},
+            "ttft_ms": {f"p{q}": percentile(totals.ttft, q) for q in (50, 95)},
+            "tokens": view["tokens"], "cost_usd": view["cost_usd"]}

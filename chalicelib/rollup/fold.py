@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from chalicelib.clock import day_of, parse_precise
+from chalicelib.errors import is_refusal
 from chalicelib.clock import precise as iso_ts
 from chalicelib.rollup.histogram import bucket_of
 from chalicelib.rollup.layout import (
@@ -39,6 +40,7 @@ from chalicelib.rollup.layout import (
     error_counter,
     lane_of,
     latency_counter,
+    refusal_counter,
     session_of_user,
     shard_of,
     stored_name,
@@ -87,6 +89,7 @@ class Fact:
     expires_at: int | None = None  # when the call leaves the call log (epoch seconds): its session's items follow
     was: "Fact | None" = None  # a change: the call before it, with sign -1 and the same lane and seq
     call_id: str | None = None  # which call: the listeners' (an expensive call is noted by it), not the fold's
+    refused: bool = False  # the gateway's own refusal (errors.REFUSALS): counted apart from the provider's errors
 
     @classmethod
     def from_call(cls, call: Any, sign: int = 1, seq: int = 0, stream: str = "") -> "Fact":
@@ -103,6 +106,7 @@ class Fact:
             ttft_ms=_duration(getattr(call, "ttft_ms", None)) if getattr(call, "stream", False) else None,
             expires_at=int(expires.timestamp()) if (expires := getattr(call, "expires_at", None)) else None,
             call_id=getattr(call, "call_id", None),
+            refused=call.status >= 400 and is_refusal(call.error_type, bool(getattr(call, "upstream_reached", False))),
         )
 
     def changed(self, before: "Fact") -> "Fact | None":
@@ -184,16 +188,23 @@ class Delta:
         self.last_seq[fact.lane] = max(self.last_seq.get(fact.lane, fact.seq), fact.seq)
 
 
-def _add_core(counters: dict[str, Any], prefix: str, fact: Fact, with_errors_by_type: bool = False) -> None:
+def _add_core(counters: dict[str, Any], prefix: str, fact: Fact, with_errors_by_type: bool = False,
+              with_refusals_by_type: bool = False) -> None:
+    """A refused call counts in `calls` and `refused`, never in `errors` or the latency: no provider answered it."""
     s = fact.sign
     counters[f"{prefix}calls"] += s
-    counters[f"{prefix}errors"] += s if fact.is_error else 0
+    counters[f"{prefix}errors"] += s if fact.is_error and not fact.refused else 0
+    counters[f"{prefix}refused"] += s if fact.refused else 0
     for kind, count in zip(TOKEN_KINDS, fact.tokens):
         counters[f"{prefix}{kind}"] += s * count
     if fact.cost_usd is None:
         counters[f"{prefix}unpriced"] += s
     else:
         counters[f"{prefix}cost"] += s * fact.cost_usd
+    if fact.refused:
+        if with_refusals_by_type:
+            counters[refusal_counter(fact.error_type or "refused")] += s
+        return
     counters[f"{prefix}lat_sum"] += s * fact.latency_ms
     counters[latency_counter(prefix, bucket_of(fact.latency_ms))] += s
     if fact.ttft_ms is not None:
@@ -204,7 +215,7 @@ def _add_core(counters: dict[str, Any], prefix: str, fact: Fact, with_errors_by_
 
 def _add_session(delta: Delta, fact: Fact, named: tuple[str, str]) -> None:
     """A session's running totals, and what a list of sessions shows of it: its user or account, and when."""
-    _add_breakdown(delta.counters, None, None, fact, full=True)
+    _add_breakdown(delta.counters, None, None, fact)
     ts = iso_ts(fact.ts)
     delta.earliest["first_ts"] = min(delta.earliest.get("first_ts", ts), ts)
     delta.latest["last_ts"] = max(delta.latest.get("last_ts", ts), ts)
@@ -213,21 +224,19 @@ def _add_session(delta: Delta, fact: Fact, named: tuple[str, str]) -> None:
         delta.latest["expires_at"] = max(delta.latest.get("expires_at", 0), fact.expires_at)
 
 
-def _add_breakdown(counters: dict[str, Any], dim: str | None, value: str | None, fact: Fact, full: bool) -> None:
-    """`value` is a stored name; without a dimension, the item's own counters (a session's)."""
+def _add_breakdown(counters: dict[str, Any], dim: str | None, value: str | None, fact: Fact) -> None:
+    """`value` is a stored name; without a dimension, the item's own counters (a session's). Tokens by kind (items
+    rolled up before held an hour's split by provider as one total, `tok`, which readers still add)."""
     s = fact.sign
     base = breakdown_head(DAY, dim, value) if dim else DAY
     counters[f"{base}calls"] += s
-    counters[f"{base}errors"] += s if fact.is_error else 0
+    counters[f"{base}errors"] += s if fact.is_error and not fact.refused else 0
     if fact.cost_usd is None:
         counters[f"{base}unpriced"] += s
     else:
         counters[f"{base}cost"] += s * fact.cost_usd
-    if full:
-        for kind, count in zip(TOKEN_KINDS, fact.tokens):
-            counters[f"{base}{kind}"] += s * count
-    else:
-        counters[f"{base}tok"] += s * sum(fact.tokens)
+    for kind, count in zip(TOKEN_KINDS, fact.tokens):
+        counters[f"{base}{kind}"] += s * count
 
 
 def fold(facts: Iterable[Fact]) -> dict[AggregateKey, Delta]:
@@ -246,22 +255,23 @@ def fold(facts: Iterable[Fact]) -> dict[AggregateKey, Delta]:
                 delta.covers(fact)
                 return delta.counters
 
-            _add_core(counters(), DAY, fact, with_errors_by_type=True)
+            _add_core(counters(), DAY, fact, with_errors_by_type=True, with_refusals_by_type=True)
             if kind in HOURLESS_KINDS:
                 continue
             # Time items store their counters unprefixed: the sort key names the hour or the 5-minute bucket.
-            _add_core(counters(Part(HOUR_ITEM, hour)), DAY, fact)
-            _add_core(counters(Part(FIVE_MINUTE_ITEM, hour, minute=fact.ts.minute - fact.ts.minute % 5)), DAY, fact)
+            _add_core(counters(Part(HOUR_ITEM, hour)), DAY, fact, with_refusals_by_type=True)
+            _add_core(counters(Part(FIVE_MINUTE_ITEM, hour, minute=fact.ts.minute - fact.ts.minute % 5)), DAY, fact,
+                      with_refusals_by_type=True)
             if kind not in BREAKDOWN_SCOPES:
                 continue
             for dim in DAY_BREAKDOWNS.get(kind, ()):
                 if value := dim_values[dim]:
                     part = Part() if dim in IN_OWN_ITEM else Part(DAY_BREAKDOWN_ITEM, dim=dim, value=value)
-                    _add_breakdown(counters(part), dim, value, fact, full=True)
+                    _add_breakdown(counters(part), dim, value, fact)
             for dim in HOUR_BREAKDOWNS:
                 if value := dim_values[dim]:
-                    if dim in IN_OWN_ITEM:
-                        _add_breakdown(counters(Part(HOUR_ITEM, hour)), dim, value, fact, full=False)
+                    if dim in IN_OWN_ITEM:  # tokens by kind, as every split shows them (older items hold `tok`)
+                        _add_breakdown(counters(Part(HOUR_ITEM, hour)), dim, value, fact)
                     else:  # one value's hour, with its latency: what a per-model latency table reads
                         _add_core(counters(Part(HOUR_BREAKDOWN_ITEM, hour, dim, value)),
                                   breakdown_head(DAY, dim, value), fact)

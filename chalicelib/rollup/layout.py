@@ -3,7 +3,8 @@
 A reader sees one *day view* per scope and UTC day: a dict of counters named by where they apply:
 `calls` (the day), `h07|calls` (07:00-08:00), `m0705|calls` (07:05-07:10), `b|model|gpt-4o|cost` (the day's
 share of one breakdown value), `h07|b|provider|openai|cost` (an hour's share), `lat|12` (a latency histogram
-bucket), `err|timeout` (errors by type, per day).
+bucket), `err|timeout` (errors by type, per day), `refused` and `ref|budget_exceeded` (the gateway's own refusals,
+kept apart from the provider's errors).
 
 Stored, a day view is split into small items (an hour's or a 5-minute bucket's counters stored without
 their time prefix, which the sort key gives, so one projection reads the same counters of every bucket) so that none grows with volume or with the number of values
@@ -47,13 +48,19 @@ IN_OWN_ITEM = ("provider",)  # breakdowns few enough to live in the day or hour 
 HOURLESS_KINDS = ("user",)  # day items only: a user's cost is asked per day, and users are many
 SHARDED_KINDS = ("global", "provider", "model", "team", "operation")  # written by many accounts' lanes
 SHARDS = 16
-CORE_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")
-INDEXED_COUNTERS = CORE_COUNTERS  # the day counters copied to the by_kind index: fixed names keep it small
+# `calls` counts every call logged; `errors` the provider's (upstream) errors; `refused` the calls the gateway itself
+# turned away (chalicelib/errors.py REFUSALS), which never reached a provider and carry no latency.
+CORE_COUNTERS = ("calls", "errors", "refused", *TOKEN_KINDS, "cost", "unpriced")
+# The day counters copied to the by_kind index: fixed names keep it small. Fixed at the table's creation too
+# (DynamoDB cannot change an index's projection), so `refused` is read from the scopes' own items.
+INDEXED_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")
 DAY = ""  # the prefix of the day's own counters
 NAME_BYTES_MAX = 128  # a longer name (UTF-8) is stored as its short form
 SHORT_PREFIX_BYTES = 96  # what a short form keeps of the name: 96 + "…" (3) + 16 hex ≤ NAME_BYTES_MAX
 LANE_PREFIX = f"hw{SEP}"
 ERROR_PREFIX = f"err{SEP}"
+REFUSED_PREFIX = f"ref{SEP}"
+HISTOGRAMS = ("lat", "ttft")  # counters named `<histogram>|<bucket>`
 KEY_ATTRIBUTES = ("pk", "day", "kind", "day_id", "expires_at")
 HOUR_ITEM, FIVE_MINUTE_ITEM, DAY_BREAKDOWN_ITEM, HOUR_BREAKDOWN_ITEM = "h", "m", "b", "bh"
 SESSION_ITEM = "s"  # a session's totals: under `session#<id>` by account, and under its user by session id
@@ -139,8 +146,12 @@ def breakdown_head(prefix: str, dim: str, value: str | None = None) -> str:
 
 
 def split_breakdown(rest: str) -> tuple[str, str]:
-    """(value, counter) from what follows a dimension's head."""
+    """(value, counter) from what follows a dimension's head; a histogram bucket's counter is `lat|12`, so its
+    value is never read as `gpt-4o|lat`."""
     value, _, counter = rest.rpartition(SEP)
+    head, _, histogram = value.rpartition(SEP)
+    if histogram in HISTOGRAMS and counter.isdigit() and head:
+        return head, f"{histogram}{SEP}{counter}"
     return value, counter
 
 
@@ -155,6 +166,11 @@ def ttft_counter(prefix: str, bucket: int) -> str:
 
 def error_counter(error_type: str) -> str:
     return f"{ERROR_PREFIX}{stored_name(error_type)}"
+
+
+def refusal_counter(error_type: str) -> str:
+    """Refused calls of one type (a type of REFUSALS: a fixed set, so readers can name each)."""
+    return f"{REFUSED_PREFIX}{error_type}"
 
 
 def watermark(lane: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from local.mock_upstream import MockUpstream
 from local.stack import free_port
+from tests import api_schema
 from tests.conftest import ADMIN_KEY, ROOT, UPSTREAM_KEY
 
 READY_SECONDS = 60
@@ -63,6 +64,7 @@ class RunningStack:
     def calls(self, **params) -> list[dict]:
         response = httpx.get(self.url + "/api/calls", params=params, headers={"X-Dashboard-Key": ADMIN_KEY})
         response.raise_for_status()
+        api_schema.check("GET", "/api/calls", response.status_code, response.content)
         return response.json()["calls"]
 
 

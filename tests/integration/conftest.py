@@ -10,6 +10,7 @@ from moto import mock_aws
 from moto.core.botocore_stubber import MockRawResponse
 
 from local.mock_upstream import MockUpstream
+from tests import api_schema
 from tests.conftest import ADMIN_KEY, UPSTREAM_KEY
 from tests.sink import Sink
 
@@ -100,6 +101,14 @@ def client(aws_env, upstream):
     from app import app
 
     with Client(app, stage_name="local") as chalice_client:  # the `local` stage reads no SSM
+        http, request = chalice_client.http, chalice_client.http.request
+
+        def checked(method, path, headers=None, body=b""):  # every /api answer against /openapi.json
+            response = request(method, path, headers=headers, body=body)
+            api_schema.check(method, path, response.status_code, response.body)
+            return response
+
+        http.request = checked
         yield chalice_client
 
 

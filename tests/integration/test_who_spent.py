@@ -113,7 +113,9 @@ def test_a_users_sessions_and_a_sessions_calls(gateway, upstream):
     assert sessions["sessions"][1]["first_ts"] < sessions["sessions"][1]["last_ts"]
     status, one = get(gateway, "/api/sessions/s-1?account=acme")
     assert status == 200 and (one["user"], one["account"]) == ("alice", "acme")
-    assert one["totals"] == {"calls": 2, "errors": 0, "tokens": 330, "cost_usd": "0.03"}
+    tokens = {"input_tokens": 200, "cache_read_tokens": 100, "cache_write_tokens": 0, "output_tokens": 20,
+              "reasoning_tokens": 10, "total": 330}  # the object by kind, as in every report
+    assert one["totals"] == {"calls": 2, "errors": 0, "tokens": tokens, "cost_usd": "0.03"}
     assert [c["call_id"] for c in one["calls"]] == ["call_000001", "call_000002"]
     assert get(gateway, "/api/sessions/s-1")[0] == 400  # two accounts use it: name one
     globex = scoped_key(gateway, "globex")
