@@ -3,7 +3,7 @@ read by the real report functions over a store that serves what the fold wrote; 
 (summary, daily, timeseries, users, models) sums to the report's totals in calls, tokens (each kind) and cost,
 and a group's `tokens` is always the object by kind."""
 from contextlib import ExitStack
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import SimpleNamespace
 from unittest import mock
@@ -11,6 +11,7 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chalicelib import clock
 from chalicelib.ledger.auth import ADMIN
 from chalicelib.query import Query
 from chalicelib.reports import aggregates as agg
@@ -18,7 +19,7 @@ from chalicelib.reports import people, usage
 from chalicelib.rollup.fold import Fact, fold
 from chalicelib.rollup.layout import DAY_BREAKDOWNS, INDEXED_COUNTERS, day_views
 
-DAY = datetime(2026, 11, 20)
+DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
 NOW = DAY + timedelta(hours=21)
 TOKEN_FIELDS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 MODELS = {"openai": ["gpt-4o", "gpt-4o-mini"], "anthropic": ["claude-haiku-4-5"], "groq": ["llama-3.3"]}
@@ -117,8 +118,7 @@ def test_every_grouping_of_every_report_adds_up_to_its_total(records):
     with ExitStack() as patches:
         for name in ("query_days", "query_kind"):
             patches.enter_context(mock.patch(f"chalicelib.rollup.store.{name}", getattr(store, name)))
-        for module in (usage, people):
-            patches.enter_context(mock.patch.object(module, "utc_now", lambda: NOW))
+        patches.enter_context(mock.patch.object(clock, "now", lambda: NOW))
         checked = 0
         for where, whole, groups in _reports(store):
             _adds_up(list(groups), whole, where)
@@ -137,7 +137,7 @@ def test_calls_without_a_user_team_or_operation_are_the_none_group():
     store = FoldedStore(records)
     with mock.patch("chalicelib.rollup.store.query_days", store.query_days), \
             mock.patch("chalicelib.rollup.store.query_kind", store.query_kind), \
-            mock.patch.object(usage, "utc_now", lambda: NOW), mock.patch.object(people, "utc_now", lambda: NOW):
+            mock.patch.object(clock, "now", lambda: NOW):
         for filters in ({}, {"account": "acme"}):
             for group_by in ("model", "operation", "team", "user"):
                 [day] = usage.daily(ADMIN, Query({"days": "1", "group_by": group_by, **filters}))["daily"]
@@ -156,7 +156,7 @@ def test_histogram_counters_of_a_models_hour_never_read_as_models():
         output_tokens=1, reasoning_tokens=0, cost_usd=Decimal("0.01"), latency_ms=100, stream=True, ttft_ms=40)]
     store = FoldedStore(records)
     with mock.patch("chalicelib.rollup.store.query_days", store.query_days), \
-            mock.patch.object(usage, "utc_now", lambda: NOW):
+            mock.patch.object(clock, "now", lambda: NOW):
         for filters in ({}, {"account": "acme"}):
             summary = usage.summary(ADMIN, Query({"hours": "24", **filters}))
             assert list(summary["by_model"]) == ["gpt-4o"], summary["by_model"]
