@@ -42,7 +42,7 @@ from chalicelib.query import Query
 GROUPS = ("model", "provider", "account", "key", "operation", "team", "user")
 WHOLE_ITEMS_DAYS = 3  # up to this many days, read whole items; beyond, project
 LATENCY_NAMES = [latency_counter(DAY, i) for i in range(0, 21 * BUCKETS_PER_DOUBLING + 1)]  # up to ~35 min
-DAY_COUNTERS = [*INDEXED_COUNTERS, "lat_sum", *LATENCY_NAMES]
+DAY_COUNTERS = [*INDEXED_COUNTERS, "drift", "lat_sum", *LATENCY_NAMES]
 
 
 FILTERS = ("team", "key", "user", "model", "provider")  # at most one, besides the account
@@ -140,7 +140,9 @@ def summary(principal: Principal, params: Query) -> dict[str, Any]:
     head = {**period.named, "from": iso(since), "to": iso(end), "resolution": "1d", **scope.view()}
     if scope.item.is_everything:
         items = store.query_days(scope.item, first, last, DAY_COUNTERS, max_requests=1)
-        return head | agg.total([(item, DAY) for item in items]).view() | {
+        totals = agg.total([(item, DAY) for item in items])
+        return head | totals.view() | {
+            "price_drift_calls": totals.drift,
             "by_provider": _kind_breakdown("provider", first, last), "by_model": _kind_breakdown("model", first, last)}
     dims = {dim for dim in ("provider", "model") if dim in DAY_BREAKDOWNS.get(scope.item.kind, ())}
     if scope.part:

@@ -47,8 +47,9 @@ IN_OWN_ITEM = ("provider",)  # breakdowns few enough to live in the day or hour 
 HOURLESS_KINDS = ("user",)  # day items only: a user's cost is asked per day, and users are many
 SHARDED_KINDS = ("global", "provider", "model", "team", "operation")  # written by many accounts' lanes
 SHARDS = 16
-CORE_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")
-INDEXED_COUNTERS = CORE_COUNTERS  # the day counters copied to the by_kind index: fixed names keep it small
+INDEXED_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")  # the day counters copied to the by_kind
+# index: fixed names keep it small
+CORE_COUNTERS = (*INDEXED_COUNTERS, "drift")  # and the calls whose stated cost drifts from ours (not in breakdowns)
 DAY = ""  # the prefix of the day's own counters
 NAME_BYTES_MAX = 128  # a longer name (UTF-8) is stored as its short form
 SHORT_PREFIX_BYTES = 96  # what a short form keeps of the name: 96 + "…" (3) + 16 hex ≤ NAME_BYTES_MAX
