@@ -1,7 +1,10 @@
-"""Cost of a call from its usage: local overrides first, then genai-prices, then the provider's own statement.
+"""Cost of a call from its usage: the provider's own statement of it (the invoice), else local overrides, then
+genai-prices, at the service tier / speed the answer states.
 
 Decimal, never a guess, and every price says where it came from: `source` (override | genai-prices |
-provider) and `version` (`overrides@<hash of the file>`, the genai-prices release, or `provider`).
+provider) and `version` (`overrides@<hash of the file>`, the genai-prices release, or `provider`). Beside a
+stated cost stays our own estimate, and whether the two drift apart by more than
+max($0.000001, 1 % of the stated cost).
 """
 from __future__ import annotations
 
@@ -18,7 +21,11 @@ from chalicelib.gateway.price_overrides import OVERRIDES_FILE, PriceOverrides, l
 from chalicelib.gateway.tokens import TokenUsage
 from chalicelib.observability import logger
 
-__all__ = ["OVERRIDES_FILE", "Price", "UNPRICED", "genai_prices_version", "load_overrides", "price_call"]
+__all__ = ["OVERRIDES_FILE", "Price", "UNPRICED", "drifts", "genai_prices_version", "load_overrides", "price_call"]
+
+
+DRIFT_MIN_USD = Decimal("0.000001")  # a stated cost and our estimate differ past rounding when apart by more than
+DRIFT_SHARE = Decimal("0.01")  # max(DRIFT_MIN_USD, 1 % of the stated cost)
 
 
 @dataclass(frozen=True)
@@ -26,10 +33,22 @@ class Price:
     cost_usd: Decimal | None  # None: the model has no known price (never reported as 0)
     source: str | None = None  # "override" | "genai-prices" | "provider"
     version: str | None = None  # which prices: "overrides@<hash>", the genai-prices version, or "provider"
+    estimated_cost_usd: Decimal | None = None  # ours, kept beside the provider's statement when that is the price
 
     @property
     def priced(self) -> bool:
         return self.cost_usd is not None
+
+    @property
+    def price_drift(self) -> bool | None:
+        """Do the provider's statement and our estimate disagree past max($0.000001, 1 %)? None without both."""
+        return drifts(self.cost_usd, self.estimated_cost_usd) if self.source == "provider" else None
+
+
+def drifts(stated_usd: Decimal | None, estimated_usd: Decimal | None) -> bool | None:
+    if stated_usd is None or estimated_usd is None:
+        return None
+    return abs(stated_usd - estimated_usd) > max(DRIFT_MIN_USD, stated_usd * DRIFT_SHARE)
 
 
 UNPRICED = Price(None)
@@ -61,17 +80,16 @@ def price_call(
 ) -> Price:
     """The cost in USD of `usage` on `model`, with the prices in force at time `at`.
 
-    Ours first (an override, else genai-prices); when we know no price for the model, the provider's
-    own statement of the cost (`provider_cost_usd`, OpenRouter's `usage.cost`). No usage: unpriced.
+    The provider's own statement of the cost (`provider_cost_usd`, OpenRouter's `usage.cost`) is what it
+    bills, so it is the price, with ours beside it as `estimated_cost_usd`; else ours (an override, else
+    genai-prices at the stated service tier and speed). No usage: unpriced, whatever is stated.
     """
     if usage is None:
         return UNPRICED
     ours = _our_price(provider, model, usage, at, _overrides() if overrides is None else overrides) if model else None
-    if ours is not None:
-        return ours
     if provider_cost_usd is not None:
-        return Price(provider_cost_usd, "provider", "provider")
-    return UNPRICED
+        return Price(provider_cost_usd, "provider", "provider", ours.cost_usd if ours is not None else None)
+    return ours if ours is not None else UNPRICED
 
 
 def _our_price(provider: str, model: str, usage: TokenUsage, at: datetime,
@@ -82,8 +100,12 @@ def _our_price(provider: str, model: str, usage: TokenUsage, at: datetime,
     if override is not None:
         return Price(override.price.calc_price(usage.to_genai())["total_price"], "override", overrides.version)
     try:
-        calculation = calc_price(usage.to_genai(), model, provider_id=provider, genai_request_timestamp=at)
+        calculation = calc_price(usage.to_genai(), model, provider_id=provider, genai_request_timestamp=at,
+                                 price_context=usage.price_context() or None)
     except LookupError:
+        return None
+    except ValueError as exc:  # kinds genai-prices cannot split (more audio than uncached input, say)
+        logger.warning("usage genai-prices cannot price", extra={"model": model, "error": str(exc)})
         return None
     return Price(calculation.total_price, "genai-prices", genai_prices_version())
 

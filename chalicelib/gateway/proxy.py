@@ -217,8 +217,8 @@ async def _failed(adapter: ProviderAdapter, call: Call, error: TollgateError) ->
 async def _log(call: Call) -> pricing.Price:
     """Price what was used (all of it seen, or a stream's usage so far) and write the call record.
 
-    Our price (an override, else genai-prices) wins; the provider's own statement of the cost is the
-    price only when we know none for the model. Implausible usage is never priced, whatever is stated.
+    The provider's own statement of the cost is the price (ours kept beside it); without one, ours (an
+    override, else genai-prices). Implausible usage is never priced, whatever is stated.
 
     The write is a DynamoDB request, so it runs in a worker thread.
     """

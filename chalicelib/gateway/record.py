@@ -102,9 +102,12 @@ def record_of(call: Call, price: pricing.Price, latency_ms: int):
         input_tokens=usage.input_tokens, cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens, cache_write_1h_tokens=usage.cache_write_1h_tokens,
         output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens,
+        input_audio_tokens=usage.input_audio_tokens or None, output_audio_tokens=usage.output_audio_tokens or None,
+        web_searches=usage.web_searches or None, service_tier=usage.service_tier, speed=usage.speed,
         usage_reported=call.usage is not None and call.error_type is None, cost_usd=price.cost_usd,
         priced=price.priced, price_source=price.source, price_version=price.version,
-        provider_cost_usd=call.provider_cost_usd,
+        provider_cost_usd=call.provider_cost_usd, estimated_cost_usd=price.estimated_cost_usd,
+        price_drift=price.price_drift,
         latency_ms=latency_ms, upstream_latency_ms=call.upstream_latency_ms, ttft_ms=ttft_ms,
         output_tokens_per_s=output_tokens_per_s(call.usage, latency_ms, ttft_ms) if call.stream else None,
     )

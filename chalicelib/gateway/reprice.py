@@ -18,12 +18,13 @@ from chalicelib.settings import PROVIDERS
 def reprice(body: Any, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Price the logged calls of UTC days `start`..`end` again (optionally of one `provider`, one `model`).
 
-    Today's price data (the overrides file, genai-prices, the provider's stated cost), each call at its
-    own time, from the token kinds it stored. Only a call whose cost or price source changes is written,
-    conditionally (calllog.set_price), and never to unpriced: a price known once is not forgotten. The
-    stream folds each change into the aggregates, and so into reports, exports and budgets, exactly
-    once. Running it again changes nothing; after a crash it converges. `cost_before_usd` and
-    `cost_after_usd` sum the calls it re-priced (unpriced as 0).
+    Today's price data (the provider's stated cost, the overrides file, genai-prices), each call at its
+    own time, from the token kinds, searches and service tier / speed it stored. Only a call whose cost,
+    price source or estimate beside a stated cost changes is written, conditionally (calllog.set_price),
+    and never to unpriced: a price known once is not forgotten. The stream folds each change into the
+    aggregates, and so into reports, exports and budgets, exactly once. Running it again changes nothing;
+    after a crash it converges. `cost_before_usd` and `cost_after_usd` sum the calls it re-priced
+    (unpriced as 0).
     """
     body = body if isinstance(body, dict) else {}
     first = parse_day(body.get("start"), "start")
@@ -57,11 +58,13 @@ def reprice(body: Any, progress: Callable[[int, int, str], None] | None = None) 
             ts = parse_precise(call.ts)
             price = price_call(call.provider, call.model, usage, ts, overrides, call.provider_cost_usd)
             was = call.cost_usd
-            if (price.cost_usd, price.source) == (was, call.price_source):
+            if (price.cost_usd, price.source, price.estimated_cost_usd) == (
+                    was, call.price_source, call.estimated_cost_usd):
                 continue
             if price.cost_usd is None:  # today's data knows no price: the one the call has is the best there is
                 continue
-            if not calllog.set_price(call, price.cost_usd, price.source, price.version, clock.now()):
+            if not calllog.set_price(call, price.cost_usd, price.source, price.version, clock.now(),
+                                     price.estimated_cost_usd, price.price_drift):
                 conflicts += 1  # changed or gone since it was read: a rerun prices it from what it is now
                 continue
             repriced += 1
@@ -79,7 +82,10 @@ def stored_usage(call: CallRecord) -> TokenUsage | None:
     price: no usage reported (most failures) or usage that was implausible (logged as zeros, unpriced)."""
     usage = TokenUsage(input_tokens=call.input_tokens, cache_read_tokens=call.cache_read_tokens,
                        cache_write_tokens=call.cache_write_tokens, cache_write_1h_tokens=call.cache_write_1h_tokens,
-                       output_tokens=call.output_tokens, reasoning_tokens=call.reasoning_tokens)
-    if not (call.priced or call.usage_reported or any(vars(usage).values())) or not usage.plausible():
+                       output_tokens=call.output_tokens, reasoning_tokens=call.reasoning_tokens,
+                       input_audio_tokens=call.input_audio_tokens or 0,
+                       output_audio_tokens=call.output_audio_tokens or 0,
+                       web_searches=call.web_searches or 0, service_tier=call.service_tier, speed=call.speed)
+    if not (call.priced or call.usage_reported or any(usage.counts().values())) or not usage.plausible():
         return None
     return usage

@@ -203,8 +203,9 @@ def spill_backlog() -> int | None:
 
 
 def set_price(record: CallRecord, cost_usd: Decimal | None, source: str | None, version: str | None,
-              at: datetime) -> bool:
-    """Re-price one logged call in place: cost, priced, price source and version, `repriced_at`.
+              at: datetime, estimated_cost_usd: Decimal | None = None, price_drift: bool | None = None) -> bool:
+    """Re-price one logged call in place: cost, priced, price source and version, `repriced_at`, and our
+    estimate beside a stated cost with its drift flag.
 
     Conditional on the call still being logged with the price it was read with, so an erased or
     expired call is not brought back and a concurrent change is not overwritten. True if written;
@@ -215,7 +216,8 @@ def set_price(record: CallRecord, cost_usd: Decimal | None, source: str | None, 
         CallRecord.price_source, record.price_source)
     actions = [CallRecord.priced.set(cost_usd is not None), CallRecord.repriced_at.set(precise(at))]
     for attribute, value in ((CallRecord.cost_usd, cost_usd), (CallRecord.price_source, source),
-                             (CallRecord.price_version, version)):
+                             (CallRecord.price_version, version), (CallRecord.estimated_cost_usd, estimated_cost_usd),
+                             (CallRecord.price_drift, price_drift)):
         actions.append(attribute.remove() if value is None else attribute.set(value))
     return aws.conditional(lambda: record.update(actions=actions, condition=condition))
 
@@ -349,10 +351,13 @@ def call_view(record: CallRecord) -> dict[str, Any]:
         "error_type": record.error_type, "input_tokens": record.input_tokens,
         "cache_read_tokens": record.cache_read_tokens, "cache_write_tokens": record.cache_write_tokens,
         "cache_write_1h_tokens": record.cache_write_1h_tokens, "output_tokens": record.output_tokens,
-        "reasoning_tokens": record.reasoning_tokens, "usage_reported": record.usage_reported,
+        "reasoning_tokens": record.reasoning_tokens, "input_audio_tokens": record.input_audio_tokens or 0,
+        "output_audio_tokens": record.output_audio_tokens or 0, "web_searches": record.web_searches or 0,
+        "service_tier": record.service_tier, "speed": record.speed, "usage_reported": record.usage_reported,
         "cost_usd": _money_or_none(record.cost_usd), "priced": record.priced,
         "price_source": record.price_source, "price_version": record.price_version,
         "repriced_at": record.repriced_at, "provider_cost_usd": _money_or_none(record.provider_cost_usd),
+        "estimated_cost_usd": _money_or_none(record.estimated_cost_usd), "price_drift": record.price_drift,
         "latency_ms": record.latency_ms, "upstream_latency_ms": record.upstream_latency_ms,
         "ttft_ms": record.ttft_ms, "output_tokens_per_s": record.output_tokens_per_s, "stream": record.stream,
     }

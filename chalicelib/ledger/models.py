@@ -103,6 +103,11 @@ class CallRecord(Model):
     cache_write_1h_tokens = NumberAttribute(default=0)  # the part of cache_write held for 1 h
     output_tokens = NumberAttribute(default=0)
     reasoning_tokens = NumberAttribute(default=0)
+    input_audio_tokens = NumberAttribute(null=True)  # the part of the input that was audio (absent: none)
+    output_audio_tokens = NumberAttribute(null=True)  # the part of output_tokens that was audio (absent: none)
+    web_searches = NumberAttribute(null=True)  # server-side web searches billed per call (absent: none)
+    service_tier = UnicodeAttribute(null=True)  # the tier the answer says served it (OpenAI "flex", "priority")
+    speed = UnicodeAttribute(null=True)  # Anthropic's stated speed ("fast")
     usage_reported = BooleanAttribute(default=False)
     cost_usd = DecimalAttribute(null=True)  # null when the model has no known price
     priced = BooleanAttribute(default=False)
@@ -110,6 +115,8 @@ class CallRecord(Model):
     price_version = UnicodeAttribute(null=True)  # overrides@<file hash> | the genai-prices version | provider
     repriced_at = UnicodeAttribute(null=True)  # when the reprice job last changed the price (UTC ISO-8601)
     provider_cost_usd = DecimalAttribute(null=True)  # what the provider says it charged (OpenRouter)
+    estimated_cost_usd = DecimalAttribute(null=True)  # ours, beside a stated cost that is the price
+    price_drift = BooleanAttribute(null=True)  # stated and estimated cost differ past the tolerance (pricing.drifts)
     latency_ms = NumberAttribute()
     upstream_latency_ms = NumberAttribute(null=True)
     ttft_ms = NumberAttribute(null=True)  # to the first body byte; for streams, to the first content event

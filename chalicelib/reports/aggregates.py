@@ -50,6 +50,7 @@ class Totals:
     tokens: dict[str, int] = field(default_factory=lambda: {k: 0 for k in TOKEN_KINDS})
     cost: Decimal = Decimal(0)
     unpriced: int = 0
+    drift: int = 0  # calls whose provider-stated cost and our estimate differ past the tolerance
     latency_sum: int = 0
     latency: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     errors_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -70,6 +71,7 @@ class Totals:
             self.tokens[kind] += int(item.get(f"{prefix}{kind}", 0))
         self.cost += Decimal(item.get(f"{prefix}cost", 0))
         self.unpriced += int(item.get(f"{prefix}unpriced", 0))
+        self.drift += int(item.get(f"{prefix}drift", 0))
         self.latency_sum += int(item.get(f"{prefix}lat_sum", 0))
         for index in range(LATENCY_BUCKETS):  # probe the known names: items hold thousands of attributes
             if (count := item.get(latency_counter(prefix, index))) is not None:
@@ -102,6 +104,7 @@ class Totals:
             self.tokens[kind] += sign * count
         self.cost += sign * other.cost
         self.unpriced += sign * other.unpriced
+        self.drift += sign * other.drift
         self.latency_sum += sign * other.latency_sum
         self.unsplit_tokens += sign * other.unsplit_tokens
         for mine, theirs in ((self.latency, other.latency), (self.ttft, other.ttft),
@@ -297,7 +300,10 @@ def summarize(pairs: list[tuple[dict[str, Any], str]], part: tuple[str, str] | N
     The dimensions in `split` are kept for these items: each of their breakdowns has its `(none)` group, so it
     adds up to the totals of `breakdown_pairs`."""
     coarse = pairs if breakdown_pairs is None else breakdown_pairs
-    view = total(coarse if part else pairs, part).view(with_latency=part is None)
+    totals = total(coarse if part else pairs, part)
+    view = totals.view(with_latency=part is None)
+    # The summary's pairs carry `drift`; breakdowns keep none: within one, not known rather than 0.
+    view["price_drift_calls"] = None if part else totals.drift
     if latency_pairs is not None and part is None:
         latency = total(latency_pairs).view()
         view["latency_ms"], view["errors_by_type"] = latency["latency_ms"], latency["errors_by_type"]

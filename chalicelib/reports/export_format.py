@@ -24,9 +24,10 @@ FILTERS = {"provider": "provider", "model": "model", "team": "team", "user": "us
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_FIELDS = ("call_id", "ts", "provider", "model", "endpoint", "operation", "account", "team", "key_id", "user",
                  "session", "tags", "status", "error_type", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-                 "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "priced", "price_source",
-                 "price_version", "repriced_at", "provider_cost_usd", "latency_ms", "ttft_ms", "output_tokens_per_s",
-                 "stream")
+                 "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "input_audio_tokens",
+                 "output_audio_tokens", "web_searches", "service_tier", "speed", "cost_usd", "priced", "price_source",
+                 "price_version", "repriced_at", "provider_cost_usd", "estimated_cost_usd", "price_drift",
+                 "latency_ms", "ttft_ms", "output_tokens_per_s", "stream")
 EXPORT_ID = re.compile(r"exp_[0-9a-f]{32}")
 STATES = ("queued", "running", "ready", "failed")
 PREFIX = "exports/"  # the archive bucket's folder of export files

@@ -145,7 +145,8 @@ def summary(principal: Principal, params: Query) -> dict[str, Any]:
     if scope.item.is_everything:
         items = store.query_days(scope.item, first, last, DAY_COUNTERS, max_requests=1)
         whole = agg.total([(item, DAY) for item in items])
-        return head | whole.view() | {"by_provider": _kind_breakdown("provider", first, last, whole),
+        return head | whole.view() | {"price_drift_calls": whole.drift,
+                                      "by_provider": _kind_breakdown("provider", first, last, whole),
                                       "by_model": _kind_breakdown("model", first, last, whole)}
     dims = {dim for dim in ("provider", "model") if dim in DAY_BREAKDOWNS.get(scope.item.kind, ())}
     if scope.part:

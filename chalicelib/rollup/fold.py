@@ -90,6 +90,7 @@ class Fact:
     was: "Fact | None" = None  # a change: the call before it, with sign -1 and the same lane and seq
     call_id: str | None = None  # which call: the listeners' (an expensive call is noted by it), not the fold's
     refused: bool = False  # the gateway's own refusal (errors.REFUSALS): counted apart from the provider's errors
+    price_drift: bool = False  # its stated cost and our estimate differ past the tolerance (pricing.drifts)
 
     @classmethod
     def from_call(cls, call: Any, sign: int = 1, seq: int = 0, stream: str = "") -> "Fact":
@@ -105,7 +106,7 @@ class Fact:
             cost_usd=call.cost_usd, latency_ms=call.latency_ms, session=getattr(call, "session", None),
             ttft_ms=_duration(getattr(call, "ttft_ms", None)) if getattr(call, "stream", False) else None,
             expires_at=int(expires.timestamp()) if (expires := getattr(call, "expires_at", None)) else None,
-            call_id=getattr(call, "call_id", None),
+            call_id=getattr(call, "call_id", None), price_drift=getattr(call, "price_drift", None) is True,
             refused=call.status >= 400 and is_refusal(call.error_type, bool(getattr(call, "upstream_reached", False))),
         )
 
@@ -201,6 +202,8 @@ def _add_core(counters: dict[str, Any], prefix: str, fact: Fact, with_errors_by_
         counters[f"{prefix}unpriced"] += s
     else:
         counters[f"{prefix}cost"] += s * fact.cost_usd
+    if fact.price_drift:
+        counters[f"{prefix}drift"] += s
     if fact.refused:
         if with_refusals_by_type:
             counters[refusal_counter(fact.error_type or "refused")] += s

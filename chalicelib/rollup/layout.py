@@ -50,7 +50,8 @@ SHARDED_KINDS = ("global", "provider", "model", "team", "operation")  # written 
 SHARDS = 16
 # `calls` counts every call logged; `errors` the provider's (upstream) errors; `refused` the calls the gateway itself
 # turned away (chalicelib/errors.py REFUSALS), which never reached a provider and carry no latency.
-CORE_COUNTERS = ("calls", "errors", "refused", *TOKEN_KINDS, "cost", "unpriced")
+CORE_COUNTERS = ("calls", "errors", "refused", *TOKEN_KINDS, "cost", "unpriced", "drift")  # drift: the calls whose
+# stated cost drifts from our estimate (not in breakdowns)
 # The day counters copied to the by_kind index: fixed names keep it small. Fixed at the table's creation too
 # (DynamoDB cannot change an index's projection), so `refused` is read from the scopes' own items.
 INDEXED_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")

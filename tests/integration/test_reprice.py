@@ -69,7 +69,7 @@ def test_openrouter_stream_cost_is_kept_exactly_and_prices_a_model_we_do_not_kno
     assert response.body.decode().endswith(f'{{"call_id": "{call.call_id}", "cost_usd": "{EXACT_COST}"}}\n\n')
 
 
-def test_openrouter_body_cost_is_exact_and_ours_wins_when_we_know_the_model(gateway, upstream, event):
+def test_openrouter_body_cost_is_the_price_with_ours_beside_it_and_a_drift_is_counted(gateway, upstream, event):
     body = event("openrouter_chat_cost.json")
     body["model"] = "anthropic/claude-sonnet-4"
     body["usage"].update(prompt_tokens=250_000, completion_tokens=1000, total_tokens=251_000, cost="COST")
@@ -77,11 +77,92 @@ def test_openrouter_body_cost_is_exact_and_ours_wins_when_we_know_the_model(gate
     key = gateway.new_key()
     response = gateway.call("/openrouter/v1/chat/completions", {"model": "anthropic/claude-sonnet-4"}, key)
     [call] = CallRecord.scan()
-    assert str(call.provider_cost_usd) == EXACT_COST  # kept beside ours, not used: we know this model
-    # long-context tier: 250,000 × $6 + 1,000 × $22.50 per million
-    assert call.cost_usd == 250_000 * 6 * M + 1000 * Decimal("22.5") * M == Decimal("1.5225")
-    assert response.headers["X-Tollgate-Cost-USD"] == "1.5225"
-    assert call.price_source == "override" and call.price_version == pricing.load_overrides().version
+    assert str(call.provider_cost_usd) == str(call.cost_usd) == EXACT_COST  # the invoice is the price
+    assert response.headers["X-Tollgate-Cost-USD"] == EXACT_COST
+    assert (call.price_source, call.price_version) == ("provider", "provider")
+    # ours beside it, the override's long-context tier: 250,000 × $6 + 1,000 × $22.50 per million
+    assert call.estimated_cost_usd == 250_000 * 6 * M + 1000 * Decimal("22.5") * M == Decimal("1.5225")
+    assert call.price_drift is True  # $1.5225 against $0.000123…: far past max($0.000001, 1 %)
+    shown = get(gateway, f"/api/calls/{call.call_id}")[1]
+    assert (shown["estimated_cost_usd"], shown["price_drift"]) == ("1.5225", True)
+    [row] = csv.DictReader(io.StringIO(get(gateway, "/api/export?format=csv&hours=1")[1]))
+    assert (row["estimated_cost_usd"], row["price_drift"]) == ("1.5225", "True")
+    roll_up()
+    summary = get(gateway, "/api/summary?hours=24")[1]
+    assert summary["price_drift_calls"] == 1 and summary["cost_usd"] == EXACT_COST
+    assert get(gateway, "/api/summary?days=1")[1]["price_drift_calls"] == 1
+    assert get(gateway, "/api/summary?days=1&account=acme")[1]["price_drift_calls"] == 1
+    assert get(gateway, "/api/summary?hours=24&account=acme&provider=openrouter")[1]["price_drift_calls"] is None
+
+
+def test_a_stated_cost_within_the_tolerance_is_no_drift(gateway, upstream, event):
+    # openai/gpt-4o-mini on OpenRouter: 1,000 × $0.15 + 200 × $0.60 per million = $0.00027; stated $0.000272,
+    # 2 µ$ apart, within max($0.000001, 1 % of 0.000272)
+    body = event("openrouter_chat_cost.json")
+    body["usage"]["cost"] = "COST"
+    openrouter_answers(json.dumps(body).replace('"COST"', "0.000272").encode(), "application/json")
+    gateway.call("/openrouter/v1/chat/completions", {"model": "openai/gpt-4o-mini"}, gateway.new_key())
+    [call] = CallRecord.scan()
+    assert (call.cost_usd, call.estimated_cost_usd, call.price_drift) == (
+        Decimal("0.000272"), Decimal("0.00027"), False)
+    roll_up()
+    assert get(gateway, "/api/summary?hours=24")[1]["price_drift_calls"] == 0
+
+
+def openai_family_answers(body):
+    upstream_module.use_transport(httpx.MockTransport(
+        lambda request: httpx.Response(200, content=json.dumps(body).encode(),
+                                       headers={"Content-Type": "application/json"})))
+
+
+def test_audio_searches_and_tier_are_counted_on_the_call_shown_and_exported(gateway, upstream, event):
+    key = gateway.new_key()
+    openai_family_answers(event("openai_chat_audio.json"))
+    response = gateway.call("/openai/v1/chat/completions", {"model": "gpt-audio", "messages": []}, key)
+    # gpt-audio: 200 text × $2.50 + 800 audio × $32 in, 100 text × $10 + 400 audio × $64 out, per million
+    assert response.headers["X-Tollgate-Cost-USD"] == "0.0527"
+    tier = event("openai_chat_tier.json")
+    tier["service_tier"] = "priority"
+    openai_family_answers(tier)
+    response = gateway.call("/openai/v1/chat/completions", {"model": "gpt-5", "messages": []}, key)
+    assert response.headers["X-Tollgate-Cost-USD"] == "0.056"  # 6,400 × $2.50 + 2,000 × $20 per million
+    openai_family_answers(event("anthropic_message_web_search.json"))
+    response = gateway.call("/anthropic/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 9,
+                                                       "messages": []}, key)
+    assert response.headers["X-Tollgate-Cost-USD"] == "0.057"  # 4,000 × $3 + 1,000 × $15 per M + 3 × $10 / 1,000
+    calls = {c["model"]: c for c in gateway.calls()[1]["calls"]}
+    audio, priority, search = (calls["gpt-audio-2025-08-28"], calls["gpt-5-2025-08-07"],
+                               calls["claude-sonnet-4-5-20250929"])
+    assert (audio["input_tokens"], audio["input_audio_tokens"], audio["output_tokens"],
+            audio["output_audio_tokens"], audio["cost_usd"]) == (1000, 800, 500, 400, "0.0527")
+    assert (priority["service_tier"], priority["cost_usd"], priority["web_searches"]) == ("priority", "0.056", 0)
+    assert (search["web_searches"], search["service_tier"], search["speed"], search["cost_usd"]) == (
+        3, "standard", None, "0.057")
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(get(gateway, "/api/export?format=csv&hours=1")[1]))}
+    assert (rows["gpt-audio-2025-08-28"]["input_audio_tokens"], rows["gpt-audio-2025-08-28"]["output_audio_tokens"],
+            rows["gpt-5-2025-08-07"]["service_tier"], rows["claude-sonnet-4-5-20250929"]["web_searches"]) == (
+        "800", "400", "priority", "3")
+
+
+def test_reprice_prices_the_stored_searches_tier_and_the_providers_statement(aws_env, override_file):
+    # As logged before issue 26 was fixed: searches and tier stored, priced as if there were none.
+    search = log(1, model="claude-sonnet-4-5", cost="0.027", tokens=(4000, 0, 1000), web_searches=3)
+    flex = log(2, model="gpt-5", cost="0.028", tokens=(6400, 0, 2000), service_tier="flex")
+    stated = log(3, model="openai/gpt-4o-mini", cost="0.00027", tokens=(1000, 0, 200),
+                 provider_cost_usd=Decimal("0.0003"))
+    search.update(actions=[CallRecord.provider.set("anthropic")])
+    stated.update(actions=[CallRecord.provider.set("openrouter")])
+    result = reprice.reprice({"start": TODAY})
+    assert result["calls_repriced"] == 3
+    # sonnet 4.5: 4,000 × $3 + 1,000 × $15 per million + 3 × $10 / 1,000 = $0.057
+    assert CallRecord.get(search.account, search.sk).cost_usd == Decimal("0.057")
+    # gpt-5 flex: 6,400 × $0.625 + 2,000 × $5 per million = $0.014
+    assert CallRecord.get(flex.account, flex.sk).cost_usd == Decimal("0.014")
+    # OpenRouter's $0.0003 is the price; ours ($0.00027) 30 µ$ away, past max($0.000001, 1 % = 3 µ$)
+    again = CallRecord.get(stated.account, stated.sk)
+    assert (again.cost_usd, again.price_source, again.estimated_cost_usd, again.price_drift) == (
+        Decimal("0.0003"), "provider", Decimal("0.00027"), True)
+    assert reprice.reprice({"start": TODAY})["calls_repriced"] == 0
 
 
 def test_every_call_shows_its_price_provenance_in_the_api_and_the_export(gateway, upstream):

@@ -174,7 +174,7 @@ def test_the_months_projection_waits_for_data_and_says_how(gateway, upstream):
     log(1, 5, cost="2")
     roll_up()
     _, forecast = get(gateway, "/api/forecast")
-    assert forecast["month_to_date_usd"] == "2" and "average" in forecast["method"]
+    assert forecast["month_to_date_usd"] == "2" and "rate" in forecast["method"]
     if NOW.day - 1 < MIN_DAYS:
         assert forecast["projected_usd"] is None and forecast["enough_data"] is False
     else:

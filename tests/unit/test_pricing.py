@@ -145,14 +145,14 @@ def test_provider_cost_prices_a_model_we_do_not_know():
                        provider_cost_usd=stated)
     assert (price.cost_usd, price.source, price.version) == (stated, "provider", "provider")
     assert str(price.cost_usd) == "0.000123456789012345678"
+    assert (price.estimated_cost_usd, price.price_drift) == (None, None)  # nothing to compare it with
 
 
-def test_our_price_wins_over_the_providers_statement():
+def test_without_a_statement_our_price_is_the_price():
     # openai/gpt-4o-mini on OpenRouter: $0.15 in, $0.60 out per million
-    price = price_call("openrouter", "openai/gpt-4o-mini", TokenUsage(input_tokens=1000, output_tokens=200), AT,
-                       provider_cost_usd=Decimal("5"))
+    price = price_call("openrouter", "openai/gpt-4o-mini", TokenUsage(input_tokens=1000, output_tokens=200), AT)
     assert price.cost_usd == 1000 * Decimal("0.15") * M + 200 * Decimal("0.6") * M == Decimal("0.00027")
-    assert price.source == "genai-prices"
+    assert (price.source, price.estimated_cost_usd, price.price_drift) == ("genai-prices", None, None)
 
 
 # --- The overrides file ---------------------------------------------------------------------------------
@@ -297,3 +297,152 @@ def test_cost_is_linear_and_exact(inputs, cached, outputs, reasoning):
                        reasoning_tokens=reasoning)
     expected = (inputs * Decimal("0.15") + cached * Decimal("0.075") + (outputs + reasoning) * Decimal("0.6")) * M
     assert price_call("openai", "gpt-4o-mini", usage, AT).cost_usd == expected
+
+
+# --- Every billable unit the price data knows, read from the answer (issue 26) ---------------------------
+# Each answer goes through its provider's adapter, as a JSON body and as a stream cut at random places, then
+# is priced; the golden amount is the published rates times the counts, worked out here by hand.
+def _answered(provider, path, body):
+    from chalicelib.gateway.providers import get_adapter
+
+    adapter = get_adapter(provider)
+    return adapter.parse_usage(adapter.endpoint(path), body)
+
+
+def _streamed(provider, path, text, seed):
+    """Usage of a stream fed to the meter in random pieces (mid-line, mid-JSON, one byte or a hundred)."""
+    import random
+
+    from chalicelib.gateway.providers import get_adapter
+    from chalicelib.gateway.providers.base import PreparedBody
+    from chalicelib.gateway.sse import SseDecoder
+
+    adapter = get_adapter(provider)
+    meter = adapter.stream_meter(adapter.endpoint(path), PreparedBody(b""))
+    rng, decoder, data, start = random.Random(seed), SseDecoder(), text.encode(), 0
+    while start < len(data):
+        end = start + rng.randint(1, 100)
+        for sse in decoder.feed(data[start:end]):
+            meter.see(sse)
+        start = end
+    for sse in decoder.flush():
+        meter.see(sse)
+    return meter.usage()
+
+
+SEEDS = (1, 2, 3)
+# gpt-audio (genai-prices 0.2.3, from https://developers.openai.com/api/docs/pricing): $2.50 text in,
+# $10 text out, $32 audio in, $64 audio out per million. 1,000 in of which 800 audio, 500 out of which 400 audio:
+#   200 × 2.5 + 800 × 32 + 100 × 10 + 400 × 64 = 500 + 25,600 + 1,000 + 25,600 = 52,700 µ$ = $0.0527
+# (everything at the text rate, as before: 1,000 × 2.5 + 500 × 10 = 7,500 µ$ = $0.0075)
+GPT_AUDIO_USD = 200 * Decimal("2.5") * M + 800 * 32 * M + 100 * 10 * M + 400 * 64 * M
+
+
+def test_gpt_audio_bills_audio_tokens_at_the_audio_rate(event):
+    usage, model = _answered("openai", "chat/completions", event("openai_chat_audio.json"))
+    assert (usage.input_audio_tokens, usage.output_audio_tokens, usage.service_tier) == (800, 400, "default")
+    assert usage.total_input_tokens == 1000 and usage.total_output_tokens == 500  # audio is part of them
+    price = price_call("openai", model, usage, AT)
+    assert price.cost_usd == GPT_AUDIO_USD == Decimal("0.0527")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gpt_audio_stream_bills_audio_tokens_at_the_audio_rate(event, seed):
+    usage, model = _streamed("openai", "chat/completions", event("openai_chat_audio_stream.sse"), seed)
+    assert (usage.input_audio_tokens, usage.output_audio_tokens) == (800, 400)
+    assert price_call("openai", model, usage, AT).cost_usd == GPT_AUDIO_USD
+
+
+# claude-sonnet-4-5: $3 in, $15 out per million, web search $10 per 1,000 searches. 4,000 in, 1,000 out, 3 searches:
+#   4,000 × 3 + 1,000 × 15 = 27,000 µ$ = $0.027 of tokens, + 3 × $10 / 1,000 = $0.03 → $0.057
+SONNET_SEARCH_USD = 4000 * 3 * M + 1000 * 15 * M + 3 * Decimal(10) / 1000
+
+
+def test_anthropic_web_searches_are_billed_per_search(event):
+    usage, model = _answered("anthropic", "messages", event("anthropic_message_web_search.json"))
+    assert (usage.web_searches, usage.service_tier) == (3, "standard")
+    assert price_call("anthropic", model, usage, AT).cost_usd == SONNET_SEARCH_USD == Decimal("0.057")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_anthropic_stream_web_searches_are_billed_per_search(event, seed):
+    usage, model = _streamed("anthropic", "messages", event("anthropic_web_search_stream.sse"), seed)
+    assert usage.web_searches == 3
+    assert price_call("anthropic", model, usage, AT).cost_usd == SONNET_SEARCH_USD
+
+
+# gpt-5 (genai-prices 0.2.3, OpenAI's standard / flex / priority tables from 2026-10-12): standard $1.25 in,
+# $10 out; flex $0.625 in, $5 out; priority $2.50 in, $20 out per million. 6,400 in, 2,000 out (1,500 reasoning):
+#   default:  6,400 × 1.25  + 2,000 × 10 =  8,000 + 20,000 = 28,000 µ$ = $0.028
+#   flex:     6,400 × 0.625 + 2,000 × 5  =  4,000 + 10,000 = 14,000 µ$ = $0.014
+#   priority: 6,400 × 2.5   + 2,000 × 20 = 16,000 + 40,000 = 56,000 µ$ = $0.056
+GPT5_TIER_USD = {
+    "default": 6400 * Decimal("1.25") * M + 2000 * 10 * M,
+    "flex": 6400 * Decimal("0.625") * M + 2000 * 5 * M,
+    "priority": 6400 * Decimal("2.5") * M + 2000 * 20 * M,
+}
+
+
+@pytest.mark.parametrize("tier,golden", [("default", "0.028"), ("flex", "0.014"), ("priority", "0.056")])
+def test_openai_service_tier_stated_in_the_answer_picks_the_price(event, tier, golden):
+    body = event("openai_chat_tier.json")
+    body["service_tier"] = tier
+    usage, model = _answered("openai", "chat/completions", body)
+    assert usage.service_tier == tier and usage.reasoning_tokens == 1500
+    assert price_call("openai", model, usage, AT).cost_usd == GPT5_TIER_USD[tier] == Decimal(golden)
+
+
+@pytest.mark.parametrize("tier", ["flex", "priority"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_openai_stream_service_tier_picks_the_price(event, tier, seed):
+    text = event("openai_chat_tier_stream.sse").replace("TIER", tier)
+    usage, model = _streamed("openai", "chat/completions", text, seed)
+    assert usage.service_tier == tier
+    assert price_call("openai", model, usage, AT).cost_usd == GPT5_TIER_USD[tier]
+
+
+def test_openai_responses_web_search_calls_are_billed_per_call(event):
+    # gpt-5 via Responses, 2 web_search_call items: $0.028 of tokens (above) + 2 × $10 / 1,000 = $0.048
+    usage, model = _answered("openai", "responses", event("openai_responses_web_search.json"))
+    assert usage.web_searches == 2
+    assert price_call("openai", model, usage, AT).cost_usd == GPT5_TIER_USD["default"] + 2 * Decimal(10) / 1000
+
+
+def test_anthropic_fast_mode_stated_in_usage_picks_the_price(event):
+    # claude-opus-5-5: $4 in, $20 out per million; fast mode (`usage.speed: "fast"`) $8 in, $40 out.
+    #   10,000 × 8 + 1,000 × 40 = 80,000 + 40,000 = 120,000 µ$ = $0.12 (standard speed: $0.06)
+    usage, model = _answered("anthropic", "messages", event("anthropic_message_fast.json"))
+    assert usage.speed == "fast"
+    assert price_call("anthropic", model, usage, AT).cost_usd == 10_000 * 8 * M + 1000 * 40 * M == Decimal("0.12")
+
+
+def test_a_variant_name_that_is_no_name_is_left_out_and_audio_past_its_total_is_implausible():
+    usage = TokenUsage(input_tokens=10, output_tokens=10).stated(service_tier="<script>", speed=7)
+    assert (usage.service_tier, usage.speed) == (None, None) and usage.plausible()
+    assert not TokenUsage(input_tokens=10, input_audio_tokens=11).plausible()
+    assert not TokenUsage(output_tokens=10, reasoning_tokens=5, output_audio_tokens=11).plausible()
+    assert not TokenUsage(input_tokens=10, web_searches=-1).plausible()
+
+
+# --- The provider's statement is the invoice; ours stays beside it -----------------------------------------
+# openai/gpt-4o-mini on OpenRouter: $0.15 in, $0.60 out per million; 1,000 in, 200 out:
+#   1,000 × 0.15 + 200 × 0.6 = 150 + 120 = 270 µ$ = $0.00027 (our estimate)
+@pytest.mark.parametrize("stated,drift", [
+    ("0.00027", False),  # the same
+    ("0.000272", False),  # 2 µ$ apart, within max($0.000001, 1 % of 0.000272 = 2.72 µ$)
+    ("0.000274", True),  # 4 µ$ apart: past 2.74 µ$
+    ("0.0000271", True),  # a tenth
+    ("5", True),
+])
+def test_the_providers_stated_cost_is_the_price_with_our_estimate_beside_it(stated, drift):
+    price = price_call("openrouter", "openai/gpt-4o-mini", TokenUsage(input_tokens=1000, output_tokens=200), AT,
+                       provider_cost_usd=Decimal(stated))
+    assert (price.cost_usd, price.source, price.version) == (Decimal(stated), "provider", "provider")
+    assert price.estimated_cost_usd == 1000 * Decimal("0.15") * M + 200 * Decimal("0.6") * M == Decimal("0.00027")
+    assert price.price_drift is drift
+
+
+def test_a_tiny_stated_cost_drifts_only_past_one_micro_dollar():
+    assert pricing.drifts(Decimal("0.0000001"), Decimal("0.000001")) is False  # 0.9 µ$ apart
+    assert pricing.drifts(Decimal("0.0000001"), Decimal("0.0000012")) is True  # 1.1 µ$ apart
+    assert pricing.drifts(Decimal("1"), None) is None

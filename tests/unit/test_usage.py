@@ -36,7 +36,8 @@ def _stream(provider, path, text):
 def test_openai_cached_tokens_are_a_subset_of_prompt_tokens(event):
     usage, model = _parse("openai", "chat/completions", event("openai_chat_cached_reasoning.json"))
     assert model == "o3-mini-2025-01-31"
-    assert usage == TokenUsage(input_tokens=176, cache_read_tokens=1024, output_tokens=44, reasoning_tokens=256)
+    assert usage == TokenUsage(input_tokens=176, cache_read_tokens=1024, output_tokens=44, reasoning_tokens=256,
+                               service_tier="default")  # the tier the answer states picks the price variant
     assert usage.total_input_tokens == 1200 and usage.total_output_tokens == 300
 
 
@@ -44,7 +45,7 @@ def test_anthropic_cache_tokens_add_to_input_tokens(event):
     usage, model = _parse("anthropic", "messages", event("anthropic_message_cache.json"))
     assert model == "claude-sonnet-4-5-20250929"
     assert usage == TokenUsage(input_tokens=100, cache_read_tokens=2000, cache_write_tokens=500,
-                               cache_write_1h_tokens=200, output_tokens=300)
+                               cache_write_1h_tokens=200, output_tokens=300, service_tier="standard")
     assert usage.total_input_tokens == 2600
 
 

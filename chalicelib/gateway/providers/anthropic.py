@@ -1,4 +1,5 @@
-"""The Anthropic Messages wire format: cache tokens on top of input, usage split over stream events."""
+"""The Anthropic Messages wire format: cache tokens on top of input, usage split over stream events, web searches
+and fast mode (`speed`) stated in the usage block."""
 from __future__ import annotations
 
 from typing import Any
@@ -34,6 +35,11 @@ class AnthropicAdapter(ProviderAdapter):
             usage = final["usage"] if isinstance(final.get("usage"), dict) else {}
             usage.update({k: v for k, v in data["usage"].items() if v is not None})
             final["usage"] = usage
+
+    def price_variant(self, body: dict[str, Any]) -> tuple[Any, Any]:
+        """`usage.service_tier` ("standard", "priority", "batch") and `usage.speed` ("standard", "fast")."""
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        return usage.get("service_tier"), usage.get("speed")
 
     def is_content(self, data: dict[str, Any]) -> bool:
         return data.get("type") == "content_block_delta"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -85,9 +85,19 @@ class ProviderAdapter:
         provider = data_snapshot.get_snapshot().find_provider(None, self.genai_provider_id, None)
         try:
             _, usage = provider.extract_usage(body, api_flavor=endpoint.usage_flavor)
-            return TokenUsage.from_genai(usage), model
+            tokens = TokenUsage.from_genai(usage)
         except (ValueError, TypeError, ArithmeticError):
             return TokenUsage.unreadable(), model
+        tokens = replace(tokens, web_searches=tokens.web_searches + self.tool_calls(body))
+        return tokens.stated(*self.price_variant(body)), model
+
+    def price_variant(self, body: dict[str, Any]) -> tuple[Any, Any]:
+        """(service tier, speed) as the answer states them: which of the model's prices it was served at."""
+        return None, None
+
+    def tool_calls(self, body: dict[str, Any]) -> int:
+        """Web searches the answer shows outside its usage block (genai-prices reads the ones inside it)."""
+        return 0
 
     def stream_meter(self, endpoint: Endpoint, prepared: PreparedBody) -> "StreamMeter":
         return StreamMeter(self, endpoint, prepared)

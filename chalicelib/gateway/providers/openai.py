@@ -48,8 +48,9 @@ class OpenAIAdapter(ProviderAdapter):
             final.update(data["response"] if isinstance(data.get("response"), dict) else {})
             final["object"] = "response"
             return
-        if isinstance(data.get("model"), str):
-            final["model"] = data["model"]
+        for name in ("model", "service_tier"):
+            if isinstance(data.get(name), str):
+                final[name] = data[name]
         if isinstance(data.get("usage"), dict):
             final["usage"] = data["usage"]
 
@@ -70,6 +71,16 @@ class OpenAIAdapter(ProviderAdapter):
 
     def forwards(self, data: Any, prepared: PreparedBody) -> bool:
         return not (prepared.injected_stream_usage and _is_usage_only_chunk(data))
+
+    def price_variant(self, body: dict[str, Any]) -> tuple[Any, Any]:
+        return body.get("service_tier"), None
+
+    def tool_calls(self, body: dict[str, Any]) -> int:
+        """Responses: each `web_search_call` output item is one search, billed per call."""
+        output = body.get("output") if body.get("object") == "response" else None
+        if not isinstance(output, list):
+            return 0
+        return sum(1 for item in output if isinstance(item, dict) and item.get("type") == "web_search_call")
 
     def error_body(self, error: TollgateError) -> dict[str, Any]:
         return {"error": {"message": error.message, "type": error.error_type, "param": None,
