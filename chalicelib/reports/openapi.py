@@ -64,14 +64,15 @@ SCOPE_ECHO = {"scope": STRING, "scope_id": STRING, "filter": {"type": "object", 
 SESSION_ROW = _strict((), session=STRING, user=NAME, account=STRING, calls=INTEGER, errors=INTEGER,
                       tokens=_ref("Tokens"), cost_usd=MONEY, first_ts=NAME, last_ts=NAME)
 SESSION_ROW["required"] = list(SESSION_ROW["properties"])
-PROJECTION = _strict(("month_to_date_usd", "projected_usd"), month_to_date_usd=MONEY, projected_usd=MONEY)
+PROJECTION = _strict(("month_to_date_usd", "projected_usd"), {"reason": STRING}, month_to_date_usd=MONEY,
+                     projected_usd=MONEY)  # `reason`: why there is no projection yet
 SCHEMAS: dict[str, Any] = {
     "Tokens": TOKENS,
     "Group": _strict(list(GROUP_FIELDS), **GROUP_FIELDS),
     "Summary": _strict(
         ["from", "to", "resolution", "scope", "scope_id", *ROW_FIELDS, "by_provider", "by_model"],
         {**RANGE_ECHO, **SCOPE_ECHO, "latency_ms": LATENCY, "errors_by_type": COUNTS, "refused_by_type": COUNTS,
-         "breakdown_from": STRING},
+         "breakdown_from": STRING, "price_drift_calls": {"type": ["integer", "null"], "minimum": 0}},
         **{"from": STRING, "to": STRING, "resolution": {"enum": ["5m", "1d"]}}, **ROW_FIELDS,
         by_provider=GROUPS, by_model=GROUPS),
     "Daily": _strict(["from", "to", "group_by", "scope", "scope_id", "daily"], {**RANGE_ECHO, **SCOPE_ECHO},
@@ -98,7 +99,7 @@ SCHEMAS: dict[str, Any] = {
                        totals=_strict((), calls=INTEGER, errors=INTEGER, tokens=_ref("Tokens"), cost_usd=MONEY),
                        calls={"type": "array", "items": _ref("Call")}, truncated={"type": "boolean"}),
     "Forecast": _strict(["month", "account", "month_to_date_usd", "projected_usd", "enough_data", "method",
-                         "by_provider"], month=STRING, account=NAME, month_to_date_usd=MONEY, projected_usd=MONEY,
+                         "by_provider"], {"reason": STRING}, month=STRING, account=NAME, month_to_date_usd=MONEY, projected_usd=MONEY,
                         enough_data={"type": "boolean"}, method=STRING,
                         by_provider={"type": "object", "additionalProperties": PROJECTION}),
     "Call": {"type": "object", "required": ["call_id", "ts", "provider", "model", "account", "status", "error_type",

@@ -35,7 +35,7 @@ def test_budget_refusals_open_no_error_rate_alert_and_leave_the_model_at_full_su
         log_call(n, now - timedelta(minutes=2), status=429, error_type="budget_exceeded", upstream_reached=False,
                  latency=5000)
     roll_up()
-    evaluation.evaluate(now=now.replace(tzinfo=None) + timedelta(seconds=30))
+    evaluation.evaluate(now=now + timedelta(seconds=30))
     assert [a.scope_id for a in Alert.scan() if a.rule in ("error_rate", "consecutive_errors")] == []
     [model] = get(gateway, "/api/usage/models?hours=1")["models"]
     assert (model["model"], model["calls"], model["errors"], model["refused"], model["success_rate"]) == (

@@ -80,7 +80,7 @@ def test_an_unfit_upstream_error_type_is_logged_under_the_status(gateway, upstre
 def _spec(account="acme"):
     from chalicelib.reports.export_format import ExportSpec
 
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(timezone.utc)
     return ExportSpec.from_params(Query({"hours": "24"}), now, account), now
 
 
