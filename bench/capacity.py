@@ -197,10 +197,10 @@ class Index:
 
 
 def by_kind_index() -> Index:
-    """The aggregates table's `by_kind` index, read from its pynamodb definition (chalicelib/rollup/table.py)."""
+    """The aggregates table's `by_kind` index, read from its pynamodb definition (chalicelib/rollup/models.py)."""
     from pynamodb.attributes import Attribute
 
-    from chalicelib.rollup.table import AggregatesByKind
+    from chalicelib.rollup.models import AggregatesByKind
 
     keys = [a for a in vars(AggregatesByKind).values() if isinstance(a, Attribute)]
     return Index(AggregatesByKind.Meta.index_name, next(a.attr_name for a in keys if a.is_hash_key),

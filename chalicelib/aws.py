@@ -22,8 +22,10 @@ def client(service: str) -> Any:
     return boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint)
 
 
+@lru_cache(maxsize=None)
 def transactions() -> Any:
-    """A pynamodb Connection for TransactWrite, on the same region and endpoint as the models."""
+    """A pynamodb Connection for TransactWrite, on the same region and endpoint as the models: one per container,
+    as the clients are (a new one loads botocore's service model again: tenths of a second)."""
     from pynamodb.connection import Connection
 
     settings = get_settings()

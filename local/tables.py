@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from chalicelib.ledger.models import Alert, ApiKey, AuditEntry, Budget, CallRecord, CreditEntry, Delivery
-from chalicelib.rollup.table import Aggregate
+from chalicelib.rollup.models import Aggregate
 
 ALL_MODELS = (CallRecord, ApiKey, Aggregate, Budget, Alert, Delivery, CreditEntry, AuditEntry)
 

@@ -1,7 +1,9 @@
-"""DynamoDB tables as pynamodb models: the call log and the keys. Key design serves the queries named."""
+"""DynamoDB tables as pynamodb models: the call log, the keys, budgets, alerts, deliveries, credits, the audit trail,
+and the signals the alerts read (kept in the aggregates table). Key design serves the queries named."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from pynamodb.attributes import (
     Attribute,
@@ -307,3 +309,58 @@ class AuditEntry(Model):
     path = UnicodeAttribute()
     status = NumberAttribute()
     details = MapAttribute(null=True)
+
+
+class AuthFailureCount(Model):
+    """Refused authentications (401) one proxy container counted in one minute (chalicelib/ledger/signals.py).
+
+    Key: `pk` = `signal#auth_failures` + `day` = `<UTC minute>#<container>`: a window is one Query, and each
+    container adds to its own item. `failures` counts them all; one `k|<key prefix>` counter per prefix presented
+    (computed names, so no attribute here: written with `Path([name]).add(n)`, read back as `by_prefix`). Lives
+    in the aggregates table with no `kind`, so the reports never see it.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    failures = NumberAttribute(default=0)
+
+    by_prefix: dict[str, int]  # the `k|<prefix>` counters of the item as read
+
+    @classmethod
+    def from_raw_data(cls, data: dict[str, Any]) -> AuthFailureCount:
+        """The item, with its computed-name counters kept in `by_prefix` (a model reads only its attributes)."""
+        item = super().from_raw_data(data)
+        item.by_prefix = {name[2:]: int(value["N"]) for name, value in data.items() if name.startswith("k|")}
+        return item
+
+
+class SignalNote(Model):
+    """An expensive call or a costly session noted for the evaluator, or its marker once taken up
+    (chalicelib/ledger/signals.py).
+
+    Key: `pk` = `signal#expensive_calls` (`day` = `<ts>#<call_id>`) or `signal#costly_sessions` (`day` =
+    `<account>|<session>`); a marker keeps the note's `day` under `<pk>_taken`, with no other field than
+    `expires_at`. Lives in the aggregates table with no `kind`, so the reports never see it.
+    """
+
+    class Meta(_Meta):
+        table_name = _settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    cost_usd = DecimalAttribute(null=True)
+    account = UnicodeAttribute(null=True)
+    # an expensive call
+    call_id = UnicodeAttribute(null=True)
+    ts = UnicodeAttribute(null=True)
+    key_id = UnicodeAttribute(null=True)
+    provider = UnicodeAttribute(null=True)
+    model = UnicodeAttribute(null=True)
+    # a costly session
+    session = UnicodeAttribute(null=True)
+    user = UnicodeAttribute(null=True)
+    # a marker: when it can no longer be needed (TTL)
+    expires_at = TTLAttribute(null=True)

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chalicelib import aws
 from chalicelib.clock import iso
 from chalicelib.observability import MetricUnit, logger, metrics
-from chalicelib.rollup.table import Aggregate
+from chalicelib.rollup.models import QuarantineEntry
 
 PK = "quarantine#calls"
 IMAGE_BYTES_MAX = 64_000  # kept whole up to this; longer images keep their start (the call log keeps the record)
@@ -41,28 +40,24 @@ def printable(text: str, limit: int = REASON_CHARS_MAX) -> str:
     return "".join(c if c.isprintable() else "?" for c in clean)[:limit]
 
 
-def _item(entry: Quarantined, now: datetime) -> dict[str, Any]:
+def _entry(entry: Quarantined, now: datetime) -> QuarantineEntry:
     image = json.dumps(entry.image, sort_keys=True)  # ASCII: a lone surrogate stays an escape
-    item = {
-        "pk": {"S": PK}, "day": {"S": f"{entry.stream}#{entry.sequence_number}"},
-        "stream": {"S": entry.stream}, "sequence_number": {"S": entry.sequence_number},
-        "event_name": {"S": entry.event_name}, "reason": {"S": printable(entry.reason)},
-        "image": {"S": image[:IMAGE_BYTES_MAX]}, "image_bytes": {"N": str(len(image))},
-        "quarantined_at": {"S": iso(now)},
-    }
-    image = entry.image or {}
+    stored = QuarantineEntry(
+        PK, f"{entry.stream}#{entry.sequence_number}", stream=entry.stream, sequence_number=entry.sequence_number,
+        event_name=entry.event_name, reason=printable(entry.reason), image=image[:IMAGE_BYTES_MAX],
+        image_bytes=len(image), quarantined_at=iso(now))
+    called = entry.image or {}
     for name in ("account", "sk", "call_id"):  # enough to find the call in the call log
-        value = image.get(name)
+        value = called.get(name)
         if isinstance(value, dict) and isinstance(value.get("S"), str):
-            item[f"call_{name}"] = {"S": printable(value["S"], 2_000)}
-    return item
+            setattr(stored, f"call_{name}", printable(value["S"], 2_000))
+    return stored
 
 
 def keep(entries: list[Quarantined], now: datetime) -> None:
     """Store the entries (each overwrites its own earlier copy), log and count them."""
-    client = aws.client("dynamodb")
     for entry in entries:
-        client.put_item(TableName=Aggregate.Meta.table_name, Item=_item(entry, now))
+        _entry(entry, now).save()
         logger.error("stream record quarantined: it cannot be folded into the aggregates",
                      extra={"sequence_number": entry.sequence_number, "reason": printable(entry.reason)})
     if entries:
@@ -70,14 +65,11 @@ def keep(entries: list[Quarantined], now: datetime) -> None:
 
 
 def count() -> tuple[int, bool]:
-    """(entries found, whether there may be more than that): a few Query pages at most."""
-    request: dict[str, Any] = {"TableName": Aggregate.Meta.table_name, "KeyConditionExpression": "pk = :pk",
-                               "ExpressionAttributeValues": {":pk": {"S": PK}}, "Select": "COUNT"}
+    """(entries found, whether there may be more than that): a few Query pages at most, keys only."""
+    pages = QuarantineEntry.query(PK, attributes_to_get=["pk", "day"]).page_iter
     found = 0
-    for _ in range(COUNT_PAGES_MAX):
-        response = aws.client("dynamodb").query(**request)
-        found += response["Count"]
-        if "LastEvaluatedKey" not in response:
+    for _, page in zip(range(COUNT_PAGES_MAX), pages):
+        found += page["Count"]
+        if "LastEvaluatedKey" not in page:
             return found, False
-        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
     return found, True

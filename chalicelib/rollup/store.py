@@ -46,7 +46,7 @@ from chalicelib.rollup.layout import (
     unsharded_day_id,
     watermark,
 )
-from chalicelib.rollup.table import Aggregate
+from chalicelib.rollup.models import Aggregate
 
 EXPRESSION_BYTES = 4096  # DynamoDB's limit on each expression string of a request
 REFUSED_CODES = ("ValidationException",)

@@ -51,6 +51,7 @@ def reload_settings():
     served.clear()
     signals.failures.clear()
     aws.client.cache_clear()
+    aws.transactions.cache_clear()
     upstream.use_transport(None)
     key_cache.clear()
 

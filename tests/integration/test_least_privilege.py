@@ -261,7 +261,7 @@ def _fresh_messages(alerts=True):
 def _clear_quarantine():
     """An operator deals with the quarantined records (test setup): the quarantine alert's condition clears."""
     from chalicelib.rollup.quarantine import PK
-    from chalicelib.rollup.table import Aggregate
+    from chalicelib.rollup.models import Aggregate
 
     table = boto3.resource("dynamodb").Table(Aggregate.Meta.table_name)
     for item in table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": PK})["Items"]:
@@ -272,7 +272,7 @@ def _old_signals():
     """Refused keys counted two hours ago, an expensive call taken up a week ago (test setup): the evaluator
     prunes both."""
     from chalicelib.ledger.signals import AUTH_PK, TAKEN_PK
-    from chalicelib.rollup.table import Aggregate
+    from chalicelib.rollup.models import Aggregate
 
     minute = (_now() - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
     week_ago = (_now() - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -127,3 +127,13 @@ def test_only_aws_py_tells_a_failed_condition_by_its_code():
     by_hand = [str(p.relative_to(ROOT)) for p in PRODUCT if p != ROOT / "chalicelib" / "aws.py"
                and re.search(r"ConditionalCheckFailed|TransactionCanceled", p.read_text())]
     assert not by_hand, f"tell a failed condition with aws.conditional, not by hand: {by_hand}"
+
+
+def test_pynamodb_models_live_only_in_a_models_module():
+    """Each package that owns a table's items defines their pynamodb models (and indexes) in its models.py: no
+    feature module defines one of its own."""
+    bases = {"Model", "GlobalSecondaryIndex", "LocalSecondaryIndex"}
+    elsewhere = [f"{path.relative_to(ROOT)}:{node.name}" for path in PRODUCT if path.name != "models.py"
+                 for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ClassDef)
+                 and {getattr(base, "id", getattr(base, "attr", None)) for base in node.bases} & bases]
+    assert not elsewhere, f"pynamodb models outside a models.py: {elsewhere}"
