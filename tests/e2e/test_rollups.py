@@ -23,9 +23,9 @@ def test_summary_and_daily_match_the_call_log(stack, gateway_key, upstream):
         client.chat.completions.create(model=model, messages=[{"role": "user", "content": "count me"}])
     calls = [c for c in stack.calls(limit=500)]
     expected = {}
-    for call in calls:  # a call refused before its body was read (bad JSON, say) has no model to count under
-        if call["model"] is not None:
-            expected[call["model"]] = expected.get(call["model"], 0) + 1
+    for call in calls:  # a call refused before its body was read (bad JSON, say) has no model: `(none)`
+        model = call["model"] if call["model"] is not None else "(none)"
+        expected[model] = expected.get(model, 0) + 1
     # One batch writes the global item first and the model items after it: wait for both.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -37,7 +37,8 @@ def test_summary_and_daily_match_the_call_log(stack, gateway_key, upstream):
     assert summary["calls"] == len(calls)
     assert Decimal(summary["cost_usd"]) == sum(Decimal(c["cost_usd"] or 0) for c in calls)
     assert summary["tokens"]["input_tokens"] == sum(c["input_tokens"] for c in calls)
-    assert summary["errors"] == sum(1 for c in calls if c["status"] >= 400 or c["error_type"])
+    # Failed calls are the provider's errors or the gateway's own refusals (a budget, a bad body), never both.
+    assert summary["errors"] + summary["refused"] == sum(1 for c in calls if c["status"] >= 400 or c["error_type"])
     assert by_model == expected
 
 
