@@ -2,4 +2,23 @@
 
 The top stage: it may import every stage below. It reads the reports' aggregate math, the rollup's store, and the
 ledger's budgets and signals; its rollup listeners (expensive calls, costly sessions, budgets) are wired in app.py.
-"""
+
+Its face: the modules and names below are what other packages may import (the architecture test
+holds them to it); each loads on first use, so importing the package loads none of its modules."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+MODULES = ("alert_store", "budget_store", "credits", "digest", "listeners", "measure", "notify")
+NAMES = {  # name: the module that holds it
+}
+__all__ = [*MODULES, *NAMES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{NAMES[name]}"), name)
+    if name in MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

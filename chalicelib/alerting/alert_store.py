@@ -36,7 +36,7 @@ from chalicelib.alerting.lifecycle import (
 from chalicelib.alerting.rules import EVENT, AlertDraft
 from chalicelib.clock import iso, parse_iso
 from chalicelib.errors import InvalidRequest, NotFound, PermissionDenied
-from chalicelib.ledger.models import Alert, Delivery
+from chalicelib.ledger import Alert, Delivery
 
 STATES = {"open": (OPEN,), "acknowledged": (ACKNOWLEDGED,), "resolved": (RESOLVED,), "active": ACTIVE,
           "all": (*ACTIVE, RESOLVED)}

@@ -14,13 +14,13 @@ from chalicelib.alerting.rules import current_rules
 from chalicelib import clock
 from chalicelib.clock import iso, precise
 from chalicelib.errors import NotFound
-from chalicelib.ledger.budgets import BudgetSpec, all_budgets, budget_cache, spec_of
-from chalicelib.ledger.models import Budget
+from chalicelib.ledger import BudgetSpec, all_budgets, budget_cache, spec_of
+from chalicelib.ledger import Budget
 from chalicelib.money import money
 from chalicelib.reports import aggregates
 
 if TYPE_CHECKING:
-    from chalicelib.rollup.handler import Batch
+    from chalicelib.rollup import Batch
 
 WINDOW_BLOCK = timedelta(minutes=5)
 

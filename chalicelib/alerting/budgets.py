@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from chalicelib import caller_names
 from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.errors import InvalidRequest
-from chalicelib.ledger.budgets import DEFAULT_THRESHOLDS, BudgetSpec
+from chalicelib.ledger import DEFAULT_THRESHOLDS, BudgetSpec
 from chalicelib.money import parse_amount
-from chalicelib.reports.aggregates import has_time_buckets
+from chalicelib.reports import has_time_buckets
 
 SCOPES = ("global", "account", "team", "key", "user", "provider", "model")
 PERIODS = ("daily", "weekly", "monthly", "window")

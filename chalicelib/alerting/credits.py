@@ -12,7 +12,7 @@ from pynamodb.transactions import TransactWrite
 from chalicelib import aws, caller_names
 from chalicelib.clock import day_of, iso
 from chalicelib.errors import InvalidRequest
-from chalicelib.ledger.models import CreditEntry
+from chalicelib.ledger import CreditEntry
 from chalicelib.money import money, parse_amount
 from chalicelib.reports import aggregates
 

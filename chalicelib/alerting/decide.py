@@ -34,9 +34,9 @@ from chalicelib.alerting.rules import (
     tier_of,
 )
 from chalicelib.clock import iso
-from chalicelib.ledger.budgets import BudgetSpec
+from chalicelib.ledger import BudgetSpec
 from chalicelib.money import money, usd
-from chalicelib.reports.aggregates import percentile
+from chalicelib.reports import percentile
 from chalicelib.caller_names import GLOBAL_ID
 
 # --- budgets --------------------------------------------------------------------------------------

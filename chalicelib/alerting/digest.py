@@ -11,10 +11,10 @@ from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.clock import day_of, iso
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger import keys
-from chalicelib.ledger.budgets import all_budgets
+from chalicelib.ledger import all_budgets
 from chalicelib.money import usd
 from chalicelib.reports import aggregates as agg
-from chalicelib.reports.aggregates import Totals, percentile
+from chalicelib.reports import Totals, percentile
 
 TOP = 5
 

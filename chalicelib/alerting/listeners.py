@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from chalicelib.alerting.rules import current_rules
 from chalicelib.clock import precise
-from chalicelib.ledger.signals import note_costly_session, note_expensive_call
+from chalicelib.ledger import note_costly_session, note_expensive_call
 
 if TYPE_CHECKING:
-    from chalicelib.rollup.handler import Batch
+    from chalicelib.rollup import Batch
 
 
 def note_expensive_calls(batch: Batch) -> int:

@@ -47,8 +47,8 @@ from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.clock import day_of, iso, parse_iso
 from chalicelib.errors import is_refusal
 from chalicelib.ledger import calllog, dead_letters
-from chalicelib.ledger.budgets import all_budgets, spec_of
-from chalicelib.ledger.models import Alert
+from chalicelib.ledger import all_budgets, spec_of
+from chalicelib.ledger import Alert
 from chalicelib.reports import aggregates as agg
 from chalicelib.rollup import quarantine
 from chalicelib.settings import PROVIDERS

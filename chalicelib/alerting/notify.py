@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib import aws, secret_store
 from chalicelib.clock import iso
 from chalicelib.errors import DeliveryFailed, InvalidRequest
-from chalicelib.ledger.models import Delivery
+from chalicelib.ledger import Delivery
 from chalicelib.observability import MetricUnit, logger, metrics
 from chalicelib.settings import get_settings
 

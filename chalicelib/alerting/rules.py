@@ -11,7 +11,7 @@ from typing import Mapping
 
 from chalicelib.alerting.budgets import BudgetStatus
 from chalicelib.errors import ConfigurationError
-from chalicelib.ledger.budgets import BudgetSpec
+from chalicelib.ledger import BudgetSpec
 from chalicelib.settings import get_settings
 
 # How an alert ends (see chalicelib/alerting/lifecycle.py).

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from chalicelib.alerting.rules import AuthFailures, CostlySession, ExpensiveCall
 from chalicelib.ledger import signals
-from chalicelib.ledger.models import SignalNote
+from chalicelib.ledger import SignalNote
 
 
 def auth_failures(now: datetime, minutes: int) -> AuthFailures:

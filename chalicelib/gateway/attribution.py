@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from chalicelib import caller_names
 from chalicelib.errors import InvalidRequest
-from chalicelib.ledger.auth import Principal
+from chalicelib.ledger import Principal
 
 VALUE_MAX = 256
 TAG_KEY_MAX = 64

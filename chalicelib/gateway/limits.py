@@ -16,9 +16,9 @@ from decimal import Decimal
 
 from chalicelib.clock import iso, parse_iso, precise
 from chalicelib.errors import BudgetExceeded
-from chalicelib.ledger.auth import Principal
-from chalicelib.ledger.budgets import budget_cache, spec_of
-from chalicelib.ledger.models import Budget
+from chalicelib.ledger import Principal
+from chalicelib.ledger import budget_cache, spec_of
+from chalicelib.ledger import Budget
 from chalicelib.money import money
 
 

@@ -10,7 +10,7 @@ from chalicelib.clock import parse_day, parse_precise, utc_today
 from chalicelib.errors import InvalidRequest
 from chalicelib.gateway.tokens import TokenUsage
 from chalicelib.ledger import calllog
-from chalicelib.ledger.models import CallRecord
+from chalicelib.ledger import CallRecord
 from chalicelib.money import money
 from chalicelib.settings import PROVIDERS
 

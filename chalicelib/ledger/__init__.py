@@ -2,4 +2,44 @@
 alerts read, the audit trail, archive, GDPR.
 
 The bottom stage: it imports only the root modules (settings, errors, aws, clock, money, names).
-"""
+
+Its face: the modules and names below are what other packages may import (the architecture test
+holds them to it); each loads on first use, so importing the package loads none of its modules."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+MODULES = ("archive", "audit", "auth", "calllog", "dead_letters", "gdpr", "keys", "signals")
+NAMES = {  # name: the module that holds it
+    "Alert": "models",
+    "ApiKey": "models",
+    "Budget": "models",
+    "BudgetSpec": "budgets",
+    "CallRecord": "models",
+    "CreditEntry": "models",
+    "DEFAULT_THRESHOLDS": "budgets",
+    "Delivery": "models",
+    "Principal": "auth",
+    "SignalNote": "models",
+    "TableMeta": "models",
+    "all_budgets": "budgets",
+    "budget_cache": "budgets",
+    "call_view": "calllog",
+    "calls_of_day": "calllog",
+    "filters": "calllog",
+    "note_costly_session": "signals",
+    "note_expensive_call": "signals",
+    "scoped_account": "auth",
+    "spec_of": "budgets",
+    "table_settings": "models",
+}
+__all__ = [*MODULES, *NAMES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{NAMES[name]}"), name)
+    if name in MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,7 @@ from pynamodb.models import Model
 
 from chalicelib.settings import get_settings
 
-_settings = get_settings()
+table_settings = get_settings()
 
 
 class DecimalAttribute(Attribute[Decimal]):
@@ -35,9 +35,9 @@ class DecimalAttribute(Attribute[Decimal]):
         return Decimal(value)
 
 
-class _Meta:
-    region = _settings.region
-    host = _settings.aws_endpoint
+class TableMeta:
+    region = table_settings.region
+    host = table_settings.aws_endpoint
     billing_mode = "PAY_PER_REQUEST"
     max_retry_attempts = 2  # the call log spills after these; never wait long on the hot path
     connect_timeout_seconds = 2
@@ -76,8 +76,8 @@ class CallRecord(Model):
     call (MODIFY) carries both, so the rollup folds the difference.
     """
 
-    class Meta(_Meta):
-        table_name = _settings.calls_table
+    class Meta(TableMeta):
+        table_name = table_settings.calls_table
         stream_view_type = STREAM_NEW_AND_OLD_IMAGE
 
     account = UnicodeAttribute(hash_key=True)
@@ -137,8 +137,8 @@ class ApiKey(Model):
     an admin-only, small table.
     """
 
-    class Meta(_Meta):
-        table_name = _settings.keys_table
+    class Meta(TableMeta):
+        table_name = table_settings.keys_table
 
     key_id = UnicodeAttribute(hash_key=True)
     kind = UnicodeAttribute(default="gateway")  # gateway | dashboard
@@ -159,8 +159,8 @@ class Budget(Model):
     enforce hard limits without a read per request; written by the evaluator and the rollup.
     """
 
-    class Meta(_Meta):
-        table_name = _settings.budgets_table
+    class Meta(TableMeta):
+        table_name = table_settings.budgets_table
 
     budget_id = UnicodeAttribute(hash_key=True)
     scope = UnicodeAttribute()  # global | account | team | key | provider | model
@@ -205,8 +205,8 @@ class Alert(Model):
     kept as `<alert_id>@<opened_at>` (`episode_of` names the alert) and the alert reopens under its own id.
     """
 
-    class Meta(_Meta):
-        table_name = _settings.alerts_table
+    class Meta(TableMeta):
+        table_name = table_settings.alerts_table
 
     alert_id = UnicodeAttribute(hash_key=True)
     rule = UnicodeAttribute()
@@ -257,8 +257,8 @@ class Delivery(Model):
     """An outbox entry: one message to one channel (`<alert_id>#<event>#<channel>`), sent at least once,
     retried on later runs until it succeeds or runs out of attempts; never dropped silently."""
 
-    class Meta(_Meta):
-        table_name = _settings.deliveries_table
+    class Meta(TableMeta):
+        table_name = table_settings.deliveries_table
 
     delivery_id = UnicodeAttribute(hash_key=True)
     channel = UnicodeAttribute()  # slack | webhook | sns
@@ -278,8 +278,8 @@ class CreditEntry(Model):
     """An account's credit ledger: `balance` (allocated so far) and one item per top-up (`txn#<ts>#<id>`),
     written together in a transaction."""
 
-    class Meta(_Meta):
-        table_name = _settings.credits_table
+    class Meta(TableMeta):
+        table_name = table_settings.credits_table
 
     account = UnicodeAttribute(hash_key=True)
     entry = UnicodeAttribute(range_key=True)
@@ -295,8 +295,8 @@ class AuditEntry(Model):
     Key: `month` + `sk` (`<ts>#<id>`): the newest entries are one Query per month. Kept forever.
     """
 
-    class Meta(_Meta):
-        table_name = _settings.audit_table
+    class Meta(TableMeta):
+        table_name = table_settings.audit_table
 
     month = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -320,8 +320,8 @@ class AuthFailureCount(Model):
     in the aggregates table with no `kind`, so the reports never see it.
     """
 
-    class Meta(_Meta):
-        table_name = _settings.aggregates_table
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
 
     pk = UnicodeAttribute(hash_key=True)
     day = UnicodeAttribute(range_key=True)
@@ -346,8 +346,8 @@ class SignalNote(Model):
     `expires_at`. Lives in the aggregates table with no `kind`, so the reports never see it.
     """
 
-    class Meta(_Meta):
-        table_name = _settings.aggregates_table
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
 
     pk = UnicodeAttribute(hash_key=True)
     day = UnicodeAttribute(range_key=True)

@@ -1,4 +1,26 @@
 """Reports: the JSON API's reads over aggregate items and the call log, and the OpenAPI document.
 
 Imports the rollup's layout and store, the ledger and the root.
-"""
+
+Its face: the modules and names below are what other packages may import (the architecture test
+holds them to it); each loads on first use, so importing the package loads none of its modules."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+MODULES = ("aggregates", "calls", "exports", "forecast", "openapi", "people", "usage")
+NAMES = {  # name: the module that holds it
+    "Totals": "aggregates",
+    "has_time_buckets": "aggregates",
+    "percentile": "aggregates",
+}
+__all__ = [*MODULES, *NAMES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{NAMES[name]}"), name)
+    if name in MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

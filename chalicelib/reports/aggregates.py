@@ -16,9 +16,9 @@ from typing import Any, Iterable
 from chalicelib.clock import day_of, iso, midnight
 from chalicelib.errors import REFUSALS
 from chalicelib.money import money
-from chalicelib.rollup.histogram import bucket_of, percentile
+from chalicelib.rollup import bucket_of, percentile
 from chalicelib.rollup import store
-from chalicelib.rollup.layout import (
+from chalicelib.rollup import (
     DAY,
     ERROR_PREFIX,
     HOURLESS_KINDS,

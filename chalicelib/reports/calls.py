@@ -8,9 +8,9 @@ from typing import Any
 from chalicelib.clock import parse_precise, utc_today
 from chalicelib.errors import InvalidRequest, NotFound
 from chalicelib.ledger import calllog, dead_letters
-from chalicelib.ledger.auth import Principal, scoped_account
-from chalicelib.ledger.calllog import call_view
-from chalicelib.ledger.models import ApiKey, CallRecord
+from chalicelib.ledger import Principal, scoped_account
+from chalicelib.ledger import call_view
+from chalicelib.ledger import ApiKey, CallRecord
 from chalicelib.reports import ranges
 from chalicelib.rollup import quarantine, store
 from chalicelib.settings import get_settings

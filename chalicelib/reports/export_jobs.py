@@ -11,7 +11,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib import aws, clock
 from chalicelib.clock import iso, parse_iso
 from chalicelib.errors import NotFound, TollgateError
-from chalicelib.ledger.auth import Principal
+from chalicelib.ledger import Principal
 from chalicelib.observability import logger
 from chalicelib.reports.export_format import KEEP_DAYS, ExportSpec, new_export_id, shown_state
 from chalicelib.reports.models import JOBS_PK, ExportJob, ExportSlot

@@ -30,9 +30,9 @@ from chalice import Response
 from chalicelib import aws, clock
 from chalicelib.clock import iso
 from chalicelib.errors import InvalidRequest, TollgateError
-from chalicelib.ledger.auth import Principal, scoped_account
-from chalicelib.ledger.calllog import call_view, calls_of_day, filters
-from chalicelib.ledger.models import CallRecord
+from chalicelib.ledger import Principal, scoped_account
+from chalicelib.ledger import call_view, calls_of_day, filters
+from chalicelib.ledger import CallRecord
 from chalicelib.observability import logger
 from chalicelib.query import Query
 from chalicelib.reports import export_jobs

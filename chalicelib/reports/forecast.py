@@ -17,11 +17,11 @@ from typing import Any
 
 from chalicelib import clock
 from chalicelib.clock import day_of
-from chalicelib.ledger.auth import Principal, scoped_account
+from chalicelib.ledger import Principal, scoped_account
 from chalicelib.money import money
 from chalicelib.reports import ranges
 from chalicelib.rollup import store
-from chalicelib.rollup.layout import Scope, breakdown_head, scope_id_of_day_id, split_breakdown
+from chalicelib.rollup import Scope, breakdown_head, scope_id_of_day_id, split_breakdown
 from chalicelib.query import Query
 
 RATE_DAYS = 7

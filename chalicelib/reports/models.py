@@ -11,7 +11,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.models import Model
 
-from chalicelib.ledger.models import _Meta, _settings
+from chalicelib.ledger import TableMeta, table_settings
 
 JOBS_PK = "export#jobs"  # the aggregates table's partition of export records (IAM narrows grants to it)
 
@@ -21,8 +21,8 @@ class ExportJob(Model):
     progress, and where its next run resumes. Key: `pk` = JOBS_PK + the export id (the table's sort key is
     named `day`); ids start with their time, so recent exports are one Query."""
 
-    class Meta(_Meta):
-        table_name = _settings.aggregates_table
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
 
     pk = UnicodeAttribute(hash_key=True)
     day = UnicodeAttribute(range_key=True)  # the export id
@@ -58,8 +58,8 @@ class ExportSlot(Model):
     at any concurrency because a place is taken by a conditional write. Key: `pk` = JOBS_PK + `slot|<n>` (every
     account's exports) or `slot|<n>|<account>`; `holder` is the export in it, free again once that one is over."""
 
-    class Meta(_Meta):
-        table_name = _settings.aggregates_table
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
 
     pk = UnicodeAttribute(hash_key=True)
     day = UnicodeAttribute(range_key=True)  # slot|<n>[|<account>]

@@ -13,13 +13,13 @@ from typing import Any
 from chalicelib import caller_names, clock
 from chalicelib.clock import parse_precise, precise
 from chalicelib.errors import InvalidRequest, NotFound
-from chalicelib.ledger.auth import Principal, scoped_account
-from chalicelib.ledger.calllog import call_view
-from chalicelib.ledger.models import CallRecord
+from chalicelib.ledger import Principal, scoped_account
+from chalicelib.ledger import call_view
+from chalicelib.ledger import CallRecord
 from chalicelib.reports import aggregates as agg
 from chalicelib.reports import ranges
 from chalicelib.rollup import store
-from chalicelib.rollup.layout import (
+from chalicelib.rollup import (
     DAY_BREAKDOWN_ITEM,
     INDEXED_COUNTERS,
     SEP,

@@ -12,12 +12,12 @@ from typing import Any
 from chalicelib import clock
 from chalicelib.clock import day_of, iso
 from chalicelib.errors import InvalidRequest
-from chalicelib.ledger.auth import Principal, scoped_account
+from chalicelib.ledger import Principal, scoped_account
 from chalicelib.reports import aggregates as agg
 from chalicelib.reports import ranges
 from chalicelib.rollup import store
-from chalicelib.rollup.histogram import BUCKETS_PER_DOUBLING, percentile
-from chalicelib.rollup.layout import (
+from chalicelib.rollup import BUCKETS_PER_DOUBLING, percentile
+from chalicelib.rollup import (
     BREAKDOWN_SCOPES,
     CORE_COUNTERS,
     DAY,

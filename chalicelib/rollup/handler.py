@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable
 
 from chalicelib import clock
 from chalicelib.ledger import archive
-from chalicelib.ledger.calllog import call_view
-from chalicelib.ledger.models import CallRecord
+from chalicelib.ledger import call_view
+from chalicelib.ledger import CallRecord
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.rollup import quarantine, store
 from chalicelib.rollup.fold import Fact

@@ -7,7 +7,7 @@ from pynamodb.attributes import NumberAttribute, TTLAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
-from chalicelib.ledger.models import _Meta, _settings
+from chalicelib.ledger import TableMeta, table_settings
 from chalicelib.rollup.layout import INDEXED_COUNTERS
 
 
@@ -32,8 +32,8 @@ class Aggregate(Model):
     session's items, which expire with its calls (`expires_at`).
     """
 
-    class Meta(_Meta):
-        table_name = _settings.aggregates_table
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
 
     pk = UnicodeAttribute(hash_key=True)
     day = UnicodeAttribute(range_key=True)
@@ -52,8 +52,8 @@ class QuarantineEntry(Model):
     index and the reports never see them. Kept until an operator deletes it.
     """
 
-    class Meta(_Meta):
-        table_name = _settings.aggregates_table
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
 
     pk = UnicodeAttribute(hash_key=True)
     day = UnicodeAttribute(range_key=True)

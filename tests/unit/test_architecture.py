@@ -137,3 +137,54 @@ def test_pynamodb_models_live_only_in_a_models_module():
                  for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ClassDef)
                  and {getattr(base, "id", getattr(base, "attr", None)) for base in node.bases} & bases]
     assert not elsewhere, f"pynamodb models outside a models.py: {elsewhere}"
+
+
+# --- package faces ------------------------------------------------------------------------------------------
+
+def face_of(package: str) -> set[str]:
+    """The names a stage package offers others: its __init__.py's MODULES and NAMES."""
+    tree = ast.parse((ROOT / "chalicelib" / package / "__init__.py").read_text())
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == "MODULES":
+                found |= {element.value for element in node.value.elts}
+            elif node.targets[0].id == "NAMES":
+                found |= {key.value for key in node.value.keys}
+    return found
+
+
+def reaches_past_a_face(path: Path, module: str | None = None) -> list[str]:
+    """Imports of another stage package that go around its face: into one of its modules, or for a name it
+    does not offer."""
+    module = module or module_of(path)
+    mine = stage_of(module) if module.startswith("chalicelib.") else "app"
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([(alias.name, None) for alias in node.names] if isinstance(node, ast.Import) else
+                 [(node.module or "", [alias.name for alias in node.names])] if isinstance(node, ast.ImportFrom)
+                 and not node.level else [])
+        for target, imported in names:
+            parts = target.split(".")
+            if len(parts) < 2 or parts[0] != "chalicelib" or parts[1] not in MAY_IMPORT or parts[1] in (mine, "root"):
+                continue
+            if len(parts) > 2:
+                found.append(f"{target} (a module of {parts[1]}, behind its face)")
+            else:
+                found += [f"{target}.{name} (not in its face)" for name in imported or () if name not in face_of(parts[1])]
+    return found
+
+
+@pytest.mark.parametrize("path", [*PRODUCT, ROOT / "app.py"], ids=lambda p: str(p.relative_to(ROOT)))
+def test_other_packages_import_a_stage_only_through_its_face(path):
+    outside = reaches_past_a_face(path)
+    assert not outside, f"{path.relative_to(ROOT)} reaches past a package's face: {outside}"
+
+
+def test_the_face_checker_sees_a_reach_into_a_module_and_a_name_not_offered(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from chalicelib.ledger.calllog import call_view\nfrom chalicelib.ledger import new_call_id\n"
+                     "from chalicelib.ledger import calllog\nfrom chalicelib.alerting.rules import Rules\n")
+    found = reaches_past_a_face(probe, "chalicelib.alerting._probe")
+    assert found == ["chalicelib.ledger.calllog (a module of ledger, behind its face)",
+                     "chalicelib.ledger.new_call_id (not in its face)"]
