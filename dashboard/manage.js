@@ -167,6 +167,7 @@ function editBudget(budget) {
     form.elements.budget_id.value = budget.budget_id;
     form.elements.scope.value = budget.scope;
     form.elements.scope_id.value = budget.scope === "global" ? "" : budget.scope_id;
+    form.elements.account.value = budget.scope === "user" ? budget.account || "" : "";
     form.elements.period.value = budget.period;
     form.elements.window_minutes.value = budget.window_minutes ?? "";
     form.elements.unit.value = tokens ? "tokens" : "usd";
@@ -179,10 +180,11 @@ function editBudget(budget) {
   form.elements[budget ? "limit" : "budget_id"].focus();
 }
 
-/** The scope id only where the scope names one; the window's length only for a window budget. */
+/** The scope id only where the scope names one (and a user's account); the window's length only for a window budget. */
 function showBudgetFields() {
   const form = $("#budget-form");
   form.querySelector(".scope-id").hidden = form.elements.scope.value === "global";
+  form.querySelector(".user-account").hidden = form.elements.scope.value !== "user";  // a user is one account's
   form.querySelector(".window").hidden = form.elements.period.value !== "window";
 }
 
@@ -193,6 +195,7 @@ function budgetBody(form) {
                  channels: [...form.querySelectorAll("input[name=channels]:checked")].map((box) => box.value),
                  thresholds: (values.thresholds || "").split(/[\s,%]+/).filter(Boolean).map((t) => +(Number(t) / 100).toFixed(6)) };
   if (values.scope !== "global") body.scope_id = values.scope_id || "";
+  if (values.scope === "user") body.account = values.account || "";
   if (values.period === "window") body.window_minutes = Number(values.window_minutes);
   if (values.unit === "tokens") body.limit_tokens = Number(values.limit); else body.limit_usd = values.limit || "";
   if (manage.editing && manage.editing.timezone) body.timezone = manage.editing.timezone;  // kept, not editable here
