@@ -6,8 +6,7 @@ Its face: the modules and names below are what other packages may import (the ar
 holds them to it); each loads on first use, so importing the package loads none of its modules."""
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from chalicelib.faces import lazy
 
 MODULES = ("aggregates", "calls", "exports", "forecast", "openapi", "people", "usage")
 NAMES = {  # name: the module that holds it
@@ -18,9 +17,4 @@ NAMES = {  # name: the module that holds it
 __all__ = [*MODULES, *NAMES]
 
 
-def __getattr__(name: str) -> Any:
-    if name in NAMES:
-        return getattr(importlib.import_module(f"{__name__}.{NAMES[name]}"), name)
-    if name in MODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy(__name__, MODULES, NAMES)
