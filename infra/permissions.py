@@ -120,6 +120,7 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
         "CallsTable/index/by_day": ("dynamodb:Query",),  # streaks of errors, read only after a failure lately
         "CreditsTable": ("dynamodb:Scan",),
+        "KeysTable": ("dynamodb:BatchGetItem",),  # the expensive-call alert names the key as people know it
         "AlertsTable": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
         "AlertsTable/index/by_state": ("dynamodb:Query",),
         **_ALERTING,
@@ -128,6 +129,7 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "AggregatesTable": ("dynamodb:Query",),
         "AggregatesTable/index/by_kind": ("dynamodb:Query",),  # top models and accounts: their own day items
         "BudgetsTable": ("dynamodb:Scan",),
+        "KeysTable": ("dynamodb:Scan",),  # when the first key was made: no digest of a day before the install
         **_ALERTING,
     },
     "WeeklyReport": {

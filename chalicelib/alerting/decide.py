@@ -250,7 +250,7 @@ def decide_expensive_calls(calls: list[ExpensiveCall], rules: Rules, now: dateti
         drafts.append(AlertDraft(
             "expensive_call", "key", key_id, None, severity="medium",
             title=f"A single call cost {usd(top.cost_usd)}",
-            message=f"Call {top.call_id} ({top.provider} {top.model}) by key {key_id} cost {usd(top.cost_usd)}, "
+            message=f"Call {top.call_id} ({top.provider} {top.model}) by {top.who} cost {usd(top.cost_usd)}, "
                     f"over {usd(Decimal(str(rules.expensive_call_usd)))}.{more}",
             kind=EVENT, hold_minutes=rules.event_hold_minutes, recovery_quiet=True,
             recovery=f"No call over {usd(Decimal(str(rules.expensive_call_usd)))} on key {key_id} "

@@ -22,7 +22,7 @@ def note_expensive_calls(batch: Batch) -> int:
         cost = call.cost_usd
         if cost is not None and cost.is_finite() and cost > threshold and call.call_id:
             noted += note_expensive_call(call.call_id, precise(call.ts), call.account, call.key_id, call.provider,
-                                         call.model, cost)
+                                         call.model, cost, user=call.user, session=call.session)
     return noted
 
 

@@ -193,6 +193,16 @@ class ExpensiveCall:
     provider: str
     model: str | None
     cost_usd: Decimal
+    key_name: str | None = None  # who made it, as people know them: the key's name, the user, the session
+    user: str | None = None
+    session: str | None = None
+
+    @property
+    def who(self) -> str:
+        """`key support-bot (k1), user alice, session s-1`; the key id alone when nothing more is known."""
+        named = f"key {self.key_name} ({self.key_id})" if self.key_name else f"key {self.key_id}"
+        return named + (f", user {self.user}" if self.user else "") + (f", session {self.session}" if self.session
+                                                                         else "")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from chalicelib.alerting.rules import AuthFailures, CostlySession, ExpensiveCall
-from chalicelib.ledger import signals
+from chalicelib.ledger import keys, signals
 from chalicelib.ledger import SignalNote
 
 
@@ -32,8 +32,9 @@ def costly_sessions() -> tuple[list[CostlySession], list[SignalNote]]:
 def expensive_calls() -> tuple[list[ExpensiveCall], list[SignalNote]]:
     """The noted calls not yet taken up (at most NOTES_PER_RUN, oldest first), and the notes to forget them by."""
     notes = signals.expensive_calls()
+    names = keys.names_of({n.key_id for n in notes if n.key_id})
     return [ExpensiveCall(n.call_id or "", n.ts or "", n.account or "", n.key_id or "", n.provider or "", n.model,
-                          n.cost_usd) for n in notes], notes
+                          n.cost_usd, names.get(n.key_id or ""), n.user, n.session) for n in notes], notes
 
 
 def forget(notes: list[SignalNote], now: datetime) -> None:

@@ -71,3 +71,9 @@ def revoke_key(key_id: str) -> dict[str, Any]:
 def first_created() -> str | None:
     """When the first key was made (ISO-8601), revoked ones included: no call, and no digest, predates it."""
     return min((item.created_at for item in ApiKey.scan(attributes_to_get=["created_at"])), default=None)
+
+
+def names_of(key_ids: set[str]) -> dict[str, str]:
+    """Keys' names by id (one BatchGetItem), for messages that name a key as people know it."""
+    return {item.key_id: item.name for item in ApiKey.batch_get(sorted(key_ids), attributes_to_get=["key_id", "name"])
+            if item.name} if key_ids else {}

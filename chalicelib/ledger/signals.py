@@ -143,10 +143,11 @@ def _prune(model: type[AuthFailureCount] | type[SignalNote], pk: str, before: st
 # --- notes for the evaluator ------------------------------------------------------------------------
 
 def note_expensive_call(call_id: str, ts: str, account: str, key_id: str | None, provider: str | None,
-                        model: str | None, cost_usd: Decimal) -> int:
-    """Note a call that cost more than the expensive-call rule allows (1 if noted now)."""
+                        model: str | None, cost_usd: Decimal, user: str | None = None,
+                        session: str | None = None) -> int:
+    """Note a call that cost more than the expensive-call rule allows (1 if noted now), with who made it."""
     return _note(EXPENSIVE_PK, f"{ts}#{call_id}", call_id=call_id, ts=ts, account=account, key_id=key_id,
-                 provider=provider, model=model, cost_usd=cost_usd)
+                 provider=provider, model=model, cost_usd=cost_usd, user=user or None, session=session or None)
 
 
 def note_costly_session(account: str, session: str, user: str | None, cost_usd: Decimal) -> int:

@@ -1,4 +1,5 @@
 """Every alert rule as a pure function: hand-made measurements in, drafts out. No AWS, no clock."""
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -202,6 +203,12 @@ def test_expensive_calls_are_one_event_alert_per_key():
     assert k1.title == "A single call cost $2.1"
     assert k1.message == ("Call c2 (openai o1) by key k1 cost $2.1, over $0.5. 1 more call(s) on this key went "
                           "over it too.")
+
+
+def test_an_expensive_call_names_the_key_as_people_know_it_and_who_made_it():
+    named = dataclasses.replace(call("c9", "k1", "3"), key_name="support-bot", user="alice", session="s-1")
+    [draft] = decide_expensive_calls([named], RULES, NOW)
+    assert draft.message == "Call c9 (openai o1) by key support-bot (k1), user alice, session s-1 cost $3, over $0.5."
 
 
 # --- spend, credits, authentication, the rollup ----------------------------------------------------------
