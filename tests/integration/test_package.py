@@ -37,6 +37,7 @@ API_ONLY_SETTINGS = {
     "TOLLGATE_SNS_TOPIC_ARN", "TOLLGATE_SLACK_WEBHOOK_URL_PARAMETER", "TOLLGATE_ALERT_WEBHOOK_URL",  # alerts
     "TOLLGATE_ARCHIVE_BUCKET",  # exports and GDPR requests
     "TOLLGATE_EXPORT_FUNCTION",  # large exports: the API starts their job
+    "TOLLGATE_SPILL_DLQ_URL", "TOLLGATE_ROLLUP_DLQ_URL",  # /health counts what the dead-letter queues hold
 }
 
 
