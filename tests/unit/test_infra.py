@@ -71,7 +71,7 @@ def test_grants_render_one_statement_per_resource_and_slack_only_when_named():
     plain = [s for s in body if "Fn::If" not in s]
     conditional = [s["Fn::If"] for s in body if "Fn::If" in s]
     assert {s["Sid"] for s in plain} == {"OwnLogGroupOnly", "AggregatesTable", "AggregatesTableIndexByKind",
-                                         "AlertsTopic", "AlertsKey", "BudgetsTable", "DeliveriesTable",
+                                         "AlertsTopic", "AlertsKey", "BudgetsTable", "DeliveriesTable", "KeysTable",
                                          "DeliveriesTableIndexByStatus"}
     # the topic is encrypted with its own key: publishing needs a data key from it
     [key] = [s for s in plain if s["Sid"] == "AlertsKey"]
