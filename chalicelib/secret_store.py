@@ -24,12 +24,15 @@ def admin_key() -> str | None:
     return settings.admin_key
 
 
-def provider_key(provider: str) -> str:
+def provider_key(provider: str, required: bool = True) -> str | None:
+    """The provider's API key; None for a provider that may go without (a local model server)."""
     settings = get_settings()
     if name := settings.provider_key_parameters.get(provider):
         return _from_ssm(name)
     if key := settings.provider_keys.get(provider):
         return key
+    if not required:
+        return None
     raise ConfigurationError(f"no API key configured for provider {provider!r}")
 
 

@@ -5,13 +5,10 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-PROVIDERS = ("openai", "anthropic", "openrouter")
+from chalicelib import provider_registry
+from chalicelib.errors import ConfigurationError
 
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
-    "openrouter": "https://openrouter.ai/api/v1",
-}
+PROVIDERS = provider_registry.BUILT_IN_NAMES
 
 
 @dataclass(frozen=True)
@@ -57,9 +54,19 @@ class Settings:
     export_inline_bytes: int = 5 * 1024 * 1024  # a larger export is a job (chalicelib/reports/exports.py)
     export_function: str | None = None  # the Lambda that writes large exports (AWS); unset: a thread here
     export_download_url: str | None = None  # the local stack's own download links, not presigned S3 URLs
+    bedrock_region: str | None = None  # Bedrock's region when not the stage's
+    providers_file: str | None = None  # more OpenAI-compatible providers (chalicelib/provider_registry.py)
 
     def base_url(self, provider: str) -> str:
-        return self.base_urls.get(provider) or DEFAULT_BASE_URLS[provider]
+        """Where a provider is called: its setting, else its registry default (Bedrock's from its region)."""
+        if url := self.base_urls.get(provider):
+            return url
+        if provider == "bedrock":
+            return f"https://bedrock-runtime.{self.bedrock_region or self.region}.amazonaws.com"
+        entry = provider_registry.get(provider)
+        if entry is None or entry.base_url is None:
+            raise ConfigurationError(f"no base URL for provider {provider!r}: set TOLLGATE_{provider.upper()}_BASE_URL")
+        return entry.base_url
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -71,7 +78,10 @@ def from_env() -> Settings:
     """Read TOLLGATE_* variables; names match CONTRACT §1 and the stage config."""
     stage = _env("TOLLGATE_STAGE", "dev")
     prefix = f"tollgate-{stage}"
-    upper = {p: p.upper() for p in PROVIDERS}
+    providers_file = _env("TOLLGATE_PROVIDERS_FILE")
+    registered = provider_registry.declared(providers_file).values()
+    upper = {p.name: p.env_name for p in registered}
+    key_env = {p.name: p.api_key_env or f"TOLLGATE_{p.env_name}_API_KEY" for p in registered}
     return Settings(
         stage=stage,
         region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
@@ -96,11 +106,13 @@ def from_env() -> Settings:
         spill_queue_url=_env("TOLLGATE_SPILL_QUEUE_URL"),
         spill_dead_letter_queue_url=_env("TOLLGATE_SPILL_DLQ_URL"),
         rollup_dead_letter_queue_url=_env("TOLLGATE_ROLLUP_DLQ_URL"),
-        base_urls={p: u.rstrip("/") for p in PROVIDERS if (u := _env(f"TOLLGATE_{upper[p]}_BASE_URL"))},
-        provider_keys={p: k for p in PROVIDERS if (k := _env(f"TOLLGATE_{upper[p]}_API_KEY"))},
+        base_urls={p: u.rstrip("/") for p in upper if (u := _env(f"TOLLGATE_{upper[p]}_BASE_URL"))},
+        provider_keys={p: k for p in upper if (k := _env(key_env[p]))},
         provider_key_parameters={
-            p: n for p in PROVIDERS if (n := _env(f"TOLLGATE_{upper[p]}_API_KEY_PARAMETER"))
+            p: n for p in upper if (n := _env(f"TOLLGATE_{upper[p]}_API_KEY_PARAMETER"))
         },
+        bedrock_region=_env("TOLLGATE_BEDROCK_REGION"),
+        providers_file=providers_file,
         admin_key=_env("TOLLGATE_ADMIN_KEY"),
         admin_key_parameter=_env("TOLLGATE_ADMIN_KEY_PARAMETER"),
         call_ttl_days=int(_env("TOLLGATE_CALL_TTL_DAYS", "90")),

@@ -150,7 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(script.delay_seconds)
         if script.status != 200:
             return self._json(script.status, script.body or _error(anthropic, "api_error", "scripted failure"))
-        route = path.rsplit("/v1/", 1)[-1]
+        route = re.sub(r"^/azure/openai/deployments/[^/]+/", "", path).rsplit("/v1/", 1)[-1]
         openrouter = path.startswith("/openrouter/")
         builder = {"messages": _anthropic_message, "chat/completions": _chat_completion,
                    "completions": _completion, "embeddings": _embedding, "responses": _response}.get(route)
@@ -165,7 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
         expected = self.upstream.expected_key
         if expected is None:
             return True
-        presented = headers.get("x-api-key") if anthropic else headers.get("authorization", "")[7:]
+        presented = headers.get("x-api-key") if anthropic else (
+            headers.get("api-key") or headers.get("x-goog-api-key") or headers.get("authorization", "")[7:])
         return presented == expected
 
     def _json(self, status: int, body: Any) -> None:

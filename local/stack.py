@@ -21,8 +21,9 @@ from pathlib import Path
 import jinja2
 
 ROOT = Path(__file__).resolve().parent.parent
-PROVIDERS = ("openai", "anthropic", "openrouter")
-MOCK_PATHS = {"openai": "/v1", "anthropic": "", "openrouter": "/openrouter/v1"}
+PROVIDERS = ("openai", "anthropic", "openrouter", "groq", "gemini", "bedrock", "azure")  # the built-in ones
+MOCK_PATHS = {"openai": "/v1", "anthropic": "", "openrouter": "/openrouter/v1", "groq": "/groq/openai/v1",
+              "gemini": "/gemini", "bedrock": "/bedrock", "azure": "/azure"}
 DEFAULT_ADMIN_KEY = "tollgate-local-admin"
 MOCK_UPSTREAM_KEY = "mock-upstream-key"
 MOCK_PACE_MS = "20-50"  # the built-in mock streams as a model generates: one event every 20 to 50 ms

@@ -51,7 +51,7 @@ from chalicelib.ledger import all_budgets, spec_of
 from chalicelib.ledger import Alert
 from chalicelib.reports import aggregates as agg
 from chalicelib.rollup import quarantine
-from chalicelib.settings import PROVIDERS
+from chalicelib import provider_registry
 
 BUDGET_RULES = ("budget", "budget_forecast")
 
@@ -122,7 +122,7 @@ def measure_traffic(now: datetime, rules: Rules) -> tuple[list[TrafficWindow], l
     calls failed over the key-streak lookback (from the same buckets)."""
     minutes = max(rules.error_rate_minutes, rules.latency_minutes, rules.call_lookback_minutes)
     start = now - timedelta(minutes=minutes) + timedelta(microseconds=1)
-    scopes = [("global", GLOBAL_ID), *(("provider", p) for p in PROVIDERS),
+    scopes = [("global", GLOBAL_ID), *(("provider", p) for p in provider_registry.names()),
               *(("model", m) for m in _busy_models(day_of(start), day_of(now), rules))]
     errors, latency, failed_lately = [], [], 0
     for kind, scope_id in scopes:

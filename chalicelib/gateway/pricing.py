@@ -15,6 +15,9 @@ from functools import lru_cache
 from importlib import metadata
 
 from genai_prices import calc_price
+from genai_prices.types import ModelPrice
+
+from chalicelib import provider_registry
 
 from chalicelib.errors import PriceOverridesInvalid
 from chalicelib.gateway.price_overrides import OVERRIDES_FILE, PriceOverrides, load_overrides
@@ -99,8 +102,26 @@ def _our_price(provider: str, model: str, usage: TokenUsage, at: datetime,
     override = overrides.find(provider, model)
     if override is not None:
         return Price(override.price.calc_price(usage.to_genai())["total_price"], "override", overrides.version)
+    entry = provider_registry.get(provider)
+    if entry is not None and model in entry.prices:
+        return Price(_declared(entry.prices[model]).calc_price(usage.to_genai())["total_price"],
+                     "providers-file", "providers-file")
+    price_provider = entry.price_provider if entry is not None else provider
+    price = _genai_price(price_provider, model, usage, at) if price_provider else None
+    if price is None and entry is not None and entry.name in LIST_PRICE_OF:  # Azure: OpenAI's list price
+        list_provider = LIST_PRICE_OF[entry.name]
+        listed = _genai_price(list_provider, model, usage, at)
+        return Price(listed.cost_usd, f"genai-prices/{list_provider}", listed.version) if listed else None
+    return price
+
+
+# A provider that resells another's models, priced at the other's list price where the price data lacks its own.
+LIST_PRICE_OF = {"azure": "openai"}
+
+
+def _genai_price(price_provider: str, model: str, usage: TokenUsage, at: datetime) -> Price | None:
     try:
-        calculation = calc_price(usage.to_genai(), model, provider_id=provider, genai_request_timestamp=at,
+        calculation = calc_price(usage.to_genai(), model, provider_id=price_provider, genai_request_timestamp=at,
                                  price_context=usage.price_context() or None)
     except LookupError:
         return None
@@ -108,4 +129,9 @@ def _our_price(provider: str, model: str, usage: TokenUsage, at: datetime,
         logger.warning("usage genai-prices cannot price", extra={"model": model, "error": str(exc)})
         return None
     return Price(calculation.total_price, "genai-prices", genai_prices_version())
+
+
+def _declared(prices) -> ModelPrice:
+    """A providers file's per-Mtok prices as genai-prices' own price type (Decimal in, Decimal out)."""
+    return ModelPrice(**prices)
 

@@ -18,8 +18,9 @@ import anyio
 import httpx
 from anyio.to_thread import run_sync
 
-from chalicelib import clock, secret_store
+from chalicelib import caller_names, clock, secret_store
 from chalicelib.errors import (
+    NotFound,
     TollgateError,
     UpstreamAnswerTooLarge,
     UpstreamError,
@@ -29,7 +30,7 @@ from chalicelib.errors import (
 from chalicelib.gateway import limits, upstream
 from chalicelib.gateway.attribution import attribution_of
 from chalicelib.gateway.providers import ProviderAdapter, get_adapter
-from chalicelib.gateway.providers.base import PreparedBody, StreamMeter
+from chalicelib.gateway.providers.base import Match, PreparedBody, StreamMeter
 from chalicelib.gateway.record import (
     CLIENT_DISCONNECTED,
     STREAM_INTERRUPTED,
@@ -42,7 +43,7 @@ from chalicelib.gateway.record import (
     upstream_json,
 )
 from chalicelib.gateway.request import IncomingRequest, deadline_of, parse_body
-from chalicelib.gateway.sse import EventTooLarge, SseDecoder, comment
+from chalicelib.gateway.sse import EventTooLarge
 from chalicelib.ledger import auth, calllog, signals
 from chalicelib.money import money
 from chalicelib.observability import logger
@@ -67,13 +68,19 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
     """Serve one proxied call end to end. Never raises: errors answer in the caller's wire format."""
     adapter = get_adapter(provider)
     now = clock.now()
-    call = Call(provider, adapter.endpoint(path), calllog.new_call_id(now), now, time.monotonic())
+    try:
+        match = adapter.resolve(path, request.method)
+    except NotFound as error:  # no such endpoint: nothing to meter or log
+        return unlogged_answer(adapter, error)
+    adapter = match.adapter or adapter
+    call = Call(provider, match.endpoint, calllog.new_call_id(now), now, time.monotonic())
     call.deadline = deadline_of(request.headers, call.started)
     try:
-        prepared, upstream_headers = await run_sync(_admit, adapter, call, request)
-        response = await upstream.open_stream(
-            call.endpoint.method, adapter.upstream_url(get_settings().base_url(provider), call.endpoint),
-            upstream_headers, prepared.body if prepared else None)
+        prepared, upstream_headers = await run_sync(_admit, adapter, call, request, match)
+        url = adapter.upstream_url(get_settings().base_url(provider), match, request.query)
+        body = prepared.body if prepared else None
+        response = await upstream.open_stream(call.endpoint.method, url,
+                                              adapter.signed(call.endpoint.method, url, upstream_headers, body), body)
     except TollgateError as error:
         if call.principal is None:  # an unknown caller: there is no account to log the call under
             await signals.auth_failed(error.status, request.headers)  # counted for the failed-auth alert
@@ -84,32 +91,36 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
     headers = {**adapter.response_headers(upstream.response_headers(response)),
                "Content-Type": response.headers.get("content-type", "application/json")}
     if (call.stream and call.endpoint.metered and response.status_code < 400
-            and "text/event-stream" in headers["Content-Type"]):
+            and adapter.streams(headers["Content-Type"])):
         call.status = response.status_code
         meter = adapter.stream_meter(call.endpoint, prepared or PreparedBody(b""))
         headers.update(_limit_headers(call, None))
-        answer = Answer(response.status_code, headers, stream=_relay(call, response, meter), deadline=call.deadline)
-        return _with_call_id(answer, call)
+        relay = _relay(adapter, call, response, meter)
+        return _with_call_id(Answer(response.status_code, headers, stream=relay, deadline=call.deadline), call)
     return await _whole(adapter, call, response, headers)
 
 
-def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest) -> tuple[PreparedBody | None, dict]:
+def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest,
+           match: Match) -> tuple[PreparedBody | None, dict]:
     """Who is calling, is the body sound, is a hard limit hit: all before anything goes upstream.
 
     Runs in a worker thread: a cold key cache, budget cache or secret is a DynamoDB or SSM request.
     """
-    call.principal = auth.verify_key(auth.bearer_or_api_key(request.headers), "gateway")
+    call.principal = auth.verify_key(auth.presented_key(request.headers, request.query), "gateway")
     prepared = None
+    call.model, call.stream = match.model, match.stream is True
+    if call.model is not None:
+        caller_names.check(call.model, "the model in the path")
     if call.endpoint.method == "POST":
-        body = parse_body(request, get_settings().max_body_bytes)
-        call.model = body["model"]
-        call.stream = body.get("stream") is True
+        body = parse_body(request, get_settings().max_body_bytes, adapter.model_in_body and match.model is None)
+        call.model = call.model or body.get("model")
+        call.stream = call.stream or body.get("stream") is True
         prepared = adapter.prepare_body(call.endpoint, request.body, body)
     call.attribution = attribution_of(request.headers, call.principal)  # after the body: a refusal keeps the model
     if call.endpoint.metered:
         call.limit = limits.check(call.principal, adapter.name, call.model, call.now,
                                   call.attribution.user)
-    headers = adapter.upstream_headers(request.headers, secret_store.provider_key(adapter.name))
+    headers = adapter.upstream_headers(request.headers, secret_store.provider_key(adapter.name, adapter.needs_key))
     if call.stream:
         headers["accept-encoding"] = "identity"  # a compressed stream would reach us in lumps
     return prepared, headers
@@ -155,13 +166,14 @@ async def _whole(adapter: ProviderAdapter, call: Call, response: httpx.Response,
     return answer
 
 
-async def _relay(call: Call, response: httpx.Response, meter: StreamMeter) -> AsyncIterator[bytes]:
+async def _relay(adapter: ProviderAdapter, call: Call, response: httpx.Response,
+                 meter: StreamMeter) -> AsyncIterator[bytes]:
     """Each upstream event goes to the caller as it arrives; at the end the call is logged, then the trailer.
 
     If the caller goes away, the consumer stops iterating (or cancels it mid-read): the upstream
     request is closed at once and the call is logged with what was seen so far.
     """
-    decoder = SseDecoder()
+    decoder = adapter.stream_decoder()
     deadline = call.deadline
     chunks = response.aiter_bytes()
     try:
@@ -200,7 +212,8 @@ async def _relay(call: Call, response: httpx.Response, meter: StreamMeter) -> As
             call.provider_cost_usd = meter.provider_cost()
             price = await _log(call)
     trailer = {"call_id": call.call_id, "cost_usd": money(price.cost_usd) if price.priced else None}
-    yield comment("tollgate " + json.dumps(trailer))
+    if trailer_line := adapter.trailer("tollgate " + json.dumps(trailer)):
+        yield trailer_line
 
 
 async def _failed(adapter: ProviderAdapter, call: Call, error: TollgateError) -> Answer:
@@ -241,7 +254,16 @@ async def _log(call: Call) -> pricing.Price:
 
 def error_answer(adapter: ProviderAdapter, error: TollgateError) -> Answer:
     body = json.dumps(adapter.error_body(error)).encode()
-    return Answer(error.status, {"Content-Type": "application/json", **error.headers}, body)
+    headers = {"Content-Type": "application/json", **error.headers, **adapter.error_headers(error)}
+    return Answer(error.status, headers, body)
+
+
+def unlogged_answer(adapter: ProviderAdapter, error: TollgateError) -> Answer:
+    """An error before there is a call to log (no such endpoint, a body that never arrived)."""
+    answer = error_answer(adapter, error)
+    answer.headers.update(INERT)
+    answer.headers["X-Tollgate-Call-Id"] = calllog.new_call_id(clock.now())
+    return answer
 
 
 # An upstream body that is not JSON (an HTML error page, say) must not run as a page of the gateway's origin.

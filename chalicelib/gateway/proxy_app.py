@@ -14,15 +14,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from chalicelib import clock
+from chalicelib import provider_registry
 from chalicelib.errors import RequestTimeout
 from chalicelib.gateway import proxy
-from chalicelib.gateway.providers import ADAPTERS
-from chalicelib.ledger import calllog
+from chalicelib.gateway.providers import get_adapter
 from chalicelib.settings import get_settings
 
 WRITE_GRACE_SECONDS = 5  # after the call's deadline, for its last events and trailer (within proxy.RECORD_SECONDS)
 BODY_SECONDS = 30  # a caller that takes longer to send its request is refused (API Gateway does this in AWS)
+QUERY_MAX_BYTES = 4096  # a longer query string is ignored (no endpoint takes more than a few short parameters)
 
 
 class RelayResponse(Response):
@@ -74,23 +74,25 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _route(provider: str, path: str, method: str) -> Route:
+def _route(provider: str) -> Route:
+    """Every path under `/<provider>/`; the provider's adapter says which are endpoints (others are a 404)."""
     async def endpoint(request: Request) -> Response:
         headers = {name.lower(): value for name, value in request.headers.items()}
+        method = request.method
+        query = dict(request.query_params) if len(request.url.query) <= QUERY_MAX_BYTES else {}
         try:
             with anyio.fail_after(BODY_SECONDS):
                 body = await _body(request, get_settings().max_body_bytes) if method == "POST" else b""
         except TimeoutError:
             error = RequestTimeout(f"the request body did not arrive within {BODY_SECONDS} s")
-            answer = proxy.error_answer(ADAPTERS[provider], error)
-            answer.headers["X-Tollgate-Call-Id"] = calllog.new_call_id(clock.now())
-            return RelayResponse(answer)
+            return RelayResponse(proxy.unlogged_answer(get_adapter(provider), error))
         except ClientDisconnect:  # gone before it finished asking: nobody to answer, nothing was sent upstream
             return Response(status_code=400)
-        answer = await proxy.handle(provider, path, proxy.IncomingRequest(method, headers, body))
+        answer = await proxy.handle(provider, request.path_params["path"],
+                                    proxy.IncomingRequest(method, headers, body, query))
         return RelayResponse(answer)
 
-    return Route(f"/{provider}/v1/{path}", endpoint, methods=[method], name=f"{provider}:{path}")
+    return Route(f"/{provider}/{{path:path}}", endpoint, methods=["GET", "POST"], name=provider)
 
 
 async def ready(request: Request) -> Response:
@@ -98,6 +100,5 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-ROUTES = [_route(adapter.name, endpoint.path, endpoint.method)
-          for adapter in ADAPTERS.values() for endpoint in adapter.endpoints]
+ROUTES = [_route(name) for name in provider_registry.names()]
 app = Starlette(routes=[*ROUTES, Route("/ready", ready, methods=["GET"])])

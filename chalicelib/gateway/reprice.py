@@ -12,7 +12,7 @@ from chalicelib.gateway.tokens import TokenUsage
 from chalicelib.ledger import calllog
 from chalicelib.ledger import CallRecord
 from chalicelib.money import money
-from chalicelib.settings import PROVIDERS
+from chalicelib import provider_registry
 
 
 def reprice(body: Any, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
@@ -35,8 +35,8 @@ def reprice(body: Any, progress: Callable[[int, int, str], None] | None = None) 
         raise InvalidRequest("`end` is in the future")
     calllog.within_retention(first, "re-priced")
     provider, model = body.get("provider") or None, body.get("model") or None
-    if provider is not None and provider not in PROVIDERS:
-        raise InvalidRequest(f"`provider` must be one of {', '.join(PROVIDERS)}")
+    if provider is not None and provider not in provider_registry.names():
+        raise InvalidRequest(f"`provider` must be one of {', '.join(provider_registry.names())}")
     if model is not None and not isinstance(model, str):
         raise InvalidRequest("`model` must be a string")
     if model is not None:

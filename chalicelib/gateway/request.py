@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
@@ -24,6 +24,7 @@ class IncomingRequest:
     method: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+    query: dict[str, str] = field(default_factory=dict)  # the URL's query (Gemini's `alt`, Azure's `api-version`)
 
 
 def deadline_of(headers: dict[str, str], started: float) -> float:
@@ -38,8 +39,9 @@ def deadline_of(headers: dict[str, str], started: float) -> float:
     return min(deadline, started + (lambda_ends - clock.now().timestamp()) - RECORD_SECONDS)
 
 
-def parse_body(request: IncomingRequest, max_bytes: int) -> dict[str, Any]:
-    """The caller's JSON body, checked just enough to meter it; the provider validates the rest."""
+def parse_body(request: IncomingRequest, max_bytes: int, model_in_body: bool = True) -> dict[str, Any]:
+    """The caller's JSON body, checked just enough to meter it; the provider validates the rest.
+    (`model_in_body` False: the path names the model, so the body need not.)"""
     if len(request.body) > max_bytes:
         raise PayloadTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -57,9 +59,10 @@ def parse_body(request: IncomingRequest, max_bytes: int) -> dict[str, Any]:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
-    if not isinstance(body.get("model"), str) or not body["model"].strip():
-        raise InvalidRequest("`model` is required and must be a string")
-    caller_names.check(body["model"], "`model`")
+    if model_in_body or "model" in body:
+        if not isinstance(body.get("model"), str) or not body["model"].strip():
+            raise InvalidRequest("`model` is required and must be a string")
+        caller_names.check(body["model"], "`model`")
     if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
         raise InvalidRequest("`stream` must be true or false")
     return body

@@ -90,6 +90,13 @@ def bearer_or_api_key(headers: dict[str, str]) -> str | None:
     return headers.get("x-api-key", "").strip() or None
 
 
+def presented_key(headers: dict[str, str], query: dict[str, str] | None = None) -> str | None:
+    """A gateway key where each SDK puts it: `Authorization: Bearer` (OpenAI, Groq, Bedrock), `x-api-key`
+    (Anthropic), `x-goog-api-key` or `?key=` (Gemini), `api-key` (Azure)."""
+    return (bearer_or_api_key(headers) or headers.get("x-goog-api-key", "").strip()
+            or headers.get("api-key", "").strip() or (query or {}).get("key", "").strip() or None)
+
+
 def verify_key(secret: str | None, kind: str) -> Principal:
     """The principal for a gateway or dashboard secret, or AuthenticationError."""
     if not secret:

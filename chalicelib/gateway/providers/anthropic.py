@@ -17,9 +17,7 @@ class AnthropicAdapter(ProviderAdapter):
         Endpoint("messages/count_tokens"),
     )
     forward_headers = ("anthropic-version", "anthropic-beta")
-
-    def upstream_url(self, base_url: str, endpoint: Endpoint) -> str:
-        return f"{base_url}/v1/{endpoint.path}"
+    upstream_prefix = "v1/"
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"x-api-key": api_key}

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from chalicelib.errors import NotFound, TollgateError
-from chalicelib.gateway.sse import SseEvent
+from chalicelib.gateway.sse import SseDecoder, SseEvent, comment
 from chalicelib.gateway.tokens import TokenUsage
 
 
@@ -25,6 +26,18 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Match:
+    """What a request path names: the endpoint, the path sent upstream, and what the path itself says of the call
+    (the model, for Gemini, Bedrock and Azure deployments; streaming, for Gemini and Bedrock)."""
+
+    endpoint: Endpoint
+    upstream_path: str
+    model: str | None = None
+    stream: bool | None = None
+    adapter: "ProviderAdapter | None" = None  # another wire format served under this provider (Gemini's OpenAI one)
+
+
+@dataclass(frozen=True)
 class PreparedBody:
     body: bytes
     injected_stream_usage: bool = False
@@ -39,27 +52,70 @@ RESPONSE_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry", "x-reques
 
 
 class ProviderAdapter:
+    """One wire family. An instance serves one provider of the registry (its `name` and genai-prices id)."""
+
     name: str
-    genai_provider_id: str
+    genai_provider_id: str | None
     endpoints: tuple[Endpoint, ...]
     forward_headers: tuple[str, ...] = ()
+    path_prefix = "v1/"  # what the caller's path holds after `/<provider>/` before an endpoint's path
+    upstream_prefix = ""  # what the upstream path holds before an endpoint's path, after the base URL
+    forward_query: tuple[str, ...] = ()  # query parameters that go upstream (never a key)
+    model_in_body = True  # False: the model is named by the path alone
+    needs_key = True  # False: the upstream may be called without a key (a local model server)
+    usage_provider_id: str | None = None  # whose genai-prices extractor reads the usage (default: its own)
+
+    def __init__(self, name: str | None = None, genai_provider_id: str | None = None) -> None:
+        if name is not None:
+            self.name, self.genai_provider_id = name, genai_provider_id
+        self.usage_provider_id = self.usage_provider_id or self.genai_provider_id
 
     def endpoint(self, path: str) -> Endpoint:
         for endpoint in self.endpoints:
             if endpoint.path == path:
                 return endpoint
-        raise NotFound(f"{self.name} has no endpoint /v1/{path}")
+        raise NotFound(f"{self.name} has no endpoint {path[:200]}")
 
-    def upstream_url(self, base_url: str, endpoint: Endpoint) -> str:
-        return f"{base_url}/{endpoint.path}"
+    def resolve(self, path: str, method: str) -> Match:
+        """The endpoint a caller's path (after `/<provider>/`) names; NotFound for any other."""
+        if path.startswith(self.path_prefix):
+            rest = path[len(self.path_prefix):]
+            for endpoint in self.endpoints:
+                if endpoint.path == rest and endpoint.method == method:
+                    return Match(endpoint, self.upstream_prefix + endpoint.path)
+        raise NotFound(f"{self.name} has no endpoint {method} /{self.name}/{path[:200]}")
+
+    def upstream_url(self, base_url: str, match: Match, query: dict[str, str]) -> str:
+        forwarded = {name: query[name] for name in self.forward_query if name in query}
+        return f"{base_url}/{match.upstream_path}" + (f"?{urlencode(forwarded)}" if forwarded else "")
+
+    def signed(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> dict[str, str]:
+        """The upstream request's headers, signed where the provider wants a signature (Bedrock's SigV4)."""
+        return headers
+
+    def streams(self, content_type: str) -> bool:
+        """Is an answer of this content type a stream the gateway relays event by event?"""
+        return "text/event-stream" in content_type
+
+    def stream_decoder(self) -> Any:
+        """Splits the upstream's bytes into events (each with `wire()` and `json()`)."""
+        return SseDecoder()
+
+    def trailer(self, text: str) -> bytes:
+        """The gateway's closing line on a stream; a format with no place for comments has none."""
+        return comment(text)
+
+    def error_headers(self, error: TollgateError) -> dict[str, str]:
+        return {}
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"}
 
-    def upstream_headers(self, caller: dict[str, str], api_key: str) -> dict[str, str]:
+    def upstream_headers(self, caller: dict[str, str], api_key: str | None) -> dict[str, str]:
         allowed = COMMON_FORWARD_HEADERS + self.forward_headers
         headers = {name: caller[name] for name in allowed if name in caller}
-        headers.update(self.auth_headers(api_key))
+        if api_key:
+            headers.update(self.auth_headers(api_key))
         return headers
 
     @staticmethod
@@ -82,7 +138,7 @@ class ProviderAdapter:
             return None, model
         from genai_prices import data_snapshot  # here: the proxy's cold start skips genai-prices (see proxy._log)
 
-        provider = data_snapshot.get_snapshot().find_provider(None, self.genai_provider_id, None)
+        provider = data_snapshot.get_snapshot().find_provider(None, self.usage_provider_id, None)
         try:
             _, usage = provider.extract_usage(body, api_flavor=endpoint.usage_flavor)
             tokens = TokenUsage.from_genai(usage)

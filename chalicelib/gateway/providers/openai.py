@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
+from urllib.parse import quote
 
-from chalicelib.errors import TollgateError
-from chalicelib.gateway.providers.base import Endpoint, PreparedBody, ProviderAdapter
+from chalicelib.errors import NotFound, TollgateError
+from chalicelib.gateway.providers.base import Endpoint, Match, PreparedBody, ProviderAdapter
 from chalicelib.gateway.sse import SseEvent
 
 # Endpoints whose streams carry usage only when `stream_options.include_usage` is set.
@@ -26,6 +27,7 @@ class OpenAIAdapter(ProviderAdapter):
         Endpoint("completions", usage_flavor="chat"),
         Endpoint("embeddings", usage_flavor="embeddings"),
         Endpoint("responses", usage_flavor="responses"),
+        Endpoint("images/generations", usage_flavor="images"),
         Endpoint("models", method="GET"),
     )
     forward_headers = ("openai-beta", "idempotency-key")
@@ -117,3 +119,63 @@ class OpenRouterAdapter(OpenAIAdapter):
             with localcontext(prec=38):
                 amount = amount.quantize(Decimal(1).scaleb(-STATED_COST_PLACES))
         return amount
+
+
+class CompatibleAdapter(OpenAIAdapter):
+    """A provider of the providers file (vLLM, Ollama, LM Studio, Together…): OpenAI's routes and usage, its own
+    name and prices; a local server may need no key."""
+
+    endpoints = OpenAIAdapter.endpoints
+    forward_headers = ()
+    usage_provider_id = "openai"  # the wire is OpenAI's, whoever prices it
+    needs_key = False
+
+
+class GroqAdapter(OpenAIAdapter):
+    """Groq: OpenAI's chat under `/openai/v1/` (where the `groq` SDK puts it); streams carry usage in
+    `x_groq.usage` on the last chunk, or in `usage` when asked for."""
+
+    endpoints = (
+        Endpoint("chat/completions", usage_flavor="chat"),
+        Endpoint("models", method="GET"),
+    )
+    forward_headers = ()
+    path_prefix = "openai/v1/"
+    usage_provider_id = "openai"
+
+    def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
+        extra = data.get("x_groq")
+        if isinstance(extra, dict) and isinstance(extra.get("usage"), dict):
+            data = {**data, "usage": extra["usage"]}
+        super().fold_stream_event(final, data)
+
+
+class AzureAdapter(OpenAIAdapter):
+    """Azure OpenAI: deployments (`/openai/deployments/{deployment}/…?api-version=`) and the v1 API
+    (`/openai/v1/…`), the key in `api-key`. The call is priced by the model the answer names."""
+
+    endpoints = (
+        Endpoint("chat/completions", usage_flavor="chat"),
+        Endpoint("completions", usage_flavor="chat"),
+        Endpoint("embeddings", usage_flavor="embeddings"),
+        Endpoint("responses", usage_flavor="responses"),
+        Endpoint("images/generations", usage_flavor="images"),
+    )
+    forward_headers = ()
+    forward_query = ("api-version",)
+    usage_provider_id = "openai"
+
+    def resolve(self, path: str, method: str) -> Match:
+        parts = path.split("/")
+        if len(parts) >= 4 and parts[:2] == ["openai", "deployments"] and method == "POST":
+            deployment, rest = parts[2], "/".join(parts[3:])  # the path arrives decoded
+            for endpoint in self.endpoints:
+                if endpoint.path == rest and endpoint.path != "responses":
+                    return Match(endpoint, f"openai/deployments/{quote(deployment, safe='')}/{rest}", model=deployment)
+        if path.startswith("openai/v1/"):
+            match = super().resolve(path.removeprefix("openai/"), method)
+            return Match(match.endpoint, f"openai/v1/{match.endpoint.path}")
+        raise NotFound(f"azure has no endpoint {method} /azure/{path[:200]}")
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"api-key": api_key}
