@@ -108,9 +108,9 @@ def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest,
     """
     call.principal = auth.verify_key(auth.presented_key(request.headers, request.query), "gateway")
     prepared = None
+    if match.model is not None:  # before it is the call's: a refused name is never logged or counted
+        caller_names.check(match.model, "the model in the path")
     call.model, call.stream = match.model, match.stream is True
-    if call.model is not None:
-        caller_names.check(call.model, "the model in the path")
     if call.endpoint.method == "POST":
         body = parse_body(request, get_settings().max_body_bytes, adapter.model_in_body and match.model is None)
         call.model = call.model or body.get("model")
