@@ -126,6 +126,8 @@ class GeminiAdapter(ProviderAdapter):
         return False
 
     def is_final(self, event: SseEvent) -> bool:
+        if '"finishReason"' not in event.data:  # most chunks: no second parse of their JSON
+            return False
         data = event.json()
         return isinstance(data, dict) and any(candidate.get("finishReason") for candidate in _candidates(data))
 
