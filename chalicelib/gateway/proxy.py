@@ -32,6 +32,7 @@ from chalicelib.gateway.providers import ProviderAdapter, get_adapter
 from chalicelib.gateway.providers.base import PreparedBody, StreamMeter
 from chalicelib.gateway.record import (
     CLIENT_DISCONNECTED,
+    STREAM_INCOMPLETE,
     STREAM_INTERRUPTED,
     USAGE_INVALID,
     Call,
@@ -195,6 +196,8 @@ async def _relay(call: Call, response: httpx.Response, meter: StreamMeter) -> As
     finally:
         with anyio.CancelScope(shield=True):
             await response.aclose()
+            if call.error_type is None and not meter.complete:  # ended cleanly, but before its last event
+                call.error_type = STREAM_INCOMPLETE
             call.usage, model = meter.usage()
             call.model = reported_model(model, call.model)
             call.provider_cost_usd = meter.provider_cost()
