@@ -33,6 +33,7 @@ from chalicelib.gateway.providers import ProviderAdapter, get_adapter
 from chalicelib.gateway.providers.base import Match, PreparedBody, StreamMeter
 from chalicelib.gateway.record import (
     CLIENT_DISCONNECTED,
+    STREAM_INCOMPLETE,
     STREAM_INTERRUPTED,
     USAGE_INVALID,
     Call,
@@ -207,6 +208,8 @@ async def _relay(adapter: ProviderAdapter, call: Call, response: httpx.Response,
     finally:
         with anyio.CancelScope(shield=True):
             await response.aclose()
+            if call.error_type is None and not meter.complete:  # ended cleanly, but before its last event
+                call.error_type = STREAM_INCOMPLETE
             call.usage, model = meter.usage()
             call.model = reported_model(model, call.model)
             call.provider_cost_usd = meter.provider_cost()

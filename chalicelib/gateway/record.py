@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # How a stream that did not end normally is logged.
 CLIENT_DISCONNECTED = "client_disconnected"
 STREAM_INTERRUPTED = "stream_interrupted"
+STREAM_INCOMPLETE = "stream_incomplete"  # closed cleanly before its final event: priced from the usage seen
 USAGE_INVALID = "usage_invalid"
 
 
