@@ -172,3 +172,11 @@ def test_an_unknown_operation_is_a_404_in_bedrocks_shape(gateway, bedrock):
     response = gateway.call(f"/bedrock/model/{PROFILE}/apply-guardrail", CONVERSE, key)
     assert response.status_code == 404
     assert response.headers["x-amzn-errortype"] == "ResourceNotFoundException"
+
+
+def test_invoke_through_a_global_profile_is_priced_globally_whatever_claude_calls_itself(gateway, bedrock):
+    key = gateway.new_key()
+    bedrock.enqueue(usage=CLAUDE_USAGE)
+    response = gateway.call(path("global.anthropic.claude-sonnet-4-5-20250929-v1:0", "invoke"), INVOKE, key)
+    assert json.loads(response.body)["model"] == "claude-sonnet-4-5-20250929"  # which genai-prices prices regionally
+    assert response.headers["X-Tollgate-Cost-USD"] == str(GLOBAL_COST)
