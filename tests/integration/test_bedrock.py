@@ -160,9 +160,16 @@ def test_hostile_input_is_refused_in_bedrocks_shape_and_logged(gateway, bedrock,
     assert call.status == status and call.error_type == "invalid_request_error"
 
 
-def test_a_missing_or_wrong_key_is_unrecognized_client(gateway, bedrock):
-    response = gateway.proxy.post(path(PROFILE, "converse"), headers={"Content-Type": "application/json"},
-                                  body=json.dumps(CONVERSE))
+@pytest.mark.parametrize("authorization", [
+    None,
+    "Bearer tg-nosuchkey_0123456789abcdef",
+    # boto3's default: a request signed with the caller's own AWS credentials, which the gateway does not take
+    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261207/us-east-1/bedrock/aws4_request, "
+    "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
+])
+def test_a_missing_wrong_or_aws_signed_key_is_unrecognized_client(gateway, bedrock, authorization):
+    headers = {"Content-Type": "application/json", **({"Authorization": authorization} if authorization else {})}
+    response = gateway.proxy.post(path(PROFILE, "converse"), headers=headers, body=json.dumps(CONVERSE))
     assert response.status_code == 401 and response.headers["x-amzn-errortype"] == "UnrecognizedClientException"
     assert "message" in json.loads(response.body) and not bedrock.requests
 

@@ -40,10 +40,6 @@ class Frame:
         """The `:event-type` (messageStart, metadata, chunk…), or the `:exception-type` of an exception frame."""
         return self.headers.get(":event-type") or self.headers.get(":exception-type")
 
-    @property
-    def event(self) -> str | None:  # the relay's name for an event's type, as SSE events have it
-        return self.event_type
-
     def json(self) -> Any | None:
         """`{event type: payload JSON}`, as boto3 hands events to its callers (fractions as Decimal); None if
         the payload is no JSON object."""
