@@ -317,3 +317,34 @@ def test_errors_are_bedrocks_shape_with_the_type_boto3_raises_by(adapter, error,
 def test_no_trailer_goes_into_an_event_stream(adapter):
     assert adapter.trailer('tollgate {"call_id": "x"}') == b""
     assert adapter.streams("application/vnd.amazon.eventstream") and not adapter.streams("application/json")
+
+
+class _Sent(Exception):
+    pass
+
+
+def test_the_signature_is_the_one_boto3_itself_computes_for_the_same_request(adapter, monkeypatch):
+    """AWS accepts boto3's signature; ours, over the URL the proxy builds (the model id quoted again), is the same,
+    so the canonical request (path encoding, signed headers, payload hash) matches."""
+    import boto3
+    import botocore.auth
+
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: datetime(2026, 12, 7, 17, 0, 0))
+    bedrock_module._session.cache_clear()
+    sent = {}
+
+    def capture(request, **_):
+        sent.update(url=request.url, headers=dict(request.headers), body=request.body)
+        raise _Sent
+
+    client = boto3.client("bedrock-runtime", region_name="us-east-1",
+                          endpoint_url="https://bedrock-runtime.us-east-1.amazonaws.com")
+    client.meta.events.register("before-send.bedrock-runtime.*", capture)
+    with pytest.raises(_Sent):
+        client.converse(modelId=PROFILE, messages=[{"role": "user", "content": [{"text": "hello"}]}])
+    match = adapter.resolve(f"model/{PROFILE}/converse", "POST")  # as the proxy sees the path: decoded
+    url = adapter.upstream_url("https://bedrock-runtime.us-east-1.amazonaws.com", match, {})
+    assert url == sent["url"]
+    ours = adapter.signed("POST", url, {"content-type": sent["headers"]["Content-Type"].decode()}, sent["body"])
+    assert ours["Authorization"] == sent["headers"]["Authorization"].decode()
+    bedrock_module._session.cache_clear()
