@@ -3,7 +3,8 @@ incrementally from upstream bytes and relayed one by one, each as the exact byte
 
 A frame: prelude (total length, headers length: 4 bytes each, big-endian; the prelude's CRC32), headers,
 payload, the whole message's CRC32. Both CRCs are checked. The decoder holds at most one frame, refused
-before it is buffered when its prelude announces more than `max_frame_bytes`.
+before it is buffered when its prelude announces more than `max_frame_bytes`. Not botocore's EventStreamBuffer:
+it hands back parsed messages, not the bytes to relay, and its bound is its own (24 MB payloads), not the gateway's.
 """
 from __future__ import annotations
 
