@@ -348,3 +348,21 @@ def test_the_signature_is_the_one_boto3_itself_computes_for_the_same_request(ada
     ours = adapter.signed("POST", url, {"content-type": sent["headers"]["Content-Type"].decode()}, sent["body"])
     assert ours["Authorization"] == sent["headers"]["Authorization"].decode()
     bedrock_module._session.cache_clear()
+
+
+def test_nova_through_invoke_model_is_read_as_converse_and_priced(adapter):
+    usage, model = adapter.parse_usage(adapter.endpoint("invoke"), load_event("bedrock_invoke_nova.json"))
+    assert model is None and usage == TokenUsage(input_tokens=1000, cache_read_tokens=500, output_tokens=200)
+    # amazon.nova-pro: $0.80 in, $0.20 cache read, $3.20 out per million
+    assert price_call("bedrock", "us.amazon.nova-pro-v1:0", usage, AT).cost_usd == Decimal("0.00154")
+
+
+def test_nova_invoke_stream_usage_comes_from_the_metadata_inside_its_chunks(adapter):
+    events = [{"messageStart": {"role": "assistant"}}, {"contentBlockDelta": {"delta": {"text": "Hi"},
+                                                                              "contentBlockIndex": 0}},
+              {"messageStop": {"stopReason": "end_turn"}},
+              {"metadata": {"usage": {"inputTokens": 1000, "outputTokens": 200, "cacheReadInputTokenCount": 500}},
+               "amazon-bedrock-invocationMetrics": {"inputTokenCount": 1500, "outputTokenCount": 200}}]
+    meter = meter_over(adapter, "invoke-with-response-stream", b"".join(chunk_frame(e) for e in events))
+    assert meter.complete and meter.content_started
+    assert meter.usage() == (TokenUsage(input_tokens=1000, cache_read_tokens=500, output_tokens=200), None)

@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import re
+from dataclasses import replace
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -48,6 +49,9 @@ ERROR_CODES = {
     "upstream_timeout": "ModelTimeoutException",
     "upstream_unreachable": "ServiceUnavailableException",
 }
+# Amazon Nova's InvokeModel usage names its cache counts apart from Converse's.
+NOVA_CACHE_NAMES = {"cacheReadInputTokenCount": "cacheReadInputTokens",
+                    "cacheWriteInputTokenCount": "cacheWriteInputTokens"}
 _ANTHROPIC = AnthropicAdapter()  # the Anthropic events inside InvokeModelWithResponseStream's chunks
 
 
@@ -111,19 +115,27 @@ class BedrockAdapter(ProviderAdapter):
 
     def parse_usage(self, endpoint: Endpoint, body: Any) -> tuple[TokenUsage | None, str | None]:
         """Priced by the path's model id, never the body's: Claude names itself without the inference profile
-        (`global.` costs less than `us.`)."""
-        usage, _ = super().parse_usage(endpoint, body)
-        return usage, None
+        (`global.` costs less than `us.`). An InvokeModel body whose usage is in Converse's shape (Amazon Nova's
+        own format) is read as Converse's."""
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if isinstance(usage, dict) and "inputTokens" in usage:
+            endpoint = replace(endpoint, usage_flavor="default")
+            body = {**body, "usage": {NOVA_CACHE_NAMES.get(name, name): count for name, count in usage.items()}}
+        tokens, _ = super().parse_usage(endpoint, body)
+        return tokens, None
 
     def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
-        """ConverseStream's `metadata` holds the usage; InvokeModel's chunks are Anthropic's events, with
-        `amazon-bedrock-invocationMetrics` on the last as a fallback when they state none."""
-        if isinstance(data.get("metadata"), dict):
-            if isinstance(data["metadata"].get("usage"), dict):
-                final["usage"] = data["metadata"]["usage"]
-            return
-        event = chunk_event(data)
+        """ConverseStream's `metadata` holds the usage (so does the one inside a Nova model's InvokeModel chunk);
+        Claude's chunks are Anthropic's events, with `amazon-bedrock-invocationMetrics` on the last as a fallback
+        when they state none."""
+        event = chunk_event(data) if "chunk" in data else data  # InvokeModel's chunks wrap the model's own events
         if event is None:
+            return
+        if isinstance(event.get("metadata"), dict):
+            if isinstance(event["metadata"].get("usage"), dict):
+                final["usage"] = event["metadata"]["usage"]
+            return
+        if event is data:
             return
         _ANTHROPIC.fold_stream_event(final, event)
         metrics = event.get("amazon-bedrock-invocationMetrics")
@@ -134,17 +146,15 @@ class BedrockAdapter(ProviderAdapter):
                               "cache_creation_input_tokens": metrics.get("cacheWriteInputTokenCount", 0)}
 
     def is_content(self, data: dict[str, Any]) -> bool:
-        if "contentBlockDelta" in data:
-            return True
-        event = chunk_event(data)
-        return event is not None and event.get("type") == "content_block_delta"
+        event = chunk_event(data) if "chunk" in data else data
+        return event is not None and ("contentBlockDelta" in event or event.get("type") == "content_block_delta")
 
     def is_final(self, event: Frame) -> bool:
         if event.event_type == "metadata":
             return True
         data = event.json()
         inner = chunk_event(data) if isinstance(data, dict) else None
-        return inner is not None and inner.get("type") == "message_stop"
+        return inner is not None and (inner.get("type") == "message_stop" or "metadata" in inner)
 
     def error_body(self, error: TollgateError) -> dict[str, Any]:
         return {"message": error.message}
