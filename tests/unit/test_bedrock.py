@@ -166,13 +166,15 @@ def test_an_arn_keeps_its_slashes_inside_the_model_id(adapter):
 
 
 @pytest.mark.parametrize("path,method", [("model/x/converse", "GET"), ("model/x/apply-guardrail", "POST"),
-                                         ("converse", "POST"), ("v1/chat/completions", "POST")])
+                                         ("converse", "POST"), ("v1/chat/completions", "POST"),
+                                         ("model/x/converse\n", "POST")])
 def test_other_paths_are_not_found(adapter, path, method):
     with pytest.raises(NotFound):
         adapter.resolve(path, method)
 
 
-@pytest.mark.parametrize("model", ["", "..", ".hidden", "a b", "model?x=1", "café", "a/b", "arn:aws:s3:::bucket/x"])
+@pytest.mark.parametrize("model", ["", "..", ".hidden", "a b", "model?x=1", "café", "a/b", "arn:aws:s3:::bucket/x",
+                                   "amazon.nova-pro-v1:0\n"])
 def test_a_name_no_bedrock_model_has_is_refused(adapter, model):
     match = adapter.resolve(f"model/{model}/converse", "POST")
     with pytest.raises(InvalidRequest):

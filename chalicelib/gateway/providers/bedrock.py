@@ -27,10 +27,10 @@ from chalicelib.gateway.tokens import TokenUsage
 from chalicelib.settings import get_settings
 
 # `model/{modelId}/{operation}`; the id arrives percent-decoded, so an ARN's `/` are in it (the last part is the op).
-PATH = re.compile(r"^model/(?P<model>.*)/(?P<op>converse|converse-stream|invoke|invoke-with-response-stream)$",
+PATH = re.compile(r"^model/(?P<model>.*)/(?P<op>converse|converse-stream|invoke|invoke-with-response-stream)\Z",
                   re.DOTALL)
 # Bedrock's model ids: foundation models and inference profiles (`us.anthropic.claude-…-v1:0`), or an ARN.
-MODEL_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._:-]*|arn:aws[a-z-]*:bedrock:[A-Za-z0-9._:/-]+)$")
+MODEL_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._:-]*|arn:aws[a-z-]*:bedrock:[A-Za-z0-9._:/-]+)\Z")
 STREAMED = {"converse-stream", "invoke-with-response-stream"}
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 
@@ -56,6 +56,8 @@ _ANTHROPIC = AnthropicAdapter()  # the Anthropic events inside InvokeModelWithRe
 
 
 class BedrockAdapter(ProviderAdapter):
+    """Bedrock Runtime under `/bedrock/model/{modelId}/…`: no key upstream, a SigV4 signature instead."""
+
     endpoints = (
         Endpoint("converse", usage_flavor="default"),
         Endpoint("converse-stream", usage_flavor="default"),
