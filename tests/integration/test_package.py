@@ -26,6 +26,7 @@ PROXY_ROUTES = {
     ("/openai/v1/embeddings", "post"), ("/openai/v1/responses", "post"), ("/openai/v1/models", "get"),
     ("/openrouter/v1/chat/completions", "post"), ("/openrouter/v1/models", "get"),
     ("/anthropic/v1/messages", "post"), ("/anthropic/v1/messages/count_tokens", "post"),
+    ("/bedrock/{proxy+}", "post"),
 }
 ADAPTER_LAYER = "arn:${AWS::Partition}:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:30"  # v1.1.0
 STARTUP_SCRIPT = "chalicelib/gateway/run_proxy.sh"
@@ -311,7 +312,8 @@ def test_no_wildcard_actions_and_star_resources_only_where_aws_requires(packaged
 def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
     """Authenticate (GetItem on keys), check hard limits (read budgets), log the call (a conditional
     PutItem, else spill to SQS), read the provider keys from SSM, count refused keys (UpdateItem on one
-    partition of the aggregates table, and no other). Nothing else, and no other table."""
+    partition of the aggregates table, and no other), invoke Bedrock models (its own SigV4 calls). Nothing else,
+    and no other table."""
     _, template = packaged
     def arn(name):
         return json.dumps({"Fn::GetAtt": [name, "Arn"]})
@@ -336,6 +338,10 @@ def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
         parameter("anthropic"): {"ssm:GetParameter"},
         parameter("openrouter"): {"ssm:GetParameter"},
         json.dumps("*"): {"kms:Decrypt"},
+        **{json.dumps({"Fn::Sub": f"arn:${{AWS::Partition}}:bedrock:*:{account}:{kind}/*"}): {  # its own SigV4 calls
+            "bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"} for account, kind in (
+            ("", "foundation-model"), ("${AWS::AccountId}", "inference-profile"),
+            ("${AWS::AccountId}", "application-inference-profile"))},
     }
     assert not any("AuditTable" in key for key in granted)  # no Scan, no Delete, nothing on the audit trail
     [aggregates] = [s for s in statements_of(template, "ProxyFunctionRole") if s["Resource"] == {
