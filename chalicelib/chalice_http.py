@@ -36,13 +36,13 @@ def query_of(request) -> Query:
                   for name, value in (request.query_params or {}).items()})
 
 
-def json_body(request) -> Any:
-    """The request's JSON body, or a 400 that says what is wrong with it."""
+def json_body(request, exact: bool = False) -> Any:
+    """The request's JSON body, or a 400 that says what is wrong with it; `exact`: fractions as Decimal (money)."""
     raw = request.raw_body or b""
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_float=Decimal if exact else None)
     except (ValueError, RecursionError):
         raise InvalidRequest("body is not valid JSON") from None
 
