@@ -30,10 +30,12 @@ PROVIDERS_MAX = 50
 
 def balance_now(item: ProviderBalance, now: datetime) -> tuple[Decimal, Decimal]:
     """(balance now, spent since it was set): an API reading is what is left; a recorded one loses the metered
-    spend since (to the 5-minute bucket it was set in)."""
+    spend from the start of the 5-minute bucket it was set in (spend is kept by the bucket: a few minutes' calls
+    before it may count too, so a balance errs low, as an alert should)."""
     if item.source == provider_balances.API:
         return item.balance_usd, Decimal(0)
-    set_at = parse_precise(item.set_at)
+    stamp = parse_precise(item.set_at)
+    set_at = stamp.replace(minute=stamp.minute - stamp.minute % 5, second=0, microsecond=0)
     spent = agg.spend("provider", item.day, set_at, now, now).cost if set_at < now else Decimal(0)
     return item.balance_usd - spent, spent
 
