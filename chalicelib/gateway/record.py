@@ -51,7 +51,7 @@ class Call:
     provider_cost_usd: Decimal | None = None
     limit: limits.LimitCheck | None = None
     deadline: float = float("inf")  # monotonic time by which the call must be over, record written
-    attempts: list | None = None  # fallbacks: {provider, model, status, error_type, latency_ms} per try, in order
+    attempts: list[dict] | None = None  # each provider tried, when a fallback rule applies (gateway/failover.py)
 
     def elapsed_ms(self, at: float | None = None) -> int:
         return round(((time.monotonic() if at is None else at) - self.started) * 1000)
