@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 from anyio.to_thread import run_sync
 
-from chalicelib import secret_store
+from chalicelib import provider_registry, secret_store
 from chalicelib.errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from chalicelib.gateway import fallbacks, upstream
 from chalicelib.gateway.providers import get_adapter
@@ -75,7 +75,7 @@ async def reach(call: Call, request: IncomingRequest, leg: Leg) -> tuple[Leg, ht
             await response.aclose()
         target = targets.pop(0)
         leg = await run_sync(_leg_for, call, request, leg, target.provider, target.model)
-        call.provider, call.model = target.provider, target.model
+        call.provider, call.model, call.endpoint = target.provider, target.model, leg.match.endpoint
 
 
 async def _open(leg: Leg, request: IncomingRequest) -> httpx.Response:
@@ -96,19 +96,30 @@ def _leg_for(call: Call, request: IncomingRequest, leg: Leg, provider: str, mode
     """The same call to another provider and model: its endpoint, the caller's body with only the model changed.
     (In a worker thread: the provider's key may be an SSM read.)"""
     adapter = get_adapter(provider)
-    endpoint = adapter.endpoint(leg.match.endpoint.path)
-    match = Match(endpoint, adapter.upstream_prefix + endpoint.path)
+    if _family(provider) != _family(leg.adapter.name):  # only Messages on to Bedrock's Claude (fallbacks.parse_rule)
+        from chalicelib.gateway.providers.bedrock import MessagesOnBedrock
+
+        adapter = MessagesOnBedrock(adapter.name, adapter.genai_provider_id)
+        match = adapter.match_for(model, call.stream)
+    else:
+        endpoint = adapter.endpoint(leg.match.endpoint.path)
+        match = Match(endpoint, adapter.upstream_prefix + endpoint.path)
     prepared = leg.prepared
     if prepared is not None:
         body: dict[str, Any] = json.loads(prepared.body)
         body["model"] = model
-        prepared = adapter.prepare_body(endpoint, json.dumps(body).encode(), body)
+        prepared = adapter.prepare_body(match.endpoint, json.dumps(body).encode(), body)
         if leg.prepared.injected_stream_usage and not prepared.injected_stream_usage:
             prepared = PreparedBody(prepared.body, injected_stream_usage=True)
     headers = adapter.upstream_headers(request.headers, secret_store.provider_key(provider, adapter.needs_key))
     if call.stream:
         headers["accept-encoding"] = "identity"
     return Leg(adapter, match, prepared, headers)
+
+
+def _family(provider: str) -> str | None:
+    entry = provider_registry.get(provider)
+    return entry.family if entry else None
 
 
 def answered_by(call: Call) -> dict[str, str]:

@@ -40,7 +40,7 @@ def same_wire_family(a: str, b: str) -> bool:
 
 def is_bedrock_anthropic(model: str) -> bool:
     """`anthropic.claude-…` or a cross-region profile such as `us.anthropic.claude-…`."""
-    return model.startswith("anthropic.") or bool(re.match(r"[a-z]{2,4}\.anthropic\.", model))
+    return model.startswith("anthropic.") or bool(re.match(r"[a-z]{2,8}\.anthropic\.", model))  # us., eu., apac., global.
 
 
 # --- the proxy's questions ------------------------------------------------------------------------------------

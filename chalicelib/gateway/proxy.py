@@ -88,7 +88,7 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
     call.upstream_reached = True
     call.upstream_latency_ms = call.elapsed_ms()
     headers = {**adapter.response_headers(upstream.response_headers(response)),
-               "Content-Type": response.headers.get("content-type", "application/json"),
+               "Content-Type": adapter.answer_content_type(response.headers.get("content-type", "application/json")),
                **failover.answered_by(call)}
     if (call.stream and call.endpoint.metered and response.status_code < 400
             and adapter.streams(headers["Content-Type"])):

@@ -1,5 +1,6 @@
 """Fallbacks through the proxy: a provider's 429, 5xx, silence or unreachability before any byte moves the call
 to the rule's next target; the record keeps every attempt and is priced at the provider that answered."""
+import json
 from decimal import Decimal
 
 from chalicelib.ledger.models import CallRecord
@@ -117,3 +118,67 @@ def test_the_sdk_never_sees_the_429(gateway, upstream):
     completion = client.chat.completions.with_raw_response.create(**CHAT)
     assert completion.headers["x-tollgate-provider"] == "openrouter"
     assert completion.parse().choices[0].message.content
+
+
+MESSAGE = {"model": "claude-sonnet-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hello"}]}
+CLAUDE_RULE = {"match": {"provider": "anthropic", "model": "claude-sonnet-4-5"},
+               "targets": [{"provider": "bedrock", "model": "global.anthropic.claude-sonnet-4-5-20250929-v1:0"}]}
+CLAUDE_USAGE = {"input_tokens": 100, "output_tokens": 300, "cache_read_input_tokens": 2000,
+                "cache_creation_input_tokens": 500}
+# global. claude-sonnet-4-5 on Bedrock: $3, $15, $0.30, $3.75 per million: 300 + 4500 + 600 + 1875 = 7275 µ$
+GLOBAL_COST = Decimal("0.007275")
+
+
+def _on_bedrock(gateway, upstream, upstream_url, monkeypatch):
+    from tests.integration.conftest import reload_settings
+
+    monkeypatch.setenv("TOLLGATE_BEDROCK_BASE_URL", f"{upstream_url[1]}/bedrock")
+    reload_settings()
+    with_rule(gateway, CLAUDE_RULE, "claude")
+    upstream.enqueue(status=529)  # Anthropic overloaded
+    upstream.enqueue(usage=CLAUDE_USAGE)
+    return gateway.new_key()
+
+
+def test_an_anthropic_call_falls_back_to_claude_on_bedrock(gateway, upstream, upstream_url, monkeypatch):
+    key = _on_bedrock(gateway, upstream, upstream_url, monkeypatch)
+    with_rule(gateway, {**CLAUDE_RULE, "on": [529, 429]}, "claude")
+    response = gateway.call("/anthropic/v1/messages", MESSAGE, key, headers={"anthropic-version": "2023-06-01"})
+    assert response.status_code == 200, response.body
+    assert json.loads(response.body)["type"] == "message"  # Anthropic's own body, as InvokeModel answers it
+    seen = upstream.requests[-1]
+    assert seen.path == "/bedrock/model/global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke"
+    assert seen.body["anthropic_version"] == "bedrock-2023-05-31" and "model" not in seen.body
+    assert seen.headers["authorization"].startswith("AWS4-HMAC-SHA256")
+    call = only_call()
+    assert (call.provider, call.model, call.cost_usd) == (
+        "bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", GLOBAL_COST)
+    assert [(a.provider, int(a.status)) for a in call.attempts] == [("anthropic", 529), ("bedrock", 200)]
+
+
+def test_a_streamed_anthropic_call_on_bedrock_reaches_the_caller_as_anthropic_events(
+        gateway, upstream, upstream_url, monkeypatch):
+    key = _on_bedrock(gateway, upstream, upstream_url, monkeypatch)
+    with_rule(gateway, {**CLAUDE_RULE, "on": [529]}, "claude")
+    response = gateway.call("/anthropic/v1/messages", {**MESSAGE, "stream": True}, key)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    text = response.body.decode()
+    names = [line[7:] for line in text.splitlines() if line.startswith("event: ")]
+    assert names[0] == "message_start" and names[-1] == "message_stop" and "content_block_delta" in names
+    assert upstream.requests[-1].path.endswith("/invoke-with-response-stream")
+    call = only_call()
+    assert call.cost_usd == GLOBAL_COST and call.error_type is None
+    assert f'"cost_usd": "{GLOBAL_COST}"' in [line for line in text.splitlines() if line][-1]
+
+
+def test_the_anthropic_sdk_streams_through_a_bedrock_fallback(gateway, upstream, upstream_url, monkeypatch):
+    import anthropic
+
+    key = _on_bedrock(gateway, upstream, upstream_url, monkeypatch)
+    with_rule(gateway, {**CLAUDE_RULE, "on": [529]}, "claude")
+    client = anthropic.Anthropic(api_key=key, base_url="http://testserver/anthropic", max_retries=0,
+                                 http_client=gateway.proxy.test_client)
+    with client.messages.stream(**MESSAGE) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.usage.output_tokens == 300

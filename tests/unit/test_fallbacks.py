@@ -109,3 +109,12 @@ def test_the_default_triggers(failure, moves_on):
 def test_a_rule_chooses_its_own_triggers():
     only_quota = rule(on=(429,))
     assert retryable(429, only_quota) and not retryable(503, only_quota) and not retryable("timeout", only_quota)
+
+
+def test_every_cross_region_profile_of_claude_speaks_messages():
+    from chalicelib.gateway.fallbacks import is_bedrock_anthropic
+
+    for model in ("anthropic.claude-sonnet-4-5-20250929-v1:0", "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                  "apac.anthropic.claude-3-haiku-20240307-v1:0", "global.anthropic.claude-sonnet-4-5-20250929-v1:0"):
+        assert is_bedrock_anthropic(model), model
+    assert not is_bedrock_anthropic("amazon.nova-pro-v1:0")

@@ -97,6 +97,10 @@ class ProviderAdapter:
         """Is an answer of this content type a stream the gateway relays event by event?"""
         return "text/event-stream" in content_type
 
+    def answer_content_type(self, upstream: str) -> str:
+        """The Content-Type the caller gets (a format the gateway translates names the caller's own)."""
+        return upstream
+
     def stream_decoder(self) -> Any:
         """Splits the upstream's bytes into events (each with `wire()` and `json()`)."""
         return SseDecoder()

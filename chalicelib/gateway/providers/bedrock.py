@@ -21,8 +21,9 @@ from urllib.parse import quote
 
 from chalicelib.errors import ConfigurationError, InvalidRequest, NotFound, TollgateError
 from chalicelib.gateway.providers.anthropic import AnthropicAdapter
-from chalicelib.gateway.providers.base import Endpoint, Match, ProviderAdapter
+from chalicelib.gateway.providers.base import Endpoint, Match, PreparedBody, ProviderAdapter
 from chalicelib.gateway.providers.bedrock_eventstream import EventStreamDecoder, Frame
+from chalicelib.gateway.sse import SseEvent, comment
 from chalicelib.gateway.tokens import TokenUsage
 from chalicelib.settings import get_settings
 
@@ -192,3 +193,71 @@ def _credentials() -> Any:
     if credentials is None:
         raise ConfigurationError("no AWS credentials to sign Bedrock requests with")
     return credentials
+
+
+class MessagesOnBedrock(BedrockAdapter):
+    """An Anthropic Messages call sent on to Bedrock's Claude (a fallback target): InvokeModel with the caller's body
+    (its model moved to the path, Bedrock's `anthropic_version` added), and a streamed answer turned back into the
+    Anthropic SSE events the caller's SDK reads, one event per `chunk` frame, as each arrives."""
+
+    BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
+
+    def match_for(self, model: str, stream: bool) -> Match:
+        endpoint = self.endpoint("invoke-with-response-stream" if stream else "invoke")
+        return Match(endpoint, endpoint.path, model=model, stream=stream)
+
+    def prepare_body(self, endpoint: Endpoint, raw: bytes, body: dict[str, Any]) -> PreparedBody:
+        sent = {k: v for k, v in body.items() if k not in ("model", "stream")}
+        sent.setdefault("anthropic_version", self.BEDROCK_ANTHROPIC_VERSION)
+        return PreparedBody(self.dumps(sent))
+
+    def answer_content_type(self, upstream: str) -> str:
+        return "text/event-stream" if EVENT_STREAM in upstream else upstream
+
+    def streams(self, content_type: str) -> bool:
+        return "text/event-stream" in content_type  # as answer_content_type renamed it
+
+    def stream_decoder(self) -> "_AnthropicEvents":
+        return _AnthropicEvents()
+
+    def trailer(self, text: str) -> bytes:
+        return comment(text)
+
+    def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
+        _ANTHROPIC.fold_stream_event(final, data)
+
+    def is_content(self, data: dict[str, Any]) -> bool:
+        return _ANTHROPIC.is_content(data)
+
+    def is_final(self, event: SseEvent) -> bool:
+        return _ANTHROPIC.is_final(event)
+
+    def error_body(self, error: TollgateError) -> dict[str, Any]:
+        return _ANTHROPIC.error_body(error)
+
+    def error_headers(self, error: TollgateError) -> dict[str, str]:
+        return {}
+
+
+class _AnthropicEvents:
+    """Bedrock's event-stream frames in, the Anthropic SSE events inside their chunks out."""
+
+    def __init__(self) -> None:
+        self.frames = EventStreamDecoder()
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        return self._events(self.frames.feed(chunk))
+
+    def flush(self) -> list[SseEvent]:
+        return self._events(self.frames.flush())
+
+    @staticmethod
+    def _events(frames: list[Frame]) -> list[SseEvent]:
+        events = []
+        for frame in frames:
+            data = frame.json()
+            inner = chunk_event(data) if isinstance(data, dict) else None
+            if inner is not None and isinstance(inner.get("type"), str):
+                text = json.dumps(inner, separators=(",", ":"), default=str)
+                events.append(SseEvent(inner["type"], text, f"event: {inner['type']}\ndata: {text}"))
+        return events
