@@ -151,7 +151,7 @@ async def _whole(adapter: ProviderAdapter, call: Call, response: httpx.Response,
     body = b"".join(chunks)
     call.status = response.status_code
     if call.status >= 400:
-        call.error_type = upstream_error_type(body, call.status)
+        call.error_type = upstream_error_type(body, call.status, response.headers.get("x-amzn-errortype"))
     elif call.endpoint.metered:
         parsed = upstream_json(body)
         call.usage, model = adapter.parse_usage(call.endpoint, parsed)

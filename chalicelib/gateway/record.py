@@ -73,12 +73,14 @@ def upstream_json(body: bytes) -> Any:
 ERROR_TYPE_MAX = 64
 
 
-def upstream_error_type(body: bytes, status: int) -> str:
-    """The provider's own error type (`error.type`; Gemini's `error.status`), if it passes the check a
+def upstream_error_type(body: bytes, status: int, aws_error_type: str | None = None) -> str:
+    """The provider's own error type (`error.type`; Gemini's `error.status`; Bedrock's header), if it passes the check a
     caller's names pass (it becomes a field of the call and a counter's name); else `upstream_<status>`."""
     parsed = upstream_json(body)
     error = parsed.get("error") if isinstance(parsed, dict) else None
     named = (error.get("type") or error.get("status")) if isinstance(error, dict) else None  # Gemini: `status`
+    if aws_error_type:  # Bedrock names it in `x-amzn-ErrorType` (`ThrottlingException:http://…`)
+        named = aws_error_type.split(":", 1)[0]
     if isinstance(named, str) and named and caller_names.problem(named[:ERROR_TYPE_MAX]) is None:
         return named[:ERROR_TYPE_MAX]
     return f"upstream_{status}"

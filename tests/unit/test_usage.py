@@ -231,3 +231,6 @@ def test_the_providers_own_error_type_is_read_from_each_wire_format():
     assert upstream_error_type(anthropic, 529) == "overloaded_error"
     assert upstream_error_type(gemini, 429) == "RESOURCE_EXHAUSTED"
     assert upstream_error_type(b"<html>bad gateway</html>", 502) == "upstream_502"
+    assert upstream_error_type(b'{"message": "Too many requests"}', 429,
+                               "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/") == (
+        "ThrottlingException")
