@@ -3,9 +3,10 @@
     make smoke STAGE=dev                        # the stack tollgate-dev's URLs; admin key from SSM
     make smoke BASE_URL=http://127.0.0.1:8000   # a running stack; admin key TOLLGATE_ADMIN_KEY (local default)
 
-The checks, in order: `GET /health` on the API URL; the dashboard's origin (its page, and `/api/summary`
-with the admin key: CloudFront routes only `/api/*` to the API, and `/health` is outside it, so the
-summary is the cheapest route that proves the routing); a temporary gateway key (account `smoke`); one
+The checks, in order: `GET /health` on the API URL; the dashboard's origin (its page, `/api/summary`
+with the admin key, and `GET /admin/budgets` for the Manage section: CloudFront routes `/api/*` and
+`/admin/*` to the API, and `/health` is outside them, so these are the cheapest routes that prove the
+routing and the forwarded `Authorization` header); a temporary gateway key (account `smoke`); one
 call and one stream through the proxy with the official OpenAI SDK; the same stream read raw for its
 `: tollgate` trailer; that call by id; the key's calls in `/api/summary` (filtered by the new key, so
 earlier runs never count); the key revoked and then refused with a 401. The key is revoked even when
@@ -37,6 +38,9 @@ CALL_BY_ID_SECONDS = 10  # a call record spilled to SQS reaches the table a litt
 PROMPT = [{"role": "user", "content": "Reply with the single word: ok"}]
 TRAILER = ": tollgate "
 NAME_WIDTH = 22
+# API Gateway's answer when its resource policy (admin_source_cidrs) refuses a request: through CloudFront
+# /admin comes from CloudFront's addresses, outside the admin networks
+RESOURCE_POLICY_REFUSAL = "not authorized to perform: execute-api:Invoke"
 
 
 class InputError(Exception):
@@ -210,7 +214,14 @@ class Smoke:
                          headers=self.dashboard_headers)
         if "calls" not in body:
             raise Failed(f"/api/summary through the dashboard's origin has no `calls`: {clip(body)}")
-        return True, f"{ms(time.monotonic() - started)}  (page + /api/summary on {self.target.dashboard})"
+        admin = self.http.get(f"{self.target.dashboard}/admin/budgets", headers=self.admin_headers)
+        if admin.status_code == 403 and RESOURCE_POLICY_REFUSAL in admin.text:
+            return True, (f"{ms(time.monotonic() - started)}  (page + /api/summary on {self.target.dashboard}; "
+                          "/admin refused there by the stage's admin_source_cidrs, so Manage stays hidden)")
+        if "budgets" not in self.body(admin, 200):
+            raise Failed(f"/admin/budgets through the dashboard's origin has no `budgets`: {clip(admin.text)}")
+        return True, (f"{ms(time.monotonic() - started)}  "
+                      f"(page + /api/summary + /admin/budgets on {self.target.dashboard})")
 
     def create_key(self) -> tuple[Any, str]:
         started, stamp = time.monotonic(), datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -43,6 +43,21 @@ def mock_pace(env: dict[str, str]) -> tuple[float, float]:
     return pace
 SNAPSHOT_SECONDS = 10.0
 DASHBOARD_DIR = ROOT / "dist" / "dashboard"
+MOCK_REQUESTS_KEPT = 100  # what the built-in mock remembers of the requests it served (tests read their own mock)
+
+
+class RecentRequests(list):
+    """The mock upstream's log of requests, keeping only the newest `kept`: a long-running stack would otherwise
+    keep every body it ever proxied (about 7 KB a call)."""
+
+    def __init__(self, kept: int = MOCK_REQUESTS_KEPT) -> None:
+        super().__init__()
+        self.kept = kept
+
+    def append(self, seen) -> None:
+        super().append(seen)
+        if len(self) > self.kept:
+            del self[:len(self) - self.kept]
 
 
 def free_port() -> int:
@@ -112,7 +127,8 @@ class Stack:
         if mock_needed:
             from local.mock_upstream import MockUpstream
 
-            self.mock = MockUpstream(expected_key=MOCK_UPSTREAM_KEY, pace_seconds=mock_pace(self.env))
+            self.mock = MockUpstream(expected_key=MOCK_UPSTREAM_KEY, pace_seconds=mock_pace(self.env),
+                                     requests=RecentRequests())
             mock_url = self.mock.start(self.host)
             for provider in mock_needed:
                 os.environ[f"TOLLGATE_{provider.upper()}_BASE_URL"] = mock_url + MOCK_PATHS[provider]

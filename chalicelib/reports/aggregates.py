@@ -139,7 +139,7 @@ class Totals:
 
     def group_view(self) -> dict[str, Any]:
         """One group of a split (a model, a user, a day's provider…): the same fields in every report."""
-        return {"calls": self.calls, "errors": self.errors, "tokens": self.tokens_view(),
+        return {"calls": self.calls, "errors": self.errors, "refused": self.refused, "tokens": self.tokens_view(),
                 "cost_usd": money(self.cost), "unpriced_calls": self.unpriced}
 
     def view(self, with_latency: bool = True) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def breakdown_of_scopes(entries: Iterable[dict[str, Any]], scope_of) -> dict[str
     """Like `breakdown`, from one entry per scope and day (the by_kind index): each scope is a value."""
     sums: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     for entry in entries:
-        for counter in ("calls", "errors", "cost", "unpriced", *TOKEN_KINDS):
+        for counter in ("calls", "errors", "refused", "cost", "unpriced", *TOKEN_KINDS):
             sums[scope_of(entry)][counter] += entry.get(counter, 0)
     return {value: _breakdown_view(counters) for value, counters in sorted(sums.items()) if _counted(counters)}
 
@@ -208,7 +208,7 @@ def _breakdown_view(counters: dict[str, Any]) -> dict[str, Any]:
 
 def _group_totals(counters: dict[str, Any]) -> Totals:
     totals = Totals(calls=int(counters.get("calls", 0)), errors=int(counters.get("errors", 0)),
-                    cost=Decimal(counters.get("cost", 0)), unpriced=int(counters.get("unpriced", 0)),
+                    refused=int(counters.get("refused", 0)), cost=Decimal(counters.get("cost", 0)), unpriced=int(counters.get("unpriced", 0)),
                     unsplit_tokens=int(counters.get("tok", 0)))
     for kind in TOKEN_KINDS:
         totals.tokens[kind] = int(counters.get(kind, 0))
@@ -219,11 +219,12 @@ def _group_totals(counters: dict[str, Any]) -> Totals:
 def with_none(groups: dict[str, dict[str, Any]], whole: Totals) -> dict[str, dict[str, Any]]:
     """A split with its `(none)` group: what `whole` counts beyond the groups (the calls without the attribute),
     so the groups' calls, tokens and cost add up to the whole. Before `reported`: group costs are still amounts."""
-    rest = Totals(calls=whole.calls, errors=whole.errors, cost=whole.cost, unpriced=whole.unpriced,
-                  unsplit_tokens=whole.total_tokens)
+    rest = Totals(calls=whole.calls, errors=whole.errors, refused=whole.refused, cost=whole.cost,
+                  unpriced=whole.unpriced, unsplit_tokens=whole.total_tokens)
     for group in groups.values():
         rest.calls -= group["calls"]
         rest.errors -= group["errors"]
+        rest.refused -= group["refused"]
         rest.cost -= Decimal(group["cost_usd"] or 0)
         rest.unpriced -= group["unpriced_calls"]
         rest.unsplit_tokens -= group["tokens"]["total"]
@@ -232,7 +233,7 @@ def with_none(groups: dict[str, dict[str, Any]], whole: Totals) -> dict[str, dic
     for kind in TOKEN_KINDS:
         rest.tokens[kind] += whole.tokens[kind]
     rest.unsplit_tokens -= sum(rest.tokens.values())
-    if not (rest.calls or rest.total_tokens or rest.cost or rest.unpriced or rest.errors):
+    if not (rest.calls or rest.total_tokens or rest.cost or rest.unpriced or rest.errors or rest.refused):
         return groups
     if NONE in groups:  # a caller's own value spelled `(none)`: the two are one group
         rest.absorb(_group_totals(_counters_of(groups[NONE])))
@@ -241,7 +242,8 @@ def with_none(groups: dict[str, dict[str, Any]], whole: Totals) -> dict[str, dic
 
 def _counters_of(group: dict[str, Any]) -> dict[str, Any]:
     tokens = group["tokens"]
-    return {"calls": group["calls"], "errors": group["errors"], "cost": Decimal(group["cost_usd"] or 0),
+    return {"calls": group["calls"], "errors": group["errors"], "refused": group["refused"],
+            "cost": Decimal(group["cost_usd"] or 0),
             "unpriced": group["unpriced_calls"],
             "tok": tokens["total"] - sum(tokens[TOKEN_FIELDS[k]] for k in TOKEN_KINDS),
             **{kind: tokens[TOKEN_FIELDS[kind]] for kind in TOKEN_KINDS}}

@@ -51,8 +51,9 @@ def _strict(required: tuple[str, ...] | list[str], optional: dict | None = None,
 TOKENS = _strict((), input_tokens=COUNT, cache_read_tokens=COUNT, cache_write_tokens=COUNT, output_tokens=COUNT,
                  reasoning_tokens=COUNT, total=COUNT)
 TOKENS["required"] = list(TOKENS["properties"])
-GROUP_FIELDS = dict(calls=INTEGER, errors=INTEGER, tokens=_ref("Tokens"), cost_usd=MONEY, unpriced_calls=INTEGER)
-ROW_FIELDS = dict(GROUP_FIELDS, error_rate={"type": "number", "minimum": 0}, refused=INTEGER)
+GROUP_FIELDS = dict(calls=INTEGER, errors=INTEGER, refused=INTEGER, tokens=_ref("Tokens"), cost_usd=MONEY,
+                    unpriced_calls=INTEGER)
+ROW_FIELDS = dict(GROUP_FIELDS, error_rate={"type": "number", "minimum": 0})
 GROUPS = {"type": "object", "additionalProperties": _ref("Group")}
 LATENCY = _strict((), p50={"type": ["number", "null"]}, p95={"type": ["number", "null"]},
                   p99={"type": ["number", "null"]}, mean={"type": ["number", "null"]})

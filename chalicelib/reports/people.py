@@ -69,7 +69,7 @@ def users(principal: Principal, params: Query) -> dict[str, Any]:
 
 def _user_row(user: str, account: str | None, view: dict[str, Any]) -> dict[str, Any]:
     return {"user": user, "account": account, "calls": view["calls"], "errors": view["errors"],
-            "tokens": view["tokens"], "cost_usd": agg.known_cost_only(dict(view))["cost_usd"],
+            "refused": view["refused"], "tokens": view["tokens"], "cost_usd": agg.known_cost_only(dict(view))["cost_usd"],
             "unpriced_calls": view["unpriced_calls"]}
 
 

@@ -182,7 +182,7 @@ def daily(principal: Principal, params: Query) -> dict[str, Any]:
         items = store.query_days(scope.item, first, last, parts=[_family(DAY_BREAKDOWN_ITEM, scope.part[0])])
         rows = [{"day": item["day"]} | agg.total([(item, DAY)], scope.part).view(with_latency=False)
                 for item in items]
-    else:  # projected day items (the index has no `refused`)
+    else:  # projected day items
         rows = agg.daily_groups(store.query_days(scope.item, first, last, CORE_COUNTERS, max_requests=10), None)
     return {**period.named, "from": first, "to": last, "group_by": group_by, **scope.view(), "daily": rows}
 
@@ -207,14 +207,14 @@ def timeseries(principal: Principal, params: Query) -> dict[str, Any]:
     else:
         starts, prefix_of = agg.hours_between(start, end), hour_prefix
         names = [f"{hour_prefix(start)}{counter}" for counter in CORE_COUNTERS]
-        split_counters = ("calls", "errors", "tok", *TOKEN_KINDS, "cost", "unpriced")
+        split_counters = ("calls", "errors", "refused", "tok", *TOKEN_KINDS, "cost", "unpriced")
         if with_providers:  # the providers seen in the range name the hour items' provider counters
             providers = {scope_id_of_day_id(e["day_id"]) for e in store.query_kind("provider", first, last)}
             names += [f"{breakdown_head(hour_prefix(start), 'provider', stored_name(p))}{counter}"
                       for p in providers for counter in split_counters]
         if scope.part:
             names += [f"{breakdown_head(hour_prefix(start), *scope.part)}{counter}"
-                      for counter in (*split_counters, "refused")]
+                      for counter in split_counters]
     items = store.query_days(scope.item, first, last, names, since=start)
     days = agg.by_day(items)
     buckets = [(t, [(days[day_of(t)], prefix_of(t))] if day_of(t) in days else []) for t in starts]

@@ -262,6 +262,7 @@ def _add_breakdown(counters: dict[str, Any], dim: str | None, value: str | None,
     base = breakdown_head(DAY, dim, value) if dim else DAY
     counters[f"{base}calls"] += s
     counters[f"{base}errors"] += s if fact.is_error and not fact.refused else 0
+    counters[f"{base}refused"] += s if fact.refused else 0
     if fact.cost_usd is None:
         counters[f"{base}unpriced"] += s
     else:

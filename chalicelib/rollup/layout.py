@@ -53,9 +53,10 @@ SHARDS = 16
 # turned away (chalicelib/errors.py REFUSALS), which never reached a provider and carry no latency.
 CORE_COUNTERS = ("calls", "errors", "refused", *TOKEN_KINDS, "cost", "unpriced", "drift")  # drift: the calls whose
 # stated cost drifts from our estimate (not in breakdowns)
-# The day counters copied to the by_kind index: fixed names keep it small. Fixed at the table's creation too
-# (DynamoDB cannot change an index's projection), so `refused` is read from the scopes' own items.
-INDEXED_COUNTERS = ("calls", "errors", *TOKEN_KINDS, "cost", "unpriced")
+# The day counters copied to the by_kind index: fixed names keep it small. `refused` too, so all traffic's split
+# by provider, model, key… counts the gateway's refusals in their group. A projection is fixed at the index's
+# creation (DynamoDB cannot change it): a stage whose index lacks `refused` upgrades in two deploys (OPERATIONS.md).
+INDEXED_COUNTERS = ("calls", "errors", "refused", *TOKEN_KINDS, "cost", "unpriced")
 DAY = ""  # the prefix of the day's own counters
 NAME_BYTES_MAX = 128  # a longer name (UTF-8) is stored as its short form
 SHORT_PREFIX_BYTES = 96  # what a short form keeps of the name: 96 + "…" (3) + 16 hex ≤ NAME_BYTES_MAX

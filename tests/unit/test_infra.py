@@ -216,3 +216,83 @@ def test_the_proxy_may_invoke_bedrock_models_and_inference_profiles_and_nothing_
     }
     others = [f for f in permissions.CODE if f != "ProxyFunction"]
     assert not any("bedrock" in json.dumps(permissions.policy(f, "/aws/lambda/x", tracing=False)) for f in others)
+
+
+# CloudFront's managed policies, by id: no caching, and every viewer header and the query string forwarded. With
+# caching disabled, AllViewerExceptHostHeader forwards Authorization too (an origin request policy may name it
+# only when nothing is cached), which the admin API needs.
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+EVERY_METHOD = {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
+
+
+def _behaviour(distribution: dict, path: str) -> dict:
+    """The cache behaviour CloudFront applies to a path: the first pattern that matches, else the default."""
+    from fnmatch import fnmatchcase
+
+    return next((b for b in distribution.get("CacheBehaviors", []) if fnmatchcase(path, b["PathPattern"])),
+                distribution["DefaultCacheBehavior"])
+
+
+def test_the_hosted_dashboard_reaches_the_admin_api_on_its_own_origin():
+    """The dashboard's Manage section calls /admin on the page's origin (its API URL is empty in AWS), so CloudFront
+    sends /admin/* to the API as it sends /api/*: every method, nothing cached, the Authorization header (the admin
+    key) and the query string forwarded. Otherwise S3 answers, and Manage stays hidden on the hosted dashboard."""
+    import app
+
+    resources = json.loads((stages.ROOT / "infra" / "resources.json").read_text())["Resources"]
+    distribution = resources["DashboardDistribution"]["Properties"]["DistributionConfig"]
+    origins = {origin["Id"]: origin for origin in distribution["Origins"]}
+    routes = {(path, method) for path, methods in app.app.routes.items() for method in methods
+              if path.startswith(("/admin/", "/api/"))}
+    assert any(path.startswith("/admin/") for path, _ in routes) and len(routes) > 20
+    for path, method in routes:
+        behaviour = _behaviour(distribution, path.replace("{", "").replace("}", ""))
+        assert "CustomOriginConfig" in origins[behaviour["TargetOriginId"]], f"{method} {path} is served by S3"
+        assert set(behaviour["AllowedMethods"]) == EVERY_METHOD, path
+        assert (behaviour["CachePolicyId"], behaviour["OriginRequestPolicyId"]) == (
+            CACHING_DISABLED, ALL_VIEWER_EXCEPT_HOST), path
+        assert behaviour["ViewerProtocolPolicy"] == "https-only", path
+    assert "CustomOriginConfig" not in origins[_behaviour(distribution, "/index.html")["TargetOriginId"]]
+    assert "CustomOriginConfig" not in origins[_behaviour(distribution, "/administration.html")["TargetOriginId"]]
+
+
+def _smoke_against(admin_answer: tuple[int, str, str]):
+    """infra.smoke's dashboard check against a CloudFront stand-in: the page, /api/summary, and /admin/budgets
+    answered as given (status, content type, body); returns the check's line and the requests it made."""
+    import io
+
+    import httpx
+
+    from infra import smoke
+
+    seen = []
+
+    def cloudfront(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, request.headers.get("authorization")))
+        if request.url.path == "/":
+            return httpx.Response(200, headers={"content-type": "text/html"}, text="<html></html>")
+        if request.url.path == "/api/summary":
+            return httpx.Response(200, json={"calls": 0})
+        status, content_type, body = admin_answer
+        return httpx.Response(status, headers={"content-type": content_type}, text=body)
+
+    out = io.StringIO()
+    target = smoke.Target("https://api.example", "https://d1.cloudfront.net", "/", "admin-secret")
+    run = smoke.Smoke(target, "gpt-4o-mini", 1, 1, out=out)
+    run.http = httpx.Client(transport=httpx.MockTransport(cloudfront))
+    run.check("health (dashboard)", run.dashboard)
+    return out.getvalue(), seen
+
+
+def test_smoke_checks_the_admin_api_through_the_dashboards_origin():
+    line, seen = _smoke_against((200, "application/json", '{"budgets": []}'))
+    assert line.startswith("ok   health (dashboard)") and "/admin/budgets" in line, line
+    assert ("GET", "/admin/budgets", "Bearer admin-secret") in seen and "admin-secret" not in line
+    # S3 answering /admin (CloudFront without the behaviour): the check fails and says where
+    line, _ = _smoke_against((403, "application/xml", "<Error><Code>AccessDenied</Code></Error>"))
+    assert line.startswith("FAIL health (dashboard): GET /admin/budgets answered 403"), line
+    # admin_source_cidrs refuses CloudFront's addresses by design: said, not failed
+    line, _ = _smoke_against((403, "application/json", '{"Message": "User: anonymous is not authorized to perform: '
+                                                       'execute-api:Invoke on resource: arn:aws:execute-api:x"}'))
+    assert line.startswith("ok") and "admin_source_cidrs" in line, line

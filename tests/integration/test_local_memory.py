@@ -1,0 +1,40 @@
+"""The local stack keeps what it needs, not every call (issue #25, item 11): what grows with each call is bounded.
+Counted, never timed: the number of requests the built-in mock upstream remembers after many real HTTP calls."""
+import httpx
+
+from local.mock_upstream import MockUpstream
+from local.stack import MOCK_UPSTREAM_KEY, RecentRequests
+
+CALLS = 60
+
+
+def test_the_stacks_mock_upstream_remembers_only_its_newest_requests():
+    kept = 25
+    mock = MockUpstream(expected_key=MOCK_UPSTREAM_KEY, requests=RecentRequests(kept))
+    url = mock.start()
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {MOCK_UPSTREAM_KEY}"}) as http:
+            for n in range(CALLS):
+                answer = http.post("/v1/chat/completions",
+                                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"hi {n}"}]})
+                assert answer.status_code == 200, answer.text
+    finally:
+        mock.stop()
+    assert len(mock.requests) == kept  # not CALLS: the log no longer grows with every call
+    assert [seen.body["messages"][0]["content"] for seen in mock.requests] == [
+        f"hi {n}" for n in range(CALLS - kept, CALLS)]  # the newest, in order
+
+
+def test_the_local_stack_gives_its_mock_the_bounded_log(monkeypatch, tmp_path):
+    """`make run`'s own mock (tests' mocks keep every request, to inspect them) is made with the bounded log."""
+    import local.mock_upstream
+    import local.stack
+
+    made = []
+    monkeypatch.setattr(local.mock_upstream.MockUpstream, "start", lambda self, host="127.0.0.1": made.append(self)
+                        or "http://127.0.0.1:9")
+    monkeypatch.setattr(local.stack.os, "environ", dict(local.stack.os.environ))  # _configure_env writes env
+    stack = local.stack.Stack({"TOLLGATE_DATA_DIR": str(tmp_path)})  # no upstream URL: the mock serves them all
+    stack._configure_env("http://127.0.0.1:1")
+    [mock] = made
+    assert isinstance(mock.requests, RecentRequests) and mock.requests.kept == local.stack.MOCK_REQUESTS_KEPT
