@@ -4,7 +4,8 @@ Paths: `/v1/...` answers as OpenAI, `/openrouter/v1/...` as OpenRouter (with `us
 `/v1/messages...` as Anthropic. Each answer is a recording under tests/events/ (the same bodies and streams the
 proxy's own tests parse), with the request's model, fresh ids, ANSWER as its text (a word an event when
 streamed) and usage filled in. Tests queue `Script`s to choose the next answer's raw usage object
-(in the provider's own convention), status, delay, or a connection dropped mid-stream.
+(in the provider's own convention), status, delay, or a connection dropped mid-stream. Models named `fault-…`
+answer a fault (`fault-429`, `fault-503`, `fault-reset`, `fault-silence-N`), to try fallbacks with `make run`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import math
 import random
 import re
+import socket
 import struct
 import threading
 import time
@@ -154,6 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._openrouter_credits()
         if path.endswith("/messages/count_tokens"):
             return self._json(200, {**recorded("anthropic_count_tokens.json"), "input_tokens": estimate_tokens(body)})
+        model = body.get("model") if isinstance(body, dict) else None
+        if isinstance(model, str) and model.startswith("fault-"):
+            return self._fault(model, anthropic)
         script = self.upstream.next_script()
         if script.delay_seconds:
             time.sleep(script.delay_seconds)
@@ -180,6 +185,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _fault(self, model: str, anthropic: bool) -> None:
+        """A provider's bad hour, by model name, to try fallbacks against `make run`: `fault-429`, `fault-500`,
+        `fault-503` (that status), `fault-reset` (the connection reset before any answer), `fault-silence-N`
+        (no answer for N seconds, at most 600, then the connection closed)."""
+        kind = model.removeprefix("fault-")
+        if kind.isdigit() and 400 <= int(kind) <= 599:
+            error_type = "rate_limit_error" if kind == "429" else "api_error"
+            return self._json(int(kind), _error(anthropic, error_type, f"scripted fault {kind}"))
+        if kind.startswith("silence-") and kind[8:].isdigit():
+            time.sleep(min(int(kind[8:]), 600))
+        elif kind != "reset":
+            return self._json(404, _error(anthropic, "not_found_error", f"no fault named {model!r}"))
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+        self.close_connection = True
 
     def _authorised(self, headers: dict[str, str], anthropic: bool) -> bool:
         expected = self.upstream.expected_key

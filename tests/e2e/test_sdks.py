@@ -107,3 +107,30 @@ def test_sdk_errors_surface_as_the_sdks_own_exceptions(stack, gateway_key, upstr
         openai_client(stack, gateway_key, max_retries=0).chat.completions.create(model="gpt-4o", messages=[])
     failed = stack.calls(limit=1)[0]
     assert failed["status"] == 500 and failed["error_type"] == "server_error" and failed["cost_usd"] is None
+
+
+@pytest.fixture
+def fallback_rule(stack):
+    rule = {"match": {"provider": "openai", "model": "gpt-4o-mini"},
+            "targets": [{"provider": "openrouter", "model": "openai/gpt-4o-mini"}]}
+    assert stack.admin("PUT", "/admin/fallbacks/e2e-mini", json=rule).status_code in (200, 201)
+    yield
+    stack.admin("DELETE", "/admin/fallbacks/e2e-mini")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_providers_429_is_invisible_to_the_sdk_through_a_fallback(stack, gateway_key, upstream, fallback_rule,
+                                                                    stream):
+    upstream.enqueue(status=429)
+    upstream.enqueue(usage={"prompt_tokens": 100, "completion_tokens": 20, "cost": "0.0000261"})
+    raw = openai_client(stack, gateway_key, max_retries=0).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], stream=stream)
+    answer = raw.parse()
+    text = ("".join(c.choices[0].delta.content or "" for c in answer if c.choices) if stream
+            else answer.choices[0].message.content)
+    assert text.strip()
+    assert (raw.headers["x-tollgate-provider"], raw.headers["x-tollgate-attempts"]) == ("openrouter", "2")
+    assert [r.path for r in upstream.requests[-2:]] == ["/v1/chat/completions", "/openrouter/v1/chat/completions"]
+    call = logged(stack, raw.headers["x-tollgate-call-id"])
+    assert call["provider"] == "openrouter" and Decimal(call["cost_usd"]) == Decimal("0.0000261")
+    assert [(a["provider"], a["status"]) for a in call["attempts"]] == [("openai", 429), ("openrouter", 200)]

@@ -66,3 +66,31 @@ def test_make_runs_mock_streams_at_a_models_pace_unless_told_otherwise():
     finally:
         upstream.stop()
     assert len(arrivals) >= 10 and arrivals[-1] - arrivals[0] >= 0.02 * (len(arrivals) - 1)
+
+
+def test_fault_models_answer_a_providers_bad_hour():
+    upstream = MockUpstream()
+    url = upstream.start()
+    chat = {"messages": [{"role": "user", "content": "hi"}]}
+    try:
+        with httpx.Client(timeout=5) as client:
+            def post(model):
+                return client.post(f"{url}/v1/chat/completions", json={**chat, "model": model})
+
+            assert post("fault-429").status_code == 429
+            assert post("fault-503").json()["error"]["message"] == "scripted fault 503"
+            try:
+                outcome = post("fault-reset").status_code
+            except httpx.TransportError as exc:
+                outcome = type(exc).__name__
+            assert outcome in ("RemoteProtocolError", "ReadError", "ConnectError")
+            try:
+                outcome = client.post(f"{url}/v1/chat/completions", json={**chat, "model": "fault-silence-3"},
+                                      timeout=1).status_code
+            except httpx.TimeoutException as exc:
+                outcome = type(exc).__name__
+            assert outcome == "ReadTimeout"
+            assert post("fault-unknown").status_code == 404
+            assert post("gpt-4o").status_code == 200
+    finally:
+        upstream.stop()
