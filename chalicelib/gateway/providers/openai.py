@@ -143,6 +143,10 @@ class GroqAdapter(OpenAIAdapter):
     path_prefix = "openai/v1/"
     usage_provider_id = "openai"
 
+    def prepare_body(self, endpoint: Endpoint, raw: bytes, body: dict[str, Any]) -> PreparedBody:
+        """Groq always states a stream's usage (`x_groq.usage`): the caller's body goes as written."""
+        return PreparedBody(raw)
+
     def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
         extra = data.get("x_groq")
         if isinstance(extra, dict) and isinstance(extra.get("usage"), dict):
@@ -170,7 +174,7 @@ class AzureAdapter(OpenAIAdapter):
         if len(parts) >= 4 and parts[:2] == ["openai", "deployments"] and method == "POST":
             deployment, rest = parts[2], "/".join(parts[3:])  # the path arrives decoded
             for endpoint in self.endpoints:
-                if endpoint.path == rest and endpoint.path != "responses":
+                if deployment and endpoint.path == rest and endpoint.path != "responses":
                     return Match(endpoint, f"openai/deployments/{quote(deployment, safe='')}/{rest}", model=deployment)
         if path.startswith("openai/v1/"):
             match = super().resolve(path.removeprefix("openai/"), method)
