@@ -20,6 +20,7 @@ from genai_prices.types import ModelPrice
 from chalicelib import provider_registry
 
 from chalicelib.errors import PriceOverridesInvalid
+from chalicelib.gateway import image_prices
 from chalicelib.gateway.price_overrides import OVERRIDES_FILE, PriceOverrides, load_overrides
 from chalicelib.gateway.tokens import TokenUsage
 from chalicelib.observability import logger
@@ -108,6 +109,9 @@ def _our_price(provider: str, model: str, usage: TokenUsage, at: datetime,
                      "providers-file", "providers-file")
     price_provider = entry.price_provider if entry is not None else provider
     resells = entry is not None and entry.name in LIST_PRICE_OF
+    if image_prices.billed_per_image(model) and "openai" in (price_provider, LIST_PRICE_OF.get(provider)):
+        each = image_prices.cost(model, usage.images, usage.image_variant)
+        return Price(each, image_prices.SOURCE, image_prices.VERSION) if each is not None else None
     price = _genai_price(price_provider, model, usage, at, name_lender=resells) if price_provider else None
     if price is None and resells:  # Azure: OpenAI's list price
         list_provider = LIST_PRICE_OF[entry.name]

@@ -222,3 +222,63 @@ def test_a_file_provider_speaks_openai_under_its_own_name(providers_file):
         "http://127.0.0.1:11434/v1/chat/completions"
     assert get_settings().provider_keys["together"] == "sk-together"
     assert "local" in provider_registry.names() and "together" in provider_registry.names()
+
+
+# -- images ---------------------------------------------------------------------------------------------------------
+def _image_usage(body, answer):
+    openai = get_adapter("openai")
+    endpoint = openai.endpoint("images/generations")
+    prepared = openai.prepare_body(endpoint, json.dumps(body).encode(), body)
+    usage, _ = openai.parse_usage(endpoint, answer)
+    return openai.with_request(usage, prepared)
+
+
+def test_gpt_image_1_is_priced_by_its_tokens(event):
+    answer = event("openai_image_gpt.json")
+    answer["usage"] = {"input_tokens": 50, "input_tokens_details": {"text_tokens": 30, "image_tokens": 20},
+                       "output_tokens": 4160, "total_tokens": 4210}
+    usage = _image_usage({"model": "gpt-image-1", "prompt": "an otter"}, answer)
+    assert (usage.total_input_tokens, usage.input_image_tokens, usage.output_tokens, usage.images) == (50, 20, 4160, 1)
+    price = price_call("openai", "gpt-image-1", usage, AT)
+    # gpt-image-1: text input $5, image input $10, output (image) $40 per million
+    assert price.cost_usd == 30 * 5 * M + 20 * 10 * M + 4160 * 40 * M == Decimal("0.16675")
+    assert price.source == "genai-prices"
+
+
+def test_output_image_tokens_are_billed_at_the_image_rate():
+    # gpt-image-1.5: output $10 text, $32 image per million; input $5 per million
+    usage = TokenUsage(input_tokens=50, output_tokens=1000, output_image_tokens=1000, images=1)
+    assert price_call("openai", "gpt-image-1.5", usage, AT).cost_usd == 50 * 5 * M + 1000 * 32 * M
+
+
+@pytest.mark.parametrize("model, size, quality, n, each", [
+    ("dall-e-3", None, None, 1, "0.040"),
+    ("dall-e-3", "1792x1024", "hd", 1, "0.120"),
+    ("dall-e-3", "1024x1792", "standard", 1, "0.080"),
+    ("dall-e-2", "256x256", None, 3, "0.016"),
+    ("dall-e-2", None, None, 2, "0.020"),
+])
+def test_dall_e_is_priced_per_image_by_size_and_quality(event, model, size, quality, n, each):
+    body = {"model": model, "prompt": "an otter", "n": n, **({"size": size} if size else {}),
+            **({"quality": quality} if quality else {})}
+    answer = {**event("openai_image_dalle.json"), "data": [{"url": "https://x"}] * n}
+    usage = _image_usage(body, answer)
+    assert usage.images == n and usage.total_input_tokens == 0
+    price = price_call("openai", model, usage, AT)
+    assert price.cost_usd == n * Decimal(each) and price.source == "image-prices"
+    assert price_call("azure", model, usage, AT).cost_usd == n * Decimal(each)  # Azure lists the same
+
+
+def test_a_dall_e_size_with_no_price_is_unpriced(event):
+    usage = _image_usage({"model": "dall-e-2", "prompt": "x", "size": "4096x4096"}, event("openai_image_dalle.json"))
+    assert usage.image_variant == "4096x4096/standard"
+    assert price_call("openai", "dall-e-2", usage, AT).cost_usd is None
+
+
+def test_a_streamed_image_is_counted_and_priced_from_its_completed_event(event):
+    meter, forwarded = _meter("openai", "images/generations", event("openai_image_stream.sse"))
+    usage, _ = meter.usage()
+    assert (usage.input_tokens, usage.output_tokens, usage.images) == (50, 272, 1)
+    assert meter.complete and meter.content_started and len(forwarded) == 2
+    # gpt-image-1: $5 text input, $40 output per million
+    assert price_call("openai", "gpt-image-1", usage, AT).cost_usd == 50 * 5 * M + 272 * 40 * M
