@@ -246,3 +246,11 @@ def test_a_streamed_image_is_relayed_and_priced(family, upstream):
     call = logged(stack, raw.headers["x-tollgate-call-id"])
     assert call["stream"] and call["images"] == 1
     assert Decimal(call["cost_usd"]) == 50 * 5 * M + 272 * 40 * M
+
+
+def test_make_run_says_which_providers_the_mock_serves_and_which_go_upstream(family, fake_upstream):
+    stack, _ = family
+    banner = stack.output.read_text()
+    assert "  Mock       anthropic, openrouter, gemini, bedrock\n" in banner
+    assert f"  Upstream   groq → {fake_upstream.url}/groq/openai/v1\n" in banner
+    assert f"  Upstream   local → {fake_upstream.url}/v1 (providers file)\n" in banner
