@@ -1,7 +1,8 @@
 """A fake OpenAI / Anthropic / OpenRouter server over real HTTP: recorded answers, scriptable usage and faults.
 
-Paths: `/v1/...` answers as OpenAI, `/openrouter/v1/...` as OpenRouter (with `usage.cost`), and
-`/v1/messages...` as Anthropic. Each answer is a recording under tests/events/ (the same bodies and streams the
+Paths: `/v1/...` answers as OpenAI (images too), `/openrouter/v1/...` as OpenRouter (with `usage.cost`),
+`/v1/messages...` as Anthropic, `/groq/openai/v1/...` as Groq (`x_groq.usage`) and `/azure/openai/...` as Azure
+OpenAI (deployments need `?api-version=`; the answer names the deployment's model). Each answer is a recording under tests/events/ (the same bodies and streams the
 proxy's own tests parse), with the request's model, fresh ids, ANSWER as its text (a word an event when
 streamed) and usage filled in. Tests queue `Script`s to choose the next answer's raw usage object
 (in the provider's own convention), status, delay, or a connection dropped mid-stream.

@@ -1,4 +1,5 @@
-"""The OpenAI wire format, and OpenRouter, which speaks it with its own cost field."""
+"""The OpenAI wire format (chat, completions, embeddings, responses, images), and those who speak it: OpenRouter
+(with its own cost field), Groq, Azure OpenAI and the providers of the providers file."""
 from __future__ import annotations
 
 from dataclasses import replace
