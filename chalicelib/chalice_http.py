@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import secrets
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -11,6 +13,7 @@ from chalice import Response
 
 from chalicelib import caller_names
 from chalicelib.errors import InvalidRequest, TollgateError
+from chalicelib.money import JsonNumber, money
 from chalicelib.query import Query
 
 ACTOR_CHARS_MAX = 128
@@ -36,25 +39,45 @@ def query_of(request) -> Query:
                   for name, value in (request.query_params or {}).items()})
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is no JSON number")
+
+
 def json_body(request) -> Any:
-    """The request's JSON body, or a 400 that says what is wrong with it."""
+    """The request's JSON body, or a 400 that says what is wrong with it. Fractions are read as Decimal, never
+    float: `12345678.123456789012` keeps every digit (money.parse_amount then bounds it), and NaN or Infinity,
+    which Python's json would accept, are refused."""
     raw = request.raw_body or b""
     if not raw:
         return None
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise InvalidRequest("body is not valid JSON") from None
 
 
+# A JsonNumber is written as a marked string, and the marks (with a per-process secret no caller can guess)
+# are then taken off with its quotes: Python's json can write a number only by way of a float.
+_SECRET = secrets.token_hex(8)
+_MARKED = re.compile(r'"\\u0000' + _SECRET + r':(-?[0-9.]+)"')
+
+
 def _default(value: Any) -> Any:
+    if isinstance(value, JsonNumber):
+        return "\x00" + _SECRET + ":" + money(value)
     if isinstance(value, Decimal):
         return format(value, "f")
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def json_text(body: Any) -> str:
+    """The API's JSON: Decimals as strings (money), JsonNumbers as exact numbers."""
+    text = json.dumps(body, default=_default)
+    return _MARKED.sub(r"\1", text) if _SECRET in text else text
+
+
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(body=json.dumps(body, default=_default), status_code=status,
+    return Response(body=json_text(body), status_code=status,
                     headers={"Content-Type": "application/json", **(headers or {})})
 
 

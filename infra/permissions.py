@@ -157,8 +157,26 @@ EVENT_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+# What a function asks of AWS through its own HTTP client, signed with its role: the proxy's Bedrock calls (SigV4,
+# chalicelib/gateway/providers/bedrock.py). No botocore request carries them, so tests/integration/
+# test_least_privilege.py cannot record them; tests/integration/test_bedrock.py shows the signature. Converse
+# needs InvokeModel, ConverseStream InvokeModelWithResponseStream. Foundation models in any region: a cross-region
+# inference profile (`us.…`, `global.…`) sends the call to the model in another region of its geography.
+SIGNED_UPSTREAM: dict[str, dict[str, tuple[str, ...]]] = {
+    "ProxyFunction": {
+        resource: ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
+        for resource in ("bedrock:foundation-model/*", "bedrock:inference-profile/*",
+                         "bedrock:application-inference-profile/*")
+    },
+}
+
+
 def arn(resource: str) -> Any:
     """The template expression for a resource as CODE names it."""
+    if resource.startswith("bedrock:"):
+        kind = resource[len("bedrock:"):]
+        account = "" if kind.startswith("foundation-model/") else "${AWS::AccountId}"  # AWS owns the models
+        return {"Fn::Sub": f"arn:${{AWS::Partition}}:bedrock:*:{account}:{kind}"}
     if resource == "kms:aws/ssm":
         return "*"  # the account's aws/ssm key cannot be named in a template; the statement's condition narrows it
     resource = resource.partition("?")[0]
@@ -179,9 +197,10 @@ def arn(resource: str) -> Any:
 
 
 def grants(function: str) -> dict[str, tuple[str, ...]]:
-    """Everything the function's role may do, by resource: its code's needs and its event sources'."""
+    """Everything the function's role may do, by resource: its code's needs (through botocore and signed by
+    itself) and its event sources'."""
     merged: dict[str, set[str]] = {}
-    for source in (CODE[function], EVENT_SOURCES.get(function, {})):
+    for source in (CODE[function], EVENT_SOURCES.get(function, {}), SIGNED_UPSTREAM.get(function, {})):
         for resource, actions in source.items():
             merged.setdefault(resource, set()).update(actions)
     return {resource: tuple(sorted(actions)) for resource, actions in sorted(merged.items())}
@@ -193,6 +212,8 @@ def _sid(resource: str) -> str:
         return "DecryptThroughSsmOnly"
     if resource == SLACK_PARAMETER:
         return "SsmSlackWebhookUrl"
+    if resource.startswith("bedrock:"):  # BedrockFoundationModels, BedrockInferenceProfiles, …
+        resource = resource.removesuffix("/*") + "s"
     if resource.startswith("ssm:"):
         resource = "Ssm/" + resource.rsplit("/", 1)[1]
     words = re.split(r"[^A-Za-z0-9]+", resource.replace("*", "objects"))

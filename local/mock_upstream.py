@@ -139,6 +139,12 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         with self.upstream.lock:
             self.upstream.requests.append(Seen(self.command, path, headers, body))
+        if path.startswith("/gemini/"):  # Gemini's own shapes: local/mock_gemini.py (it imports this module)
+            from local import mock_gemini
+            return mock_gemini.serve(self, body)
+        if path.startswith("/bedrock/"):  # SigV4-signed, in Bedrock's shapes: local/mock_bedrock.py (imports this)
+            from local import mock_bedrock
+            return mock_bedrock.serve(self, path, headers, body)
         anthropic = path.startswith("/v1/messages")
         if not self._authorised(headers, anthropic):
             return self._json(401, _error(anthropic, "authentication_error", "invalid upstream API key"))

@@ -16,7 +16,7 @@ from chalicelib.clock import iso, precise
 from chalicelib.errors import NotFound
 from chalicelib.ledger import BudgetSpec, all_budgets, budget_cache, spec_of
 from chalicelib.ledger import Budget
-from chalicelib.money import money
+from chalicelib.money import JsonNumber, money
 from chalicelib.reports import aggregates
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def budget_view(item: Budget, result: BudgetStatus | None = None, now: datetime 
         "period": item.period,
         "window_minutes": item.window_minutes, "timezone": item.timezone, "mode": item.mode,
         "limit_usd": None if item.limit_usd is None else money(item.limit_usd), "limit_tokens": item.limit_tokens,
-        "thresholds": [float(t) for t in item.thresholds], "channels": list(item.channels),
+        "thresholds": [JsonNumber(t) for t in item.thresholds], "channels": list(item.channels),
         "blocked_until": item.blocked_until,
     }
     if result is not None:
@@ -91,7 +91,7 @@ def budget_view(item: Budget, result: BudgetStatus | None = None, now: datetime 
         ready = spec.period != "window" and result.forecast_ready(now, rules.forecast_min_elapsed,
                                                                    rules.forecast_min_calls)
         view |= {"spent": spent, "limit": money(spec.limit) if spec.unit == "usd" else int(spec.limit),
-                 "unit": spec.unit, "percent": float(result.percent), "state": result.state,
+                 "unit": spec.unit, "percent": JsonNumber(result.percent), "state": result.state,
                  "forecast": projected, "forecast_ready": ready,
                  "projected_to_exceed": ready and result.state != "exceeded" and result.forecast >= spec.limit,
                  "period_start": iso(result.start), "period_end": iso(result.end)}

@@ -15,7 +15,7 @@ from chalicelib import caller_names
 from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger import DEFAULT_THRESHOLDS, BudgetSpec
-from chalicelib.money import parse_amount
+from chalicelib.money import parse_amount, sums_exactly
 from chalicelib.reports import has_time_buckets
 
 SCOPES = ("global", "account", "team", "key", "user", "provider", "model")
@@ -60,7 +60,7 @@ def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
         if not _is_integer(body["limit_tokens"]) or not 0 < body["limit_tokens"] < TOKENS_MAX:
             raise InvalidRequest(f"`limit_tokens` must be a positive integer below {TOKENS_MAX:,}")
         limit_tokens = body["limit_tokens"]
-    raw_thresholds = body.get("thresholds", [float(t) for t in DEFAULT_THRESHOLDS])
+    raw_thresholds = body.get("thresholds", list(DEFAULT_THRESHOLDS))
     if not isinstance(raw_thresholds, list) or not raw_thresholds or len(raw_thresholds) > 10:
         raise InvalidRequest("`thresholds` must be a list of 1 to 10 fractions such as [0.5, 0.8, 1.0]")
     thresholds = tuple(sorted({parse_amount(t, "thresholds") for t in raw_thresholds}))
@@ -139,6 +139,7 @@ class BudgetStatus:
         return self.elapsed_share(now) >= min_elapsed and self.calls >= min_calls and now < self.end
 
 
+@sums_exactly
 def status(spec: BudgetSpec, cost: Decimal, tokens: int, start: datetime, end: datetime,
            now: datetime, calls: int = 0) -> BudgetStatus:
     spent = cost if spec.unit == "usd" else Decimal(tokens)

@@ -35,7 +35,7 @@ from chalicelib.alerting.rules import (
 )
 from chalicelib.clock import iso
 from chalicelib.ledger import BudgetSpec
-from chalicelib.money import money, usd
+from chalicelib.money import money, summing, usd
 from chalicelib.reports import percentile
 from chalicelib.caller_names import GLOBAL_ID
 
@@ -293,11 +293,13 @@ def decide_spend_anomaly(spends: list[DailySpend], rules: Rules, now: datetime) 
     account and for all traffic; all traffic opens only when no account explains it."""
     firing = []
     for spend in spends:
-        history = [float(h) for h in spend.history[:rules.anomaly_days]]
+        history = [Decimal(h) for h in spend.history[:rules.anomaly_days]]
         if sum(1 for h in history if h) < rules.anomaly_min_history_days:
             continue
-        mean, spread = statistics.fmean(history), statistics.pstdev(history)
-        if float(spend.today) >= max(rules.anomaly_min_usd, mean + rules.anomaly_sigmas * spread):
+        with summing():  # Decimal in, Decimal out: the spend is compared exactly, never as a float
+            mean, spread = statistics.mean(history), statistics.pstdev(history)
+            bar = max(Decimal(str(rules.anomaly_min_usd)), mean + Decimal(str(rules.anomaly_sigmas)) * spread)
+        if spend.today >= bar:
             firing.append((spend, mean, spread))
     accounts = any(spend.scope == "account" for spend, _, _ in firing)
     return [AlertDraft(

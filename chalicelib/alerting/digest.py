@@ -20,7 +20,7 @@ TOP = 5
 
 
 def _top(breakdown: dict[str, dict[str, Any]], key: str = "cost_usd") -> str:
-    ranked = sorted(breakdown.items(), key=lambda kv: float(kv[1][key]), reverse=True)[:TOP]
+    ranked = sorted(breakdown.items(), key=lambda kv: Decimal(kv[1][key] or 0), reverse=True)[:TOP]
     return ", ".join(f"{name} {usd(Decimal(values['cost_usd'] or 0))}" for name, values in ranked) or "none"
 
 

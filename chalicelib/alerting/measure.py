@@ -48,6 +48,7 @@ from chalicelib.clock import day_of, iso, parse_iso
 from chalicelib.errors import is_refusal
 from chalicelib.ledger import calllog, dead_letters
 from chalicelib.ledger import all_budgets, spec_of
+from chalicelib.money import JsonNumber
 from chalicelib.ledger import Alert
 from chalicelib.reports import aggregates as agg
 from chalicelib.rollup import quarantine
@@ -98,7 +99,7 @@ def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings,
         record_status(item, status, now)
         readings.append(BudgetReading(spec, status, item.account))
         current[spec.budget_id] = "window" if spec.period == "window" else iso(status.start)
-        checked.append({"budget_id": spec.budget_id, "state": status.state, "percent": float(status.percent)})
+        checked.append({"budget_id": spec.budget_id, "state": status.state, "percent": JsonNumber(status.percent)})
     deleted, ended = [], set()
     for alert in active:
         if alert.rule not in BUDGET_RULES or alert.kind is None:

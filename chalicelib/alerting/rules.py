@@ -82,7 +82,7 @@ def current_rules() -> Rules:
 
 def tier_of(value: float, tiers: tuple) -> tuple[int, str] | None:
     """(level, severity) of the highest tier `value` reaches (levels count from 1), or None."""
-    reached = [(n, severity) for n, (bound, severity) in enumerate(tiers, start=1) if value >= float(bound)]
+    reached = [(n, severity) for n, (bound, severity) in enumerate(tiers, start=1) if value >= Decimal(str(bound))]
     return reached[-1] if reached else None
 
 

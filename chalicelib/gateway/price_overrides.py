@@ -4,6 +4,12 @@
 Prices take genai-prices' own shape, field for field: a decimal string per million tokens (or per the unit
 genai-prices names in the field), or tiers `{"base": "3", "tiers": [{"start": 200000, "price": "6"}]}`,
 where a tier prices the whole call once its total input (uncached + cache read + cache write) exceeds `start`.
+
+An entry can be historical, and reads so (`Override.state`, `describe`): `"retired": "YYYY-MM-DD"` (its model was
+retired that day: the entry stays for the calls before, which reprice still reaches), or `"window": {"from":
+"YYYY-MM-DD", "until"?: "YYYY-MM-DD"}` (its prices were in force from `from` up to, not including, `until`: only
+calls inside the window match it). A price holds at most 12 significant digits: more is a repeating decimal cut
+off (1/12 written as 0.0833333333333333), and is refused.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +33,9 @@ from chalicelib.errors import PriceOverridesInvalid
 from chalicelib.settings import PROVIDERS
 
 OVERRIDES_FILE = Path(__file__).with_name("price_overrides.json")
-ENTRY_FIELDS = ("provider", "model", "source")  # what an entry holds besides its prices
+ENTRY_FIELDS = ("provider", "model", "source", "retired", "window")  # what an entry holds besides its prices
+WINDOW_FIELDS = ("from", "until")
+SIGNIFICANT_DIGITS_MAX = 12  # more is a repeating decimal cut off, not a published price
 SOURCE_FIELDS = ("url", "checked", "says")  # where a price was published, when someone read it there, what it says
 PRICE_MAX = Decimal(10**6)  # per unit: past any published price, so a slipped decimal point is caught
 
@@ -43,9 +51,32 @@ class Override:
     provider: str
     patterns: tuple[str, ...]  # exact names or fnmatch patterns, e.g. "ft:gpt-4o-mini:*"
     price: ModelPrice
+    retired: date | None = None  # the model was retired that day: historical from then on
+    window_from: date | None = None  # the prices were in force from this day (UTC) …
+    window_until: date | None = None  # … up to, not including, this one
 
-    def matches(self, provider: str, model: str) -> bool:
-        return self.provider == provider and any(fnmatch.fnmatchcase(model, p) for p in self.patterns)
+    def matches(self, provider: str, model: str, at: datetime | None = None) -> bool:
+        """Does this entry price `model` at `provider` for a call at `at` (any time when not given)?"""
+        return (self.provider == provider and any(fnmatch.fnmatchcase(model, p) for p in self.patterns)
+                and (at is None or self.in_window(at.date())))
+
+    def in_window(self, day: date) -> bool:
+        return ((self.window_from is None or day >= self.window_from)
+                and (self.window_until is None or day < self.window_until))
+
+    def state(self, on: date) -> str:
+        """current | historical (its model retired, or its window over) | upcoming (its window not yet begun)."""
+        if (self.retired is not None and on >= self.retired) or (
+                self.window_until is not None and on >= self.window_until):
+            return "historical"
+        return "upcoming" if self.window_from is not None and on < self.window_from else "current"
+
+    def describe(self, on: date) -> str:
+        """One line for a reader: which model, and whether (and why) these prices are history."""
+        when = [f"retired {self.retired.isoformat()}"] if self.retired else []
+        if self.window_from or self.window_until:
+            when.append(f"prices in force {self.window_from or '…'} to {self.window_until or '…'}")
+        return f"{self.provider} {self.patterns[0]}: {self.state(on)}" + (f" ({'; '.join(when)})" if when else "")
 
 
 @dataclass(frozen=True)
@@ -55,8 +86,9 @@ class PriceOverrides:
     entries: tuple[Override, ...]
     version: str  # "overrides@<first 12 hex digits of the file's SHA-256>"
 
-    def find(self, provider: str, model: str) -> Override | None:
-        return next((o for o in self.entries if o.matches(provider, model)), None)
+    def find(self, provider: str, model: str, at: datetime | None = None) -> Override | None:
+        """The first entry for `model` whose window holds `at` (the call's time)."""
+        return next((o for o in self.entries if o.matches(provider, model, at)), None)
 
     def __iter__(self) -> Iterator[Override]:
         return iter(self.entries)
@@ -123,7 +155,29 @@ def _entry(entry: Any, where: str) -> Override:
         price.calc_price(Usage(input_tokens=1, output_tokens=1))
     except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
         raise PriceOverridesInvalid(f"{where}: genai-prices refuses these prices: {exc}") from None
-    return Override(provider, tuple(patterns), price)
+    retired = _day(entry["retired"], f"{where}: `retired`") if "retired" in entry else None
+    window_from, window_until = _window(entry["window"], f"{where}: `window`") if "window" in entry else (None, None)
+    return Override(provider, tuple(patterns), price, retired, window_from, window_until)
+
+
+def _day(value: Any, where: str) -> date:
+    try:
+        if isinstance(value, str) and len(value) == 10:
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise PriceOverridesInvalid(f"{where} must be a day, YYYY-MM-DD, not {value!r}")
+
+
+def _window(value: Any, where: str) -> tuple[date | None, date | None]:
+    """`{"from": day, "until"?: day}`: the prices were in force from `from` up to, not including, `until`."""
+    if not isinstance(value, dict) or "from" not in value or set(value) - set(WINDOW_FIELDS):
+        raise PriceOverridesInvalid(f'{where} is {{"from": "YYYY-MM-DD", "until"?: "YYYY-MM-DD"}}')
+    start = _day(value["from"], f"{where}.from")
+    until = _day(value["until"], f"{where}.until") if "until" in value else None
+    if until is not None and until <= start:
+        raise PriceOverridesInvalid(f"{where}: `until` must come after `from`")
+    return start, until
 
 
 def _source(source: Any, where: str) -> None:
@@ -176,4 +230,9 @@ def _amount(value: Any, where: str) -> Decimal:
         raise PriceOverridesInvalid(f"{where}: {value!r} is not a decimal number") from None
     if not amount.is_finite() or not 0 <= amount < PRICE_MAX:
         raise PriceOverridesInvalid(f"{where}: {value!r} is not a price in [0, {PRICE_MAX})")
+    significant = "".join(map(str, amount.as_tuple().digits)).strip("0")
+    if len(significant) > SIGNIFICANT_DIGITS_MAX:
+        raise PriceOverridesInvalid(f"{where}: {value!r} has more than {SIGNIFICANT_DIGITS_MAX} significant digits: "
+                                    "a repeating decimal cut off; write the published price, rounded to 12 digits "
+                                    "if it has no end")
     return amount

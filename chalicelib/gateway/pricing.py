@@ -100,7 +100,7 @@ def _our_price(provider: str, model: str, usage: TokenUsage, at: datetime,
                overrides: PriceOverrides | None) -> Price | None:
     if overrides is None:  # the overrides file does not load
         return None
-    override = overrides.find(provider, model)
+    override = overrides.find(provider, model, at)
     if override is not None:
         return Price(override.price.calc_price(usage.to_genai())["total_price"], "override", overrides.version)
     entry = provider_registry.get(provider)

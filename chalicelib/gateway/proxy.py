@@ -33,6 +33,7 @@ from chalicelib.gateway.providers import ProviderAdapter, get_adapter
 from chalicelib.gateway.providers.base import Match, PreparedBody, StreamMeter
 from chalicelib.gateway.record import (
     CLIENT_DISCONNECTED,
+    STREAM_INCOMPLETE,
     STREAM_INTERRUPTED,
     USAGE_INVALID,
     Call,
@@ -108,9 +109,9 @@ def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest,
     """
     call.principal = auth.verify_key(auth.presented_key(request.headers, request.query), "gateway")
     prepared = None
+    if match.model is not None:  # before it is the call's: a refused name is never logged or counted
+        caller_names.check(match.model, "the model in the path")
     call.model, call.stream = match.model, match.stream is True
-    if call.model is not None:
-        caller_names.check(call.model, "the model in the path")
     if call.endpoint.method == "POST":
         body = parse_body(request, get_settings().max_body_bytes, adapter.model_in_body and match.model is None)
         call.model = call.model or body.get("model")
@@ -209,6 +210,8 @@ async def _relay(adapter: ProviderAdapter, call: Call, response: httpx.Response,
     finally:
         with anyio.CancelScope(shield=True):
             await response.aclose()
+            if call.error_type is None and not meter.complete:  # ended cleanly, but before its last event
+                call.error_type = STREAM_INCOMPLETE
             call.usage, model = meter.usage()
             call.model = reported_model(model, call.model)
             call.provider_cost_usd = meter.provider_cost()

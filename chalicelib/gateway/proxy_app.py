@@ -9,6 +9,7 @@ import time
 
 import anyio
 from starlette.applications import Starlette
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -92,7 +93,16 @@ def _route(provider: str) -> Route:
                                     proxy.IncomingRequest(method, headers, body, query))
         return RelayResponse(answer)
 
-    return Route(f"/{provider}/{{path:path}}", endpoint, methods=["GET", "POST"], name=provider)
+    return Route(f"/{provider}/{{path:anypath}}", endpoint, methods=["GET", "POST"], name=provider)
+
+
+class AnyPath(PathConvertor):
+    """Starlette's `path`, newlines included: a hostile path gets the provider's own 404, not a bare one."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("anypath", AnyPath())
 
 
 async def ready(request: Request) -> Response:

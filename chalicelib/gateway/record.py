@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # How a stream that did not end normally is logged.
 CLIENT_DISCONNECTED = "client_disconnected"
 STREAM_INTERRUPTED = "stream_interrupted"
+STREAM_INCOMPLETE = "stream_incomplete"  # closed cleanly before its final event: priced from the usage seen
 USAGE_INVALID = "usage_invalid"
 
 
@@ -72,11 +73,11 @@ ERROR_TYPE_MAX = 64
 
 
 def upstream_error_type(body: bytes, status: int) -> str:
-    """The provider's own error type (both wire formats nest it under `error.type`), if it passes the check a
+    """The provider's own error type (`error.type`; Gemini's `error.status`), if it passes the check a
     caller's names pass (it becomes a field of the call and a counter's name); else `upstream_<status>`."""
     parsed = upstream_json(body)
     error = parsed.get("error") if isinstance(parsed, dict) else None
-    named = error.get("type") if isinstance(error, dict) else None
+    named = (error.get("type") or error.get("status")) if isinstance(error, dict) else None  # Gemini: `status`
     if isinstance(named, str) and named and caller_names.problem(named[:ERROR_TYPE_MAX]) is None:
         return named[:ERROR_TYPE_MAX]
     return f"upstream_{status}"

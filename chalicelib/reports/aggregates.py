@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from chalicelib.clock import day_of, iso, midnight
 from chalicelib.errors import REFUSALS
-from chalicelib.money import money
+from chalicelib.money import money, sums_exactly
 from chalicelib.rollup import bucket_of, percentile
 from chalicelib.rollup import store
 from chalicelib.rollup import (
@@ -59,6 +59,7 @@ class Totals:
     refused: int = 0  # the gateway's own refusals: in `calls`, not in `errors` nor the latency
     refused_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
+    @sums_exactly
     def add(self, item: dict[str, Any], prefix: str) -> None:
         """Add one resolution's counters of one item (names exactly `prefix + counter`)."""
         self.calls += int(item.get(f"{prefix}calls", 0))
@@ -83,6 +84,7 @@ class Totals:
                 if name.startswith(ERROR_PREFIX):
                     self.errors_by_type[name[len(ERROR_PREFIX):]] += int(value)
 
+    @sums_exactly
     def add_breakdown(self, item: dict[str, Any], prefix: str, dim: str, value: str) -> None:
         """Add one dimension value's share (`b|<dim>|<value>|…`); breakdowns carry no latency."""
         head = breakdown_head(prefix, dim, value)
@@ -95,6 +97,7 @@ class Totals:
             self.tokens[kind] += int(item.get(f"{head}{kind}", 0))
         self.unsplit_tokens += int(item.get(f"{head}tok", 0))
 
+    @sums_exactly
     def absorb(self, other: Totals, sign: int = 1) -> Totals:
         """Add (or with `sign` -1, take away) another Totals' counts (a window made of buckets); returns self."""
         self.calls += sign * other.calls
@@ -163,6 +166,7 @@ def reported(groups: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {value: known_cost_only(view) for value, view in groups.items()}
 
 
+@sums_exactly
 def breakdown(items: Iterable[dict[str, Any]], prefixes: Iterable[tuple[dict[str, Any], str]] | None,
               dim: str) -> dict[str, dict[str, Any]]:
     """`{value: {calls, errors, tokens, cost_usd, unpriced_calls}}` for one dimension, from
@@ -179,6 +183,7 @@ def breakdown(items: Iterable[dict[str, Any]], prefixes: Iterable[tuple[dict[str
     return {value: _breakdown_view(counters) for value, counters in sorted(sums.items()) if _counted(counters)}
 
 
+@sums_exactly
 def breakdown_of_scopes(entries: Iterable[dict[str, Any]], scope_of) -> dict[str, dict[str, Any]]:
     """Like `breakdown`, from one entry per scope and day (the by_kind index): each scope is a value."""
     sums: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
@@ -207,6 +212,7 @@ def _group_totals(counters: dict[str, Any]) -> Totals:
     return totals
 
 
+@sums_exactly
 def with_none(groups: dict[str, dict[str, Any]], whole: Totals) -> dict[str, dict[str, Any]]:
     """A split with its `(none)` group: what `whole` counts beyond the groups (the calls without the attribute),
     so the groups' calls, tokens and cost add up to the whole. Before `reported`: group costs are still amounts."""

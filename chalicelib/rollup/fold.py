@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from chalicelib.clock import day_of, parse_precise
 from chalicelib.errors import is_refusal
+from chalicelib.money import sums_exactly
 from chalicelib.clock import precise as iso_ts
 from chalicelib.rollup.histogram import bucket_of
 from chalicelib.rollup.layout import (
@@ -242,8 +243,9 @@ def _add_breakdown(counters: dict[str, Any], dim: str | None, value: str | None,
         counters[f"{base}{kind}"] += s * count
 
 
+@sums_exactly
 def fold(facts: Iterable[Fact]) -> dict[AggregateKey, Delta]:
-    """Sum facts into one delta per aggregate item they touch."""
+    """Sum facts into one delta per aggregate item they touch, at DynamoDB's 38 digits (what its ADDs keep)."""
     deltas: dict[AggregateKey, Delta] = defaultdict(Delta)
     for fact in (part for whole in facts for part in whole.parts()):
         day, hour = day_of(fact.ts), fact.ts.hour

@@ -34,6 +34,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from chalicelib.caller_names import GLOBAL_ID
+from chalicelib.money import sums_exactly
 
 SEP = "|"
 TOKEN_KINDS = ("in", "cr", "cw", "out", "rs")  # input, cache read, cache write, output, reasoning
@@ -299,6 +300,7 @@ def session_of_user(account: str, session: str) -> str:
     return f"{account}{SEP}{session}"
 
 
+@sums_exactly
 def day_views(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stored items of one scope (shards, hours, buckets, breakdown values) summed back into one view per day,
     oldest first; each counter named as the day view names it (`h07|calls`)."""

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from chalicelib.clock import parse_day, utc_today
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger import calllog
 from chalicelib.rollup import store
-from chalicelib.rollup.fold import Fact, fold
+from chalicelib.money import sums_exactly
+from chalicelib.rollup.fold import AggregateKey, Delta, Fact, fold
 from chalicelib.rollup.layout import INDEXED_COUNTERS, SCOPE_KINDS
 
 MAX_RANGE_DAYS = 366
@@ -48,15 +49,23 @@ def recalculate(body: Any, progress: Callable[[int, int, str], None] | None = No
             "items": items}
 
 
+@sums_exactly
+def day_sums(deltas: Iterable[tuple[AggregateKey, Delta]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each scope's day as the call log makes it: a sharded scope's day is the sum of its shards, as the index
+    read sums them (at DynamoDB's 38 digits, so an exact sum is no drift)."""
+    expected: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    for key, delta in deltas:
+        if key.is_day_item:
+            for counter, value in delta.counters.items():
+                expected[(key.kind, key.scope_id)][counter] += value
+    return expected
+
+
 def reconcile(body: Any) -> dict[str, Any]:
     """Compare a day's stored aggregates with the call log; with `fix: true`, rebuild the day if it drifted."""
     body = body if isinstance(body, dict) else {}
     day = parse_day(body.get("day", (utc_today() - timedelta(days=1)).isoformat()), "day").isoformat()
-    expected: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
-    for key, delta in fold(_facts(day)).items():
-        if key.is_day_item:  # a sharded scope's day is the sum of its shards, as the index read sums them
-            for counter, value in delta.counters.items():
-                expected[(key.kind, key.scope_id)][counter] += value
+    expected = day_sums(fold(_facts(day)).items())
     stored = {}
     for kind in SCOPE_KINDS:
         for item in store.query_kind(kind, day, day, max_requests=1000):

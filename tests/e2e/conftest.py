@@ -81,6 +81,7 @@ def stack(fake_upstream, tmp_path_factory):
     env = {"TOLLGATE_OPENAI_BASE_URL": f"{fake_upstream.url}/v1",
            "TOLLGATE_ANTHROPIC_BASE_URL": fake_upstream.url,
            "TOLLGATE_OPENROUTER_BASE_URL": f"{fake_upstream.url}/openrouter/v1",
+           "TOLLGATE_BEDROCK_BASE_URL": f"{fake_upstream.url}/bedrock",
            "TOLLGATE_OPENAI_API_KEY": UPSTREAM_KEY, "TOLLGATE_ANTHROPIC_API_KEY": UPSTREAM_KEY,
            "TOLLGATE_OPENROUTER_API_KEY": UPSTREAM_KEY,
            "TOLLGATE_UPSTREAM_READ_SECONDS": "3"}  # tests/e2e/test_streaming.py stalls a stream past it

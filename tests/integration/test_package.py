@@ -26,6 +26,7 @@ PROXY_ROUTES = {
     ("/openai/v1/embeddings", "post"), ("/openai/v1/responses", "post"), ("/openai/v1/models", "get"),
     ("/openrouter/v1/chat/completions", "post"), ("/openrouter/v1/models", "get"),
     ("/anthropic/v1/messages", "post"), ("/anthropic/v1/messages/count_tokens", "post"),
+    ("/bedrock/{proxy+}", "post"),
     ("/openai/v1/images/generations", "post"),
     ("/groq/{proxy+}", "post"), ("/groq/{proxy+}", "get"), ("/gemini/{proxy+}", "post"), ("/azure/{proxy+}", "post"),
 }
@@ -313,7 +314,8 @@ def test_no_wildcard_actions_and_star_resources_only_where_aws_requires(packaged
 def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
     """Authenticate (GetItem on keys), check hard limits (read budgets), log the call (a conditional
     PutItem, else spill to SQS), read the provider keys from SSM, count refused keys (UpdateItem on one
-    partition of the aggregates table, and no other). Nothing else, and no other table."""
+    partition of the aggregates table, and no other), invoke Bedrock models (its own SigV4 calls). Nothing else,
+    and no other table."""
     _, template = packaged
     def arn(name):
         return json.dumps({"Fn::GetAtt": [name, "Arn"]})
@@ -341,6 +343,10 @@ def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
         parameter("gemini"): {"ssm:GetParameter"},
         parameter("azure"): {"ssm:GetParameter"},
         json.dumps("*"): {"kms:Decrypt"},
+        **{json.dumps({"Fn::Sub": f"arn:${{AWS::Partition}}:bedrock:*:{account}:{kind}/*"}): {  # its own SigV4 calls
+            "bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"} for account, kind in (
+            ("", "foundation-model"), ("${AWS::AccountId}", "inference-profile"),
+            ("${AWS::AccountId}", "application-inference-profile"))},
     }
     assert not any("AuditTable" in key for key in granted)  # no Scan, no Delete, nothing on the audit trail
     [aggregates] = [s for s in statements_of(template, "ProxyFunctionRole") if s["Resource"] == {

@@ -197,3 +197,14 @@ def test_upstream_cookies_are_neither_kept_nor_passed_on(gateway, upstream):
     gateway.call("/openai/v1/chat/completions", CHAT, second)
     assert answer.status_code == 200 and "set-cookie" not in answer.headers
     assert seen == [None, None]  # tenant A's cookie never rides on tenant B's call
+
+
+def test_a_path_no_provider_has_gets_the_callers_own_404_even_with_a_newline(gateway, upstream):
+    key = gateway.new_key()
+    for path in ("/openai/v1/no/such/thing", "/openai/v1/chat%0Acompletions", "/anthropic/v1/mess%0Aages"):
+        response = gateway.call(path, {"model": "gpt-4o"}, key)
+        assert response.status_code == 404, path
+        body = json.loads(response.body)
+        assert body["error"]["type"] == "not_found_error", body
+        assert response.headers["X-Tollgate-Call-Id"]
+    assert not upstream.requests

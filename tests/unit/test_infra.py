@@ -196,3 +196,23 @@ def test_new_deploy_settings_have_safe_defaults_and_load(config):
     loaded = stages.load("dev").deploy
     assert loaded.proxy_reserved_concurrency is None and loaded.admin_source_cidrs == ("203.0.113.0/24",)
     assert (loaded.dashboard_domain, loaded.dashboard_certificate_arn) == ("dash.example.com", certificate)
+
+
+def test_the_proxy_may_invoke_bedrock_models_and_inference_profiles_and_nothing_else_of_bedrock():
+    """Its own SigV4 calls (no botocore request, so the least-privilege recording cannot see them): InvokeModel and
+    InvokeModelWithResponseStream (Converse and ConverseStream need the same), on foundation models in any region
+    (a cross-region profile routes there) and on the account's inference profiles."""
+    proxy = permissions.policy("ProxyFunction", "/aws/lambda/tollgate-${Stage}-proxy", tracing=False)
+    bedrock = {s["Sid"]: s for s in proxy["PolicyDocument"]["Statement"]
+               if any(a.startswith("bedrock:") for a in s["Action"])}
+    assert {sid: (s["Action"], s["Resource"]["Fn::Sub"]) for sid, s in bedrock.items()} == {
+        "BedrockFoundationModels": (["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                                    "arn:${AWS::Partition}:bedrock:*::foundation-model/*"),
+        "BedrockInferenceProfiles": (["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                                     "arn:${AWS::Partition}:bedrock:*:${AWS::AccountId}:inference-profile/*"),
+        "BedrockApplicationInferenceProfiles": (
+            ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+            "arn:${AWS::Partition}:bedrock:*:${AWS::AccountId}:application-inference-profile/*"),
+    }
+    others = [f for f in permissions.CODE if f != "ProxyFunction"]
+    assert not any("bedrock" in json.dumps(permissions.policy(f, "/aws/lambda/x", tracing=False)) for f in others)

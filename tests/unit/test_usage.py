@@ -219,3 +219,15 @@ def test_sse_decoder_bounds_an_event_in_bytes_not_characters():
     with pytest.raises(EventTooLarge):
         for _ in range(10):
             decoder.feed(("data: " + "\U0001f600" * 50).encode())  # 200 bytes, 56 characters a chunk
+
+
+def test_the_providers_own_error_type_is_read_from_each_wire_format():
+    from chalicelib.gateway.record import upstream_error_type
+
+    openai = b'{"error": {"message": "slow down", "type": "rate_limit_exceeded"}}'
+    anthropic = b'{"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}'
+    gemini = b'{"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}}'
+    assert upstream_error_type(openai, 429) == "rate_limit_exceeded"
+    assert upstream_error_type(anthropic, 529) == "overloaded_error"
+    assert upstream_error_type(gemini, 429) == "RESOURCE_EXHAUSTED"
+    assert upstream_error_type(b"<html>bad gateway</html>", 502) == "upstream_502"
