@@ -7,11 +7,12 @@ from chalice import Chalice, CORSConfig, Cron, Rate
 
 from chalicelib import chalice_http, clock, coldstart_gc  # coldstart_gc: the collector rests while the modules below load (cold start)
 from chalicelib.alerting import alert_store, budget_store, credits, digest, listeners, measure, notify
+from chalicelib.alerting import provider_balances
 from chalicelib.errors import NotFound
-from chalicelib.gateway import reprice
-from chalicelib.ledger import audit, auth, calllog, gdpr, keys
+from chalicelib.gateway import fallbacks, reprice
+from chalicelib.ledger import audit, auth, calllog, fallback_rules, gdpr, keys
 from chalicelib.reports import calls as call_reports
-from chalicelib.reports import exports, forecast, openapi, people, usage
+from chalicelib.reports import exports, forecast, openapi, people, providers, usage
 from chalicelib.rollup import handler, rebuild
 from chalicelib.settings import get_settings
 
@@ -104,6 +105,55 @@ def audit_trail():
     """Who did what on the admin API, and when (newest first)."""
     _admin()
     return audit.list_entries(chalice_http.query_of(app.current_request))
+
+
+@app.route("/admin/fallbacks/{name}", methods=["PUT"], content_types=ANY)
+@chalice_http.json_api
+def put_fallback(name):
+    """Create or replace a fallback rule: {"match": {provider, model}, "targets": [{provider, model}], "on"?}."""
+    _admin()
+    return fallback_rules.save(fallbacks.parse_rule(name, chalice_http.json_body(app.current_request)), clock.now())
+
+
+@app.route("/admin/fallbacks", methods=["GET"])
+@chalice_http.json_api
+def list_fallbacks():
+    """Every fallback rule, by name."""
+    _admin()
+    return {"fallbacks": [rule.view() for rule in fallback_rules.all_rules()]}
+
+
+@app.route("/admin/fallbacks/{name}", methods=["GET"])
+@chalice_http.json_api
+def get_fallback(name):
+    """One fallback rule."""
+    _admin()
+    return fallback_rules.one(name).view()
+
+
+@app.route("/admin/fallbacks/{name}", methods=["DELETE"])
+@chalice_http.json_api
+def delete_fallback(name):
+    """Delete a fallback rule; containers stop using it within the cache TTL."""
+    _admin()
+    return fallback_rules.delete(name)
+
+
+@app.route("/admin/provider-balances/{provider}", methods=["PUT"], content_types=ANY)
+@chalice_http.json_api
+def put_provider_balance(provider):
+    """Record a provider's prepaid balance as at now: {"balance_usd", "low_usd"?} (exact decimals)."""
+    _admin()
+    return provider_balances.put_balance(provider, chalice_http.json_body(app.current_request),
+                                         clock.now())
+
+
+@app.route("/admin/provider-balances", methods=["GET"])
+@chalice_http.json_api
+def list_provider_balances():
+    """Every provider balance as it stands now."""
+    _admin()
+    return provider_balances.balances_view(clock.now())
 
 
 JOBS = {"recalculate": rebuild.recalculate, "reconcile": rebuild.reconcile, "reprice": reprice.reprice,
@@ -260,6 +310,13 @@ def resolve_alert(alert_id):
     """Resolve an open or acknowledged alert by hand: {"note"?}; the channels are told who did."""
     principal, body = _dashboard(), chalice_http.json_body(app.current_request)
     return alert_store.resolve_by_hand(alert_id, principal.account, _who(principal), body, clock.now())
+
+
+@app.route("/api/providers", methods=["GET"], cors=DASHBOARD_CORS)
+@chalice_http.json_api
+def provider_health():
+    """Each provider's calls, errors, p95, last success and fallbacks taken (`hours`, 24), and its balance."""
+    return providers.providers_report(_dashboard(), chalice_http.query_of(app.current_request), clock.now())
 
 
 @app.route("/api/credits", methods=["GET"], cors=DASHBOARD_CORS)

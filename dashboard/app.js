@@ -288,7 +288,7 @@ async function refresh() {
   const generation = ++state.generation;
   const current = () => generation === state.generation;
   document.body.classList.add("loading");
-  const panels = Promise.all([refreshWhoSpentIt(current), refreshManage()]);  // each card shows its own error
+  const panels = Promise.all([refreshWhoSpentIt(current), refreshManage(), refreshProviders(current)]);  // each card shows its own error
   try {
     await refreshOverview(current);
     await panels;

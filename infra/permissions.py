@@ -75,6 +75,10 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "RollupDeadLetterQueue": ("sqs:GetQueueAttributes",),
         "ArchiveBucket": ("s3:ListBucket", "s3:ListBucketVersions"),  # erasure: the user's archived calls
         "ArchiveBucket/calls/*": ("s3:DeleteObjectVersion",),
+        # fallback rules (their own partition): put, read one, deleted
+        "AggregatesTable?pk=config#fallbacks": ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"),
+        # the `evaluate` job reads OpenRouter's remaining credit with its key, as the scheduled evaluation does
+        "ssm:/tollgate/${Stage}/openrouter-api-key": ("ssm:GetParameter",),
         # large exports: their records (one partition), the job started, a download link signed for the file
         "AggregatesTable?pk=export#jobs": ("dynamodb:GetItem", "dynamodb:PutItem"),
         EXPORT_FUNCTION: ("lambda:InvokeFunction",),
@@ -119,9 +123,13 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "AggregatesTable?pk=signal#auth_failures": ("dynamodb:DeleteItem",),
         "AggregatesTable?pk=signal#costly_sessions": ("dynamodb:DeleteItem",),
         "AggregatesTable?pk=signal#costly_sessions_taken": ("dynamodb:PutItem",),
+        # OpenRouter's remaining credit, read from its API with its key and cached in its own partition
+        "AggregatesTable?pk=config#provider_balances": ("dynamodb:PutItem",),
+        "ssm:/tollgate/${Stage}/openrouter-api-key": ("ssm:GetParameter",),
         "AggregatesTable/index/by_kind": ("dynamodb:Query",),
         "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
-        "CallsTable/index/by_day": ("dynamodb:Query",),  # streaks of errors, read only after a failure lately
+        # streaks of errors and providers' 429s/401s, read only after a failure lately
+        "CallsTable/index/by_day": ("dynamodb:Query",),
         "CreditsTable": ("dynamodb:Scan",),
         "KeysTable": ("dynamodb:BatchGetItem",),  # the expensive-call alert names the key as people know it
         "AlertsTable": ("dynamodb:PutItem", "dynamodb:UpdateItem"),

@@ -71,6 +71,7 @@ class MockUpstream:
     server: ThreadingHTTPServer | None = None
     streams_abandoned: int = 0  # streams whose reader hung up before the end
     pace_seconds: tuple[float, float] = (0.0, 0.0)  # an unscripted stream's pause per event: uniform in this range
+    openrouter_credits: tuple[str, str] = ("100", "0")  # GET /openrouter/v1/credits: (total_credits, total_usage)
 
     def enqueue(self, **kwargs: Any) -> None:
         self.scripts.append(Script(**kwargs))
@@ -150,6 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(401, _error(anthropic, "authentication_error", "invalid upstream API key"))
         if path.endswith("/models"):
             return self._json(200, recorded("openai_models.json"))
+        if self.command == "GET" and path == "/openrouter/v1/credits":
+            return self._openrouter_credits()
         if path.endswith("/messages/count_tokens"):
             return self._json(200, {**recorded("anthropic_count_tokens.json"), "input_tokens": estimate_tokens(body)})
         script = self.upstream.next_script()
@@ -170,6 +173,17 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(events_or_body, list):
             return self._sse(events_or_body, script)
         return self._json(200, events_or_body)
+
+    # -- OpenRouter's credit (fallbacks and balances, issue #28) ---------------------------------------
+    def _openrouter_credits(self) -> None:
+        """`{"data": {"total_credits", "total_usage"}}` as OpenRouter answers it, the numbers exactly as set."""
+        total, used = self.upstream.openrouter_credits
+        data = f'{{"data": {{"total_credits": {total}, "total_usage": {used}}}}}'.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _authorised(self, headers: dict[str, str], anthropic: bool) -> bool:
         expected = self.upstream.expected_key

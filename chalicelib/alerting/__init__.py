@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from chalicelib.faces import lazy
 
-MODULES = ("alert_store", "budget_store", "credits", "digest", "listeners", "measure", "notify")
+MODULES = ("alert_store", "budget_store", "credits", "digest", "listeners", "measure", "notify", "provider_balances")
 NAMES = {  # name: the module that holds it
 }
 __all__ = [*MODULES, *NAMES]

@@ -19,6 +19,7 @@ from chalicelib.alerting.rules import (
     PERIOD,
     AlertDraft,
     AuthFailures,
+    BalanceReading,
     BudgetReading,
     BudgetReadings,
     CostlySession,
@@ -27,6 +28,7 @@ from chalicelib.alerting.rules import (
     DeadLetters,
     ExpensiveCall,
     KeyStreak,
+    ProviderFailures,
     QuarantineCount,
     Rules,
     TrafficWindow,
@@ -381,3 +383,62 @@ def decide_dead_letters(queues: DeadLetters, rules: Rules, now: datetime) -> lis
         message=f"Records were dead-lettered, so reports and budgets miss their spend. {listed}. See OPERATIONS.md "
                 "(the spill queue's and the rollup's dead-letter queues) for how to bring them back.",
         kind=CONDITION, recovery="Both dead-letter queues are empty.")]
+
+
+# --- providers: balances, quotas, our keys ----------------------------------------------------------------
+
+def decide_provider_balances(balances: list[BalanceReading], rules: Rules, now: datetime) -> list[AlertDraft]:
+    """`provider_balance_low`: a provider's prepaid balance under its low mark (high), escalating when none is
+    left (critical); it resolves at the first run that finds it topped up (an operator's doing, so no hold)."""
+    drafts = []
+    for reading in balances:
+        if reading.balance_usd >= reading.low_usd and reading.balance_usd > 0:
+            continue
+        empty = reading.balance_usd <= 0
+        source = "as its API says" if reading.source == "api" else "recorded, less the metered spend since"
+        drafts.append(AlertDraft(
+            "provider_balance_low", "provider", reading.provider, None, level=2 if empty else 1,
+            severity="critical" if empty else "high",
+            title=f"{reading.provider} balance {'used up' if empty else 'low'}: {usd(reading.balance_usd)}",
+            message=f"{reading.provider} has {usd(reading.balance_usd)} of prepaid credit left ({source}), under "
+                    f"{usd(reading.low_usd)}." + (" Calls to it will fail until it is topped up." if empty else ""),
+            kind=CONDITION, recovery=f"{reading.provider}'s balance is back at {usd(reading.low_usd)} or more.",
+            threshold=money(reading.low_usd), provider=reading.provider))
+    return drafts
+
+
+def decide_quota(failures: list[ProviderFailures], rules: Rules, now: datetime) -> list[AlertDraft]:
+    """`provider_quota`: a provider answered 429 (rate limit or quota) to `quota_min_429s` tries or more in the
+    window: one alert per provider and incident, saying how many calls fell back and how many failed."""
+    drafts = []
+    for found in failures:
+        if found.rate_limited < rules.quota_min_429s:
+            continue
+        drafts.append(AlertDraft(
+            "provider_quota", "provider", found.provider, None, severity="critical" if found.failed else "high",
+            title=f"{found.provider} is refusing calls with 429 (quota or rate limit)",
+            message=f"{found.provider} answered 429 to {found.rate_limited} tries in the last {found.minutes} "
+                    f"minutes: {found.fell_back} call(s) fell back to another provider and {found.failed} failed.",
+            kind=CONDITION, hold_minutes=rules.hold_minutes,
+            recovery=f"{found.provider} has answered fewer than {rules.quota_min_429s} 429s in {found.minutes} "
+                     f"minutes for {rules.hold_minutes} minutes.", provider=found.provider))
+    return drafts
+
+
+def decide_upstream_auth(failures: list[ProviderFailures], rules: Rules, now: datetime) -> list[AlertDraft]:
+    """`provider_key_rejected`: a provider answered 401 or 403, so it refuses our key: critical at the first one."""
+    drafts = []
+    for found in failures:
+        if not found.key_refused:
+            continue
+        statuses = "/".join(str(s) for s in found.key_statuses) or "401"
+        drafts.append(AlertDraft(
+            "provider_key_rejected", "provider", found.provider, None, severity="critical",
+            title=f"{found.provider} rejected Tollgate's API key ({statuses})",
+            message=f"{found.provider} answered {statuses} to {found.key_refused} tries in the last {found.minutes} "
+                    f"minutes (latest: {found.latest_key_error or 'no error type'}): its upstream API key is wrong, "
+                    "revoked or lacks access. Check the key Tollgate holds for it.",
+            kind=CONDITION, hold_minutes=rules.hold_minutes,
+            recovery=f"No 401 or 403 from {found.provider} for {rules.hold_minutes} minutes.",
+            provider=found.provider))
+    return drafts

@@ -14,7 +14,7 @@ from decimal import Decimal
 from itertools import takewhile
 from typing import Any
 
-from chalicelib.alerting import alert_store, credits, notify, signal_reads
+from chalicelib.alerting import alert_store, credits, notify, provider_balances, signal_reads
 from chalicelib.alerting.budget_store import measure, measure_period, record_status
 from chalicelib.alerting.decide import (
     decide_auth_failures,
@@ -27,8 +27,11 @@ from chalicelib.alerting.decide import (
     decide_error_rate,
     decide_expensive_calls,
     decide_latency,
+    decide_provider_balances,
     decide_quarantine,
+    decide_quota,
     decide_spend_anomaly,
+    decide_upstream_auth,
 )
 from chalicelib.alerting.rules import (
     BudgetReading,
@@ -37,6 +40,7 @@ from chalicelib.alerting.rules import (
     DailySpend,
     DeadLetters,
     KeyStreak,
+    ProviderFailures,
     QuarantineCount,
     Rules,
     TrafficWindow,
@@ -44,7 +48,7 @@ from chalicelib.alerting.rules import (
 )
 from chalicelib import clock
 from chalicelib.caller_names import GLOBAL_ID
-from chalicelib.clock import day_of, iso, parse_iso
+from chalicelib.clock import day_of, iso, parse_iso, precise
 from chalicelib.errors import is_refusal
 from chalicelib.ledger import calllog, dead_letters
 from chalicelib.ledger import all_budgets, spec_of
@@ -64,7 +68,10 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     budgets, checked = measure_budgets(now, active)
     errors, latency, failed_lately = measure_traffic(now, rules)
     error_drafts = decide_error_rate(errors, rules, now)
-    streaks = measure_streaks(now, rules) if failed_lately else []  # no failure at all: no call log to read
+    # no failure at all (a provider's failed tries included): no call log to read
+    recent = recent_calls(now, rules) if failed_lately else []
+    streaks = measure_streaks(now, rules, recent) if failed_lately else []
+    refusals = provider_failures(recent, now, rules)
     noted, note_keys = signal_reads.expensive_calls()
     sessions, session_keys = signal_reads.costly_sessions()
     spends = measure_spend(now, rules)
@@ -81,6 +88,9 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
         *decide_auth_failures(signal_reads.auth_failures(now, rules.auth_failure_minutes), rules, now),
         *decide_quarantine(QuarantineCount(*quarantine.count()), rules, now),
         *decide_dead_letters(DeadLetters(dead_letters.held_by_queue()), rules, now),
+        *decide_provider_balances(provider_balances.readings(now, rules), rules, now),
+        *decide_quota(refusals, rules, now),
+        *decide_upstream_auth(refusals, rules, now),
     ]
     applied = alert_store.apply(drafts, active, notify.configured_channels(), now)
     signal_reads.forget(note_keys + session_keys, now)
@@ -121,7 +131,7 @@ def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings,
 def measure_traffic(now: datetime, rules: Rules) -> tuple[list[TrafficWindow], list[TrafficWindow], int]:
     """Error-rate and latency windows of all traffic, each provider and the day's busiest models; and how many
     calls failed over the key-streak lookback (from the same buckets)."""
-    minutes = max(rules.error_rate_minutes, rules.latency_minutes, rules.call_lookback_minutes)
+    minutes = max(rules.error_rate_minutes, rules.latency_minutes, rules.call_lookback_minutes, rules.quota_minutes)
     start = now - timedelta(minutes=minutes) + timedelta(microseconds=1)
     scopes = [("global", GLOBAL_ID), *(("provider", p) for p in provider_registry.names()),
               *(("model", m) for m in _busy_models(day_of(start), day_of(now), rules))]
@@ -130,8 +140,9 @@ def measure_traffic(now: datetime, rules: Rules) -> tuple[list[TrafficWindow], l
         slots = agg.traffic(kind, scope_id, start, now)
         errors.append(_window(kind, scope_id, slots, now, rules.error_rate_minutes))
         latency.append(_window(kind, scope_id, slots, now, rules.latency_minutes))
-        if kind == "global":
-            failed_lately = _window(kind, scope_id, slots, now, rules.call_lookback_minutes).errors
+        if kind in ("global", "provider"):  # a provider's: its failed tries too, which fell back
+            lookback = max(rules.call_lookback_minutes, rules.quota_minutes)
+            failed_lately += _window(kind, scope_id, slots, now, lookback).errors
     return errors, latency, failed_lately
 
 
@@ -149,13 +160,18 @@ def _window(kind: str, scope_id: str, slots: dict[datetime, agg.Totals], now: da
     return TrafficWindow(kind, scope_id, minutes, totals.answered, totals.errors, dict(totals.latency))
 
 
-def measure_streaks(now: datetime, rules: Rules) -> list[KeyStreak]:
+def recent_calls(now: datetime, rules: Rules) -> list:
+    """Every account's calls over the longest lookback of the rules that read the call log, newest first."""
+    return calllog.calls_between(now - timedelta(minutes=max(rules.call_lookback_minutes, rules.quota_minutes)), now)
+
+
+def measure_streaks(now: datetime, rules: Rules, recent: list) -> list[KeyStreak]:
     """Per key, the failures in a row among its newest calls of the lookback (the gateway's own refusals skipped:
     a budget or a bad body is no sign of a broken key or provider)."""
-    since = now - timedelta(minutes=rules.call_lookback_minutes)
+    since = precise(now - timedelta(minutes=rules.call_lookback_minutes))
     by_key: dict[str, list] = defaultdict(list)
-    for call in calllog.calls_between(since, now):
-        if not is_refusal(call.error_type, call.upstream_reached):
+    for call in recent:
+        if call.ts >= since and not is_refusal(call.error_type, call.upstream_reached):
             by_key[call.key_id].append(call)
     streaks = []
     for key_id, calls in by_key.items():  # newest first
@@ -165,6 +181,39 @@ def measure_streaks(now: datetime, rules: Rules) -> list[KeyStreak]:
                                      tuple(sorted({c.provider for c in failed})),
                                      tuple(sorted({c.model for c in failed if c.model}))))
     return streaks
+
+
+def _tries(call) -> list[tuple[str, int | None, str | None]]:
+    """(provider, status, error_type) of each try a call made upstream: its `attempts`, or the call itself."""
+    if call.attempts:
+        return [(a.provider, None if a.status is None else int(a.status), a.error_type) for a in call.attempts]
+    return [(call.provider, call.status, call.error_type)] if call.upstream_reached else []
+
+
+def provider_failures(recent: list, now: datetime, rules: Rules) -> list[ProviderFailures]:
+    """Per provider, its 429s over the quota window and what became of the calls they hit, and its 401/403s (the
+    gateway's own refusals never reached a provider, so they have no tries)."""
+    since, minutes = precise(now - timedelta(minutes=rules.quota_minutes)), rules.quota_minutes
+    counts: dict[str, dict[str, Any]] = defaultdict(lambda: {"rate_limited": 0, "fell_back": 0, "failed": 0,
+                                                             "key_refused": 0, "statuses": set(), "latest": None})
+    for call in recent:  # newest first
+        if call.ts < since:
+            continue
+        succeeded = call.status < 400 and call.error_type is None
+        limited = set()
+        for provider, status, error_type in _tries(call):
+            if status == 429:
+                counts[provider]["rate_limited"] += 1
+                limited.add(provider)
+            elif status in (401, 403):
+                found = counts[provider]
+                found["key_refused"] += 1
+                found["statuses"].add(status)
+                found["latest"] = found["latest"] or error_type or f"upstream_{status}"
+        for provider in limited:
+            counts[provider]["fell_back" if succeeded else "failed"] += 1
+    return [ProviderFailures(provider, minutes, c["rate_limited"], c["fell_back"], c["failed"], c["key_refused"],
+                             tuple(sorted(c["statuses"])), c["latest"]) for provider, c in sorted(counts.items())]
 
 
 def measure_spend(now: datetime, rules: Rules) -> list[DailySpend]:

@@ -49,6 +49,9 @@ class Rules:
     auth_failure_minutes: int = 5
     auth_failure_tiers: tuple = ((20, "medium"), (200, "high"), (2000, "critical"))
     hold_minutes: int = 15  # a condition must stay clear this long before its alert resolves
+    quota_minutes: int = 15  # a provider's upstream 429s (and 401/403s) are counted over this window
+    quota_min_429s: int = 3  # this many 429s from one provider in the window open its quota alert
+    provider_low_usd: str = "5.00"  # a provider balance's low mark when its admin gave none (OpenRouter's, read)
     event_hold_minutes: int = 60  # an event alert resolves (quietly) this long after its last event
 
     @property
@@ -243,3 +246,28 @@ class DeadLetters:
     """Messages held by each dead-letter queue (`spill_dead_letters`, `rollup_dead_letters`)."""
 
     held: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class BalanceReading:
+    """A provider's prepaid balance as it stands now, and the mark under which it is low."""
+
+    provider: str
+    balance_usd: Decimal
+    low_usd: Decimal
+    source: str = "admin"  # admin (recorded, less the metered spend since) | api (OpenRouter's own word)
+
+
+@dataclass(frozen=True)
+class ProviderFailures:
+    """One provider's upstream refusals over the window, from the call log's tries (`attempts`): its 429s and the
+    calls they hit, that then fell back to another target or failed; and its 401/403s (our key refused)."""
+
+    provider: str
+    minutes: int
+    rate_limited: int = 0  # tries it answered 429
+    fell_back: int = 0  # calls it answered 429 that another target then answered
+    failed: int = 0  # calls it answered 429 that failed in the end
+    key_refused: int = 0  # tries it answered 401 or 403
+    key_statuses: tuple[int, ...] = ()
+    latest_key_error: str | None = None

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from chalicelib.faces import lazy
 
-MODULES = ("reprice",)
+MODULES = ("fallbacks", "reprice")
 NAMES = {  # name: the module that holds it
+    "same_wire_family": "fallbacks",
 }
 __all__ = [*MODULES, *NAMES]
 

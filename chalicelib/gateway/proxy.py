@@ -27,7 +27,7 @@ from chalicelib.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from chalicelib.gateway import limits, upstream
+from chalicelib.gateway import failover, limits, upstream
 from chalicelib.gateway.attribution import attribution_of
 from chalicelib.gateway.providers import ProviderAdapter, get_adapter
 from chalicelib.gateway.providers.base import Match, PreparedBody, StreamMeter
@@ -78,19 +78,18 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
     call.deadline = deadline_of(request.headers, call.started)
     try:
         prepared, upstream_headers = await run_sync(_admit, adapter, call, request, match)
-        url = adapter.upstream_url(get_settings().base_url(provider), match, request.query)
-        body = prepared.body if prepared else None
-        response = await upstream.open_stream(call.endpoint.method, url,
-                                              adapter.signed(call.endpoint.method, url, upstream_headers, body), body)
+        leg, response = await failover.reach(call, request, failover.Leg(adapter, match, prepared, upstream_headers))
     except TollgateError as error:
         if call.principal is None:  # an unknown caller: there is no account to log the call under
             await signals.auth_failed(error.status, request.headers)  # counted for the failed-auth alert
             return _with_call_id(error_answer(adapter, error), call)
         return await _failed(adapter, call, error)
+    adapter, prepared = leg.adapter, leg.prepared
     call.upstream_reached = True
     call.upstream_latency_ms = call.elapsed_ms()
     headers = {**adapter.response_headers(upstream.response_headers(response)),
-               "Content-Type": response.headers.get("content-type", "application/json")}
+               "Content-Type": response.headers.get("content-type", "application/json"),
+               **failover.answered_by(call)}
     if (call.stream and call.endpoint.metered and response.status_code < 400
             and adapter.streams(headers["Content-Type"])):
         call.status = response.status_code

@@ -51,6 +51,7 @@ class Call:
     provider_cost_usd: Decimal | None = None
     limit: limits.LimitCheck | None = None
     deadline: float = float("inf")  # monotonic time by which the call must be over, record written
+    attempts: list[dict] | None = None  # each provider tried, when a fallback rule applies (gateway/failover.py)
 
     def elapsed_ms(self, at: float | None = None) -> int:
         return round(((time.monotonic() if at is None else at) - self.started) * 1000)
@@ -113,6 +114,7 @@ def record_of(call: Call, price: pricing.Price, latency_ms: int):
         price_drift=price.price_drift,
         latency_ms=latency_ms, upstream_latency_ms=call.upstream_latency_ms, ttft_ms=ttft_ms,
         output_tokens_per_s=output_tokens_per_s(call.usage, latency_ms, ttft_ms) if call.stream else None,
+        attempts=call.attempts or None,
     )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from chalicelib.faces import lazy
 
-MODULES = ("archive", "audit", "auth", "calllog", "dead_letters", "gdpr", "keys", "signals")
+MODULES = ("archive", "audit", "auth", "calllog", "dead_letters", "fallback_rules", "gdpr", "keys", "provider_balances",
+           "signals")
 NAMES = {  # name: the module that holds it
     "Alert": "models",
     "ApiKey": "models",
@@ -17,15 +18,20 @@ NAMES = {  # name: the module that holds it
     "BudgetSpec": "budgets",
     "CallRecord": "models",
     "CreditEntry": "models",
+    "DEFAULT_ON": "fallback_rules",
     "DEFAULT_THRESHOLDS": "budgets",
     "Delivery": "models",
+    "FallbackRule": "fallback_rules",
+    "ProviderBalance": "models",
     "Principal": "auth",
     "SignalNote": "models",
+    "Target": "fallback_rules",
     "TableMeta": "models",
     "all_budgets": "budgets",
     "budget_cache": "budgets",
     "call_view": "calllog",
     "calls_of_day": "calllog",
+    "fallback_cache": "fallback_rules",
     "filters": "calllog",
     "note_costly_session": "signals",
     "note_expensive_call": "signals",

@@ -362,4 +362,13 @@ def call_view(record: CallRecord) -> dict[str, Any]:
         "estimated_cost_usd": _money_or_none(record.estimated_cost_usd), "price_drift": record.price_drift,
         "latency_ms": record.latency_ms, "upstream_latency_ms": record.upstream_latency_ms,
         "ttft_ms": record.ttft_ms, "output_tokens_per_s": record.output_tokens_per_s, "stream": record.stream,
+        "attempts": attempts_view(record.attempts),
     }
+
+
+def attempts_view(attempts) -> list[dict[str, Any]] | None:
+    """Every try of a call that fell back, in order (the last answered or failed the call); None: one try."""
+    if not attempts:
+        return None
+    return [{"provider": a.provider, "model": a.model, "status": a.status, "error_type": a.error_type,
+             "latency_ms": a.latency_ms} for a in attempts]

@@ -67,6 +67,16 @@ class CallsByUser(GlobalSecondaryIndex):
     sk = UnicodeAttribute(range_key=True)
 
 
+class Attempt(MapAttribute):
+    """One try of a call at one provider (fallbacks, CONTRACT §2): what it answered and how long it took."""
+
+    provider = UnicodeAttribute()
+    model = UnicodeAttribute(null=True)
+    status = NumberAttribute(null=True)  # the HTTP status it answered; null when none came (timeout, unreachable)
+    error_type = UnicodeAttribute(null=True)
+    latency_ms = NumberAttribute(default=0)
+
+
 class CallRecord(Model):
     """One proxied call, success or failure.
 
@@ -127,6 +137,7 @@ class CallRecord(Model):
     upstream_latency_ms = NumberAttribute(null=True)
     ttft_ms = NumberAttribute(null=True)  # to the first body byte; for streams, to the first content event
     output_tokens_per_s = NumberAttribute(null=True)  # streams: (output + reasoning) / (latency - ttft)
+    attempts = ListAttribute(of=Attempt, null=True)  # every try, in order, the last the one recorded above (fallbacks)
     expires_at = TTLAttribute(null=True)
 
     by_day = CallsByDay()
@@ -368,3 +379,48 @@ class SignalNote(Model):
     user = UnicodeAttribute(null=True)
     # a marker: when it can no longer be needed (TTL)
     expires_at = TTLAttribute(null=True)
+
+
+class FallbackTarget(MapAttribute):
+    provider = UnicodeAttribute()
+    model = UnicodeAttribute()
+
+
+class FallbackRuleItem(Model):
+    """A fallback rule (`PUT /admin/fallbacks/{name}`): a provider and model, and the targets tried next.
+
+    Key: `pk` = `config#fallbacks` + `day` = the rule's name: every rule is one Query, which the gateway caches
+    (chalicelib/ledger/fallback_rules.py). Lives in the aggregates table with no `kind`, so the reports never see it.
+    """
+
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    match_provider = UnicodeAttribute()
+    match_model = UnicodeAttribute()
+    targets = ListAttribute(of=FallbackTarget)
+    on = ListAttribute(of=UnicodeAttribute)  # statuses as digits ("429") and faults ("timeout", "unreachable")
+    created_at = UnicodeAttribute()
+
+
+class ProviderBalance(Model):
+    """A provider's prepaid balance: set by an admin (`source` admin, decremented by the metered spend since
+    `set_at`), or OpenRouter's remaining credit as its API last said (`source` api, cached by the evaluator).
+
+    Key: `pk` = `config#provider_balances` + `day` = the provider: every balance is one Query. Lives in the
+    aggregates table with no `kind`, so the reports never see it.
+    """
+
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    source = UnicodeAttribute(default="admin")  # admin | api
+    balance_usd = DecimalAttribute()
+    low_usd = DecimalAttribute(null=True)
+    set_at = UnicodeAttribute()  # when the balance was recorded (or read from the provider's API)
+    total_credits_usd = DecimalAttribute(null=True)  # api: what the provider says was bought
+    total_usage_usd = DecimalAttribute(null=True)  # api: and used

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from chalicelib.faces import lazy
 
-MODULES = ("aggregates", "calls", "exports", "forecast", "openapi", "people", "usage")
+MODULES = ("aggregates", "calls", "exports", "forecast", "openapi", "people", "providers", "usage")
 NAMES = {  # name: the module that holds it
     "Totals": "aggregates",
     "has_time_buckets": "aggregates",

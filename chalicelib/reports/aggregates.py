@@ -58,6 +58,7 @@ class Totals:
     ttft: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # streamed calls' first tokens
     refused: int = 0  # the gateway's own refusals: in `calls`, not in `errors` nor the latency
     refused_by_type: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    fallbacks: int = 0  # a provider's tries that failed before the call moved on to the next target (in `calls`)
 
     @sums_exactly
     def add(self, item: dict[str, Any], prefix: str) -> None:
@@ -65,6 +66,7 @@ class Totals:
         self.calls += int(item.get(f"{prefix}calls", 0))
         self.errors += int(item.get(f"{prefix}errors", 0))
         self.refused += int(item.get(f"{prefix}refused", 0))
+        self.fallbacks += int(item.get(f"{prefix}fallbacks", 0))
         for name in REFUSED_COUNTERS:
             if count := item.get(f"{prefix}{name}"):
                 self.refused_by_type[name.split(SEP, 1)[1]] += int(count)
@@ -103,6 +105,7 @@ class Totals:
         self.calls += sign * other.calls
         self.errors += sign * other.errors
         self.refused += sign * other.refused
+        self.fallbacks += sign * other.fallbacks
         for kind, count in other.tokens.items():
             self.tokens[kind] += sign * count
         self.cost += sign * other.cost
@@ -432,7 +435,7 @@ def traffic(kind: str, scope_id: str, start: datetime, end: datetime) -> dict[da
     """One scope's calls, errors, refusals and latency histogram per 5-minute bucket, from the bucket holding `start` to the
     one holding `end` (buckets with no calls left out): one projected Query per family."""
     names = [f"{five_minute_prefix(start)}{counter}"
-             for counter in ("calls", "errors", "refused",
+             for counter in ("calls", "errors", "refused", "fallbacks",
                              *(latency_counter(DAY, i) for i in range(LATENCY_BUCKETS)))]
     days = by_day(store.query_days(Scope(kind, scope_id), day_of(start), day_of(end), names, since=start))
     slots = {}

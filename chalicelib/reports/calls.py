@@ -11,7 +11,8 @@ from chalicelib.ledger import calllog, dead_letters
 from chalicelib.ledger import Principal, scoped_account
 from chalicelib.ledger import call_view
 from chalicelib.ledger import ApiKey, CallRecord
-from chalicelib.reports import ranges
+from chalicelib import clock
+from chalicelib.reports import providers, ranges
 from chalicelib.rollup import quarantine, store
 from chalicelib.settings import get_settings
 from chalicelib.query import Query
@@ -74,8 +75,8 @@ def health() -> tuple[int, dict[str, Any]]:
     """`GET /health` (no key): the components' state, at most HEALTH_CACHE_SECONDS old when healthy.
 
     Anyone may call it, so a healthy answer is reused: however often it is hit, a healthy container
-    makes 6 AWS requests (DescribeTable twice, GetQueueAttributes on the spill queue and on each
-    dead-letter queue, one quarantine Query) per HEALTH_CACHE_SECONDS. A degraded answer is checked again
+    makes 7 AWS requests (DescribeTable twice, GetQueueAttributes on the spill queue and on each
+    dead-letter queue, one quarantine Query, one by_kind Query for the providers' state today) per HEALTH_CACHE_SECONDS. A degraded answer is checked again
     on every call, so recovery shows at once (the stage's throttling bounds that). A cached answer belongs
     to the settings it was found with.
     """
@@ -125,5 +126,9 @@ def _check_health() -> tuple[int, dict[str, Any]]:
     except Exception as exc:
         components["rollup_quarantine"] = {"status": "error", "error": type(exc).__name__}
     components.update(_dead_letter_components())
+    try:
+        components["providers"] = providers.health_component(clock.now())
+    except Exception as exc:
+        components["providers"] = {"status": "error", "error": type(exc).__name__}
     healthy = all(c["status"] == "ok" for c in components.values())
     return (200 if healthy else 503), {"status": "healthy" if healthy else "degraded", "components": components}

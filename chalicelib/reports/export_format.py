@@ -27,7 +27,7 @@ EXPORT_FIELDS = ("call_id", "ts", "provider", "model", "endpoint", "operation", 
                  "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "input_audio_tokens",
                  "output_audio_tokens", "web_searches", "service_tier", "speed", "cost_usd", "priced", "price_source",
                  "price_version", "repriced_at", "provider_cost_usd", "estimated_cost_usd", "price_drift",
-                 "latency_ms", "ttft_ms", "output_tokens_per_s", "stream")
+                 "latency_ms", "ttft_ms", "output_tokens_per_s", "stream", "attempts")
 EXPORT_ID = re.compile(r"exp_[0-9a-f]{32}")
 STATES = ("queued", "running", "ready", "failed")
 PREFIX = "exports/"  # the archive bucket's folder of export files
@@ -129,6 +129,11 @@ def csv_tags(tags: dict[str, str] | None) -> str:
     return ",".join(f"{name}={value}" for name, value in sorted((tags or {}).items()))
 
 
+def csv_attempts(attempts: list[dict[str, Any]] | None) -> str:
+    """A fallen-back call's tries in one CSV cell, as compact JSON (a model name may hold any separator)."""
+    return json.dumps(attempts, separators=(",", ":"), ensure_ascii=False) if attempts else ""
+
+
 class ExportWriter:
     """An export's text in pieces: `head()`, a `row()` per call (oldest first), `tail()`. Joined, they are one
     CSV file (a header, then one line per call, formula-looking cells quoted) or one JSON document
@@ -150,7 +155,7 @@ class ExportWriter:
         if self.spec.format == "json":
             return ("" if self.rows == 1 else ",\n") + json.dumps(view, ensure_ascii=False)
         # a leading = + - @ (or a tab or CR before one) would be a formula in a spreadsheet
-        cells = {**view, "tags": csv_tags(view.get("tags"))}
+        cells = {**view, "tags": csv_tags(view.get("tags")), "attempts": csv_attempts(view.get("attempts"))}
         self._csv.writerow({k: (f"'{v}" if isinstance(v, str) and v[:1] in FORMULA_STARTS else v)
                             for k, v in cells.items()})
         return self._take()

@@ -108,10 +108,21 @@ SCHEMAS: dict[str, Any] = {
              "properties": {"call_id": STRING, "ts": STRING, "provider": STRING, "model": NAME, "account": STRING,
                             "status": INTEGER, "error_type": NAME, "input_tokens": COUNT,
                             "cache_read_tokens": COUNT, "cache_write_tokens": COUNT, "output_tokens": COUNT,
-                            "reasoning_tokens": COUNT, "cost_usd": MONEY, "latency_ms": COUNT}},
+                            "reasoning_tokens": COUNT, "cost_usd": MONEY, "latency_ms": COUNT,
+                            "attempts": {"type": ["array", "null"], "items": _strict(
+                                (), provider=STRING, model=NAME, status={"type": ["integer", "null"]},
+                                error_type=NAME, latency_ms=COUNT)}}},
     "Calls": _strict((), calls={"type": "array", "items": _ref("Call")}, next_before=NAME),
     "Budgets": _strict((), budgets={"type": "array", "items": {"type": "object", "required": ["budget_id"]}}),
     "Alerts": _strict((), alerts={"type": "array", "items": {"type": "object", "required": ["alert_id", "state"]}}),
+    "Providers": _strict((), **{"from": STRING, "to": STRING}, hours=INTEGER, providers={"type": "array", "items": _strict(
+        (), provider=STRING, calls=COUNT, errors=COUNT, error_rate={"type": "number", "minimum": 0},
+        latency_ms=PERCENTILES, last_success=NAME, fallbacks_taken=COUNT,
+        state={"type": "string", "enum": ["idle", "ok", "degraded", "failing"]},
+        balance={"oneOf": [{"type": "null"}, _strict(
+            (), balance_usd=MONEY, low_usd=MONEY, source={"type": "string", "enum": ["admin", "api"]},
+            set_at=STRING, recorded_usd=MONEY, spent_since_usd=MONEY, daily_rate_usd=MONEY,
+            days_left={"type": ["number", "null"], "minimum": 0})]})}),
     "Credits": _strict((), credits={"type": "array", "items": {"type": "object", "required": [
         "account", "allocated_usd", "used_usd", "remaining_usd"]}}),
 }
@@ -152,6 +163,22 @@ PATHS: dict[str, dict[str, Any]] = {
                                        body=_obj(channel={"type": "string", "enum": ["slack", "sns", "webhook"]}))},
     "/admin/credits/{account}": {"post": _op("Top up an account's credits", ADMIN, [_param("account", where="path")],
                                              body=_obj(amount_usd=NUMBER_TEXT, note=STRING))},
+    "/admin/fallbacks": {"get": _op("List fallback rules", ADMIN)},
+    "/admin/fallbacks/{name}": {
+        "put": _op("Create or replace a fallback rule: the targets a call tries next when its provider answers "
+                   "429 or 5xx, cannot be reached or times out before any byte reached the caller", ADMIN,
+                   [_param("name", where="path", pattern="^[A-Za-z0-9._-]{1,64}$")],
+                   body=_obj(match=_obj(provider=STRING, model=STRING),
+                             targets={"type": "array", "minItems": 1, "maxItems": 5,
+                                      "items": _obj(provider=STRING, model=STRING)},
+                             on={"type": "array", "items": {"type": ["integer", "string"]}})),
+        "get": _op("One fallback rule", ADMIN, [_param("name", where="path")]),
+        "delete": _op("Delete a fallback rule", ADMIN, [_param("name", where="path")])},
+    "/admin/provider-balances": {"get": _op("Every provider balance as it stands now", ADMIN)},
+    "/admin/provider-balances/{provider}": {"put": _op(
+        "Record a provider's prepaid balance as at now (less its metered spend from then on); under low_usd, a "
+        "low-balance alert", ADMIN, [_param("provider", where="path", pattern="^[a-z0-9-]{1,64}$")],
+        body=_obj(balance_usd=NUMBER_TEXT, low_usd=NUMBER_TEXT))},
     "/admin/users/{user}/export": {"get": _op("Every call attributed to a user", ADMIN, [_param("user", where="path")])},
     "/admin/users/{user}": {"delete": _op("Erase a user's calls", ADMIN, [_param("user", where="path")])},
     "/api/summary": {"get": _op("Totals, tokens by kind, cost, latency percentiles, by provider and model", DASHBOARD,
@@ -196,6 +223,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/alerts/{alert_id}/resolve": {"post": _op("Resolve an open or acknowledged alert by hand", DASHBOARD,
                                                    [_param("alert_id", where="path")],
                                                    body=_obj(note=STRING))},
+    "/api/providers": {"get": _op("Per provider over the window: calls, errors, error rate, p50/p95 latency, the "
+                                  "last 5-minute bucket with a success, fallbacks taken, state; its balance and "
+                                  "days left at the last 7 days' rate where known (keys for every account only)",
+                                  DASHBOARD, [_param("hours", "integer", minimum=1, maximum=48)],
+                                  answer="Providers")},
     "/api/credits": {"get": _op("Credits per account", DASHBOARD, [_param("account")], answer="Credits")},
     "/api/export": {"get": _op("The calls as a CSV or JSON download, oldest first; over 5 MB, 202 "
                                "{export_id, state, status_url} and a job", DASHBOARD,

@@ -92,6 +92,8 @@ class Fact:
     call_id: str | None = None  # which call: the listeners' (an expensive call is noted by it), not the fold's
     refused: bool = False  # the gateway's own refusal (errors.REFUSALS): counted apart from the provider's errors
     price_drift: bool = False  # its stated cost and our estimate differ past the tolerance (pricing.drifts)
+    failed_attempts: tuple[tuple[str, str | None, int | None], ...] = ()  # (provider, error_type, latency_ms) of
+    # each try before the last (fallbacks): its provider's calls, errors and latency, never its cost
 
     @classmethod
     def from_call(cls, call: Any, sign: int = 1, seq: int = 0, stream: str = "") -> "Fact":
@@ -109,6 +111,7 @@ class Fact:
             expires_at=int(expires.timestamp()) if (expires := getattr(call, "expires_at", None)) else None,
             call_id=getattr(call, "call_id", None), price_drift=getattr(call, "price_drift", None) is True,
             refused=call.status >= 400 and is_refusal(call.error_type, bool(getattr(call, "upstream_reached", False))),
+            failed_attempts=_failed_attempts(getattr(call, "attempts", None)),
         )
 
     def changed(self, before: "Fact") -> "Fact | None":
@@ -143,6 +146,17 @@ class Fact:
                 or not 0 <= latency < LATENCY_MAX_MS):
             return f"latency_ms is {latency!r}, not a duration in [0, 10^10)"
         return None
+
+
+def _failed_attempts(attempts: Any) -> tuple[tuple[str, str | None, int | None], ...]:
+    """The tries before the last one (the last is the call as recorded); a provider that is no name is skipped."""
+    found = []
+    for attempt in list(attempts or [])[:-1]:
+        provider, error_type = getattr(attempt, "provider", None), getattr(attempt, "error_type", None)
+        if isinstance(provider, str) and provider:
+            found.append((provider, error_type if isinstance(error_type, str) and error_type else None,
+                          _duration(getattr(attempt, "latency_ms", None))))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -217,6 +231,19 @@ def _add_core(counters: dict[str, Any], prefix: str, fact: Fact, with_errors_by_
         counters[error_counter(fact.error_type or "error")] += s
 
 
+def _add_failed_attempt(counters: dict[str, Any], sign: int, error_type: str | None, latency_ms: int | None,
+                        by_type: bool) -> None:
+    """A try that failed before the call moved on: its provider's call, error, latency and one fallback taken."""
+    counters[f"{DAY}calls"] += sign
+    counters[f"{DAY}errors"] += sign
+    counters[f"{DAY}fallbacks"] += sign
+    if latency_ms is not None:
+        counters[f"{DAY}lat_sum"] += sign * latency_ms
+        counters[latency_counter(DAY, bucket_of(latency_ms))] += sign
+    if by_type:
+        counters[error_counter(error_type or "error")] += sign
+
+
 def _add_session(delta: Delta, fact: Fact, named: tuple[str, str]) -> None:
     """A session's running totals, and what a list of sessions shows of it: its user or account, and when."""
     _add_breakdown(delta.counters, None, None, fact)
@@ -282,6 +309,13 @@ def fold(facts: Iterable[Fact]) -> dict[AggregateKey, Delta]:
                                   breakdown_head(DAY, dim, value), fact)
         if fact.session:
             _fold_session(deltas, fact)
+        for provider, error_type, latency_ms in fact.failed_attempts:
+            shard = shard_of("provider", fact.lane)
+            bucket = Part(FIVE_MINUTE_ITEM, hour, minute=fact.ts.minute - fact.ts.minute % 5)
+            for part in (Part(), Part(HOUR_ITEM, hour), bucket):
+                delta = deltas[AggregateKey("provider", stored_name(provider), day, part, shard)]
+                delta.covers(fact)
+                _add_failed_attempt(delta.counters, fact.sign, error_type, latency_ms, by_type=part == Part())
     return dict(deltas)
 
 

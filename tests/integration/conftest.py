@@ -43,11 +43,13 @@ def reload_settings():
     from chalicelib.gateway.limits import served
     from chalicelib.ledger import signals
     from chalicelib.ledger.budgets import budget_cache
+    from chalicelib.ledger.fallback_rules import fallback_cache
     from chalicelib.ledger.auth import key_cache
     from chalicelib.settings import get_settings
 
     get_settings.cache_clear()
     budget_cache.clear()
+    fallback_cache.clear()
     served.clear()
     signals.failures.clear()
     aws.client.cache_clear()

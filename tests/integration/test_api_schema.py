@@ -29,6 +29,7 @@ VARIANTS = {
     "/api/budgets": [""],
     "/api/alerts": ["state=all", "state=open", ""],
     "/api/credits": ["", "account=acme"],
+    "/api/providers": ["", "hours=1"],
     "/api/export": ["format=json&hours=24", "format=csv&hours=24"],
 }
 
