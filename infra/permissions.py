@@ -45,6 +45,9 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "ssm:/tollgate/${Stage}/openai-api-key": ("ssm:GetParameter",),
         "ssm:/tollgate/${Stage}/anthropic-api-key": ("ssm:GetParameter",),
         "ssm:/tollgate/${Stage}/openrouter-api-key": ("ssm:GetParameter",),
+        "ssm:/tollgate/${Stage}/groq-api-key": ("ssm:GetParameter",),
+        "ssm:/tollgate/${Stage}/gemini-api-key": ("ssm:GetParameter",),
+        "ssm:/tollgate/${Stage}/azure-api-key": ("ssm:GetParameter",),
         "kms:aws/ssm": ("kms:Decrypt",),
     },
     # /admin, /api, /health and /openapi.json: key and budget admin, credits, the audit trail (append and

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from infra import stages
 
 ADMIN_KEY = "/tollgate/{stage}/admin-key"
-PROVIDER_KEYS = ("openai", "anthropic", "openrouter")
+PROVIDER_KEYS = ("openai", "anthropic", "openrouter", "groq", "gemini", "azure")  # Bedrock: the role
 UNRESERVED_MINIMUM = 100  # Lambda refuses a reservation that leaves an account fewer unreserved than this
 CONCURRENCY_QUOTA = "L-B99A9384"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from . import alarms, permissions
@@ -27,6 +28,7 @@ FUNCTIONS = {
     "ProxyFunction": "proxy", "ExportCalls": "export_calls",
 }
 ROLES = {"APIHandler": "ApiHandlerRole", "ProxyFunction": "ProxyFunctionRole"}  # others: `<Function>Role`
+ROOT = Path(__file__).resolve().parent.parent  # what the zip holds is under it (a stage's providers file)
 
 ACCESS_LOG_FORMAT = (  # one JSON line per request; never a header (keys travel in headers)
     '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","time":"$context.requestTime",'
@@ -338,6 +340,7 @@ def finish(template: dict[str, Any], stage: Stage) -> dict[str, Any]:
     functions = _functions(template)
     for function in functions:
         _finish_function(template, function, stage)
+    _file_providers(template, stage)
     _finish_api(template, stage)
     resources = template["Resources"]
     proxy = resources["ProxyFunction"]["Properties"]
@@ -356,3 +359,38 @@ def finish(template: dict[str, Any], stage: Stage) -> dict[str, Any]:
     if stage.deploy.proxy_compute == "managed-instances":
         on_managed_instances(template, stage.deploy.managed_instances)
     return template
+
+
+def _file_providers(template: dict[str, Any], stage: Stage) -> None:
+    """A stage's providers file (`TOLLGATE_PROVIDERS_FILE` in its config: a path under chalicelib/, so the zip
+    carries it): the proxy reads it, API Gateway sends each provider's calls (`/<name>/{proxy+}`) to the proxy, and
+    the proxy may read each one's key from SSM (`/tollgate/<stage>/<name>-api-key`). A bad file stops the package."""
+    from chalicelib import provider_registry
+    from chalicelib.errors import ConfigurationError
+
+    path = stage.chalice.get("environment_variables", {}).get("TOLLGATE_PROVIDERS_FILE")
+    if not path:
+        return
+    root = ROOT
+    if Path(path).is_absolute() or not (root / path).resolve().is_relative_to(root / "chalicelib"):
+        raise StageError(f"stage {stage.name!r}: TOLLGATE_PROVIDERS_FILE must be a path under chalicelib/ (the zip "
+                         f"carries only that), e.g. chalicelib/providers.json, not {path!r}")
+    try:
+        declared = provider_registry.read_providers_file(str(root / path))
+    except ConfigurationError as exc:
+        raise StageError(f"stage {stage.name!r}: {exc}") from None
+    resources = template["Resources"]
+    proxy = resources["ProxyFunction"]["Properties"]
+    proxy["Environment"]["Variables"]["TOLLGATE_PROVIDERS_FILE"] = path
+    paths = resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    route = paths["/groq/{proxy+}"]  # the proxy's OpenAI-compatible route, as infra/resources.json declares it
+    keys = []
+    for provider in declared:
+        paths[f"/{provider.name}/{{proxy+}}"] = {
+            method: {**copy.deepcopy(operation), "summary": f"{provider.name} (providers file), OpenAI-compatible."}
+            for method, operation in route.items()}
+        parameter = f"/tollgate/${{Stage}}/{provider.name}-api-key"
+        proxy["Environment"]["Variables"][f"TOLLGATE_{provider.env_name}_API_KEY_PARAMETER"] = {"Fn::Sub": parameter}
+        keys.append({"Fn::Sub": f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{parameter}"})
+    role = resources[role_of("ProxyFunction")]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    role.append({"Sid": "ProvidersFileKeys", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": keys})

@@ -1,7 +1,8 @@
 """A fake OpenAI / Anthropic / OpenRouter server over real HTTP: recorded answers, scriptable usage and faults.
 
-Paths: `/v1/...` answers as OpenAI, `/openrouter/v1/...` as OpenRouter (with `usage.cost`), and
-`/v1/messages...` as Anthropic. Each answer is a recording under tests/events/ (the same bodies and streams the
+Paths: `/v1/...` answers as OpenAI (images too), `/openrouter/v1/...` as OpenRouter (with `usage.cost`),
+`/v1/messages...` as Anthropic, `/groq/openai/v1/...` as Groq (`x_groq.usage`) and `/azure/openai/...` as Azure
+OpenAI (deployments need `?api-version=`; the answer names the deployment's model). Each answer is a recording under tests/events/ (the same bodies and streams the
 proxy's own tests parse), with the request's model, fresh ids, ANSWER as its text (a word an event when
 streamed) and usage filled in. Tests queue `Script`s to choose the next answer's raw usage object
 (in the provider's own convention), status, delay, or a connection dropped mid-stream. Models named `fault-…`
@@ -165,6 +166,9 @@ class _Handler(BaseHTTPRequestHandler):
         if script.status != 200:
             return self._json(script.status, script.body or _error(anthropic, "api_error", "scripted failure"))
         route = re.sub(r"^/azure/openai/deployments/[^/]+/", "", path).rsplit("/v1/", 1)[-1]
+        if (own := _openai_family(self.path, route, body, script)) is not None:  # Groq, Azure, images
+            status, answer = own
+            return self._sse(answer, script) if isinstance(answer, list) else self._json(status, answer)
         openrouter = path.startswith("/openrouter/")
         builder = {"messages": _anthropic_message, "chat/completions": _chat_completion,
                    "completions": _completion, "embeddings": _embedding, "responses": _response}.get(route)
@@ -436,4 +440,92 @@ def _anthropic_message(body: dict[str, Any], script: Script, openrouter: bool) -
         elif name == "message_delta":
             data["usage"] = {"output_tokens": usage.get("output_tokens", 0)}
         events.append((name, data))
+    return events
+
+
+# -- The OpenAI family's own answers: Groq, Azure OpenAI, images ----------------------------------------------------
+# Azure answers with the model a deployment runs, not the deployment's name.
+AZURE_DEPLOYMENTS = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-11-20",
+                     "text-embedding-3-small": "text-embedding-3-small"}
+# A 1x1 transparent PNG: what an image answer carries, base64.
+TINY_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+
+
+def _openai_family(raw_path: str, route: str, body: Any, script: Script) -> tuple[int, Any] | None:
+    """(status, body or events) for Groq's, Azure's and the images routes; None for the others."""
+    path, _, query = raw_path.partition("?")
+    if path.startswith("/groq/") and route == "chat/completions":
+        return 200, _groq_chat(body, script)
+    if path.startswith("/azure/"):
+        deployment = re.match(r"^/azure/openai/deployments/([^/]+)/", path)
+        if deployment and "api-version=" not in query:  # Azure's answer to a deployment call without a version
+            return 404, {"error": {"code": "404", "message": "Resource not found"}}
+        name = deployment.group(1) if deployment else body.get("model")
+        body = {**body, "model": AZURE_DEPLOYMENTS.get(name, name)}
+        builder = {"chat/completions": _azure_chat, "embeddings": lambda b, s: _embedding(b, s, False),
+                   "responses": lambda b, s: _response(b, s, False), "images/generations": _image}.get(route)
+        return (200, builder(body, script)) if builder else None
+    if route == "images/generations":
+        return 200, _image(body, script)
+    return None
+
+
+def _groq_chat(body: dict[str, Any], script: Script) -> Any:
+    """Groq states usage in `usage`, and a stream's in `x_groq.usage` on its last chunk (with `stream_options`
+    also in that chunk's `usage`, then a usage chunk, as OpenAI)."""
+    if not body.get("stream"):
+        answer = recorded("groq_chat.json")
+        answer["choices"][0]["message"]["content"] = ANSWER
+        return {**answer, **_stamp(answer["id"], body.get("model")),
+                "usage": _openai_usage(answer["usage"], body, script)}
+    recording = recorded("groq_chat_stream_usage.sse")
+    usage = _openai_usage(recording[-2][1]["usage"], body, script)
+    events = _openai_stream(recording, body, script, _delta_text)
+    for _, data in events:
+        if isinstance(data, dict) and isinstance((data.get("x_groq") or {}).get("usage"), dict):
+            data["x_groq"] = {**data["x_groq"], "usage": usage}
+            if "usage" in data:
+                data["usage"] = usage
+    return events
+
+
+def _azure_chat(body: dict[str, Any], script: Script) -> Any:
+    """Azure's chat: content-filter results beside OpenAI's fields; a stream opens with the prompt's filter
+    results in a chunk of no model and no choices."""
+    if not body.get("stream"):
+        answer = recorded("azure_chat.json")
+        answer["choices"][0]["message"]["content"] = ANSWER
+        return {**answer, **_stamp(answer["id"], body.get("model")),
+                "usage": _openai_usage(answer["usage"], body, script)}
+    prompt_filter, *rest = recorded("azure_chat_stream_usage.sse")
+    return [prompt_filter] + _openai_stream(rest, body, script, _delta_text)
+
+
+def _image(body: dict[str, Any], script: Script) -> Any:
+    """GPT image models answer base64 with their token usage (streamed: partial images, then the completed one);
+    DALL-E answers a URL (or base64 when asked) and no usage."""
+    model = body.get("model") or "dall-e-2"
+    count = body.get("n") if isinstance(body.get("n"), int) and 0 < body.get("n") <= 10 else 1
+    if not str(model).startswith(("gpt-image", "chatgpt-image")):
+        answer = recorded("openai_image_dalle.json")
+        item = ({"b64_json": TINY_PNG} if body.get("response_format") == "b64_json"
+                else {"url": "https://images.example.invalid/img.png"})
+        return {**answer, "created": int(time.time()),
+                "data": [{**item, "revised_prompt": body.get("prompt")} for _ in range(count)]}
+    answer = recorded("openai_image_gpt.json")
+    prompt = estimate_tokens(body.get("prompt"))
+    usage = _usage(answer["usage"], script, input_tokens=prompt, output_tokens=272 * count,
+                   total_tokens=prompt + 272 * count,
+                   input_tokens_details={"text_tokens": prompt, "image_tokens": 0})
+    size, quality = body.get("size") or "1024x1024", body.get("quality") or "low"
+    if not body.get("stream"):
+        return {**answer, "created": int(time.time()), "size": size, "quality": quality,
+                "data": [{"b64_json": TINY_PNG} for _ in range(count)], "usage": usage}
+    events = []
+    for name, data in recorded("openai_image_stream.sse"):
+        data = {**data, "b64_json": TINY_PNG, "created_at": int(time.time()), "size": size, "quality": quality}
+        if name == "image_generation.partial_image":
+            events += [(name, {**data, "partial_image_index": n}) for n in range(body.get("partial_images") or 0)]
+        else:
+            events.append((name, {**data, "usage": usage}))
     return events

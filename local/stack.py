@@ -134,6 +134,7 @@ class Stack:
                 os.environ[f"TOLLGATE_{provider.upper()}_BASE_URL"] = mock_url + MOCK_PATHS[provider]
                 os.environ[f"TOLLGATE_{provider.upper()}_API_KEY"] = MOCK_UPSTREAM_KEY
         self.upstreams = {p: os.environ[f"TOLLGATE_{p.upper()}_BASE_URL"] for p in PROVIDERS}
+        self.mocked = set(mock_needed)
 
     def _create_resources(self) -> None:
         import boto3
@@ -301,11 +302,22 @@ class Stack:
                 self.mock.stop()
             self.moto.stop()
 
+    def served_by(self) -> dict[str, list[str]]:
+        """Which providers the built-in mock answers, and which go upstream (and where): the built-ins, then those of
+        the providers file (TOLLGATE_PROVIDERS_FILE), each reached at its own base URL."""
+        from chalicelib import provider_registry
+        from chalicelib.settings import get_settings
+
+        settings = get_settings()
+        upstream = [f"{name} → {settings.base_url(name)}" + ("" if entry.built_in else " (providers file)")
+                    for name, entry in provider_registry.providers().items() if name not in self.mocked]
+        return {"mock": sorted(self.mocked, key=PROVIDERS.index), "upstream": upstream}
+
     def banner(self) -> str:
         template = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")), autoescape=False)
         return template.get_template("local_banner.txt.j2").render(
             api_url=f"http://{self.host}:{self.port}", data_dir=self.data_dir,
-            aws_endpoint=os.environ["TOLLGATE_AWS_ENDPOINT"], upstreams=self.upstreams,
+            aws_endpoint=os.environ["TOLLGATE_AWS_ENDPOINT"], served=self.served_by(),
             admin_key=self.admin_key, demo_key=self.demo_key,
             dashboard=(ROOT / "dist" / "dashboard" / "index.html").exists())
 

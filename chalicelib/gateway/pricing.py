@@ -20,6 +20,7 @@ from genai_prices.types import ModelPrice
 from chalicelib import provider_registry
 
 from chalicelib.errors import PriceOverridesInvalid
+from chalicelib.gateway import image_prices
 from chalicelib.gateway.price_overrides import OVERRIDES_FILE, PriceOverrides, load_overrides
 from chalicelib.gateway.tokens import TokenUsage
 from chalicelib.observability import logger
@@ -107,8 +108,12 @@ def _our_price(provider: str, model: str, usage: TokenUsage, at: datetime,
         return Price(_declared(entry.prices[model]).calc_price(usage.to_genai())["total_price"],
                      "providers-file", "providers-file")
     price_provider = entry.price_provider if entry is not None else provider
-    price = _genai_price(price_provider, model, usage, at) if price_provider else None
-    if price is None and entry is not None and entry.name in LIST_PRICE_OF:  # Azure: OpenAI's list price
+    resells = entry is not None and entry.name in LIST_PRICE_OF
+    if image_prices.billed_per_image(model) and "openai" in (price_provider, LIST_PRICE_OF.get(provider)):
+        each = image_prices.cost(model, usage.images, usage.image_variant)
+        return Price(each, image_prices.SOURCE, image_prices.VERSION) if each is not None else None
+    price = _genai_price(price_provider, model, usage, at, name_lender=resells) if price_provider else None
+    if price is None and resells:  # Azure: OpenAI's list price
         list_provider = LIST_PRICE_OF[entry.name]
         listed = _genai_price(list_provider, model, usage, at)
         return Price(listed.cost_usd, f"genai-prices/{list_provider}", listed.version) if listed else None
@@ -119,7 +124,10 @@ def _our_price(provider: str, model: str, usage: TokenUsage, at: datetime,
 LIST_PRICE_OF = {"azure": "openai"}
 
 
-def _genai_price(price_provider: str, model: str, usage: TokenUsage, at: datetime) -> Price | None:
+def _genai_price(price_provider: str, model: str, usage: TokenUsage, at: datetime,
+                 name_lender: bool = False) -> Price | None:
+    """genai-prices' price. `name_lender`: a price genai-prices borrowed from another provider's list (Azure's
+    gpt-4o-mini at OpenAI's) says whose it is, `genai-prices/<provider>`, as genai-prices itself does not."""
     try:
         calculation = calc_price(usage.to_genai(), model, provider_id=price_provider, genai_request_timestamp=at,
                                  price_context=usage.price_context() or None)
@@ -128,7 +136,16 @@ def _genai_price(price_provider: str, model: str, usage: TokenUsage, at: datetim
     except ValueError as exc:  # kinds genai-prices cannot split (more audio than uncached input, say)
         logger.warning("usage genai-prices cannot price", extra={"model": model, "error": str(exc)})
         return None
-    return Price(calculation.total_price, "genai-prices", genai_prices_version())
+    source = "genai-prices"
+    if name_lender and not any(listed is calculation.model for listed in calculation.provider.models):
+        source = f"genai-prices/{_lister(calculation.model)}"
+    return Price(calculation.total_price, source, genai_prices_version())
+
+
+def _lister(model) -> str:
+    from genai_prices import data_snapshot
+
+    return next((p.id for p in data_snapshot.get_snapshot().providers if any(m is model for m in p.models)), "other")
 
 
 def _declared(prices) -> ModelPrice:

@@ -97,7 +97,7 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
         headers.update(_limit_headers(call, None))
         relay = _relay(adapter, call, response, meter)
         return _with_call_id(Answer(response.status_code, headers, stream=relay, deadline=call.deadline), call)
-    return await _whole(adapter, call, response, headers)
+    return await _whole(adapter, call, response, headers, prepared)
 
 
 def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest,
@@ -126,7 +126,8 @@ def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest,
     return prepared, headers
 
 
-async def _whole(adapter: ProviderAdapter, call: Call, response: httpx.Response, headers: dict[str, str]) -> Answer:
+async def _whole(adapter: ProviderAdapter, call: Call, response: httpx.Response, headers: dict[str, str],
+                 prepared: PreparedBody | None = None) -> Answer:
     """A non-streamed answer (or an error, or an upstream that ignored `stream`): read it, meter it, log it."""
     limit = get_settings().max_answer_bytes
     chunks: list[bytes] = []
@@ -154,7 +155,8 @@ async def _whole(adapter: ProviderAdapter, call: Call, response: httpx.Response,
         call.error_type = upstream_error_type(body, call.status, response.headers.get("x-amzn-errortype"))
     elif call.endpoint.metered:
         parsed = upstream_json(body)
-        call.usage, model = adapter.parse_usage(call.endpoint, parsed)
+        usage, model = adapter.parse_usage(call.endpoint, parsed)
+        call.usage = adapter.with_request(usage, prepared)
         call.model = reported_model(model, call.model)
         call.provider_cost_usd = adapter.provider_cost(parsed)
     answer = _with_call_id(Answer(call.status, headers, body), call)

@@ -108,6 +108,8 @@ def record_of(call: Call, price: pricing.Price, latency_ms: int):
         output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens,
         input_audio_tokens=usage.input_audio_tokens or None, output_audio_tokens=usage.output_audio_tokens or None,
         web_searches=usage.web_searches or None, service_tier=usage.service_tier, speed=usage.speed,
+        input_image_tokens=usage.input_image_tokens or None, output_image_tokens=usage.output_image_tokens or None,
+        images=usage.images or None, image_variant=usage.image_variant,
         usage_reported=call.usage is not None and call.error_type is None, cost_usd=price.cost_usd,
         priced=price.priced, price_source=price.source, price_version=price.version,
         provider_cost_usd=call.provider_cost_usd, estimated_cost_usd=price.estimated_cost_usd,

@@ -85,7 +85,10 @@ def stored_usage(call: CallRecord) -> TokenUsage | None:
                        output_tokens=call.output_tokens, reasoning_tokens=call.reasoning_tokens,
                        input_audio_tokens=call.input_audio_tokens or 0,
                        output_audio_tokens=call.output_audio_tokens or 0,
-                       web_searches=call.web_searches or 0, service_tier=call.service_tier, speed=call.speed)
+                       web_searches=call.web_searches or 0, service_tier=call.service_tier, speed=call.speed,
+                       input_image_tokens=call.input_image_tokens or 0,
+                       output_image_tokens=call.output_image_tokens or 0,
+                       images=call.images or 0, image_variant=call.image_variant)
     if not (call.priced or call.usage_reported or any(usage.counts().values())) or not usage.plausible():
         return None
     return usage

@@ -30,19 +30,26 @@ class TokenUsage:
     input_audio_tokens: int = 0  # part of the total input (input + cache kinds) that was audio
     output_audio_tokens: int = 0  # part of output_tokens that was audio
     web_searches: int = 0  # server-side web searches the provider ran for the call (billed per 1,000)
+    input_image_tokens: int = 0  # part of the total input that was image (GPT image models bill it apart)
+    output_image_tokens: int = 0  # part of output_tokens that was image
+    images: int = 0  # images generated: the unit of models billed per image (DALL-E)
+    image_variant: str | None = None  # what a per-image price depends on: "<size>/<quality>" as asked
     service_tier: str | None = None  # the tier the answer says served it (OpenAI: "default", "flex", "priority")
     speed: str | None = None  # Anthropic's `usage.speed` ("standard", "fast")
 
     def counts(self) -> dict[str, Any]:
         """The counted kinds (tokens, searches), without the price variant."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("service_tier", "speed")}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("service_tier", "speed", "image_variant")}
 
     def plausible(self) -> bool:
         """Every count a whole number in [0, 10^12), audio no more than the tokens it is part of: anything else
         is logged as `usage_invalid`, unpriced."""
         return (all(type(v) is int and 0 <= v < TOKENS_MAX for v in self.counts().values())
                 and self.input_audio_tokens <= self.total_input_tokens
-                and self.output_audio_tokens <= self.output_tokens)
+                and self.output_audio_tokens <= self.output_tokens
+                and self.input_image_tokens <= self.total_input_tokens
+                and self.output_image_tokens <= self.output_tokens)
 
     def price_context(self) -> dict[str, str]:
         """genai-prices' price context: which variant of the model's prices applies (a tier, a speed)."""
@@ -77,6 +84,8 @@ class TokenUsage:
             input_audio_tokens=usage.input_audio_tokens or 0,
             output_audio_tokens=usage.output_audio_tokens or 0,
             web_searches=usage.web_searches or 0,
+            input_image_tokens=usage.input_image_tokens or 0,
+            output_image_tokens=usage.output_image_tokens or 0,
         )
 
     def stated(self, service_tier: Any = None, speed: Any = None) -> "TokenUsage":
@@ -96,6 +105,8 @@ class TokenUsage:
             "input_audio_tokens": self.input_audio_tokens,
             "output_audio_tokens": self.output_audio_tokens,
             "web_searches": self.web_searches,
+            "input_image_tokens": self.input_image_tokens,
+            "output_image_tokens": self.output_image_tokens,
         }
         if self.cache_write_1h_tokens:
             optional["cache_write_1h_tokens"] = self.cache_write_1h_tokens

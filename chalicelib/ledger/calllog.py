@@ -353,6 +353,8 @@ def call_view(record: CallRecord) -> dict[str, Any]:
         "cache_write_1h_tokens": record.cache_write_1h_tokens, "output_tokens": record.output_tokens,
         "reasoning_tokens": record.reasoning_tokens, "input_audio_tokens": record.input_audio_tokens or 0,
         "output_audio_tokens": record.output_audio_tokens or 0, "web_searches": record.web_searches or 0,
+        "input_image_tokens": record.input_image_tokens or 0, "output_image_tokens": record.output_image_tokens or 0,
+        "images": record.images or 0,
         "service_tier": record.service_tier, "speed": record.speed, "usage_reported": record.usage_reported,
         "cost_usd": _money_or_none(record.cost_usd), "priced": record.priced,
         "price_source": record.price_source, "price_version": record.price_version,

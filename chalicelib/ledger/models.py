@@ -118,6 +118,10 @@ class CallRecord(Model):
     input_audio_tokens = NumberAttribute(null=True)  # the part of the input that was audio (absent: none)
     output_audio_tokens = NumberAttribute(null=True)  # the part of output_tokens that was audio (absent: none)
     web_searches = NumberAttribute(null=True)  # server-side web searches billed per call (absent: none)
+    input_image_tokens = NumberAttribute(null=True)  # the part of the input that was image (absent: none)
+    output_image_tokens = NumberAttribute(null=True)  # the part of output_tokens that was image (absent: none)
+    images = NumberAttribute(null=True)  # images generated (absent: none); DALL-E bills per image
+    image_variant = UnicodeAttribute(null=True)  # "<size>/<quality>" a per-image price was read at
     service_tier = UnicodeAttribute(null=True)  # the tier the answer says served it (OpenAI "flex", "priority")
     speed = UnicodeAttribute(null=True)  # Anthropic's stated speed ("fast")
     usage_reported = BooleanAttribute(default=False)

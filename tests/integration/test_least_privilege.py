@@ -9,6 +9,7 @@ fails both ways: an action the code uses that the function is not granted (Acces
 no code path uses any more (a permission left behind). A new route fails until it has a scenario below.
 """
 import json
+import os
 from collections import defaultdict
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -27,6 +28,7 @@ ACCOUNT_ID = "123456789012"  # moto's
 STAGE = "dev"
 SLACK_PARAMETER = f"/tollgate/{STAGE}/slack-webhook-url"
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+KEYED_PROVIDERS = ("openai", "anthropic", "openrouter", "groq", "gemini", "azure")  # keys in SSM (Bedrock: the role)
 
 
 # --- what a request needs in IAM terms ----------------------------------------------------------------
@@ -197,14 +199,14 @@ def deployed(aws_env, sink, monkeypatch):
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     topic = boto3.client("sns").create_topic(Name=f"tollgate-{STAGE}-alerts")["TopicArn"]
     secrets = {f"/tollgate/{STAGE}/admin-key": ADMIN_KEY, SLACK_PARAMETER: f"{sink.url}/slack",
-               **{f"/tollgate/{STAGE}/{p}-api-key": UPSTREAM_KEY for p in ("openai", "anthropic", "openrouter")}}
+               **{f"/tollgate/{STAGE}/{p}-api-key": UPSTREAM_KEY for p in KEYED_PROVIDERS}}
     for name, value in secrets.items():
         ssm.put_parameter(Name=name, Value=value, Type="SecureString")
     for name in ("TOLLGATE_ADMIN_KEY", "TOLLGATE_OPENAI_API_KEY", "TOLLGATE_ANTHROPIC_API_KEY",
                  "TOLLGATE_OPENROUTER_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TOLLGATE_ADMIN_KEY_PARAMETER", f"/tollgate/{STAGE}/admin-key")
-    for provider in ("openai", "anthropic", "openrouter"):
+    for provider in KEYED_PROVIDERS:
         monkeypatch.setenv(f"TOLLGATE_{provider.upper()}_API_KEY_PARAMETER", f"/tollgate/{STAGE}/{provider}-api-key")
     monkeypatch.setenv("TOLLGATE_SLACK_WEBHOOK_URL_PARAMETER", SLACK_PARAMETER)
     monkeypatch.setenv("TOLLGATE_ALERT_WEBHOOK_URL", f"{sink.url}/webhook")
@@ -301,6 +303,7 @@ def run_proxy(recorder, dynamo_faults):
 
     from chalicelib.alerting import budget_store
     from chalicelib.gateway.proxy_app import app
+    from chalicelib import secret_store
     from chalicelib.ledger import keys, signals
 
     key = keys.create_gateway_key({"name": "least privilege", "account": "acme"})["key"]
@@ -318,6 +321,10 @@ def run_proxy(recorder, dynamo_faults):
         anthropic = {"model": "claude-3-5-haiku-latest", "max_tokens": 10, "messages": CHAT["messages"]}
         assert proxy.post("/anthropic/v1/messages", json=anthropic, headers={"x-api-key": key}).status_code == 200
         assert proxy.post("/openrouter/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
+        assert proxy.post("/groq/openai/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
+        assert proxy.post("/azure/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
+                          json=CHAT, headers={"api-key": key}).status_code == 200
+        assert secret_store.provider_key("gemini") == UPSTREAM_KEY  # what Gemini's route reads before it calls
         signals.failures = signals.FailureCounter()  # a fresh container flushes its first refusal at once
         unknown = {"Authorization": "Bearer tg-000000000000_unknown"}
         assert proxy.post("/openai/v1/chat/completions", json=CHAT, headers=unknown).status_code == 401
@@ -519,6 +526,10 @@ def test_each_function_is_granted_exactly_what_its_code_uses(deployed, recorder,
     import app
 
     dynamo_faults = install_faults(DynamoFaults(), monkeypatch)
+    mock = os.environ["TOLLGATE_OPENAI_BASE_URL"].removesuffix("/v1")
+    monkeypatch.setenv("TOLLGATE_GROQ_BASE_URL", f"{mock}/groq/openai/v1")
+    monkeypatch.setenv("TOLLGATE_AZURE_BASE_URL", f"{mock}/azure")
+    reload_settings()
     run_proxy(recorder, dynamo_faults)
     with Client(app.app, stage_name="local") as client:
         run_replay_spill(recorder, client)
@@ -550,7 +561,7 @@ NAMING_SETTINGS = {
     "TOLLGATE_EXPORT_FUNCTION": permissions.EXPORT_FUNCTION,
     "TOLLGATE_ADMIN_KEY_PARAMETER": "ssm:/tollgate/${Stage}/admin-key",
     **{f"TOLLGATE_{p.upper()}_API_KEY_PARAMETER": f"ssm:/tollgate/${{Stage}}/{p}-api-key"
-       for p in ("openai", "anthropic", "openrouter")},
+       for p in KEYED_PROVIDERS},
 }
 
 

@@ -27,6 +27,8 @@ PROXY_ROUTES = {
     ("/openrouter/v1/chat/completions", "post"), ("/openrouter/v1/models", "get"),
     ("/anthropic/v1/messages", "post"), ("/anthropic/v1/messages/count_tokens", "post"),
     ("/bedrock/{proxy+}", "post"),
+    ("/openai/v1/images/generations", "post"),
+    ("/groq/{proxy+}", "post"), ("/groq/{proxy+}", "get"), ("/gemini/{proxy+}", "post"), ("/azure/{proxy+}", "post"),
 }
 ADAPTER_LAYER = "arn:${AWS::Partition}:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:30"  # v1.1.0
 STARTUP_SCRIPT = "chalicelib/gateway/run_proxy.sh"
@@ -274,7 +276,7 @@ def test_every_proxy_route_streams_from_the_proxy_function_on_one_regional_api(p
     _, template = packaged
     paths = api_paths(template)
     for path, method in PROXY_ROUTES:
-        assert set(paths[path]) == {method}, path
+        assert set(paths[path]) == {m for p, m in PROXY_ROUTES if p == path}, path
         integration = paths[path][method]["x-amazon-apigateway-integration"]
         assert integration["type"] == "aws_proxy" and integration["httpMethod"] == "POST"
         assert integration["responseTransferMode"] == "STREAM"
@@ -337,6 +339,9 @@ def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
         parameter("openai"): {"ssm:GetParameter"},
         parameter("anthropic"): {"ssm:GetParameter"},
         parameter("openrouter"): {"ssm:GetParameter"},
+        parameter("groq"): {"ssm:GetParameter"},
+        parameter("gemini"): {"ssm:GetParameter"},
+        parameter("azure"): {"ssm:GetParameter"},
         json.dumps("*"): {"kms:Decrypt"},
         **{json.dumps({"Fn::Sub": f"arn:${{AWS::Partition}}:bedrock:*:{account}:{kind}/*"}): {  # its own SigV4 calls
             "bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"} for account, kind in (
@@ -348,7 +353,7 @@ def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
         "Fn::GetAtt": ["AggregatesTable", "Arn"]}]
     assert aggregates["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["signal#auth_failures"]}}
     env = template["Resources"]["ProxyFunction"]["Properties"]["Environment"]["Variables"]
-    for provider in ("openai", "anthropic", "openrouter"):  # the names it reads are the ones it may read
+    for provider in ("openai", "anthropic", "openrouter", "groq", "gemini", "azure"):  # the names it reads are the ones it may read
         assert env[f"TOLLGATE_{provider.upper()}_API_KEY_PARAMETER"] == {"Fn::Sub": f"/tollgate/${{Stage}}/{provider}-api-key"}
 
 

@@ -38,7 +38,7 @@ def account(concurrency):
         boto3.client("s3", region_name=REGION).create_bucket(
             Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": REGION})
         ssm = boto3.client("ssm", region_name=REGION)
-        for name in ("admin-key", "openai-api-key", "anthropic-api-key", "openrouter-api-key"):
+        for name in ("admin-key", *(f"{p}-api-key" for p in preflight.PROVIDER_KEYS)):
             ssm.put_parameter(Name=f"/tollgate/dev/{name}", Value="secret", Type="SecureString")
         yield ssm
 

@@ -41,6 +41,7 @@ class Match:
 class PreparedBody:
     body: bytes
     injected_stream_usage: bool = False
+    image_variant: str | None = None  # what a per-image price depends on, which only the request says
 
 
 # Caller headers that carry protocol, never credentials; everything else stays at the gateway.
@@ -151,6 +152,10 @@ class ProviderAdapter:
         tokens = replace(tokens, web_searches=tokens.web_searches + self.tool_calls(body))
         return tokens.stated(*self.price_variant(body)), model
 
+    def with_request(self, usage: TokenUsage | None, prepared: PreparedBody | None) -> TokenUsage | None:
+        """The answer's usage with what only the request says of its price (an image's size and quality)."""
+        return usage
+
     def price_variant(self, body: dict[str, Any]) -> tuple[Any, Any]:
         """(service tier, speed) as the answer states them: which of the model's prices it was served at."""
         return None, None
@@ -209,7 +214,8 @@ class StreamMeter:
         return self.adapter.forwards(data, self.prepared)
 
     def usage(self) -> tuple[TokenUsage | None, str | None]:
-        return self.adapter.parse_usage(self.endpoint, self.final)
+        usage, model = self.adapter.parse_usage(self.endpoint, self.final)
+        return self.adapter.with_request(usage, self.prepared), model
 
     def provider_cost(self) -> Decimal | None:
         return self.adapter.provider_cost(self.final)

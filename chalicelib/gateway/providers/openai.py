@@ -1,17 +1,22 @@
-"""The OpenAI wire format, and OpenRouter, which speaks it with its own cost field."""
+"""The OpenAI wire format (chat, completions, embeddings, responses, images), and those who speak it: OpenRouter
+(with its own cost field), Groq, Azure OpenAI and the providers of the providers file."""
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 from urllib.parse import quote
 
 from chalicelib.errors import NotFound, TollgateError
+from chalicelib.gateway import image_prices
 from chalicelib.gateway.providers.base import Endpoint, Match, PreparedBody, ProviderAdapter
 from chalicelib.gateway.sse import SseEvent
+from chalicelib.gateway.tokens import TokenUsage
 
 # Endpoints whose streams carry usage only when `stream_options.include_usage` is set.
 _USAGE_OPT_IN = {"chat/completions", "completions"}
 _RESPONSES_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+_IMAGE_DONE = "image_generation.completed"
 # A provider's own statement of a call's cost is kept only within these bounds (a DynamoDB Number holds 38 digits).
 STATED_COST_MAX_USD = 10**6
 STATED_COST_PLACES = 24  # finer than any bill; an aggregate summing such amounts keeps within 38 digits
@@ -33,6 +38,8 @@ class OpenAIAdapter(ProviderAdapter):
     forward_headers = ("openai-beta", "idempotency-key")
 
     def prepare_body(self, endpoint: Endpoint, raw: bytes, body: dict[str, Any]) -> PreparedBody:
+        if endpoint.usage_flavor == "images" and image_prices.billed_per_image(body.get("model")):
+            return PreparedBody(raw, image_variant=image_prices.variant(body.get("size"), body.get("quality")))
         if endpoint.path not in _USAGE_OPT_IN or body.get("stream") is not True:
             return PreparedBody(raw)
         options = body.get("stream_options")
@@ -42,8 +49,25 @@ class OpenAIAdapter(ProviderAdapter):
         options["include_usage"] = True
         return PreparedBody(self.dumps({**body, "stream_options": options}), injected_stream_usage=True)
 
+    def parse_usage(self, endpoint: Endpoint, body: Any) -> tuple[TokenUsage | None, str | None]:
+        """Images: the tokens a GPT image model states, and the images made (DALL-E's unit; it states no usage)."""
+        usage, model = super().parse_usage(endpoint, body)
+        if endpoint.usage_flavor == "images" and isinstance(body, dict) and isinstance(body.get("data"), list):
+            usage = replace(usage or TokenUsage(), images=len(body["data"]))
+        return usage, model
+
+    def with_request(self, usage: TokenUsage | None, prepared: PreparedBody | None) -> TokenUsage | None:
+        if usage is None or prepared is None or prepared.image_variant is None:
+            return usage
+        return replace(usage, image_variant=prepared.image_variant)
+
     def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
         if final.get("object") == "response":  # Responses: the terminal event held the whole answer
+            return
+        if data.get("type") == _IMAGE_DONE:  # a streamed image: its completed event states the usage
+            final.setdefault("data", []).append({})
+            if isinstance(data.get("usage"), dict):
+                final["usage"] = data["usage"]
             return
         if data.get("type") in _RESPONSES_TERMINAL:
             final.clear()
@@ -57,8 +81,8 @@ class OpenAIAdapter(ProviderAdapter):
             final["usage"] = data["usage"]
 
     def is_content(self, data: dict[str, Any]) -> bool:
-        if isinstance(data.get("type"), str):  # Responses: output arrives in `*.delta` events
-            return data["type"].endswith(".delta")
+        if isinstance(data.get("type"), str):  # Responses: output arrives in `*.delta` events; images, partial
+            return data["type"].endswith(".delta") or data["type"].startswith("image_generation.")
         choices = data.get("choices") if isinstance(data.get("choices"), list) else []
         for choice in choices:
             delta = choice.get("delta") if isinstance(choice, dict) else None
@@ -69,7 +93,7 @@ class OpenAIAdapter(ProviderAdapter):
         return False
 
     def is_final(self, event: SseEvent) -> bool:
-        return event.data == "[DONE]" or event.event in _RESPONSES_TERMINAL
+        return event.data == "[DONE]" or event.event in _RESPONSES_TERMINAL or event.event == _IMAGE_DONE
 
     def forwards(self, data: Any, prepared: PreparedBody) -> bool:
         return not (prepared.injected_stream_usage and _is_usage_only_chunk(data))
@@ -143,6 +167,10 @@ class GroqAdapter(OpenAIAdapter):
     path_prefix = "openai/v1/"
     usage_provider_id = "openai"
 
+    def prepare_body(self, endpoint: Endpoint, raw: bytes, body: dict[str, Any]) -> PreparedBody:
+        """Groq always states a stream's usage (`x_groq.usage`): the caller's body goes as written."""
+        return PreparedBody(raw)
+
     def fold_stream_event(self, final: dict[str, Any], data: dict[str, Any]) -> None:
         extra = data.get("x_groq")
         if isinstance(extra, dict) and isinstance(extra.get("usage"), dict):
@@ -170,7 +198,7 @@ class AzureAdapter(OpenAIAdapter):
         if len(parts) >= 4 and parts[:2] == ["openai", "deployments"] and method == "POST":
             deployment, rest = parts[2], "/".join(parts[3:])  # the path arrives decoded
             for endpoint in self.endpoints:
-                if endpoint.path == rest and endpoint.path != "responses":
+                if deployment and endpoint.path == rest and endpoint.path != "responses":
                     return Match(endpoint, f"openai/deployments/{quote(deployment, safe='')}/{rest}", model=deployment)
         if path.startswith("openai/v1/"):
             match = super().resolve(path.removeprefix("openai/"), method)
