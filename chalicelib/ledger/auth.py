@@ -100,7 +100,8 @@ def presented_key(headers: dict[str, str], query: dict[str, str] | None = None) 
 def verify_key(secret: str | None, kind: str) -> Principal:
     """The principal for a gateway or dashboard secret, or AuthenticationError."""
     if not secret:
-        raise AuthenticationError("missing API key: send your Tollgate key as `Authorization: Bearer` or `x-api-key`")
+        raise AuthenticationError("missing API key: send your Tollgate key as `Authorization: Bearer`, `x-api-key`, "
+                                  "`x-goog-api-key` or `api-key`")
     key_id = _key_id_of(secret, kind)
     item = key_cache.get(key_id) if key_id else None
     if item is None or item.kind != kind or not hmac.compare_digest(item.key_hash, hash_secret(secret)):
