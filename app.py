@@ -9,7 +9,7 @@ from chalicelib import chalice_http, clock, coldstart_gc  # coldstart_gc: the co
 from chalicelib.alerting import alert_store, budget_store, credits, digest, listeners, measure, notify
 from chalicelib.errors import NotFound
 from chalicelib.gateway import reprice
-from chalicelib.ledger import audit, auth, calllog, gdpr, keys
+from chalicelib.ledger import audit, auth, calllog, gdpr, key_limits, keys
 from chalicelib.reports import calls as call_reports
 from chalicelib.reports import exports, forecast, openapi, people, usage
 from chalicelib.rollup import handler, rebuild
@@ -56,6 +56,14 @@ def revoke_key(key_id):
     """Revoke a key; containers stop accepting it within the key cache TTL."""
     _admin()
     return keys.revoke_key(key_id)
+
+
+@app.route("/admin/keys/{key_id}/limits", methods=["PUT"], content_types=ANY)
+@chalice_http.json_api
+def set_key_limits(key_id):
+    """Set a key's requests and tokens per minute (`{"rpm"?, "tpm"?}`; null removes one)."""
+    _admin()
+    return key_limits.set_limits(key_id, chalice_http.json_body(app.current_request))
 
 
 @app.route("/admin/dashboard-keys", methods=["POST"], content_types=ANY)

@@ -15,7 +15,7 @@ from itertools import takewhile
 from typing import Any
 
 from chalicelib.alerting import alert_store, credits, notify, signal_reads
-from chalicelib.alerting.budget_store import measure, measure_period, record_status
+from chalicelib.alerting.budget_store import measure, measure_period, record_status, release_holds
 from chalicelib.alerting.decide import (
     decide_auth_failures,
     decide_budgets,
@@ -60,6 +60,7 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """The `evaluate` job: every rule over fresh measurements, the alerts moved on, queued messages sent."""
     now, rules = now or clock.now(), current_rules()
     active = alert_store.active_alerts()
+    released = release_holds(now)  # before measuring: what died in flight holds nothing any more
     budgets, checked = measure_budgets(now, active)
     errors, latency, failed_lately = measure_traffic(now, rules)
     error_drafts = decide_error_rate(errors, rules, now)
@@ -85,7 +86,8 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     signal_reads.forget(note_keys + session_keys, now)
     delivered = notify.deliver_pending(now)
     return {"job": "evaluate", "at": iso(now), "budgets": checked, "opened": applied.opened,
-            "escalated": applied.escalated, "resolved": applied.resolved, "delivered": delivered}
+            "escalated": applied.escalated, "resolved": applied.resolved, "delivered": delivered,
+            "holds_released": released}
 
 
 def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings, list[dict[str, Any]]]:

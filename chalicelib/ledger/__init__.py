@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from chalicelib.faces import lazy
 
-MODULES = ("archive", "audit", "auth", "calllog", "dead_letters", "gdpr", "keys", "signals")
+MODULES = ("archive", "audit", "auth", "calllog", "dead_letters", "gdpr", "key_limits", "keys", "reservations", "signals")
 NAMES = {  # name: the module that holds it
     "Alert": "models",
     "ApiKey": "models",
     "Budget": "models",
+    "BudgetHold": "models",
+    "BudgetLedger": "models",
     "BudgetSpec": "budgets",
     "CallRecord": "models",
     "CreditEntry": "models",
     "DEFAULT_THRESHOLDS": "budgets",
     "Delivery": "models",
     "Principal": "auth",
+    "RateWindow": "models",
     "SignalNote": "models",
     "TableMeta": "models",
     "all_budgets": "budgets",
@@ -29,6 +32,7 @@ NAMES = {  # name: the module that holds it
     "filters": "calllog",
     "note_costly_session": "signals",
     "note_expensive_call": "signals",
+    "period_bounds": "budgets",
     "scoped_account": "auth",
     "spec_of": "budgets",
     "table_settings": "models",
