@@ -220,11 +220,10 @@ def _rate_limited(rate: reservations.RateClaim, now: datetime) -> RateLimited:
     if rate.tpm is not None:
         headers |= {"x-ratelimit-limit-tokens": str(rate.tpm), "x-ratelimit-reset-tokens": f"{reset}s"}
         what.append(f"{rate.tpm} tokens")
-    window = reservations.rate_window(rate.scope, rate.scope_id, rate.minute)
-    if rate.rpm is not None:
-        headers["x-ratelimit-remaining-requests"] = str(max(0, rate.rpm - (window.requests if window else 0)))
+    if rate.rpm is not None:  # refused: nothing more fits this minute (no read to say more)
+        headers["x-ratelimit-remaining-requests"] = "0"
     if rate.tpm is not None:
-        headers["x-ratelimit-remaining-tokens"] = str(max(0, rate.tpm - (window.tokens if window else 0)))
+        headers["x-ratelimit-remaining-tokens"] = "0"
     return RateLimited(f"rate limit of {rate.scope} {rate.scope_id!r} reached: {' and '.join(what)} per minute "
                        f"(this call counts {rate.tokens} tokens: input bytes plus its output cap); retry in "
                        f"{reset}s", headers=headers)

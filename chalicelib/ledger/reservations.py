@@ -28,6 +28,7 @@ CONFLICT_TRIES = 8  # another container's transaction on the same ledger item: t
 LEDGER_KEPT = timedelta(days=90)  # a period's ledger outlives the period, for the reports and reconciling
 HOLD_KEPT = timedelta(days=7)  # an expired hold that never settles is forgotten (TTL) this long after expiring
 RATE_KEPT = timedelta(minutes=10)
+NEXT_STATE = {"held": "expired", "expired": None}  # what a hold may have become when its settlement's condition fails
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,8 @@ def write_settled(record: CallRecord, holds: tuple[Hold, ...], cost_usd: Decimal
         if reasons.get("record") == "condition":  # already logged, and settled with it
             return True
         for hold in live:
-            if reasons.get(hold) == "condition":  # released meanwhile (expired), or settled and gone
-                states[hold.key + hold.budget_id] = _state_of(hold)
+            if reasons.get(hold) == "condition":  # released meanwhile (then expired), or gone (then nothing to do)
+                states[hold.key + hold.budget_id] = NEXT_STATE[states[hold.key + hold.budget_id]]
         if "conflict" in reasons.values():
             _pause(attempt)
         elif "condition" not in reasons.values():
@@ -209,13 +210,6 @@ def set_limit(budget_id: str, period_start: str, limit: Decimal) -> None:
                 BudgetLedger.headroom.set(BudgetLedger.headroom + (limit - ledger.limit)),
                 BudgetLedger.limit.set(limit)], condition=BudgetLedger.limit == ledger.limit)):
             return
-
-
-def _state_of(hold: Hold) -> str | None:
-    try:
-        return BudgetHold.get(hold_pk(hold.budget_id), hold.key, consistent_read=True).state
-    except DoesNotExist:
-        return None
 
 
 def release_expired(budget_id: str, now: datetime) -> int:
