@@ -23,10 +23,10 @@ Atomicity (tests/integration/test_moto_atomicity.py shows moto without it admitt
 - moto checks a write's condition and applies the write as two steps, and its server runs each request in a
   thread, so two conditional writes on one item can both pass their checks; DynamoDB applies each write (and
   each transaction) atomically. One lock here runs moto's DynamoDB writes one at a time.
-- moto's TransactWriteItems deep-copies every table it touches to roll back a cancelled transaction (the
-  whole call log, per call settled), and applied the writes before the failed check: the stream kept the
-  put of a cancelled one. Here every condition is checked first, nothing is written if one fails, and a
-  write that fails while applying restores only the items before it.
+- moto's TransactWriteItems deep-copies every table it touches before writing, to roll back a cancelled
+  transaction: the whole call log, once per call a hard budget settles. Here every condition is checked
+  first, nothing is written if one fails, and a write that fails while applying restores only the items
+  written before it.
 
 Memory (moto shares the local stack's process):
 - moto keeps every shard iterator it ever handed out (one per GetRecords: the stream pump's two a
