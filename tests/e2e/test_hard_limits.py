@@ -199,13 +199,16 @@ def test_streams_that_break_or_are_abandoned_settle_exactly_too(stack, proxies, 
 
     statuses = run_burst(proxies, made["key"], one)
     served = statuses.count(200)
-    assert set(statuses) <= {200, 429} and 1 <= served <= 10
+    assert set(statuses) <= {200, 429} and served >= 1
     assert sent_upstream(upstream) == served
     view = settled(stack, "broken")
     calls, cost = logged_cost(stack, "broken")
     assert len(calls) == PROCESSES * PER_PROCESS
-    assert {c["error_type"] for c in calls} - {None, "budget_exceeded"} <= {"client_disconnected",
-                                                                           "stream_interrupted"}
+    ended = [c["error_type"] for c in calls if c["status"] == 200]
+    assert set(ended) <= {None, "client_disconnected", "stream_interrupted"}
+    # A broken or abandoned stream costs less than its worst case (its usage never came), so its settlement gives
+    # room back and more than ten may be served; only whole answers cost the full worst case: ten at most.
+    assert ended.count(None) <= 10 and len(ended) == served
     assert Decimal(view["spent"]) == cost <= Decimal(view["limit"])
     assert view["reserved_usd"] == "0"
 
