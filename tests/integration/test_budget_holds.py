@@ -7,6 +7,7 @@ from decimal import Decimal
 from chalicelib import clock
 from chalicelib.ledger import calllog, reservations
 from chalicelib.ledger.models import CallRecord
+from tests.conftest import ADMIN_KEY
 
 CHAT = {"model": "gpt-4o", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 BODY = json.dumps(CHAT).encode()
@@ -146,3 +147,29 @@ def test_holds_never_pass_the_limit(aws_env):
     refused = reservations.reserve([claim], [], calllog.new_call_id(now), now + timedelta(minutes=1), now)
     assert refused.refused == claim and refused.holds == ()
     assert len(reservations.holds_of("b")) == 10
+
+
+def _api_budget(gateway, budget_id):
+    response = gateway.client.http.get("/api/budgets", headers={"X-Dashboard-Key": ADMIN_KEY})
+    return next(b for b in json.loads(response.body)["budgets"] if b["budget_id"] == budget_id)
+
+
+def test_api_budgets_shows_what_calls_in_flight_hold_and_the_evaluator_releases_what_died(gateway, upstream):
+    from chalicelib.alerting import measure
+
+    key = gateway.new_key()
+    hard_budget(gateway, "acme-daily", Decimal("1"))
+    assert gateway.call("/openai/v1/chat/completions", CHAT, key, raw=BODY).status_code == 200
+    spent = today_ledger("acme-daily").spent
+    now = clock.now()
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    claim = reservations.Claim("acme-daily", "usd", Decimal("1"), clock.iso(start),
+                               clock.iso(start + timedelta(days=1)), Decimal(0), Decimal("0.25"))
+    assert reservations.reserve([claim], [], "call_died", now - timedelta(seconds=1), now).holds  # its function died
+    view = _api_budget(gateway, "acme-daily")
+    assert (view["spent"], view["reserved_usd"], view["remaining"]) == (
+        str(spent), "0.25", str(Decimal("0.75") - spent))
+    assert measure.evaluate()["holds_released"] == {"acme-daily": 1}
+    assert measure.evaluate()["holds_released"] == {}
+    view = _api_budget(gateway, "acme-daily")
+    assert (view["spent"], view["reserved_usd"]) == (str(spent), "0")
