@@ -34,6 +34,9 @@ def test_requests_per_minute_refuse_the_call_past_the_limit_in_the_callers_forma
                                                         "messages": []}, key)
     assert anthropic.status_code == 429 and json.loads(anthropic.body)["type"] == "error"
     assert len(upstream.requests) == 2
+    from chalicelib.ledger import reservations
+    window = reservations.rate_window("key", _key_id(key), clock.now().strftime("%Y-%m-%dT%H:%M"))
+    assert window.requests == 2  # a refused call counts nothing
     other = gateway.new_key()
     assert gateway.call("/openai/v1/chat/completions", CHAT, other).status_code == 200
 
