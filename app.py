@@ -10,7 +10,7 @@ from chalicelib.alerting import alert_store, budget_store, credits, digest, list
 from chalicelib.alerting import provider_balances
 from chalicelib.errors import NotFound
 from chalicelib.gateway import fallbacks, reprice
-from chalicelib.ledger import audit, auth, calllog, fallback_rules, gdpr, keys
+from chalicelib.ledger import audit, auth, calllog, fallback_rules, gdpr, key_limits, keys
 from chalicelib.reports import calls as call_reports
 from chalicelib.reports import exports, forecast, openapi, people, providers, usage
 from chalicelib.rollup import handler, rebuild
@@ -57,6 +57,14 @@ def revoke_key(key_id):
     """Revoke a key; containers stop accepting it within the key cache TTL."""
     _admin()
     return keys.revoke_key(key_id)
+
+
+@app.route("/admin/keys/{key_id}/limits", methods=["PUT"], content_types=ANY)
+@chalice_http.json_api
+def set_key_limits(key_id):
+    """Set a key's requests and tokens per minute (`{"rpm"?, "tpm"?}`; null removes one)."""
+    _admin()
+    return key_limits.set_limits(key_id, chalice_http.json_body(app.current_request))
 
 
 @app.route("/admin/dashboard-keys", methods=["POST"], content_types=ANY)

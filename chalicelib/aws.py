@@ -49,3 +49,21 @@ def _error_code(exc: ClientError | PynamoDBException) -> str | None:
     if isinstance(exc, ClientError):
         return exc.response.get("Error", {}).get("Code")
     return exc.cause_response_code
+
+
+def transact(write: Callable[[], Any]) -> list[str] | None:
+    """Run a transaction: None if it was applied; else why each item stopped it, in the items' order: "condition"
+    (its condition did not hold), "conflict" (another write to the item was under way: try again), "" (not at
+    fault) or another DynamoDB reason code. Anything that is not a cancellation is raised."""
+    try:
+        write()
+    except (ClientError, PynamoDBException) as exc:
+        if _error_code(exc) != "TransactionCanceledException":
+            raise
+        reasons = getattr(exc, "cancellation_reasons", None) or []
+        return [_REASONS.get(reason.code, reason.code) if reason is not None and reason.code else ""
+                for reason in reasons]
+    return None
+
+
+_REASONS = {"ConditionalCheckFailed": "condition", "TransactionConflict": "conflict", "None": ""}

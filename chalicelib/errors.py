@@ -44,6 +44,11 @@ class BudgetExceeded(TollgateError):
     error_type = "budget_exceeded"
 
 
+class RateLimited(TollgateError):
+    status = 429
+    error_type = "rate_limit_exceeded"
+
+
 class UpstreamError(TollgateError):
     """The provider could not be reached or did not answer in time; upstream was (maybe) reached."""
 

@@ -10,7 +10,7 @@ X-Ray, as the one inline policy of the function's role.
 
 Resources are named by their logical id in the template: `CallsTable`, `CallsTable/index/by_day`,
 `CallsTable/stream`, `AggregatesTable?pk=signal#auth_failures` (only the items of one partition key:
-an IAM `dynamodb:LeadingKeys` condition), `ArchiveBucket/calls/*` (objects under a prefix),
+an IAM `dynamodb:LeadingKeys` condition; `?pk=hard#*`, of every partition key with that prefix), `ArchiveBucket/calls/*` (objects under a prefix),
 `ssm:<parameter name>`, `function:<name>` (a function of the stage, by name), `kms:aws/ssm` (decrypting
 SecureStrings, only through SSM), and `AlertsKey` (the alerts topic's own KMS key: publishing to an encrypted topic
 needs a data key from it, with the publisher's permissions).
@@ -42,6 +42,10 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "CallsTable": ("dynamodb:PutItem",),
         "SpillQueue": ("sqs:SendMessage",),
         "AggregatesTable?pk=signal#auth_failures": ("dynamodb:UpdateItem",),  # refused keys, counted for alerts
+        # hard budgets: a hold on each ledger, deleted when the call is logged; a key's requests per minute
+        "AggregatesTable?pk=hard#*": ("dynamodb:UpdateItem",),
+        "AggregatesTable?pk=hold#*": ("dynamodb:DeleteItem", "dynamodb:PutItem"),
+        "AggregatesTable?pk=rate#*": ("dynamodb:UpdateItem",),
         "ssm:/tollgate/${Stage}/openai-api-key": ("ssm:GetParameter",),
         "ssm:/tollgate/${Stage}/anthropic-api-key": ("ssm:GetParameter",),
         "ssm:/tollgate/${Stage}/openrouter-api-key": ("ssm:GetParameter",),
@@ -83,6 +87,10 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "AggregatesTable?pk=export#jobs": ("dynamodb:GetItem", "dynamodb:PutItem"),
         EXPORT_FUNCTION: ("lambda:InvokeFunction",),
         "ArchiveBucket/exports/*": ("s3:GetObject",),
+        # a hard budget's ledger: its spend and holds shown, its headroom moved when its limit changes, and
+        # (the evaluate job) holds whose calls never logged released
+        "AggregatesTable?pk=hard#*": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+        "AggregatesTable?pk=hold#*": ("dynamodb:UpdateItem",),
         "ssm:/tollgate/${Stage}/admin-key": ("ssm:GetParameter",),
         **_ALERTING,
     },
@@ -126,6 +134,9 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         # OpenRouter's remaining credit, read from its API with its key and cached in its own partition
         "AggregatesTable?pk=config#provider_balances": ("dynamodb:PutItem",),
         "ssm:/tollgate/${Stage}/openrouter-api-key": ("ssm:GetParameter",),
+        # holds whose calls never logged: each released once (marked expired, its amount back on the ledger)
+        "AggregatesTable?pk=hold#*": ("dynamodb:UpdateItem",),
+        "AggregatesTable?pk=hard#*": ("dynamodb:GetItem", "dynamodb:UpdateItem"),  # and reconciled
         "AggregatesTable/index/by_kind": ("dynamodb:Query",),
         "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
         # streaks of errors and providers' 429s/401s, read only after a failure lately
@@ -238,7 +249,9 @@ def statements(function: str) -> list[dict[str, Any]]:
         if resource == "kms:aws/ssm":
             statement["Condition"] = {"StringEquals": {"kms:ViaService": {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}}}
         if "?pk=" in resource:
-            statement["Condition"] = {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [resource.split("?pk=", 1)[1]]}}
+            leading = resource.split("?pk=", 1)[1]  # `hard#*`: every partition key with that prefix
+            operator = "ForAllValues:StringLike" if leading.endswith("*") else "ForAllValues:StringEquals"
+            statement["Condition"] = {operator: {"dynamodb:LeadingKeys": [leading]}}
         conditional = resource == SLACK_PARAMETER or (resource == "kms:aws/ssm" and ssm == [SLACK_PARAMETER])
         found.append({"Fn::If": [HAS_SLACK, statement, {"Ref": "AWS::NoValue"}]} if conditional else statement)
     return found

@@ -19,6 +19,15 @@ does, and three so a long-running local stack keeps what AWS keeps, not everythi
   shard). DynamoDB adds exactly to 38 significant digits and writes a number plainly (no exponent, no trailing
   zero, no `-0`); here every number moto stores is written that way, and sums are exact, or refused past 38 digits.
 
+Atomicity (tests/integration/test_moto_atomicity.py shows moto without it admitting two conflicting writes):
+- moto checks a write's condition and applies the write as two steps, and its server runs each request in a
+  thread, so two conditional writes on one item can both pass their checks; DynamoDB applies each write (and
+  each transaction) atomically. One lock here runs moto's DynamoDB writes one at a time.
+- moto's TransactWriteItems deep-copies every table it touches before writing, to roll back a cancelled
+  transaction: the whole call log, once per call a hard budget settles. Here every condition is checked
+  first, nothing is written if one fails, and a write that fails while applying restores only the items
+  written before it.
+
 Memory (moto shares the local stack's process):
 - moto keeps every shard iterator it ever handed out (one per GetRecords: the stream pump's two a
   second, ~2 KB each); AWS lets an iterator expire after 15 minutes. The newest ITERATORS_KEPT stay.
@@ -30,6 +39,7 @@ Memory (moto shares the local stack's process):
 """
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import threading
@@ -248,6 +258,95 @@ def _without_debug(create):
     return create_backend_app
 
 
+_write_lock = threading.RLock()  # DynamoDB applies each write and transaction atomically: here, one at a time
+WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+
+
+def _one_at_a_time(write):
+    @functools.wraps(write)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _write_lock:
+            return write(*args, **kwargs)
+
+    locked.tuned = True  # type: ignore[attr-defined]
+    return locked
+
+
+def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    """TransactWriteItems as DynamoDB runs it: every condition against the items as they were, then all the
+    writes or none, without copying the tables."""
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    targets, writes, reasons = set(), [], []
+    for item in transact_items:
+        if len(item) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(item.items()))
+        table_name = op["TableName"]
+        table = self.get_table(table_name)
+        if op_type == "Put":
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+        else:
+            key = op["Key"]
+        target = (table_name, str(dict(sorted(key.items()))))
+        if target in targets:
+            raise MultipleTransactionsException()
+        targets.add(target)
+        current = self.get_item(table_name, key)
+        condition = op.get("ConditionExpression")
+        if condition is not None and not get_filter_expression(
+                condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")).expr(current):
+            old = current.to_json()["Attributes"] if current and op.get(
+                "ReturnValuesOnConditionCheckFailure") == "ALL_OLD" else None
+            reasons.append(("ConditionalCheckFailed", ConditionalCheckFailed().message, old))
+            continue
+        reasons.append((None, None, None))
+        writes.append((op_type, op, table_name, key, current))
+    if any(code is not None for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+    done = []
+    try:
+        for op_type, op, table_name, key, current in writes:
+            names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            if op_type == "Put":
+                self.put_item(table_name, op["Item"], expression_attribute_names=names,
+                              expression_attribute_values=values)
+            elif op_type == "Delete":
+                self.delete_item(table_name, key, expression_attribute_names=names, expression_attribute_values=values)
+            elif op_type == "Update":
+                self.update_item(table_name, key, update_expression=op["UpdateExpression"],
+                                 expression_attribute_names=names, expression_attribute_values=values)
+            done.append((table_name, key, current))
+    except Exception:
+        for table_name, key, current in reversed(done):  # the items as they were before this transaction
+            if current is None:
+                self.delete_item(table_name, key)
+            else:
+                self.put_item(table_name, current.to_json()["Attributes"])
+        raise
+
+
+def _atomic_writes() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend.put_item, "tuned", False):
+        return
+    DynamoDBBackend.transact_write_items = _transact_write_items
+    for name in WRITES:
+        setattr(DynamoDBBackend, name, _one_at_a_time(getattr(DynamoDBBackend, name)))
+
+
 def tune_moto() -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
     from moto.dynamodb.models.table import Table
@@ -263,6 +362,7 @@ def tune_moto() -> None:
         Item.size = _entry_size(Item.size)
         Table.query = _pages_of_entries(Table.query)
     _keep_what_aws_keeps()
+    _atomic_writes()
 
 
 def _keep_what_aws_keeps() -> None:

@@ -5,17 +5,18 @@ The spec and the cache the proxy reads are the ledger's (chalicelib/ledger/budge
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.alerting.budgets import BudgetStatus, parse_budget, period_bounds, status
+from chalicelib.alerting.budgets import BudgetStatus, parse_budget, status
 from chalicelib.alerting.rules import current_rules
 from chalicelib import clock
 from chalicelib.clock import iso, precise
 from chalicelib.errors import NotFound
-from chalicelib.ledger import BudgetSpec, all_budgets, budget_cache, spec_of
-from chalicelib.ledger import Budget
+from chalicelib.ledger import BudgetSpec, all_budgets, budget_cache, period_bounds, reservations, spec_of
+from chalicelib.ledger import Budget, BudgetLedger
 from chalicelib.money import JsonNumber, money
 from chalicelib.reports import aggregates
 
@@ -33,6 +34,8 @@ def put_budget(budget_id: str, body: Any) -> dict[str, Any]:
                   channels=list(spec.channels), account=spec.scope_id if spec.scope == "account" else spec.account,
                   created_at=iso(clock.now()))
     item.save()
+    if spec.mode == "hard" and spec.period != "window":
+        reservations.set_limit(spec.budget_id, iso(period_bounds(spec, clock.now())[0]), spec.limit)
     return budget_view(item)
 
 
@@ -99,10 +102,50 @@ def budget_view(item: Budget, result: BudgetStatus | None = None, now: datetime 
 
 
 def budgets_report(account: str | None) -> dict[str, Any]:
-    """`GET /api/budgets`: every budget the caller may see, measured now."""
+    """`GET /api/budgets`: every budget the caller may see, measured now; a hard budget's spend and what calls in
+    flight hold are its ledger's (the single source of truth the proxy enforces)."""
     now = clock.now()
     items = [b for b in all_budgets() if account is None or b.account == account]
-    return {"budgets": [budget_view(item, measure(spec_of(item), now), now) for item in items]}
+    return {"budgets": [_with_ledger(item, now) for item in items]}
+
+
+def _with_ledger(item: Budget, now: datetime) -> dict[str, Any]:
+    spec = spec_of(item)
+    measured = measure(spec, now)
+    if item.mode != "hard":
+        return budget_view(item, measured, now)
+    ledger = current_ledger(spec, now)
+    result = measured if ledger is None else status(
+        spec, ledger.spent if spec.unit == "usd" else Decimal(0), int(ledger.spent) if spec.unit == "tokens" else 0,
+        measured.start, measured.end, now, measured.calls)
+    view = budget_view(item, result, now)
+    held = ledger.held if ledger is not None else Decimal(0)
+    left = spec.limit - result.spent - held
+    view |= {"reserved_usd": money(held) if spec.unit == "usd" else None,
+             "remaining": money(max(left, Decimal(0))) if spec.unit == "usd" else max(int(left), 0)}
+    if spec.unit == "tokens":
+        view["reserved_tokens"] = int(held)
+    if ledger is not None:
+        view["measured_spent"] = money(measured.spent) if spec.unit == "usd" else int(measured.spent)
+    return view
+
+
+def current_ledger(spec: BudgetSpec, now: datetime) -> BudgetLedger | None:
+    """The hard budget's ledger of the period holding `now` (None: a window budget, or no call held on it yet)."""
+    if spec.mode != "hard" or spec.period == "window":
+        return None
+    return reservations.ledger_of(spec.budget_id, period_bounds(spec, now)[0])
+
+
+def release_holds(now: datetime) -> dict[str, int]:
+    """The evaluator's part in holds: release those whose calls never logged by their expiry (each once)."""
+    released = {}
+    for item in all_budgets():
+        if item.mode == "hard" and item.period != "window":
+            count = reservations.release_expired(item.budget_id, now)
+            if count:
+                released[item.budget_id] = count
+    return released
 
 
 def refresh_touched(batch: Batch) -> list[str]:

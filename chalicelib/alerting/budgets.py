@@ -6,7 +6,7 @@ Monday, and first of the month) then bounds its periods.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from chalicelib import caller_names
 from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.errors import InvalidRequest
-from chalicelib.ledger import DEFAULT_THRESHOLDS, BudgetSpec
+from chalicelib.ledger import DEFAULT_THRESHOLDS, BudgetSpec, period_bounds
 from chalicelib.money import parse_amount, sums_exactly
 from chalicelib.reports import has_time_buckets
 
@@ -86,26 +86,6 @@ def parse_budget(budget_id: str, body: Any) -> BudgetSpec:
 def _is_integer(value: Any) -> bool:
     """A JSON integer: not `true` or `false`, which Python counts as 1 and 0."""
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def period_bounds(spec: BudgetSpec, now: datetime) -> tuple[datetime, datetime]:
-    """[start, end) of the period holding `now`, in UTC."""
-    if spec.period == "window":
-        return now - timedelta(minutes=spec.window_minutes), now
-    zone = ZoneInfo(spec.timezone)
-    local = now.astimezone(zone)
-    local_midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if spec.period == "daily":
-        start, end = local_midnight, local_midnight + timedelta(days=1)
-    elif spec.period == "weekly":  # ISO weeks start on Monday
-        start = local_midnight - timedelta(days=local.weekday())
-        end = start + timedelta(days=7)
-    else:
-        start = local_midnight.replace(day=1)
-        end = (start + timedelta(days=32)).replace(day=1)
-    # wall-clock arithmetic in the zone (a ZoneInfo's offset is looked up per time), so a daylight-saving
-    # change inside the period moves the bound by an hour
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
 def forecast(spent: Decimal, start: datetime, end: datetime, now: datetime) -> Decimal:

@@ -15,7 +15,9 @@ from itertools import takewhile
 from typing import Any
 
 from chalicelib.alerting import alert_store, credits, notify, provider_balances, signal_reads
-from chalicelib.alerting.budget_store import measure, measure_period, record_status
+from chalicelib.alerting.budget_store import current_ledger, measure, measure_period, record_status, release_holds
+from chalicelib.alerting.budgets import BudgetStatus
+from chalicelib.alerting.budgets import status as budget_status
 from chalicelib.alerting.decide import (
     decide_auth_failures,
     decide_budgets,
@@ -51,12 +53,13 @@ from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.clock import day_of, iso, parse_iso, precise
 from chalicelib.errors import is_refusal
 from chalicelib.ledger import calllog, dead_letters
-from chalicelib.ledger import all_budgets, spec_of
+from chalicelib.ledger import BudgetSpec, all_budgets, spec_of
 from chalicelib.money import JsonNumber
 from chalicelib.ledger import Alert
 from chalicelib.reports import aggregates as agg
 from chalicelib.rollup import quarantine
 from chalicelib import provider_registry
+from chalicelib.observability import MetricUnit, logger, metrics
 
 BUDGET_RULES = ("budget", "budget_forecast")
 
@@ -65,6 +68,7 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """The `evaluate` job: every rule over fresh measurements, the alerts moved on, queued messages sent."""
     now, rules = now or clock.now(), current_rules()
     active = alert_store.active_alerts()
+    released = release_holds(now)  # before measuring: what died in flight holds nothing any more
     budgets, checked = measure_budgets(now, active)
     errors, latency, failed_lately = measure_traffic(now, rules)
     error_drafts = decide_error_rate(errors, rules, now)
@@ -96,7 +100,8 @@ def evaluate(body: Any = None, now: datetime | None = None) -> dict[str, Any]:
     signal_reads.forget(note_keys + session_keys, now)
     delivered = notify.deliver_pending(now)
     return {"job": "evaluate", "at": iso(now), "budgets": checked, "opened": applied.opened,
-            "escalated": applied.escalated, "resolved": applied.resolved, "delivered": delivered}
+            "escalated": applied.escalated, "resolved": applied.resolved, "delivered": delivered,
+            "holds_released": released}
 
 
 def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings, list[dict[str, Any]]]:
@@ -106,6 +111,7 @@ def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings,
     readings, checked, current = [], [], {}
     for item in items.values():
         spec, status = spec_of(item), measure(spec_of(item), now)
+        status = reconcile(spec, status, now)
         record_status(item, status, now)
         readings.append(BudgetReading(spec, status, item.account))
         current[spec.budget_id] = "window" if spec.period == "window" else iso(status.start)
@@ -126,6 +132,28 @@ def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings,
         if iso(status.start) == period:  # else the budget's period changed shape since
             readings.append(BudgetReading(spec, status, items[budget_id].account, ended=True))
     return BudgetReadings(tuple(readings), tuple(deleted)), checked
+
+
+DRIFT_MIN = Decimal("0.000001")  # what the aggregates and a ledger may differ by without a word
+
+
+def reconcile(spec: BudgetSpec, measured: BudgetStatus, now: datetime) -> BudgetStatus:
+    """A hard budget's ledger against the aggregates: the status to judge is the larger spend of the two. The
+    ledger is never overwritten: more in the aggregates than in the ledger (a call logged without settling, as
+    when its transaction failed and its record spilled) is logged and counted (`BudgetLedgerDrift`); less is
+    the stream's lag (calls settled, not folded yet)."""
+    ledger = current_ledger(spec, now)
+    if ledger is None:
+        return measured
+    drift = measured.spent - ledger.spent
+    if drift > DRIFT_MIN:
+        logger.warning("hard budget ledger behind the aggregates", extra={
+            "budget_id": spec.budget_id, "ledger_spent": str(ledger.spent), "measured_spent": str(measured.spent)})
+        metrics.add_metric(name="BudgetLedgerDrift", unit=MetricUnit.Count, value=1)
+        return measured
+    return budget_status(spec, ledger.spent if spec.unit == "usd" else Decimal(0),
+                         int(ledger.spent) if spec.unit == "tokens" else 0, measured.start, measured.end, now,
+                         measured.calls)
 
 
 def measure_traffic(now: datetime, rules: Rules) -> tuple[list[TrafficWindow], list[TrafficWindow], int]:

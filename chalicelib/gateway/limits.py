@@ -1,6 +1,13 @@
-"""Hard limits at the proxy: budgets cached for a few seconds, so enforcing them costs no read per call.
+"""Hard limits at the proxy: hard budgets and rate limits reserved exactly, soft budgets read from a cache.
 
-A hard budget blocks once its state says `blocked_until` is in the future (set by the stream rollup
+A hard daily, weekly or monthly budget, and a key's requests and tokens per minute, hold at any concurrency:
+`reserve` holds the call's worst case (chalicelib/gateway/worst_case.py) on every one that applies, in one
+conditional DynamoDB transaction before anything goes upstream (chalicelib/ledger/reservations.py), and
+`write_call` settles the holds in the same transaction as the call record. A call that no hard budget or rate
+limit covers makes no AWS request here.
+
+Budgets are cached for a few seconds, so finding those that apply costs no read per call. A hard *window*
+budget (a rolling window has no fixed period to keep a ledger for) still works as before: it blocks once its state says `blocked_until` is in the future (set by the stream rollup
 as soon as it adds spend to the budget's scope, and by the evaluator every run), or as soon as its
 last measured spend plus what this container has itself served since that measurement reaches the
 limit. So one container overshoots by at most the calls it has in flight; across N containers, by
@@ -14,12 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from datetime import timedelta
+from typing import Any
+
 from chalicelib.clock import iso, parse_iso, precise
-from chalicelib.errors import BudgetExceeded
+from chalicelib.errors import BudgetExceeded, RateLimited
+from chalicelib.gateway import worst_case
 from chalicelib.ledger import Principal
-from chalicelib.ledger import budget_cache, spec_of
-from chalicelib.ledger import Budget
+from chalicelib.ledger import budget_cache, calllog, period_bounds, reservations, spec_of
+from chalicelib.ledger import Budget, CallRecord
 from chalicelib.money import money
+
+HOLD_GRACE = timedelta(seconds=60)  # a hold outlives its call's deadline by this: the record is written after it
 
 
 class ServedLedger:
@@ -58,6 +71,12 @@ served = ServedLedger()
 @dataclass(frozen=True)
 class LimitCheck:
     remaining_usd: Decimal | None  # the least left among the USD budgets that apply
+    holds: tuple[reservations.Hold, ...] = ()  # what the call holds on hard budgets until it is logged
+
+
+def held(item: Budget) -> bool:
+    """Is this budget kept exactly, by holds on a ledger per period (every hard budget but a rolling window)?"""
+    return item.mode == "hard" and item.period != "window"
 
 
 def check(principal: Principal, provider: str, model: str | None, now: datetime, user: str | None = None) -> LimitCheck:
@@ -69,7 +88,7 @@ def check(principal: Principal, provider: str, model: str | None, now: datetime,
         if not spec.applies_to(principal.account, principal.team, principal.key_id, provider, model, user):
             continue
         spent_usd, spent_tokens = _spent_so_far(item, stamp)
-        if item.mode == "hard":
+        if item.mode == "hard" and not held(item):
             if item.blocked_until and item.blocked_until > stamp:
                 raise _exceeded(item, item.blocked_until, now)
             if _reached(item.limit_usd, spent_usd) or _reached(item.limit_tokens, spent_tokens):
@@ -132,3 +151,97 @@ def remaining_header(check_result: LimitCheck, cost_usd: Decimal | None) -> dict
         return {}
     left = check_result.remaining_usd - (cost_usd or 0)
     return {"X-Tollgate-Budget-Remaining-USD": money(max(left, Decimal(0)))}
+
+
+def reserve(call: Any, body_bytes: bytes, body: dict[str, Any] | None) -> LimitCheck:
+    """Hold the call's worst case on every hard budget that applies and count it against its key's rate limits,
+    all in one transaction; raise BudgetExceeded or RateLimited (nothing held) if one has no room.
+
+    `call` is the proxy's Call. No hard budget and no rate limit: no work at all, and no AWS request.
+    """
+    principal, provider, model, user, now = call.principal, call.provider, call.model, call.attribution.user, call.now
+    budgets = [item for item in budget_cache.budgets() if held(item)
+               and spec_of(item).applies_to(principal.account, principal.team, principal.key_id, provider, model, user)]
+    rates = [("key", principal.key_id, principal.rpm, principal.tpm)] if principal.rpm or principal.tpm else []
+    if not budgets and not rates:
+        return call.limit
+    output_known = worst_case.output_cap(body or {}) is not None
+    worst = worst_case.estimate(call.endpoint.path, body_bytes, body,
+                                None if output_known else worst_case.context_window(provider, model))
+    worst_usd = None
+    if any(item.limit_usd is not None for item in budgets):
+        worst_usd = worst_case.cost(provider, model, worst, now, (body or {}).get("service_tier")) or Decimal(0)
+    claims = [_claim(item, worst, worst_usd, now) for item in budgets]
+    minute = now.strftime("%Y-%m-%dT%H:%M")
+    rate_claims = [reservations.RateClaim(scope, scope_id, minute, rpm, tpm, worst.tokens)
+                   for scope, scope_id, rpm, tpm in rates]
+    expires = now + timedelta(seconds=min(call.deadline - call.started, 86_400)) + HOLD_GRACE
+    done = reservations.reserve(claims, rate_claims, call.call_id, expires, now)
+    if isinstance(done.refused, reservations.RateClaim):
+        raise _rate_limited(done.refused, now)
+    if done.refused is not None:
+        item = next(b for b in budgets if b.budget_id == done.refused.budget_id)
+        raise _no_room(item, done.refused, now, done.contended)
+    return LimitCheck(call.limit.remaining_usd if call.limit else None, done.holds)
+
+
+def _claim(item: Budget, worst: worst_case.WorstCase, worst_usd: Decimal | None, now: datetime) -> reservations.Claim:
+    spec = spec_of(item)
+    start, end = period_bounds(spec, now)
+    measured = item.period_start == iso(start) and (item.spent_usd if spec.unit == "usd" else item.spent_tokens)
+    amount = worst_usd if spec.unit == "usd" else Decimal(worst.tokens)
+    return reservations.Claim(item.budget_id, spec.unit, spec.limit, iso(start), iso(end),
+                              Decimal(measured or 0), amount)
+
+
+def _no_room(item: Budget, claim: reservations.Claim, now: datetime, contended: bool) -> BudgetExceeded:
+    unit = "USD" if claim.unit == "usd" else "tokens"
+    amount = money(claim.amount) if claim.unit == "usd" else str(int(claim.amount))
+    headers = {"X-Tollgate-Budget-Id": item.budget_id, "X-Tollgate-Budget-Period-End": claim.period_end,
+               f"X-Tollgate-Worst-Case-{'USD' if claim.unit == 'usd' else 'Tokens'}": amount}
+    if contended:
+        headers["Retry-After"] = "1"
+        return BudgetExceeded(f"budget {item.budget_id!r} is busy with other calls' holds: try again", headers=headers)
+    headers["Retry-After"] = str(max(1, int((parse_iso(claim.period_end) - now).total_seconds())))
+    return BudgetExceeded(
+        f"budget {item.budget_id!r} ({item.scope} {item.scope_id}, {item.period}) has no room for this call: its "
+        f"worst case is {amount} {unit} (input bytes plus max_tokens, at the model's prices), and the spend plus "
+        f"the calls in flight leave less until {claim.period_end}; a lower max_tokens may fit", headers=headers)
+
+
+def _rate_limited(rate: reservations.RateClaim, now: datetime) -> RateLimited:
+    """429 with the headers the OpenAI SDK reads: Retry-After (seconds to the next minute) and x-ratelimit-*."""
+    reset = max(1, 60 - now.second)
+    headers = {"Retry-After": str(reset), "retry-after-ms": str(reset * 1000 - now.microsecond // 1000)}
+    what = []
+    if rate.rpm is not None:
+        headers |= {"x-ratelimit-limit-requests": str(rate.rpm), "x-ratelimit-reset-requests": f"{reset}s"}
+        what.append(f"{rate.rpm} requests")
+    if rate.tpm is not None:
+        headers |= {"x-ratelimit-limit-tokens": str(rate.tpm), "x-ratelimit-reset-tokens": f"{reset}s"}
+        what.append(f"{rate.tpm} tokens")
+    if rate.rpm is not None:  # refused: nothing more fits this minute (no read to say more)
+        headers["x-ratelimit-remaining-requests"] = "0"
+    if rate.tpm is not None:
+        headers["x-ratelimit-remaining-tokens"] = "0"
+    return RateLimited(f"rate limit of {rate.scope} {rate.scope_id!r} reached: {' and '.join(what)} per minute "
+                       f"(this call counts {rate.tokens} tokens: input bytes plus its output cap); retry in "
+                       f"{reset}s", headers=headers)
+
+
+def write_call(record: CallRecord, check_result: LimitCheck | None) -> str:
+    """Write the call record; with holds, in the same transaction that settles them (written once, settled once).
+    If that transaction fails, the record goes the usual way (retry, then spill) and its holds expire."""
+    if check_result is None or not check_result.holds:
+        return calllog.write(record)
+    tokens = (record.input_tokens + record.cache_read_tokens + record.cache_write_tokens + record.output_tokens
+              + record.reasoning_tokens)
+    try:
+        reservations.write_settled(record, check_result.holds, record.cost_usd, tokens)
+        return "written"
+    except Exception as exc:  # the record must not be lost: it is written (or spilled) on its own
+        from chalicelib.observability import logger
+
+        logger.warning("settlement failed; the call is logged alone and its holds expire",
+                       extra={"call_id": record.call_id, "error": f"{type(exc).__name__}: {exc}"})
+        return calllog.write(record)

@@ -107,7 +107,7 @@ def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest,
     Runs in a worker thread: a cold key cache, budget cache or secret is a DynamoDB or SSM request.
     """
     call.principal = auth.verify_key(auth.presented_key(request.headers, request.query), "gateway")
-    prepared = None
+    prepared = body = None
     if match.model is not None:  # before it is the call's: a refused name is never logged or counted
         caller_names.check(match.model, "the model in the path")
     call.model, call.stream = match.model, match.stream is True
@@ -120,6 +120,7 @@ def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest,
     if call.endpoint.metered:
         call.limit = limits.check(call.principal, adapter.name, call.model, call.now,
                                   call.attribution.user)
+        call.limit = limits.reserve(call, request.body, body)  # the one AWS request of a hard-limited call
     headers = adapter.upstream_headers(request.headers, secret_store.provider_key(adapter.name, adapter.needs_key))
     if call.stream:
         headers["accept-encoding"] = "identity"  # a compressed stream would reach us in lumps
@@ -248,7 +249,7 @@ async def _log(call: Call) -> pricing.Price:
     price = pricing.price_call(call.provider, call.model, call.usage, call.now,
                                provider_cost_usd=call.provider_cost_usd)
     record = record_of(call, price, call.elapsed_ms())
-    outcome = await run_sync(calllog.write, record)
+    outcome = await run_sync(limits.write_call, record, call.limit)  # settles the call's holds with it
     tokens = call.usage.total_input_tokens + call.usage.total_output_tokens if call.usage else 0
     limits.note_served(call.principal, call.provider, call.model, price.cost_usd, tokens, clock.now(),
                        call.attribution.user)

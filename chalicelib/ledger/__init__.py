@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from chalicelib.faces import lazy
 
-MODULES = ("archive", "audit", "auth", "calllog", "dead_letters", "fallback_rules", "gdpr", "keys", "provider_balances",
-           "signals")
+MODULES = ("archive", "audit", "auth", "calllog", "dead_letters", "fallback_rules", "gdpr", "key_limits", "keys",
+           "provider_balances", "reservations", "signals")
 NAMES = {  # name: the module that holds it
     "Alert": "models",
     "ApiKey": "models",
     "Budget": "models",
+    "BudgetHold": "models",
+    "BudgetLedger": "models",
     "BudgetSpec": "budgets",
     "CallRecord": "models",
     "CreditEntry": "models",
@@ -24,6 +26,7 @@ NAMES = {  # name: the module that holds it
     "FallbackRule": "fallback_rules",
     "ProviderBalance": "models",
     "Principal": "auth",
+    "RateWindow": "models",
     "SignalNote": "models",
     "Target": "fallback_rules",
     "TableMeta": "models",
@@ -35,6 +38,7 @@ NAMES = {  # name: the module that holds it
     "filters": "calllog",
     "note_costly_session": "signals",
     "note_expensive_call": "signals",
+    "period_bounds": "budgets",
     "scoped_account": "auth",
     "spec_of": "budgets",
     "table_settings": "models",

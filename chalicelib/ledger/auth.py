@@ -27,6 +27,8 @@ class Principal:
     account: str | None = None
     team: str | None = None
     user: str | None = None
+    rpm: int | None = None  # the key's requests per minute, if limited
+    tpm: int | None = None  # the key's tokens per minute, if limited
 
 
 ADMIN = Principal(kind="admin")
@@ -108,7 +110,12 @@ def verify_key(secret: str | None, kind: str) -> Principal:
         raise AuthenticationError("invalid API key")
     if item.revoked_at:
         raise AuthenticationError("this API key has been revoked")
-    return Principal(kind=kind, key_id=item.key_id, account=item.account, team=item.team, user=item.user)
+    return Principal(kind=kind, key_id=item.key_id, account=item.account, team=item.team, user=item.user,
+                     rpm=_count(item.rpm), tpm=_count(item.tpm))
+
+
+def _count(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def is_admin_secret(secret: str | None) -> bool:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from chalicelib.ledger.models import Budget
 from chalicelib.caller_names import GLOBAL_ID
@@ -47,6 +49,26 @@ class BudgetSpec:
         if self.scope == "user" and self.account is not None and account != self.account:
             return False  # a user name is the caller's choice: another account's `alice` is someone else
         return values[self.scope] == self.scope_id
+
+
+def period_bounds(spec: BudgetSpec, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the period holding `now`, in UTC."""
+    if spec.period == "window":
+        return now - timedelta(minutes=spec.window_minutes), now
+    zone = ZoneInfo(spec.timezone)
+    local = now.astimezone(zone)
+    local_midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if spec.period == "daily":
+        start, end = local_midnight, local_midnight + timedelta(days=1)
+    elif spec.period == "weekly":  # ISO weeks start on Monday
+        start = local_midnight - timedelta(days=local.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = local_midnight.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    # wall-clock arithmetic in the zone (a ZoneInfo's offset is looked up per time), so a daylight-saving
+    # change inside the period moves the bound by an hour
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
 
 
 def spec_of(item: Budget) -> BudgetSpec:

@@ -164,6 +164,8 @@ class ApiKey(Model):
     user = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     revoked_at = UnicodeAttribute(null=True)
+    rpm = NumberAttribute(null=True)  # requests per minute (a gateway key's limit; absent: none)
+    tpm = NumberAttribute(null=True)  # tokens per minute, input plus worst-case output (absent: none)
 
 
 
@@ -424,3 +426,70 @@ class ProviderBalance(Model):
     set_at = UnicodeAttribute()  # when the balance was recorded (or read from the provider's API)
     total_credits_usd = DecimalAttribute(null=True)  # api: what the provider says was bought
     total_usage_usd = DecimalAttribute(null=True)  # api: and used
+
+
+class BudgetLedger(Model):
+    """A hard budget's ledger for one period, the single source of truth of its spend
+    (chalicelib/ledger/reservations.py).
+
+    Key: `pk` = `hard#<budget_id>` + `day` = the period's start (UTC ISO-8601): the current period is one GetItem.
+    `headroom` is limit − spent − held, kept as one number because a DynamoDB condition cannot add two
+    attributes: a hold decrements it under `headroom >= :worst_case`. Money or tokens, as the budget's unit.
+    Lives in the aggregates table with no `kind`, so the reports never see it.
+    """
+
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    budget_id = UnicodeAttribute()
+    unit = UnicodeAttribute()  # usd | tokens
+    limit = DecimalAttribute()
+    headroom = DecimalAttribute()  # limit − spent − held
+    spent = DecimalAttribute()  # baseline + what settled calls cost
+    held = DecimalAttribute()  # what calls in flight hold (their worst cases)
+    baseline = DecimalAttribute()  # the spend measured in the period before the ledger was opened
+    calls = NumberAttribute(default=0)  # calls settled
+    period_end = UnicodeAttribute()
+    opened_at = UnicodeAttribute()
+    expires_at = TTLAttribute(null=True)
+
+
+class BudgetHold(Model):
+    """One call's hold on a hard budget's period: its worst case, until the call is logged or the hold expires.
+
+    Key: `pk` = `hold#<budget_id>` + `day` = `<expires at>#<call_id>`: the evaluator finds expired holds with one
+    Query (`day` < now). `state` held → (the call is logged) deleted, or held → expired (released by the
+    evaluator) → (the call is logged late) deleted; every move is conditional on the state, so it happens once.
+    Lives in the aggregates table with no `kind`, so the reports never see it.
+    """
+
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    call_id = UnicodeAttribute()
+    budget_id = UnicodeAttribute()
+    period = UnicodeAttribute()  # the ledger's `day`
+    amount = DecimalAttribute()
+    state = UnicodeAttribute()  # held | expired
+    expires_at = TTLAttribute(null=True)  # long after the hold's own expiry: only a forgotten item goes
+
+
+class RateWindow(Model):
+    """Requests and tokens one key (or account, or team) used in one UTC minute (chalicelib/ledger/reservations.py).
+
+    Key: `pk` = `rate#<scope>#<id>` + `day` = `<minute>`: each admission adds to the minute's item under a
+    condition that it stays within the limits. Lives in the aggregates table with no `kind`.
+    """
+
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    requests = NumberAttribute(default=0)
+    tokens = NumberAttribute(default=0)
+    expires_at = TTLAttribute(null=True)

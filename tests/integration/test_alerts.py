@@ -38,12 +38,13 @@ def test_hard_budget_blocks_soon_after_the_spend_crosses_it(gateway, upstream, c
     key = gateway.new_key(account="tiny")
     put_budget(gateway, "tiny-daily", scope="account", scope_id="tiny", period="daily", limit_usd="0.01",
                thresholds=[0.5, 1.0], mode="hard", channels=["slack", "webhook", "sns"])
+    capped = {**CHAT, "max_tokens": 300}  # a worst case the hard budget can hold: $0.003 at most, not $1.28
     upstream.enqueue(usage=OPENAI_USAGE)
-    first = gateway.call("/openai/v1/chat/completions", CHAT, key)
+    first = gateway.call("/openai/v1/chat/completions", capped, key)
     assert first.status_code == 200 and first.headers["X-Tollgate-Budget-Remaining-USD"] == "0.004"
     roll_up()  # the rollup adds $0.006: 60 %, not blocked yet
     upstream.enqueue(usage=OPENAI_USAGE)
-    assert gateway.call("/openai/v1/chat/completions", CHAT, key).status_code == 200
+    assert gateway.call("/openai/v1/chat/completions", capped, key).status_code == 200
     roll_up()  # $0.012: over the limit; the rollup itself blocks the budget
 
     blocked = gateway.call("/openai/v1/chat/completions", CHAT, key)

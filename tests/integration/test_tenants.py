@@ -8,7 +8,7 @@ from chalicelib.query import Query
 from tests.conftest import ADMIN_KEY
 from tests.integration.helpers import roll_up, stored_counters
 
-CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+CHAT = {"model": "gpt-4o", "max_tokens": 300, "messages": [{"role": "user", "content": "hi"}]}  # worst case $0.003
 OPENAI_USAGE = {"prompt_tokens": 1200, "completion_tokens": 300}  # gpt-4o: $0.006 a call
 
 
