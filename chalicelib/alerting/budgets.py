@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from chalicelib import caller_names
 from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.errors import InvalidRequest
-from chalicelib.ledger import DEFAULT_THRESHOLDS, BudgetSpec, period_bounds
+from chalicelib.ledger import DEFAULT_THRESHOLDS, BudgetSpec
 from chalicelib.money import parse_amount, sums_exactly
 from chalicelib.reports import has_time_buckets
 
