@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.alerting.budgets import forecast, parse_budget, period_bounds, status
+from chalicelib.alerting.budgets import forecast, parse_budget, status
+from chalicelib.ledger import period_bounds
 from chalicelib.reports.aggregates import totals_in
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger.budgets import BudgetSpec
