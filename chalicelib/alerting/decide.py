@@ -28,6 +28,7 @@ from chalicelib.alerting.rules import (
     DeadLetters,
     ExpensiveCall,
     KeyStreak,
+    LedgerDrift,
     ProviderFailures,
     QuarantineCount,
     Rules,
@@ -75,7 +76,21 @@ def decide_budgets(budgets: BudgetReadings, rules: Rules, now: datetime) -> list
             drafts += _forecast(reading, period, rules, now)
     for rule, budget_id, period in budgets.deleted:
         drafts.append(closing(rule, "budget", budget_id, period, f"The budget {budget_id} was deleted."))
-    return drafts
+    return drafts + [_ledger_drift(drift) for drift in budgets.drifts]
+
+
+def _ledger_drift(drift: LedgerDrift) -> AlertDraft:
+    """`budget_ledger_drift`: a hard budget's ledger holds less spend than the aggregates measure (a call logged
+    without settling). Admission then judges by the larger figure; the ledger is never overwritten, so an operator
+    looks. It resolves when the two agree again (the next period's ledger starts from the measured spend)."""
+    amount = usd if drift.unit == "usd" else (lambda n: f"{n} tokens")
+    return AlertDraft(
+        "budget_ledger_drift", "budget", drift.budget_id, None, severity="high",
+        title=f"Hard budget {drift.budget_id}: its ledger is behind the aggregates",
+        message=f"The hard budget {drift.budget_id}'s ledger has {amount(drift.ledger_spent)} spent, the aggregates "
+                f"measure {amount(drift.measured_spent)} for the same period: some call was logged without settling "
+                "on the ledger. Admission now judges by the larger figure. See RULES.md (hard limits).",
+        kind=CONDITION, recovery=f"The ledger of {drift.budget_id} agrees with the aggregates again.")
 
 
 def _thresholds(reading: BudgetReading, period: str, rules: Rules) -> list[AlertDraft]:

@@ -42,6 +42,7 @@ from chalicelib.alerting.rules import (
     DailySpend,
     DeadLetters,
     KeyStreak,
+    LedgerDrift,
     ProviderFailures,
     QuarantineCount,
     Rules,
@@ -108,10 +109,11 @@ def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings,
     """Every budget in its current period (its status recorded for the proxy), and the ended periods and deleted
     budgets that open alerts still belong to."""
     items = {item.budget_id: item for item in all_budgets()}
-    readings, checked, current = [], [], {}
+    readings, checked, current, drifts = [], [], {}, []
     for item in items.values():
         spec, status = spec_of(item), measure(spec_of(item), now)
-        status = reconcile(spec, status, now)
+        status, drift = reconcile(spec, status, now)
+        drifts += [drift] if drift else []
         record_status(item, status, now)
         readings.append(BudgetReading(spec, status, item.account))
         current[spec.budget_id] = "window" if spec.period == "window" else iso(status.start)
@@ -131,29 +133,29 @@ def measure_budgets(now: datetime, active: list[Alert]) -> tuple[BudgetReadings,
         status = measure_period(spec, parse_iso(period))
         if iso(status.start) == period:  # else the budget's period changed shape since
             readings.append(BudgetReading(spec, status, items[budget_id].account, ended=True))
-    return BudgetReadings(tuple(readings), tuple(deleted)), checked
+    return BudgetReadings(tuple(readings), tuple(deleted), tuple(drifts)), checked
 
 
 DRIFT_MIN = Decimal("0.000001")  # what the aggregates and a ledger may differ by without a word
 
 
-def reconcile(spec: BudgetSpec, measured: BudgetStatus, now: datetime) -> BudgetStatus:
+def reconcile(spec: BudgetSpec, measured: BudgetStatus, now: datetime) -> tuple[BudgetStatus, LedgerDrift | None]:
     """A hard budget's ledger against the aggregates: the status to judge is the larger spend of the two. The
     ledger is never overwritten: more in the aggregates than in the ledger (a call logged without settling, as
-    when its transaction failed and its record spilled) is logged and counted (`BudgetLedgerDrift`); less is
-    the stream's lag (calls settled, not folded yet)."""
+    when its transaction failed and its record spilled) is logged, counted (`BudgetLedgerDrift`) and alerted
+    (`budget_ledger_drift`); less is the stream's lag (calls settled, not folded yet)."""
     ledger = current_ledger(spec, now)
     if ledger is None:
-        return measured
-    drift = measured.spent - ledger.spent
-    if drift > DRIFT_MIN:
+        return measured, None
+    measured_spent = measured.spent  # in the budget's unit, as the ledger's
+    if measured_spent - ledger.spent > DRIFT_MIN:
         logger.warning("hard budget ledger behind the aggregates", extra={
-            "budget_id": spec.budget_id, "ledger_spent": str(ledger.spent), "measured_spent": str(measured.spent)})
+            "budget_id": spec.budget_id, "ledger_spent": str(ledger.spent), "measured_spent": str(measured_spent)})
         metrics.add_metric(name="BudgetLedgerDrift", unit=MetricUnit.Count, value=1)
-        return measured
+        return measured, LedgerDrift(spec.budget_id, ledger.spent, measured_spent, spec.unit)
     return budget_status(spec, ledger.spent if spec.unit == "usd" else Decimal(0),
                          int(ledger.spent) if spec.unit == "tokens" else 0, measured.start, measured.end, now,
-                         measured.calls)
+                         measured.calls), None
 
 
 def measure_traffic(now: datetime, rules: Rules) -> tuple[list[TrafficWindow], list[TrafficWindow], int]:

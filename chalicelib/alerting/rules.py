@@ -153,6 +153,17 @@ class BudgetReading:
 class BudgetReadings:
     readings: tuple[BudgetReading, ...]
     deleted: tuple[tuple[str, str, str | None], ...] = ()  # (rule, budget_id, period) of open alerts, budget gone
+    drifts: tuple[LedgerDrift, ...] = ()  # hard budgets whose ledger is behind the aggregates
+
+
+@dataclass(frozen=True)
+class LedgerDrift:
+    """A hard budget's ledger (what admission holds against) behind the aggregates' measure of the same period."""
+
+    budget_id: str
+    ledger_spent: Decimal
+    measured_spent: Decimal
+    unit: str
 
 
 @dataclass(frozen=True)

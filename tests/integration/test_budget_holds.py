@@ -173,3 +173,25 @@ def test_api_budgets_shows_what_calls_in_flight_hold_and_the_evaluator_releases_
     assert measure.evaluate()["holds_released"] == {}
     view = _api_budget(gateway, "acme-daily")
     assert (view["spent"], view["reserved_usd"]) == (str(spent), "0")
+
+
+def test_a_ledger_behind_the_aggregates_raises_one_alert_and_is_never_overwritten(gateway, upstream, sink, channels):
+    """A call logged without settling (its transaction failed, its record spilled and was replayed) is in the
+    aggregates but not on the ledger: the evaluator says so once, judges by the larger figure, and leaves the
+    ledger as it is."""
+    from chalicelib.alerting import measure
+    from chalicelib.ledger.models import Alert
+    from tests.integration.helpers import log, roll_up
+
+    key = gateway.new_key()
+    hard_budget(gateway, "acme-daily", Decimal("1"))
+    assert gateway.call("/openai/v1/chat/completions", CHAT, key, raw=BODY).status_code == 200
+    settled = today_ledger("acme-daily").spent
+    log(1, 0, account="acme", cost="0.25")  # logged straight to the call log: never settled on the ledger
+    roll_up()
+    measure.evaluate()
+    measure.evaluate()
+    drifts = [a for a in Alert.scan() if a.rule == "budget_ledger_drift"]
+    assert len(drifts) == 1 and drifts[0].scope_id == "acme-daily" and drifts[0].state == "open"
+    assert "$0.25" in drifts[0].message or "0.25" in drifts[0].message
+    assert today_ledger("acme-daily").spent == settled  # never overwritten
