@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from chalicelib.ledger.models import Budget
@@ -81,26 +82,35 @@ def all_budgets() -> list[Budget]:
     return sorted(Budget.scan(), key=lambda b: b.budget_id)
 
 
-class BudgetCache:
-    """Every budget, read at most once per `budget_cache_seconds` per container: the proxy checks hard
-    limits on every call without a read."""
+class TableCache:
+    """What `read` returns, read at most once per `budget_cache_seconds` per container: the proxy consults budgets
+    (every call) and fallback rules (after a failure) without a read each time."""
 
-    def __init__(self) -> None:
-        self._items: list[Budget] = []
+    def __init__(self, read: Callable[[], list]) -> None:
+        self._read = read
+        self._items: list = []
         self._expires = 0.0
         self._lock = threading.Lock()
 
-    def budgets(self) -> list[Budget]:
+    def items(self) -> list:
         now = time.monotonic()
         if now >= self._expires:
             with self._lock:
                 if now >= self._expires:
-                    self._items = all_budgets()
+                    self._items = self._read()
                     self._expires = now + get_settings().budget_cache_seconds
         return self._items
 
     def clear(self) -> None:
         self._expires = 0.0
+
+
+class BudgetCache(TableCache):
+    def __init__(self) -> None:
+        super().__init__(all_budgets)
+
+    def budgets(self) -> list[Budget]:
+        return self.items()
 
 
 budget_cache = BudgetCache()

@@ -6,8 +6,6 @@ table per call; the matching (`targets_for`, `retryable`) and the admin's valida
 """
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,8 +14,8 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.clock import iso
 from chalicelib.errors import NotFound
+from chalicelib.ledger.budgets import TableCache
 from chalicelib.ledger.models import FallbackRuleItem, FallbackTarget
-from chalicelib.settings import get_settings
 
 RULES_PK = "config#fallbacks"  # the aggregates table's partition of fallback rules (IAM narrows grants to it)
 DEFAULT_ON: tuple[int | str, ...] = (429, 500, 502, 503, 504, "timeout", "unreachable")
@@ -77,26 +75,15 @@ def delete(name: str) -> dict[str, Any]:
     return {"name": name, "deleted": True}
 
 
-class FallbackCache:
-    """Every rule, read at most once per `budget_cache_seconds` per container, and only when asked: a proxy that
-    reads it only after an attempt failed makes no request on a call that did not."""
+class FallbackCache(TableCache):
+    """Every rule, read only when asked: a proxy that reads it only after an attempt failed makes no request on a
+    call that did not."""
 
     def __init__(self) -> None:
-        self._rules: list[FallbackRule] = []
-        self._expires = 0.0
-        self._lock = threading.Lock()
+        super().__init__(all_rules)
 
     def rules(self) -> list[FallbackRule]:
-        now = time.monotonic()
-        if now >= self._expires:
-            with self._lock:
-                if now >= self._expires:
-                    self._rules = all_rules()
-                    self._expires = now + get_settings().budget_cache_seconds
-        return self._rules
-
-    def clear(self) -> None:
-        self._expires = 0.0
+        return self.items()
 
 
 fallback_cache = FallbackCache()

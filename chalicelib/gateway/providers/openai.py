@@ -182,13 +182,7 @@ class AzureAdapter(OpenAIAdapter):
     """Azure OpenAI: deployments (`/openai/deployments/{deployment}/…?api-version=`) and the v1 API
     (`/openai/v1/…`), the key in `api-key`. The call is priced by the model the answer names."""
 
-    endpoints = (
-        Endpoint("chat/completions", usage_flavor="chat"),
-        Endpoint("completions", usage_flavor="chat"),
-        Endpoint("embeddings", usage_flavor="embeddings"),
-        Endpoint("responses", usage_flavor="responses"),
-        Endpoint("images/generations", usage_flavor="images"),
-    )
+    endpoints = tuple(e for e in OpenAIAdapter.endpoints if e.metered)  # no model list under a deployment
     forward_headers = ()
     forward_query = ("api-version",)
     usage_provider_id = "openai"
