@@ -4,15 +4,22 @@
 
 const PROVIDER_STATES = { ok: "", idle: "muted", degraded: "warning", failing: "exceeded" };
 
-/** The card, on every refresh; a key scoped to one account is told why it sees none (provider traffic is all
-    accounts'). */
+/** The card, on every refresh; hidden for a key scoped to one account (the API refuses it: provider traffic is
+    every account's). */
 async function refreshProviders(current) {
   await panel($("#providers-card"), loadProviders, current);
 }
 
 async function loadProviders() {
-  const answer = await api("/api/providers", { hours: 24 });
-  return () => renderProviders(answer);
+  const card = $("#providers-card");
+  let answer;
+  try {
+    answer = await api("/api/providers", { hours: 24 });
+  } catch (failure) {
+    if (failure.status !== 403) throw failure;
+    return () => { card.hidden = true; };  // provider traffic is every account's: not for an account's key
+  }
+  return () => { card.hidden = false; renderProviders(answer); };
 }
 
 function balanceText(balance) {

@@ -73,6 +73,7 @@ class MockUpstream:
     server: ThreadingHTTPServer | None = None
     streams_abandoned: int = 0  # streams whose reader hung up before the end
     pace_seconds: tuple[float, float] = (0.0, 0.0)  # an unscripted stream's pause per event: uniform in this range
+    credit_reads: list[Seen] = field(default_factory=list)  # GET /openrouter/v1/credits, kept apart from `requests`
     openrouter_credits: tuple[str, str] = ("100", "0")  # GET /openrouter/v1/credits: (total_credits, total_usage)
 
     def enqueue(self, **kwargs: Any) -> None:
@@ -140,8 +141,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, body: Any) -> None:
         path = self.path.split("?")[0]
         headers = {k.lower(): v for k, v in self.headers.items()}
-        with self.upstream.lock:
-            self.upstream.requests.append(Seen(self.command, path, headers, body))
+        with self.upstream.lock:  # the scheduler's balance reads apart: a test's last request stays its own call's
+            credits = self.command == "GET" and path == "/openrouter/v1/credits"
+            (self.upstream.credit_reads if credits else self.upstream.requests).append(
+                Seen(self.command, path, headers, body))
         if path.startswith("/gemini/"):  # Gemini's own shapes: local/mock_gemini.py (it imports this module)
             from local import mock_gemini
             return mock_gemini.serve(self, body)

@@ -128,7 +128,7 @@ class Stack:
             from local.mock_upstream import MockUpstream
 
             self.mock = MockUpstream(expected_key=MOCK_UPSTREAM_KEY, pace_seconds=mock_pace(self.env),
-                                     requests=RecentRequests())
+                                     requests=RecentRequests(), credit_reads=RecentRequests())
             mock_url = self.mock.start(self.host)
             for provider in mock_needed:
                 os.environ[f"TOLLGATE_{provider.upper()}_BASE_URL"] = mock_url + MOCK_PATHS[provider]

@@ -58,10 +58,10 @@ def test_hard_budget_alerts_once_per_threshold_then_blocks(alerting_stack, upstr
     client = openai.OpenAI(base_url=f"{stack.url}/openai/v1", api_key=key, max_retries=0)
 
     upstream.enqueue(usage=USAGE)
-    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "spend"}])  # 60 %
+    client.chat.completions.create(model="gpt-4o", max_tokens=100, messages=[{"role": "user", "content": "spend"}])  # 60 %
     wait_for(lambda: budget_titles(sink, "/webhook") == ["Budget small-daily at 50 % (account small)"])
     upstream.enqueue(usage=USAGE)
-    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "spend"}])  # 120 %
+    client.chat.completions.create(model="gpt-4o", max_tokens=100, messages=[{"role": "user", "content": "spend"}])  # 120 %
     refusal = first_refusal(client)  # within seconds: the rollup blocks it, not the schedule
     assert refusal.status_code == 429 and refusal.body["code"] == "budget_exceeded"
     assert int(refusal.response.headers["retry-after"]) > 0
@@ -95,7 +95,7 @@ def first_refusal(client, seconds=15):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "again"}])
+            client.chat.completions.create(model="gpt-4o", max_tokens=100, messages=[{"role": "user", "content": "again"}])
         except openai.RateLimitError as refusal:
             return refusal
         time.sleep(0.25)
@@ -104,7 +104,7 @@ def first_refusal(client, seconds=15):
 
 def _allowed(client):
     try:
-        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "ok?"}])
+        client.chat.completions.create(model="gpt-4o", max_tokens=100, messages=[{"role": "user", "content": "ok?"}])
         return True
     except openai.RateLimitError:
         return False

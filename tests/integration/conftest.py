@@ -29,6 +29,7 @@ def upstream(upstream_url, monkeypatch):
     mock, url = upstream_url
     mock.scripts.clear()
     mock.requests.clear()
+    mock.credit_reads.clear()
     monkeypatch.setenv("TOLLGATE_OPENAI_BASE_URL", f"{url}/v1")
     monkeypatch.setenv("TOLLGATE_ANTHROPIC_BASE_URL", url)
     monkeypatch.setenv("TOLLGATE_OPENROUTER_BASE_URL", f"{url}/openrouter/v1")

@@ -335,7 +335,8 @@ def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
         arn("BudgetsTable"): {"dynamodb:Scan"},
         arn("CallsTable"): {"dynamodb:PutItem"},
         arn("SpillQueue"): {"sqs:SendMessage"},
-        arn("AggregatesTable"): {"dynamodb:UpdateItem"},  # one partition: the refused-keys counter (below)
+        # the refused-keys counter, and a hard budget's ledger, holds and a key's rate windows (partitions below)
+        arn("AggregatesTable"): {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"},
         parameter("openai"): {"ssm:GetParameter"},
         parameter("anthropic"): {"ssm:GetParameter"},
         parameter("openrouter"): {"ssm:GetParameter"},
@@ -349,9 +350,15 @@ def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
             ("${AWS::AccountId}", "application-inference-profile"))},
     }
     assert not any("AuditTable" in key for key in granted)  # no Scan, no Delete, nothing on the audit trail
-    [aggregates] = [s for s in statements_of(template, "ProxyFunctionRole") if s["Resource"] == {
-        "Fn::GetAtt": ["AggregatesTable", "Arn"]}]
-    assert aggregates["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["signal#auth_failures"]}}
+    aggregates = {json.dumps(s["Condition"], sort_keys=True): set(as_list(s["Action"]))
+                  for s in statements_of(template, "ProxyFunctionRole")
+                  if s["Resource"] == {"Fn::GetAtt": ["AggregatesTable", "Arn"]}}
+    assert aggregates == {  # each action on its partitions only: no report, no other signal
+        json.dumps(condition, sort_keys=True): actions for condition, actions in (
+            ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["signal#auth_failures"]}}, {"dynamodb:UpdateItem"}),
+            ({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["hard#*"]}}, {"dynamodb:UpdateItem"}),
+            ({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["hold#*"]}}, {"dynamodb:DeleteItem", "dynamodb:PutItem"}),
+            ({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["rate#*"]}}, {"dynamodb:UpdateItem"}))}
     env = template["Resources"]["ProxyFunction"]["Properties"]["Environment"]["Variables"]
     for provider in ("openai", "anthropic", "openrouter", "groq", "gemini", "azure"):  # the names it reads are the ones it may read
         assert env[f"TOLLGATE_{provider.upper()}_API_KEY_PARAMETER"] == {"Fn::Sub": f"/tollgate/${{Stage}}/{provider}-api-key"}

@@ -197,7 +197,7 @@ def test_openrouters_credit_endpoint_drives_a_low_balance_alert_once(gateway, ch
     try:
         measure.evaluate()
         measure.evaluate()
-        credit_reads = [r for r in upstream.requests if r.path == "/openrouter/v1/credits"]
+        credit_reads = [r for r in upstream.credit_reads if r.path == "/openrouter/v1/credits"]
         assert len(credit_reads) == 2 and credit_reads[0].headers["authorization"].startswith("Bearer ")
         assert slack_titles(sink, "openrouter balance") == ["openrouter balance low: $0.5"]
         _, report = api(gateway, "/api/providers")
