@@ -24,13 +24,14 @@ from pathlib import Path
 import boto3
 import httpx
 
+from bench import QUICK, sized
 from bench import stack as local_stack
 from bench.upstream import Upstream
 from local.stack import MOCK_UPSTREAM_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
-STREAMS = max(50, REQUESTS // 2)  # each round of three takes ~90 ms: the mock spaces its events
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", sized("1000", "20")))
+STREAMS = sized(max(50, REQUESTS // 2), 6)  # each round of three takes ~90 ms: the mock spaces its events
 WORKERS = 8
 STARTED = (0.0, 0.0, 0.0)  # (wall, machine CPU, this run's CPU) seconds when the run began
 
@@ -80,7 +81,7 @@ def main() -> None:
         running = local_stack.start(data_dir, upstream.url)
         try:
             rows, load = measure(running, f"{upstream.url}/v1")
-            print(f"measuring streams: {STREAMS} each way, then 20 MB…", file=sys.stderr, flush=True)
+            print(f"measuring streams: {STREAMS} each way, then {memory.STREAM_MB} MB…", file=sys.stderr, flush=True)
             stream_rows, streaming = stream.measure(running, upstream, STREAMS, pct)
             streaming += load + memory.measure(running, upstream)
         finally:
@@ -248,9 +249,12 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
                 *(() if cost.met(busiest) else (f"Cost: {cost.reason(busiest)}",)))
     misses = missed(rows, streaming_rows, rollup_rows, footprint_rows, api_rows[0], capacity_rows, cost_rows,
                     computed=computed)
-    print("\n\n".join((table, streaming, writes, footprint, reads, aggregates, costs)))
+    print("\n\n".join((table, streaming, writes, footprint, reads, users, aggregates, costs)))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if QUICK:  # tiny sizes: the tables' shape, not numbers worth keeping
+        print(f"\nquick mode (TOLLGATE_BENCH_QUICK): docs/BENCHMARKS.md left as it is; {others_share()}")
+        return
     docs = ROOT / "docs" / "BENCHMARKS.md"
     docs.parent.mkdir(exist_ok=True)
     docs.write_text(

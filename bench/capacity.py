@@ -30,10 +30,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Context, Decimal
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
+
+from bench import sized
 
 PARTITION_WCU = 1000  # a partition's write limit, in write units per second
 ITEM_BYTES_MAX = 400 * 1024  # DynamoDB's item size limit
@@ -208,6 +211,66 @@ def by_kind_index() -> Index:
                  tuple(AggregatesByKind.Meta.projection.non_key_attributes or ()))
 
 
+# ---- the stream mapping, as deployed ----------------------------------------------------------------------
+
+PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's invocation payload limit: a batch is cut at it whatever BatchSize says
+ROLLUP_WRITERS = 16  # chalicelib/rollup/store.py WRITERS: a batch's UpdateItems in flight at once
+UPDATE_MS_P99 = 25  # an UpdateItem's p99 in AWS (single-digit ms typical; this leaves room for retries)
+
+
+@dataclass(frozen=True)
+class StreamMapping:
+    """The rollup's event source mapping: its BatchSize and MaximumBatchingWindowInSeconds (infra/resources.json),
+    and how many call-log stream records fit in one invocation's payload."""
+
+    batch_size: int
+    window_s: float
+    record_bytes: int
+
+    @property
+    def payload_records(self) -> int:
+        return PAYLOAD_BYTES // self.record_bytes
+
+
+@lru_cache(maxsize=1)
+def stream_mapping() -> StreamMapping:
+    import json
+    from pathlib import Path
+
+    from chalicelib.rollup.store import WRITERS
+
+    assert WRITERS == ROLLUP_WRITERS, "chalicelib/rollup/store.py changed its writers: change ROLLUP_WRITERS"
+    resources = json.loads((Path(__file__).resolve().parent.parent / "infra" / "resources.json").read_text())
+    events = resources["Resources"]["RollupCalls"]["Properties"]["Events"]
+    mapping = next(e["Properties"] for e in events.values() if "Stream" in e["Properties"])
+    return StreamMapping(int(mapping["BatchSize"]), float(mapping.get("MaximumBatchingWindowInSeconds", 0)),
+                         stream_record_bytes())
+
+
+def stream_record_bytes() -> int:
+    """The JSON bytes of one call's stream record in the rollup's event (new image, keys, metadata), for a call
+    as the gateway logs it (chalicelib/ledger/calllog.py's `new_record`, every field a routed call fills)."""
+    import json
+
+    from chalicelib.ledger import calllog
+
+    call = calllog.new_record(
+        "call_" + "0" * 26, START.replace(tzinfo=timezone.utc), "account-0000", provider="openrouter", endpoint="chat/completions",
+        model="meta-llama/llama-3.3-70b-instruct", key_id="f" * 16, team="team-000", user="user000@account-0000.example.com",
+        operation="operation-00", status=200, input_tokens=1234, cache_read_tokens=617, output_tokens=345,
+        reasoning_tokens=512, cost_usd=Decimal("0.000123456789"), priced=True, latency_ms=1834, stream=True,
+        ttft_ms=412, session="session-0123456789")
+    image = call.serialize()
+    keys = {name: image[name] for name in ("account", "sk") if name in image}
+    record = {"eventID": "0" * 32, "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+              "awsRegion": "us-east-1", "dynamodb": {"ApproximateCreationDateTime": 1764140401, "Keys": keys,
+              "NewImage": image, "SequenceNumber": "1" * 21, "SizeBytes": typed_item_bytes(image) + 100,
+              "StreamViewType": "NEW_AND_OLD_IMAGES"},
+              "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/tollgate-prod-calls/stream/"
+                                "2026-11-26T07:00:00.000"}
+    return len(json.dumps(record)) + 2  # and its separator in the Records list
+
+
 # ---- the traffic shape --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -225,9 +288,24 @@ class Shape:
     operation_share: float = 0.8
     error_rate: float = 0.02
     unpriced_rate: float = 0.01
-    batch: int = 100  # the stream handler's batch size (app.py)
+    batch: int | None = None  # records a batch; None: what the stream mapping reads at this rate (`records_per_batch`)
     stream_shards: int | None = None  # None: max(4, calls/s / 500), see `shards`
     seed: int = 1
+
+    @property
+    def records_per_batch(self) -> int:
+        """What Lambda hands the rollup from one busy shard: the stream mapping's BatchSize, or what arrives in its
+        batching window, or what fits in a 6 MB invocation payload, whichever is fewest."""
+        if self.batch is not None:
+            return self.batch
+        mapping = stream_mapping()
+        return max(1, min(mapping.batch_size, math.floor(self.calls_per_s / self.shards * mapping.window_s),
+                          mapping.payload_records))
+
+    @property
+    def batch_fill_s(self) -> float:
+        """Seconds a shard takes to gather one batch: how long a call waits before the rollup reads it."""
+        return min(stream_mapping().window_s, self.records_per_batch / (self.calls_per_s / self.shards))
 
     @property
     def shards(self) -> int:
@@ -237,7 +315,7 @@ class Shape:
 
     def label(self) -> str:
         return (f"{self.calls_per_s:,} calls/s: {self.accounts:,} accounts, {self.models} models (top "
-                f"{self.top_model_share:.0%}), {len(PROVIDERS)} providers, {self.users:,} users, batch {self.batch}, "
+                f"{self.top_model_share:.0%}), {len(PROVIDERS)} providers, {self.users:,} users, batches of {self.records_per_batch:,}, "
                 f"{self.shards} stream shards")
 
 
@@ -388,17 +466,18 @@ class Traffic:
 
         def shard_batches(shard: int, accounts: list[Account]) -> Iterator[tuple[float, list[Any]]]:
             rate = sum(a.rate for a in accounts)
-            count = shape.batch * max(1, round(rate * seconds / shape.batch))
+            batch = shape.records_per_batch
+            count = batch * max(1, round(rate * seconds / batch))
             times = sorted(rng.uniform(0, seconds) for _ in range(count))
             seq = rng.randrange(10**20, 5 * 10**20)
-            for start in range(0, len(times), shape.batch):
+            for start in range(0, len(times), batch):
                 facts = []
-                for t in times[start:start + shape.batch]:
+                for t in times[start:start + batch]:
                     account = accounts[int(rng.random() * len(accounts))]
                     seq += rng.randrange(1, 200)
                     call = self.call(rng, account, START + timedelta(seconds=t))
                     facts.append(Fact.from_call(call, 1, seq, STREAM))
-                yield times[min(start + shape.batch, len(times)) - 1], facts
+                yield times[min(start + batch, len(times)) - 1], facts
 
         yield from heapq.merge(*(shard_batches(s, a) for s, a in sorted(by_shard.items())), key=lambda b: b[0])
 
@@ -714,7 +793,7 @@ def _simulate(job: tuple[Shape, float, bool]) -> Result:
 
 def measure(shapes: tuple[int, ...] = SHAPES, calls: int | None = None, progress: bool = True) -> list[Result]:
     """Each shape replayed for `calls` calls (BENCH_CAPACITY_CALLS, default 20,000), in a process of its own."""
-    calls = calls or int(os.environ.get("BENCH_CAPACITY_CALLS", "20000"))
+    calls = calls or int(os.environ.get("BENCH_CAPACITY_CALLS", sized("20000", "400")))
     jobs = [(Shape(rate), min(float(FIVE_MINUTES_S), max(1.0, calls / rate)), progress) for rate in shapes]
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:

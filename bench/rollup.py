@@ -11,9 +11,10 @@ import random
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from bench import sized
 from bench.harness import fake_aws_env, metering
 
-CALLS = 300
+CALLS = sized(300, 30)
 BATCH_SIZES = (1, 10, 100)
 
 
