@@ -229,11 +229,12 @@ def markdown(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], rollup_rows: list[tuple[str, ...]],
            footprint_rows: list[tuple[str, ...]], api_rows: tuple[list[tuple[str, ...]], list[str]],
            capacity_results: list) -> None:
-    from bench import api, capacity, coldstart, cost, memory, rollup, stream
+    from bench import api, capacity, coldstart, cost, memory, rollup, sizing, stream
 
     table = markdown(("run", "quantile", "direct ms", "via gateway ms", "added ms (floor, ms)", "target"), rows)
     streaming = markdown(("measure", "value", "target", "verdict"), streaming_rows)
-    writes = markdown(("batch size", "UpdateItem requests", "writes per call", "target"), rollup_rows)
+    writes = markdown(("batch size", "UpdateItem requests", "writes per call",
+                       "handler CPU ms per UpdateItem (fold, botocore; moto's out)", "target"), rollup_rows)
     footprint = markdown(("measure", "value", "target", "verdict"), footprint_rows)
     reads = markdown(("endpoint", "DynamoDB requests (10k / 1M / 10M)", "KB read (10k / 1M / 10M)", "p95 ms at 10k",
                       "p95 ms at 1M", "p95 ms at 10M", "p95 ratio (worst ÷ 10k)",
@@ -242,7 +243,7 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
                      api_rows[2])
     capacity_rows = capacity.rows(capacity_results)
     aggregates = markdown(capacity.HEADER, capacity_rows)
-    busiest = max(capacity_results, key=lambda r: r.shape.calls_per_s)  # the cost model's rollup write units
+    busiest = max(capacity_results, key=lambda r: r.wcu_per_call)  # the cost model takes the dearer rollup
     cost_rows = cost.rows(busiest)
     costs = markdown(cost.HEADER, cost_rows)
     computed = (*capacity.missed_reasons(capacity_results),
@@ -253,6 +254,7 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if QUICK:  # tiny sizes: the tables' shape, not numbers worth keeping
+        print(f"\n{misses}")
         print(f"\nquick mode (TOLLGATE_BENCH_QUICK): docs/BENCHMARKS.md left as it is; {others_share()}")
         return
     docs = ROOT / "docs" / "BENCHMARKS.md"
@@ -303,7 +305,16 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
         f"start until `GET /ready` answers 200 (polled every 2 ms; the adapter polls every 10 ms), "
         f"{coldstart.STARTS} starts; then its first "
         "proxied call (not streamed, so the call-log write is in it; the provider key an SSM SecureString, as "
-        "in AWS; moto server for AWS) and the next one.\n\n"
+        "in AWS; moto server for AWS) and the next one. Then, in the same processes, the proxy's CPU (user + "
+        f"system, from /proc) over {coldstart.WARM_CALLS} more calls, and its peak RSS (VmHWM) once streamed calls "
+        "have passed too. Memory by measurement (bench/sizing.py): Lambda gives CPU in proportion to memory (a "
+        f"full vCPU at {sizing.FULL_VCPU_MB:,} MB), so each candidate size stretches the measured cold call (ready + "
+        "first call) and warm CPU per call by 1,769 ÷ its MB; a size must hold the peak RSS × "
+        f"{sizing.HEADROOM} plus {sizing.ADAPTER_MB} MB for the Lambda Web Adapter; the smallest that also keeps the "
+        f"cold call ≤ {sizing.COLD_CALL_TARGET_MS} ms and a warm call's CPU ≤ {sizing.WARM_CPU_TARGET_MS} ms is "
+        "chosen. Its cost is the duration of a 2 s call at that size. The stage setting is `proxy_memory_mb` "
+        "(`\"tollgate\"` block of `.chalice/config.json`); the Chalice functions' are their `lambda_memory_size`. "
+        "This machine's core is x86_64, not Graviton: the stretch is the model, the deployed function the proof.\n\n"
         f"{footprint}\n\n"
         f"JSON API over {api.DAYS} days of aggregates worth 10k, 1M and 10M calls, written directly "
         f"({api.RUNS} requests per endpoint, in-process moto). The latency is the handler's own, moto's time "

@@ -58,7 +58,8 @@ def rows(peak_rss_mb: float, cold_call_ms: float, warm_cpu_ms: float, configured
     for s in options:
         mark = " (configured)" if s.memory_mb == configured_mb else ""
         out.append((f"proxy at {s.memory_mb} MB{mark}: {share(s.memory_mb):.2f} vCPU",
-                    f"holds peak × {HEADROOM} + adapter: {'yes' if s.fits else 'no'}; cold call ~{s.cold_call_ms:.0f} ms; "
+                    f"holds peak × {HEADROOM} + adapter: {'yes' if s.fits else 'no'}; "
+                    f"cold call ~{s.cold_call_ms:.0f} ms; "
                     f"CPU a warm call ~{s.warm_cpu_ms:.1f} ms; ${s.usd_per_million_2s:.2f} per million 2 s calls",
                     f"≤ {COLD_CALL_TARGET_MS} ms, ≤ {WARM_CPU_TARGET_MS} ms",
                     "chosen" if s is chosen else ("met" if s.meets else "")))

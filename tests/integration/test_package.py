@@ -358,6 +358,9 @@ def test_stream_mapping_tables_and_buckets(packaged):
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True  # only a record that keeps failing is retried, then dead-lettered
     assert mapping["MaximumRetryAttempts"] <= 100 and "OnFailure" in mapping["DestinationConfig"]
+    # large batches, gathered for up to 20 s (infra/resources.json over Chalice's 100): the rollup folds each item once a
+    # batch, so its write units a call fall as batches grow (docs/BENCHMARKS.md, capacity)
+    assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (10_000, 20)
     spill = template["Resources"]["ReplaySpill"]["Properties"]["Events"]["ReplaySpillSqsEventSource"]
     assert spill["Type"] == "SQS" and spill["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert spill["Properties"]["BatchSize"] == 10  # Chalice's own properties survive the merge
