@@ -17,7 +17,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -71,6 +73,24 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+PHASES: dict[str, float] = {}  # wall seconds of each phase, in order: where `make bench`'s time goes
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        PHASES[name] = PHASES.get(name, 0.0) + time.monotonic() - started
+
+
+def phases_line() -> str:
+    total = sum(PHASES.values())
+    return (f"{total / 60:.1f} minutes (target ≤ 15): " + ", ".join(f"{name} {seconds:.0f} s"
+                                                                   for name, seconds in PHASES.items()))
+
+
 def main() -> None:
     from bench import memory, stream
 
@@ -78,28 +98,41 @@ def main() -> None:
     STARTED = cpu_now()
     upstream = Upstream(MOCK_UPSTREAM_KEY)
     with tempfile.TemporaryDirectory() as data_dir:
-        running = local_stack.start(data_dir, upstream.url)
+        with phase("stack start"):
+            running = local_stack.start(data_dir, upstream.url)
         try:
-            rows, load = measure(running, f"{upstream.url}/v1")
+            with phase("latency"):
+                rows, load = measure(running, f"{upstream.url}/v1")
             print(f"measuring streams: {STREAMS} each way, then {memory.STREAM_MB} MB…", file=sys.stderr, flush=True)
-            stream_rows, streaming = stream.measure(running, upstream, STREAMS, pct)
-            streaming += load + memory.measure(running, upstream)
+            with phase("streams"):
+                stream_rows, streaming = stream.measure(running, upstream, STREAMS, pct)
+            with phase("20 MB stream"):
+                streaming += load + memory.measure(running, upstream)
         finally:
             running.stop()
             upstream.stop()
-    streaming += memory.over_time()
+    with phase("memory over time"):
+        streaming += memory.over_time()
     print("measuring rollup writes per call, footprint, cold start…", file=sys.stderr, flush=True)
     from bench import api, capacity, coldstart, footprint, rollup
 
-    rollup_rows = rollup.measure()
+    with phase("rollup writes"):
+        rollup_rows = rollup.measure()
     with tempfile.TemporaryDirectory() as scratch:
-        out, (code, runtime) = footprint.packaged(Path(scratch))
-        footprint_rows = coldstart.measure(json.loads((out / "sam.json").read_text()), code, runtime)
-        footprint_rows = footprint.measure(out, [code, runtime]) + footprint_rows
-    api_rows = api.measure()
-    api_rows = (*api_rows, api.users_at_scale(datetime.now(timezone.utc)))
+        with phase("package"):
+            out, (code, runtime) = footprint.packaged(Path(scratch))
+        with phase("cold start"):
+            footprint_rows = coldstart.measure(json.loads((out / "sam.json").read_text()), code, runtime)
+        with phase("footprint"):
+            footprint_rows = footprint.measure(out, [code, runtime]) + footprint_rows
+    with phase("JSON API volumes"):
+        api_rows = api.measure()
+    with phase("100k users"):
+        api_rows = (*api_rows, api.users_at_scale(datetime.now(timezone.utc)))
     print("modelling the aggregates' capacity at 1,000 and 10,000 calls/s…", file=sys.stderr, flush=True)
-    report(rows + stream_rows, streaming, rollup_rows, footprint_rows, api_rows, capacity.measure())
+    with phase("capacity"):
+        capacity_results = capacity.measure()
+    report(rows + stream_rows, streaming, rollup_rows, footprint_rows, api_rows, capacity_results)
 
 
 def measure(stack: local_stack.RunningStack, upstream_url: str) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
@@ -255,14 +288,15 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if QUICK:  # tiny sizes: the tables' shape, not numbers worth keeping
         print(f"\n{misses}")
-        print(f"\nquick mode (TOLLGATE_BENCH_QUICK): docs/BENCHMARKS.md left as it is; {others_share()}")
+        print(f"\nquick mode (TOLLGATE_BENCH_QUICK): docs/BENCHMARKS.md left as it is; {others_share()}; the run "
+              f"took {phases_line()}")
         return
     docs = ROOT / "docs" / "BENCHMARKS.md"
     docs.parent.mkdir(exist_ok=True)
     docs.write_text(
         "# Benchmarks\n\n"
         f"`make bench` on {stamp}; {machine}; {REQUESTS} requests per cell, {STREAMS} streams each way; "
-        f"{others_share()}.\n\n"
+        f"{others_share()}; the run took {phases_line()}.\n\n"
         "Proxy overhead on the local stack (`make run`'s: uvicorn serving the streaming proxy app beside the "
         "Chalice routes, moto in the same process; stream pump, scheduler and local snapshots off, as the first "
         "two are separate functions in AWS and the last is local only) against the mock upstream in a process "
@@ -328,7 +362,7 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
         f"{cost.note(busiest)}\n\n"
         f"{costs}\n\n"
         f"{misses}\n")
-    print(f"\nwritten to {docs.relative_to(ROOT)}; {others_share()}")
+    print(f"\nwritten to {docs.relative_to(ROOT)}; {others_share()}; the run took {phases_line()}")
 
 
 if __name__ == "__main__":
