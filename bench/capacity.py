@@ -218,9 +218,9 @@ STREAM_DELAY_S = 1  # DynamoDB Streams shows a write within about a second, and 
 PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's invocation payload limit: a batch is cut at it whatever BatchSize says
 ROLLUP_WRITERS = 32  # chalicelib/rollup/store.py WRITERS: a batch's UpdateItems in flight at once
 UPDATE_MS_P99 = 25  # an UpdateItem's p99 in AWS (single-digit ms typical; this leaves room for retries)
-# The rollup handler's CPU per UpdateItem on a full vCPU (fold, request, botocore's signing and parsing): an
-# assumption the rollup table's measured column checks (that column, on a loaded shared core, reads higher).
-ROLLUP_CPU_MS_PER_UPDATE = 1.0
+# The rollup handler's CPU per UpdateItem on a full vCPU (fold, request, botocore's signing and parsing, the
+# batch's listeners): `make bench`'s rollup table measures it (2.8-5.1 ms on a loaded shared x86 core, 2026-12-07).
+ROLLUP_CPU_MS_PER_UPDATE = 3.0
 
 
 def rollup_memory_mb() -> int:
@@ -238,6 +238,7 @@ class StreamMapping:
     batch_size: int
     window_s: float
     record_bytes: int
+    parallelization: int = 1  # ParallelizationFactor: batches of one shard in flight at once, split by partition key
 
     @property
     def payload_records(self) -> int:
@@ -256,7 +257,7 @@ def stream_mapping() -> StreamMapping:
     events = resources["Resources"]["RollupCalls"]["Properties"]["Events"]
     mapping = next(e["Properties"] for e in events.values() if "Stream" in e["Properties"])
     return StreamMapping(int(mapping["BatchSize"]), float(mapping.get("MaximumBatchingWindowInSeconds", 0)),
-                         stream_record_bytes())
+                         stream_record_bytes(), int(mapping.get("ParallelizationFactor", 1)))
 
 
 def stream_record_bytes() -> int:
@@ -312,13 +313,19 @@ class Shape:
         if self.batch is not None:
             return self.batch
         mapping = stream_mapping()
-        return max(1, min(mapping.batch_size, math.floor(self.calls_per_s / self.shards * mapping.window_s),
+        return max(1, min(mapping.batch_size, math.floor(self.calls_per_s / self.streams * mapping.window_s),
                           mapping.payload_records))
 
     @property
     def batch_fill_s(self) -> float:
         """Seconds a shard takes to gather one batch: how long a call waits before the rollup reads it."""
-        return min(stream_mapping().window_s, self.records_per_batch / (self.calls_per_s / self.shards))
+        return min(stream_mapping().window_s, self.records_per_batch / (self.calls_per_s / self.streams))
+
+    @property
+    def streams(self) -> int:
+        """What Lambda reads in order, one batch at a time: each stream shard split ParallelizationFactor ways by
+        partition key (an account's records stay in one, in order). With `batch` given: the shards alone."""
+        return self.shards * (1 if self.batch is not None else stream_mapping().parallelization)
 
     @property
     def shards(self) -> int:
@@ -410,7 +417,7 @@ class Traffic:
         for i in range(shape.accounts):
             name = f"account-{i:04d}"
             lane = layout.lane_of(STREAM, name)
-            shard = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % shape.shards
+            shard = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % shape.streams
             own_teams = rng.sample(teams, min(shape.teams_per_account, len(teams)))
             keys = [(f"{rng.getrandbits(64):016x}", own_teams[k % len(own_teams)])
                     for k in range(shape.keys_per_account)]
@@ -712,7 +719,7 @@ def simulate(shape: Shape, seconds: float | None = None, progress: bool = False)
     # Whole batches of some of the stream shards: a batch writes each item it touches once, so the units per call
     # are the same whichever shards are replayed; a scope written from every shard (not one account's) gets the
     # writes of all of them, scaled up below.
-    replayed = min(shape.shards, max(1, round(seconds * shape.calls_per_s / shape.records_per_batch)))
+    replayed = min(shape.streams, max(1, round(seconds * shape.calls_per_s / shape.records_per_batch)))
     for n, (_, facts) in enumerate(traffic.batches(seconds, replayed)):
         calls += len(facts)
         for key, delta in fold(facts).items():
@@ -736,7 +743,7 @@ def simulate(shape: Shape, seconds: float | None = None, progress: bool = False)
         if progress and n % 100 == 0:
             print(f"  {shape.calls_per_s:,} calls/s: {calls:,} calls replayed", file=sys.stderr, flush=True)
     sizes = end_of_period_sizes(items, table_keys, traffic, seconds, index, layout)
-    scale = shape.shards / replayed  # the whole traffic is this many times the replayed shards'
+    scale = shape.streams / replayed  # the whole traffic is this many times the replayed shards'
     seconds = calls * scale / shape.calls_per_s  # rates per second of the shape: the replay's calls at their share
 
     def shared(key: Any) -> bool:
@@ -921,7 +928,8 @@ def rows(results: list[Result], top: int = 5) -> list[tuple[str, ...]]:
 def note(results: list[Result]) -> str:
     shape = results[0].shape
     replay = "; ".join(f"{r.shape.calls_per_s:,} calls/s: {r.seconds:.3g} s, {r.calls:,} calls from "
-                       f"{round(r.shape.shards / r.scale)} of its {r.shape.shards} stream shards in batches of "
+                       f"{round(r.shape.streams / r.scale)} of its {r.shape.streams} streams (stream shards × "
+                       f"parallelization) in batches of "
                        f"{r.shape.records_per_batch:,}, in {r.wall_s:.0f} s" for r in results)
     return (
         "Capacity of the aggregates (`bench/capacity.py`; alone: `python -m bench.capacity`): a traffic shape replayed "
@@ -975,16 +983,19 @@ def missed_reasons(results: list[Result]) -> list[str]:
 
 
 ROLLUP_UNITS_REASON = (
-    "Rollup write units a call ({units}) above the call log's {log:.1f}: the stream mapping now hands the rollup "
-    "batches of {batch:,} records (BatchSize 10,000 and a 20 s window, cut at Lambda's 6 MB payload), which folds "
-    "the shared scopes (global, provider, model, operation) into almost nothing, but most writes are items of one "
-    "account's scope or breakdown value (an account's or a team's hour by model, day by model, key, team, "
-    "operation and user; a key's day, hour and 5-minute bucket; a user's day): 1,000 accounts at ~1 call/s each "
-    "put ~16 calls of an account in a batch at 1,000 calls/s, spread over its models, keys and 100 users, so "
-    "those items take one UpdateItem for every 1-2 calls. Unsharding the team scope and dropping the team's "
-    "breakdowns (measured with this model) still leaves ~8.7. Reaching ~2.7 takes writing them less often than "
-    "per batch: the batch's deltas appended as one item and compacted into the per-account items off the hot "
-    "path, with the reports adding the not-yet-compacted deltas (a change to the readers too)."
+    "Rollup write units a call ({units}) above the call log's {log:.1f}. The stream mapping now gathers batches for "
+    "20 s, ten in flight per shard, each holding whole accounts (ParallelizationFactor 10 splits a shard by "
+    "partition key), so a batch carries ~20 s of each of its accounts' calls, {batch:,} records at the slower rate, "
+    "and the shared scopes (global, provider, model, operation) fold into almost nothing. Most writes are items "
+    "of one account's scope or breakdown value (an account's and a team's hour by model, day by model, key, team, "
+    "operation and user; a key's day, hour and 5-minute bucket; a user's day): an account at ~1 call/s has ~20 "
+    "calls in a batch, spread over its models, keys and 100 users, so those items take about one UpdateItem "
+    "for every 1-2 calls. A longer window would fold more, at the price of freshness (the row above) and of "
+    "the alerts the rollup's listeners raise; unsharding every scope and dropping the team's breakdowns "
+    "(measured with this model on 6 MB batches: 8.7 at 1,000 calls/s) does not reach it either. "
+    "Reaching ~2.7 takes writing the per-account items less often than per batch: the batch's deltas "
+    "appended as one item and compacted into them off the hot path, with the reports adding the deltas not "
+    "yet compacted (a change to the readers too)."
 )
 
 

@@ -109,13 +109,15 @@ def test_batches_are_what_the_deployed_stream_mapping_hands_the_rollup():
     resources = json.loads((ROOT / "infra" / "resources.json").read_text())
     event = resources["Resources"]["RollupCalls"]["Properties"]["Events"]["RollupCallsDynamodbEventSource"]
     mapping = capacity.stream_mapping()
-    assert (mapping.batch_size, mapping.window_s) == (event["Properties"]["BatchSize"],
-                                                       event["Properties"]["MaximumBatchingWindowInSeconds"])
+    assert (mapping.batch_size, mapping.window_s, mapping.parallelization) == (
+        event["Properties"]["BatchSize"], event["Properties"]["MaximumBatchingWindowInSeconds"],
+        event["Properties"]["ParallelizationFactor"])
     assert 1_000 < mapping.record_bytes < 4_000 and mapping.payload_records == 6 * 1024 * 1024 // mapping.record_bytes
     busy, quiet = Shape(calls_per_s=10_000), Shape(calls_per_s=40, stream_shards=4)
-    assert busy.records_per_batch == min(mapping.batch_size, math.floor(10_000 / busy.shards * mapping.window_s),
+    assert busy.streams == busy.shards * mapping.parallelization  # a shard's batches split by partition key
+    assert busy.records_per_batch == min(mapping.batch_size, math.floor(10_000 / busy.streams * mapping.window_s),
                                          mapping.payload_records)
-    assert quiet.records_per_batch == math.floor(10 * mapping.window_s)  # the window closes first
+    assert quiet.records_per_batch == math.floor(40 / quiet.streams * mapping.window_s)  # the window closes first
     assert quiet.batch_fill_s == mapping.window_s and busy.batch_fill_s <= mapping.window_s
 
 
