@@ -851,7 +851,8 @@ def measure(shapes: tuple[int, ...] = SHAPES, calls: int | None = None, progress
     """Each shape replayed for `calls` calls (BENCH_CAPACITY_CALLS, default 20,000), in a process of its own."""
     calls = calls or int(os.environ.get("BENCH_CAPACITY_CALLS", sized("20000", "400")))
     batch = sized(None, 50)  # the quick mode's small batches keep its replay tiny
-    jobs = [(Shape(rate, batch=batch), min(float(FIVE_MINUTES_S), max(1.0, calls / rate)), progress) for rate in shapes]
+    jobs = [(Shape(rate, batch=batch), min(float(FIVE_MINUTES_S), max(sized(1.0, 0.0), calls / rate)), progress)
+            for rate in shapes]
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
         return [_simulate(job) for job in jobs]
