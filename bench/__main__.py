@@ -17,20 +17,23 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
 import httpx
 
+from bench import QUICK, sized
 from bench import stack as local_stack
 from bench.upstream import Upstream
 from local.stack import MOCK_UPSTREAM_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
-STREAMS = max(50, REQUESTS // 2)  # each round of three takes ~90 ms: the mock spaces its events
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", sized("1000", "20")))
+STREAMS = sized(max(50, REQUESTS // 2), 6)  # each round of three takes ~90 ms: the mock spaces its events
 WORKERS = 8
 STARTED = (0.0, 0.0, 0.0)  # (wall, machine CPU, this run's CPU) seconds when the run began
 
@@ -70,6 +73,24 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+PHASES: dict[str, float] = {}  # wall seconds of each phase, in order: where `make bench`'s time goes
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        PHASES[name] = PHASES.get(name, 0.0) + time.monotonic() - started
+
+
+def phases_line() -> str:
+    total = sum(PHASES.values())
+    return (f"{total / 60:.1f} minutes (target ≤ 15): " + ", ".join(f"{name} {seconds:.0f} s"
+                                                                   for name, seconds in PHASES.items()))
+
+
 def main() -> None:
     from bench import memory, stream
 
@@ -77,28 +98,41 @@ def main() -> None:
     STARTED = cpu_now()
     upstream = Upstream(MOCK_UPSTREAM_KEY)
     with tempfile.TemporaryDirectory() as data_dir:
-        running = local_stack.start(data_dir, upstream.url)
+        with phase("stack start"):
+            running = local_stack.start(data_dir, upstream.url)
         try:
-            rows, load = measure(running, f"{upstream.url}/v1")
-            print(f"measuring streams: {STREAMS} each way, then 20 MB…", file=sys.stderr, flush=True)
-            stream_rows, streaming = stream.measure(running, upstream, STREAMS, pct)
-            streaming += load + memory.measure(running, upstream)
+            with phase("latency"):
+                rows, load = measure(running, f"{upstream.url}/v1")
+            print(f"measuring streams: {STREAMS} each way, then {memory.STREAM_MB} MB…", file=sys.stderr, flush=True)
+            with phase("streams"):
+                stream_rows, streaming = stream.measure(running, upstream, STREAMS, pct)
+            with phase("20 MB stream"):
+                streaming += load + memory.measure(running, upstream)
         finally:
             running.stop()
             upstream.stop()
-    streaming += memory.over_time()
+    with phase("memory over time"):
+        streaming += memory.over_time()
     print("measuring rollup writes per call, footprint, cold start…", file=sys.stderr, flush=True)
     from bench import api, capacity, coldstart, footprint, rollup
 
-    rollup_rows = rollup.measure()
+    with phase("rollup writes"):
+        rollup_rows = rollup.measure()
     with tempfile.TemporaryDirectory() as scratch:
-        out, (code, runtime) = footprint.packaged(Path(scratch))
-        footprint_rows = coldstart.measure(json.loads((out / "sam.json").read_text()), code, runtime)
-        footprint_rows = footprint.measure(out, [code, runtime]) + footprint_rows
-    api_rows = api.measure()
-    api_rows = (*api_rows, api.users_at_scale(datetime.now(timezone.utc)))
+        with phase("package"):
+            out, (code, runtime) = footprint.packaged(Path(scratch))
+        with phase("cold start"):
+            footprint_rows = coldstart.measure(json.loads((out / "sam.json").read_text()), code, runtime)
+        with phase("footprint"):
+            footprint_rows = footprint.measure(out, [code, runtime]) + footprint_rows
+    with phase("JSON API volumes"):
+        api_rows = api.measure()
+    with phase("100k users"):
+        api_rows = (*api_rows, api.users_at_scale(datetime.now(timezone.utc)))
     print("modelling the aggregates' capacity at 1,000 and 10,000 calls/s…", file=sys.stderr, flush=True)
-    report(rows + stream_rows, streaming, rollup_rows, footprint_rows, api_rows, capacity.measure())
+    with phase("capacity"):
+        capacity_results = capacity.measure()
+    report(rows + stream_rows, streaming, rollup_rows, footprint_rows, api_rows, capacity_results)
 
 
 def measure(stack: local_stack.RunningStack, upstream_url: str) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
@@ -228,11 +262,12 @@ def markdown(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], rollup_rows: list[tuple[str, ...]],
            footprint_rows: list[tuple[str, ...]], api_rows: tuple[list[tuple[str, ...]], list[str]],
            capacity_results: list) -> None:
-    from bench import api, capacity, coldstart, cost, memory, rollup, stream
+    from bench import api, capacity, coldstart, cost, memory, rollup, sizing, stream
 
     table = markdown(("run", "quantile", "direct ms", "via gateway ms", "added ms (floor, ms)", "target"), rows)
     streaming = markdown(("measure", "value", "target", "verdict"), streaming_rows)
-    writes = markdown(("batch size", "UpdateItem requests", "writes per call", "target"), rollup_rows)
+    writes = markdown(("batch size", "UpdateItem requests", "writes per call",
+                       "handler CPU ms per UpdateItem (fold, botocore; moto's out)", "target"), rollup_rows)
     footprint = markdown(("measure", "value", "target", "verdict"), footprint_rows)
     reads = markdown(("endpoint", "DynamoDB requests (10k / 1M / 10M)", "KB read (10k / 1M / 10M)", "p95 ms at 10k",
                       "p95 ms at 1M", "p95 ms at 10M", "p95 ratio (worst ÷ 10k)",
@@ -241,22 +276,27 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
                      api_rows[2])
     capacity_rows = capacity.rows(capacity_results)
     aggregates = markdown(capacity.HEADER, capacity_rows)
-    busiest = max(capacity_results, key=lambda r: r.shape.calls_per_s)  # the cost model's rollup write units
+    busiest = max(capacity_results, key=lambda r: r.wcu_per_call)  # the cost model takes the dearer rollup
     cost_rows = cost.rows(busiest)
     costs = markdown(cost.HEADER, cost_rows)
     computed = (*capacity.missed_reasons(capacity_results),
                 *(() if cost.met(busiest) else (f"Cost: {cost.reason(busiest)}",)))
     misses = missed(rows, streaming_rows, rollup_rows, footprint_rows, api_rows[0], capacity_rows, cost_rows,
                     computed=computed)
-    print("\n\n".join((table, streaming, writes, footprint, reads, aggregates, costs)))
+    print("\n\n".join((table, streaming, writes, footprint, reads, users, aggregates, costs)))
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if QUICK:  # tiny sizes: the tables' shape, not numbers worth keeping
+        print(f"\n{misses}")
+        print(f"\nquick mode (TOLLGATE_BENCH_QUICK): docs/BENCHMARKS.md left as it is; {others_share()}; the run "
+              f"took {phases_line()}")
+        return
     docs = ROOT / "docs" / "BENCHMARKS.md"
     docs.parent.mkdir(exist_ok=True)
     docs.write_text(
         "# Benchmarks\n\n"
         f"`make bench` on {stamp}; {machine}; {REQUESTS} requests per cell, {STREAMS} streams each way; "
-        f"{others_share()}.\n\n"
+        f"{others_share()}; the run took {phases_line()}.\n\n"
         "Proxy overhead on the local stack (`make run`'s: uvicorn serving the streaming proxy app beside the "
         "Chalice routes, moto in the same process; stream pump, scheduler and local snapshots off, as the first "
         "two are separate functions in AWS and the last is local only) against the mock upstream in a process "
@@ -299,7 +339,16 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
         f"start until `GET /ready` answers 200 (polled every 2 ms; the adapter polls every 10 ms), "
         f"{coldstart.STARTS} starts; then its first "
         "proxied call (not streamed, so the call-log write is in it; the provider key an SSM SecureString, as "
-        "in AWS; moto server for AWS) and the next one.\n\n"
+        "in AWS; moto server for AWS) and the next one. Then, in the same processes, the proxy's CPU (user + "
+        f"system, from /proc) over {coldstart.WARM_CALLS} more calls, and its peak RSS (VmHWM) once streamed calls "
+        "have passed too. Memory by measurement (bench/sizing.py): Lambda gives CPU in proportion to memory (a "
+        f"full vCPU at {sizing.FULL_VCPU_MB:,} MB), so each candidate size stretches the measured cold call (ready + "
+        "first call) and warm CPU per call by 1,769 ÷ its MB; a size must hold the peak RSS × "
+        f"{sizing.HEADROOM} plus {sizing.ADAPTER_MB} MB for the Lambda Web Adapter; the smallest that also keeps the "
+        f"cold call ≤ {sizing.COLD_CALL_TARGET_MS} ms and a warm call's CPU ≤ {sizing.WARM_CPU_TARGET_MS} ms is "
+        "chosen. Its cost is the duration of a 2 s call at that size. The stage setting is `proxy_memory_mb` "
+        "(`\"tollgate\"` block of `.chalice/config.json`); the Chalice functions' are their `lambda_memory_size`. "
+        "This machine's core is x86_64, not Graviton: the stretch is the model, the deployed function the proof.\n\n"
         f"{footprint}\n\n"
         f"JSON API over {api.DAYS} days of aggregates worth 10k, 1M and 10M calls, written directly "
         f"({api.RUNS} requests per endpoint, in-process moto). The latency is the handler's own, moto's time "
@@ -313,7 +362,7 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
         f"{cost.note(busiest)}\n\n"
         f"{costs}\n\n"
         f"{misses}\n")
-    print(f"\nwritten to {docs.relative_to(ROOT)}; {others_share()}")
+    print(f"\nwritten to {docs.relative_to(ROOT)}; {others_share()}; the run took {phases_line()}")
 
 
 if __name__ == "__main__":

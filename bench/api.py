@@ -20,15 +20,17 @@ import statistics
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from bench import QUICK, sized
 from bench.harness import fake_aws_env, fast_moto_reads, metering
 
-VOLUMES = (10_000, 1_000_000, 10_000_000)
-FACTS_AT_1M = 14_400
+VOLUMES = sized((10_000, 1_000_000, 10_000_000), (100, 1_000, 10_000))
+FACTS_AT_1M = sized(14_400, 150)
 DAYS = 30
-RUNS = 12
+RUNS = sized(12, 2)
 TARGET_REQUESTS, TARGET_RATIO = 3, 1.2
 MONTH = datetime.now(timezone.utc).strftime("%Y-%m")
 ENDPOINTS = ("/api/summary?hours=24", "/api/usage/daily?days=30", "/api/usage/daily?days=30&group_by=model",
@@ -38,7 +40,7 @@ ENDPOINTS = ("/api/summary?hours=24", "/api/usage/daily?days=30", "/api/usage/da
              "/api/usage/users?days=7&account=acct-03", "/api/usage/users?days=7&team=team-1",
              "/api/sessions?user=acct-03-user-7&days=7&account=acct-03",
              "/api/sessions/acct-03-user-7-s1?account=acct-03", "/api/usage/models?hours=24", "/api/forecast")
-USERS_AT_SCALE, ACCOUNTS_AT_SCALE = 100_000, 1_000
+USERS_AT_SCALE, ACCOUNTS_AT_SCALE = sized((100_000, 1_000), (200, 20))
 
 
 def facts(calls: int, now: datetime) -> list:
@@ -65,6 +67,9 @@ def facts(calls: int, now: datetime) -> list:
             tokens=(rng.randrange(50, 4000), rng.randrange(0, 2000), 0, rng.randrange(10, 800), 0),
             cost_usd=Decimal(rng.randrange(1, 5000)) / Decimal(100_000), latency_ms=int(rng.lognormvariate(6.5, 0.8)),
             user=user, session=f"{user}-s{rng.randrange(5)}", ttft_ms=int(rng.lognormvariate(5.5, 0.5))))
+    if QUICK:  # too few facts to hold the session the endpoints ask for by chance
+        out[0] = replace(out[0], lane="bench|acct-03", account="acct-03", key_id="acct-03-key-0",
+                         user="acct-03-user-7", session="acct-03-user-7-s1")
     return out
 
 

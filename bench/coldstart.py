@@ -24,11 +24,12 @@ from pathlib import Path
 
 import httpx
 
+from bench import sized, sizing
 from local.mock_upstream import MockUpstream
 from local.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTS = 7
+STARTS = sized(7, 1)
 TARGET_MS = 250
 UPSTREAM_KEY = "bench-upstream-key"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark"}]}
@@ -52,8 +53,26 @@ def ready_after(port: int, server: subprocess.Popen, started: float, timeout: fl
     raise RuntimeError("the proxy was not ready in time")
 
 
-def start_once(env: dict[str, str], code: Path, key: str, log: Path) -> tuple[float, float, float, int]:
-    """(ms to ready, ms of the first proxied call, ms of the second, log size at ready) of one fresh process."""
+WARM_CALLS = sized(40, 4)  # after the first two: CPU per call, then peak RSS over streamed and non-streamed calls
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM) in MB: what its Lambda memory size must hold."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise KeyError("VmHWM")
+
+
+def start_once(env: dict[str, str], code: Path, key: str, log: Path) -> tuple[float, float, float, int, float, float]:
+    """(ms to ready, ms of the first proxied call, ms of the second, log size at ready, CPU ms per warm call, peak
+    RSS MB after streamed and non-streamed calls) of one fresh process."""
     port = free_port()
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"Authorization": f"Bearer {key}"})
     with log.open("w") as out:
@@ -68,11 +87,21 @@ def start_once(env: dict[str, str], code: Path, key: str, log: Path) -> tuple[fl
             sent = time.perf_counter()
             client.post("/openai/v1/chat/completions", json=BODY).raise_for_status()
             calls.append((time.perf_counter() - sent) * 1000)
+        cpu = process_cpu_s(server.pid)  # the adapter's `exec`s leave the proxy's python as this pid
+        for _ in range(WARM_CALLS):
+            client.post("/openai/v1/chat/completions", json=BODY).raise_for_status()
+        cpu_ms = (process_cpu_s(server.pid) - cpu) * 1000 / WARM_CALLS
+        for _ in range(max(2, WARM_CALLS // 4)):
+            with client.stream("POST", "/openai/v1/chat/completions", json={**BODY, "stream": True}) as streamed:
+                streamed.raise_for_status()
+                for _ in streamed.iter_raw():
+                    pass
+        peak = peak_rss_mb(server.pid)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
         client.close()
-    return ready, calls[0], calls[1], at_ready
+    return ready, calls[0], calls[1], at_ready, cpu_ms, peak
 
 
 def import_profile(text: str) -> tuple[float, list[tuple[str, float]]]:
@@ -158,10 +187,11 @@ def measure(template: dict, code: Path, runtime: Path) -> list[tuple[str, str, s
     return rows(runs, profile[:at_ready].decode(errors="replace"), profile[at_ready:].decode(errors="replace"))
 
 
-def rows(runs: list[tuple[float, float, float, int]], startup: str, first_call: str) -> list[tuple[str, str, str, str]]:
+def rows(runs: list[tuple[float, ...]], startup: str, first_call: str) -> list[tuple[str, str, str, str]]:
     ready = [r[0] for r in runs]
     ready_ms = statistics.median(ready)
     first, second = statistics.median(r[1] for r in runs), statistics.median(r[2] for r in runs)
+    cpu_ms, peak = statistics.median(r[4] for r in runs), statistics.median(r[5] for r in runs)
 
     def imports(text: str) -> str:
         total, packages = import_profile(text)
@@ -176,4 +206,15 @@ def rows(runs: list[tuple[float, float, float, int]], startup: str, first_call: 
         ("imports before ready (`-X importtime`, one more start): total; ms per dependency with what it pulls in",
          imports(startup), "-", ""),
         ("imports on the first call, same start", imports(first_call), "-", ""),
+        (f"proxy CPU per warm call (process user + system over {WARM_CALLS} calls, one core; median)",
+         f"{cpu_ms:.2f} ms", "-", ""),
+        ("proxy peak RSS (VmHWM) after those calls and streamed ones (median)", f"{peak:.0f} MB", "-", ""),
+        *sizing.rows(peak, ready_ms + first, cpu_ms, configured_mb()),
     ]
+
+
+def configured_mb() -> int:
+    """The proxy memory the dev stage deploys with (its `proxy_memory_mb`)."""
+    from infra import stages
+
+    return stages.load("dev").deploy.proxy_memory_mb

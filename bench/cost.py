@@ -7,6 +7,7 @@ then its `by_day` and `by_user` indexes, which project every attribute), the rol
 model (bench/capacity.py) at its busiest shape."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -16,18 +17,12 @@ LAMBDA_REQUEST = Decimal("0.20") / 10**6
 API_GATEWAY_REST_REQUEST = Decimal("3.50") / 10**6
 API_GATEWAY_HTTP_REQUEST = Decimal("1.00") / 10**6  # for the "what it would take" line only
 DYNAMODB_WRITE_UNIT = Decimal("0.625") / 10**6  # on demand
-MEMORY_GB = Decimal("0.5")
 # The typical call: gpt-4o-mini, 1,000 input and 300 output tokens at $0.15 and $0.60 per million.
 CALL_INPUT_TOKENS, CALL_OUTPUT_TOKENS = 1_000, 300
 GPT_4O_MINI_PER_MTOK = (Decimal("0.15"), Decimal("0.60"))
 TYPICAL_CALL_USD = (CALL_INPUT_TOKENS * GPT_4O_MINI_PER_MTOK[0] + CALL_OUTPUT_TOKENS * GPT_4O_MINI_PER_MTOK[1]) / 10**6
-TYPICAL_UPSTREAM_S = Decimal(2)  # the row the target applies to
-DURATIONS_S = (Decimal("0.5"), TYPICAL_UPSTREAM_S, Decimal(10), Decimal(60))
-TARGET_SHARE = Decimal("0.01")  # AWS at most 1 % of the LLM spend
 MILLION = Decimal(10**6)
 
-HEADER = ("per million calls", "Lambda arm64 512 MB", "API Gateway REST", "DynamoDB call log", "DynamoDB rollup",
-          "AWS total", "LLM (gpt-4o-mini call)", "AWS ÷ LLM", f"≤ {TARGET_SHARE:.0%}")
 
 
 def call_record() -> Any:
@@ -66,71 +61,150 @@ def call_log_units_per_call(user_share: float) -> Decimal:
     return call_log_units() * (2 + Decimal(repr(user_share)))
 
 
-def costs(capacity: Any, seconds: Decimal) -> dict[str, Decimal]:
-    """$ per million calls by part, for a call of `seconds` upstream; `capacity` a bench.capacity.Result."""
-    lam = (seconds * MEMORY_GB * LAMBDA_GB_SECOND_ARM + LAMBDA_REQUEST) * MILLION
+@dataclass(frozen=True)
+class CallShape:
+    """A realistic call: its model, tokens and how long the proxy waits on the provider (a stream until its end)."""
+
+    label: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    seconds: Decimal
+
+
+SHAPES = (
+    CallShape("gpt-4o-mini chat, 2 s", "openai", "gpt-4o-mini", CALL_INPUT_TOKENS, CALL_OUTPUT_TOKENS, Decimal(2)),
+    CallShape("claude-sonnet-4.5 agent turn, 60 s stream", "anthropic", "claude-sonnet-4-5", 20_000, 2_000,
+              Decimal(60)),
+    CallShape("embedding batch (16 × 500 tokens), 0.3 s", "openai", "text-embedding-3-small", 8_000, 0,
+              Decimal("0.3")),
+    CallShape("long gpt-4o-mini stream, 30 s", "openai", "gpt-4o-mini", CALL_INPUT_TOKENS, 3_000, Decimal(30)),
+)
+TARGETED = SHAPES[0]  # the row the targets apply to
+TARGET_ON_DEMAND, TARGET_MANAGED = Decimal("0.04"), Decimal("0.025")  # AWS ÷ LLM on that row (issue #30)
+PRICED_AT = datetime(2026, 12, 1, tzinfo=timezone.utc)  # list prices as of this date, so the rows stay comparable
+# Lambda Managed Instances (docs/OPERATIONS.md): m7g.large On-Demand, plus a 15 % management fee, one execution
+# environment an instance serving `max_concurrency` calls at once; requests $0.20/M as on demand.
+MANAGED_INSTANCE_HOURLY = Decimal("0.0816")
+MANAGED_FEE = Decimal("0.15")
+MANAGED_FLOOR_INSTANCES = 3  # publishing the function starts three, for Availability Zone resiliency
+MANAGED_UTILISATION = Decimal("0.5")  # the share of the fleet's call slots busy on average in the MI column
+
+
+def llm_usd(shape: CallShape) -> Decimal:
+    """The call's list price from genai-prices (Decimal), as the gateway prices it."""
+    from genai_prices import Usage, calc_price
+
+    usage = Usage(input_tokens=shape.input_tokens, output_tokens=shape.output_tokens)
+    return calc_price(usage, shape.model, provider_id=shape.provider, genai_request_timestamp=PRICED_AT).total_price
+
+
+def memory_gb() -> Decimal:
+    """The proxy's memory as the dev stage deploys it (`proxy_memory_mb`), in GB."""
+    from infra import stages
+
+    return Decimal(stages.load("dev").deploy.proxy_memory_mb) / 1024
+
+
+def managed_slots() -> int:
+    from infra.stages import ManagedInstances
+
+    return ManagedInstances.__dataclass_fields__["max_concurrency"].default
+
+
+def managed_call_second_usd(utilisation: Decimal = MANAGED_UTILISATION) -> Decimal:
+    """What one second of one call costs on Managed Instances when `utilisation` of the call slots are busy."""
+    hourly = MANAGED_INSTANCE_HOURLY * (1 + MANAGED_FEE)
+    return hourly / 3600 / managed_slots() / utilisation
+
+
+def managed_idle_usd_per_month() -> Decimal:
+    return 730 * MANAGED_FLOOR_INSTANCES * MANAGED_INSTANCE_HOURLY * (1 + MANAGED_FEE)
+
+
+def costs(capacity: Any, shape: CallShape = TARGETED, memory: Decimal | None = None) -> dict[str, Decimal]:
+    """$ per million calls of `shape` by part; `capacity` a bench.capacity.Result (its rollup write units)."""
+    memory = memory_gb() if memory is None else memory
+    lam = (shape.seconds * memory * LAMBDA_GB_SECOND_ARM + LAMBDA_REQUEST) * MILLION
+    managed = (shape.seconds * managed_call_second_usd() + LAMBDA_REQUEST) * MILLION
     api = API_GATEWAY_REST_REQUEST * MILLION
     call_log = call_log_units_per_call(capacity.shape.user_share) * DYNAMODB_WRITE_UNIT * MILLION
     rollup = Decimal(repr(capacity.wcu_per_call)) * DYNAMODB_WRITE_UNIT * MILLION
-    total = lam + api + call_log + rollup
-    return {"lambda": lam, "api": api, "call_log": call_log, "rollup": rollup, "total": total,
-            "llm": TYPICAL_CALL_USD * MILLION}
+    rest = api + call_log + rollup
+    llm = llm_usd(shape) * MILLION
+    return {"lambda": lam, "managed": managed, "api": api, "call_log": call_log, "rollup": rollup,
+            "total": lam + rest, "total_managed": managed + rest, "llm": llm,
+            "share": (lam + rest) / llm, "share_managed": (managed + rest) / llm}
+
+
+HEADER = ("per million calls", "LLM (genai-prices)", "Lambda on demand", "Managed Instances compute",
+          "API Gateway REST", "DynamoDB log + rollup", "AWS on demand (÷ LLM)", "AWS with Managed Instances (÷ LLM)",
+          f"≤ {TARGET_ON_DEMAND:.0%} on demand, ≤ {TARGET_MANAGED:.1%} managed")
 
 
 def rows(capacity: Any) -> list[tuple[str, ...]]:
     out = []
-    for seconds in DURATIONS_S:
-        c = costs(capacity, seconds)
-        share = c["total"] / c["llm"]
-        label = f"{seconds} s upstream" + (" (a long stream: agents, reasoning)" if seconds >= 60 else "")
-        verdict = ("met" if share <= TARGET_SHARE else "MISSED") if seconds == TYPICAL_UPSTREAM_S else "-"
-        out.append((label, f"${c['lambda']:.2f}", f"${c['api']:.2f}", f"${c['call_log']:.2f}", f"${c['rollup']:.2f}",
-                    f"${c['total']:.2f}", f"${c['llm']:,.0f}", f"{share:.2%}", verdict))
+    for shape in SHAPES:
+        c = costs(capacity, shape)
+        verdict = "-"
+        if shape is TARGETED:
+            verdict = (f"{'met' if c['share'] <= TARGET_ON_DEMAND else 'MISSED'}, "
+                       f"{'met' if c['share_managed'] <= TARGET_MANAGED else 'MISSED'}")
+        out.append((f"{shape.label} ({shape.input_tokens:,} in / {shape.output_tokens:,} out)", f"${c['llm']:,.0f}",
+                    f"${c['lambda']:.2f}", f"${c['managed']:.2f}", f"${c['api']:.2f}",
+                    f"${c['call_log']:.2f} + ${c['rollup']:.2f}", f"${c['total']:.2f} ({c['share']:.2%})",
+                    f"${c['total_managed']:.2f} ({c['share_managed']:.2%})", verdict))
     return out
 
 
 def met(capacity: Any) -> bool:
-    c = costs(capacity, TYPICAL_UPSTREAM_S)
-    return c["total"] / c["llm"] <= TARGET_SHARE
+    c = costs(capacity)
+    return c["share"] <= TARGET_ON_DEMAND and c["share_managed"] <= TARGET_MANAGED
+
+
+def breakeven_utilisation(memory: Decimal | None = None) -> Decimal:
+    """The share of Managed Instances' call slots that must be busy for them to cost less than Lambda's duration."""
+    memory = memory_gb() if memory is None else memory
+    return managed_call_second_usd(Decimal(1)) / (memory * LAMBDA_GB_SECOND_ARM)
 
 
 def reason(capacity: Any) -> str:
-    """Why the target is missed, and what it would take (one line)."""
-    c = costs(capacity, TYPICAL_UPSTREAM_S)
-    budget = c["llm"] * TARGET_SHARE
+    """Why a target is missed, and what it would take (one line)."""
+    c = costs(capacity)
 
     def pct(part: str) -> str:
         return f"{c[part] / c['llm']:.2%}"
 
-    return (f"AWS is {c['total'] / c['llm']:.1%} of a gpt-4o-mini call's ${c['llm']:,.0f}/M at "
-            f"{TYPICAL_UPSTREAM_S} s upstream, the target {TARGET_SHARE:.0%} (${budget:.2f}/M): Lambda "
-            f"{pct('lambda')}, API Gateway REST alone {pct('api')} (${c['api']:.2f}/M), DynamoDB {pct('call_log')} "
-            f"for the call log and {pct('rollup')} for the rollup ({capacity.wcu_per_call:.1f} WCU/call). It would "
-            f"take no per-request API fee (a Lambda function URL has none and streams with its RESPONSE_STREAM "
-            f"mode; an HTTP API, ${API_GATEWAY_HTTP_REQUEST * MILLION:.2f}/M, cannot stream a Lambda response: "
-            f"API Gateway streams on REST APIs only), not paying Lambda by the second for a wait on the upstream "
-            f"(Lambda Managed Instances: many calls per execution environment at EC2 prices), and fewer rollup "
-            f"write units per call.")
+    return (f"AWS is {c['share']:.1%} of a {TARGETED.label} call's ${c['llm']:,.0f}/M on demand (target "
+            f"{TARGET_ON_DEMAND:.0%}) and {c['share_managed']:.1%} with Managed Instances at "
+            f"{MANAGED_UTILISATION:.0%} utilisation (target {TARGET_MANAGED:.1%}): Lambda {pct('lambda')}, API "
+            f"Gateway REST alone {pct('api')} (${c['api']:.2f}/M), DynamoDB {pct('call_log')} for the call log and "
+            f"{pct('rollup')} for the rollup ({capacity.wcu_per_call:.1f} WCU/call). What remains: the rollup's "
+            f"write units (the capacity model's per-call row), and a per-request API fee (a Lambda function URL "
+            f"has none and streams; an HTTP API, ${API_GATEWAY_HTTP_REQUEST * MILLION:.2f}/M, cannot stream a "
+            f"Lambda response).")
 
 
 def note(capacity: Any) -> str:
     log_bytes = call_log_bytes()
     units = call_log_units_per_call(capacity.shape.user_share)
+    memory = memory_gb()
     return (
-        "Cost model at list prices (us-east-1, arm64 at $0.0000133334/GB-s and $0.20/M requests, API Gateway REST "
-        "$3.50/M, DynamoDB on-demand $0.625/M write units; stream reads by Lambda are free), against the LLM "
-        f"spend of a gpt-4o-mini call of {CALL_INPUT_TOKENS:,} in / {CALL_OUTPUT_TOKENS} out tokens "
-        f"(${GPT_4O_MINI_PER_MTOK[0]} and ${GPT_4O_MINI_PER_MTOK[1]} per 1M: ${TYPICAL_CALL_USD} a call, "
-        f"${TYPICAL_CALL_USD * MILLION:,.0f} per million). DynamoDB write units are measured: the call log's "
-        f"record of such a call is {log_bytes:,} B ({call_log_units()} write unit), written to the table and "
-        "copied whole to `by_day` and, for the "
-        f"{capacity.shape.user_share:.0%} of calls naming a user, to `by_user`: {units:.1f} units a call; the "
-        f"rollup's {capacity.wcu_per_call:.2f} units a call (table and `by_kind`) are the capacity model's at "
-        f"{capacity.shape.calls_per_s:,} calls/s, at each item's end-of-period size. The proxy is a function of "
-        "its own with a 900 s timeout, and a stream is billed for its whole duration: the Lambda column is the "
-        "time until the upstream's last byte, not until the first. Requests are counted as before (one API "
-        "Gateway request and one Lambda request per call, streamed or not); Lambda also bills streamed bytes "
-        "past the first 6 MB of a response, which LLM answers do not reach, and, since August 2025, the init "
-        "phase of a cold start (the start-up measured above). The target applies to the "
-        f"{TYPICAL_UPSTREAM_S} s row."
+        "Cost model per call shape at list prices (us-east-1, arm64 at $0.0000133334/GB-s and $0.20/M requests, "
+        "API Gateway REST $3.50/M, DynamoDB on-demand $0.625/M write units; stream reads by Lambda are free). Each "
+        "row is a realistic call whose LLM spend grows with its length, priced by genai-prices (the gateway's own "
+        f"price data, as of {PRICED_AT:%Y-%m-%d}); the proxy waits on the provider for the row's seconds and Lambda "
+        f"bills that whole wait at the stage's {memory * 1024:.0f} MB (`proxy_memory_mb`). Managed Instances: "
+        f"m7g.large at ${MANAGED_INSTANCE_HOURLY}/h plus the {MANAGED_FEE:.0%} management fee, "
+        f"{managed_slots()} calls at once per instance, {MANAGED_UTILISATION:.0%} of those slots busy on average "
+        f"(${managed_call_second_usd() * MILLION:.2f} per million call-seconds); they cost less than Lambda's "
+        f"duration above {breakeven_utilisation():.1%} utilisation, and **idle they cost "
+        f"${managed_idle_usd_per_month():.2f} a month** (the floor of {MANAGED_FLOOR_INSTANCES} instances runs "
+        "with no calls at all; NAT gateways not counted). DynamoDB write units are measured: the call log's "
+        f"record of a call is {log_bytes:,} B ({call_log_units()} write unit), written to the table and copied "
+        f"whole to `by_day` and, for the {capacity.shape.user_share:.0%} of calls naming a user, to `by_user`: "
+        f"{units:.1f} units a call; the rollup's {capacity.wcu_per_call:.2f} units a call (table and `by_kind`) "
+        f"are the capacity model's at {capacity.shape.calls_per_s:,} calls/s. Lambda also bills the init phase "
+        f"of a cold start and streamed bytes past 6 MB, not counted. The targets apply to the {TARGETED.label} row."
     )

@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+from bench import sized
 from bench.harness import fake_aws_env, metering
 
 ROOT = Path(__file__).resolve().parent.parent
-IMPORT_RUNS = 5
+IMPORT_RUNS = sized(5, 1)
 IMPORT_TARGET_MS = 250
 ZIP_TARGET_MB = 15
 
@@ -41,7 +42,7 @@ def packaged(scratch: Path) -> tuple[Path, list[Path]]:
     return out, unpack_like_lambda(out / "deployment.zip", scratch / "unpacked")
 
 
-def proxied_call_costs(calls: int = 200) -> tuple[float, float, float]:
+def proxied_call_costs(calls: int = sized(200, 5)) -> tuple[float, float, float]:
     """Proxied calls (not streamed) through the proxy app on in-process moto, caches warm: (AWS requests per
     call, CPU ms per call, CPU ms per GET /ready). The app is driven in-process by httpx's ASGI transport, and
     the CPU is this process's (event loop and worker threads) less moto's; the mock upstream runs in a

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import httpx
 
+from bench import sized
 from bench.stack import ROOT, RunningStack
 from bench.stream import BODY
 from bench.upstream import Upstream
 from local.stack import DEFAULT_ADMIN_KEY, free_port
 
-STREAM_MB = 20
+STREAM_MB = sized(20, 1)
 EVENT_BYTES = 2048
 TARGET_MB = 5
 
@@ -81,11 +82,11 @@ def measure(stack: RunningStack, upstream: Upstream) -> list[tuple[str, str, str
 
 
 # --- the stack's memory over time ---------------------------------------------------------------------------
-IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "120"))  # the probe idled 10 minutes
-CALLS = 1000
+IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", sized("120", "1")))  # the probe idled 10 minutes
+CALLS = sized(1000, 10)
 SUMMARY_EVERY = 5  # a dashboard summary between calls, as an open dashboard asks
-EXPORTS = 30
-SAMPLES = 12  # per phase
+EXPORTS = sized(30, 2)
+SAMPLES = sized(12, 3)  # per phase
 NOISE_MB = 2.0  # growth this small in a third of a phase is allocator noise, not a trend
 STOP_TARGET_S = 10
 

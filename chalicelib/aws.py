@@ -12,14 +12,19 @@ from chalicelib.settings import get_settings
 # What DynamoDB answers when a write's condition does not hold: on one item, or on a transaction (a condition
 # of one of its items failed, or another transaction held one of them: either way, someone got there first).
 CONDITION_FAILED = ("ConditionalCheckFailedException", "TransactionCanceledException")
+POOL_CONNECTIONS = 32
 
 
 @lru_cache(maxsize=None)
 def client(service: str) -> Any:
     import boto3  # the proxy's hot path never needs boto3; only spill and jobs do
 
+    from botocore.config import Config
+
     settings = get_settings()
-    return boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint)
+    # connections as the rollup's writers (chalicelib/rollup/store.py WRITERS): botocore's default pool is 10
+    return boto3.client(service, region_name=settings.region, endpoint_url=settings.aws_endpoint,
+                        config=Config(max_pool_connections=POOL_CONNECTIONS))
 
 
 @lru_cache(maxsize=None)

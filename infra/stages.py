@@ -67,6 +67,9 @@ class DeploySettings:
     dashboard_certificate_arn: str | None = None  # ... this ACM certificate (us-east-1): TLS 1.2 at least
     alarm_email: str | None = None  # informational: `make deploy` reminds you to subscribe it
     proxy_compute: str = "lambda"  # PROXY_COMPUTE: Lambda's per-request billing, or Lambda Managed Instances
+    # the proxy function's memory (MB; CPU comes in proportion): sized by `make bench` (docs/BENCHMARKS.md, memory);
+    # the Chalice functions' are their `lambda_memory_size` in the same stage block. Managed Instances ignore it.
+    proxy_memory_mb: int = 512
     managed_instances: ManagedInstances | None = None  # its settings; needed only by "managed-instances"
 
 
@@ -142,8 +145,14 @@ def _networks(name: str, raw: Any) -> tuple[str, ...]:
                          "[\"203.0.113.0/24\", \"2001:db8::/32\"]") from None
 
 
+LAMBDA_MEMORY_MB = (128, 10_240)  # what Lambda accepts, in whole MB
+
+
 def _check_proxy_and_dashboard(name: str, deploy: DeploySettings) -> None:
-    """StageError (one line) for a proxy concurrency or a dashboard domain that AWS would refuse."""
+    """StageError (one line) for a proxy concurrency or memory, or a dashboard domain, that AWS would refuse."""
+    memory, (least, most) = deploy.proxy_memory_mb, LAMBDA_MEMORY_MB
+    if not isinstance(memory, int) or isinstance(memory, bool) or not least <= memory <= most:
+        raise StageError(f"stage {name!r}: proxy_memory_mb must be a whole number of MB from {least} to {most}")
     reserved = deploy.proxy_reserved_concurrency
     if reserved is not None and (not isinstance(reserved, int) or isinstance(reserved, bool) or reserved < 1):
         raise StageError(f"stage {name!r}: proxy_reserved_concurrency must be a whole number of at least 1, or null "

@@ -344,6 +344,7 @@ def finish(template: dict[str, Any], stage: Stage) -> dict[str, Any]:
     _finish_api(template, stage)
     resources = template["Resources"]
     proxy = resources["ProxyFunction"]["Properties"]
+    proxy["MemorySize"] = stage.deploy.proxy_memory_mb  # a stage setting; Managed Instances set their own below
     proxy.pop("ReservedConcurrentExecutions", None)
     if stage.deploy.proxy_reserved_concurrency is not None:  # so long streams cannot take the account's concurrency
         proxy["ReservedConcurrentExecutions"] = stage.deploy.proxy_reserved_concurrency

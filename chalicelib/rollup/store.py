@@ -49,8 +49,10 @@ from chalicelib.rollup.layout import (
 from chalicelib.rollup.models import Aggregate
 
 EXPRESSION_BYTES = 4096  # DynamoDB's limit on each expression string of a request
-REFUSED_CODES = ("ValidationException",)
-WRITERS = 16  # concurrent UpdateItems per batch: one boto3 client is thread-safe  # DynamoDB's answer about the request's content, not its state
+REFUSED_CODES = ("ValidationException",)  # DynamoDB's answer about the request's content, not its state
+# concurrent UpdateItems per batch (one boto3 client is thread-safe; chalicelib/aws.py pools as many connections):
+# a batch of a few thousand records writes tens of thousands of items
+WRITERS = 32
 
 
 @lru_cache(maxsize=1)

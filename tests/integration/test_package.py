@@ -370,6 +370,11 @@ def test_stream_mapping_tables_and_buckets(packaged):
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True  # only a record that keeps failing is retried, then dead-lettered
     assert mapping["MaximumRetryAttempts"] <= 100 and "OnFailure" in mapping["DestinationConfig"]
+    # batches gathered for up to 20 s (infra/resources.json over Chalice's 100), ten in flight per shard, each holding
+    # whole partition keys (accounts): the rollup folds each item once a batch, so its write units a call fall as an
+    # account's calls in a batch grow (docs/BENCHMARKS.md, capacity)
+    assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"], mapping["ParallelizationFactor"]) == (
+        10_000, 20, 10)
     spill = template["Resources"]["ReplaySpill"]["Properties"]["Events"]["ReplaySpillSqsEventSource"]
     assert spill["Type"] == "SQS" and spill["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert spill["Properties"]["BatchSize"] == 10  # Chalice's own properties survive the merge

@@ -96,3 +96,42 @@ def test_an_item_is_sized_at_the_end_of_its_period_with_the_lanes_that_reach_it(
     assert round(traffic.expected_lanes(day, 86_400)) == 1  # an account's items: its own lane only
     everything = AggregateKey("global", "all", "2026-11-26")  # unsharded: every account's lane, over a day
     assert round(traffic.expected_lanes(everything, 86_400)) == 10
+
+
+def test_batches_are_what_the_deployed_stream_mapping_hands_the_rollup():
+    """BatchSize and MaximumBatchingWindowInSeconds come from infra/resources.json; a batch is cut at the first of
+    them or at Lambda's 6 MB payload, sized by a real call's stream record."""
+    import json
+    import math
+
+    from tests.conftest import ROOT
+
+    resources = json.loads((ROOT / "infra" / "resources.json").read_text())
+    event = resources["Resources"]["RollupCalls"]["Properties"]["Events"]["RollupCallsDynamodbEventSource"]
+    mapping = capacity.stream_mapping()
+    assert (mapping.batch_size, mapping.window_s, mapping.parallelization) == (
+        event["Properties"]["BatchSize"], event["Properties"]["MaximumBatchingWindowInSeconds"],
+        event["Properties"]["ParallelizationFactor"])
+    assert 1_000 < mapping.record_bytes < 4_000 and mapping.payload_records == 6 * 1024 * 1024 // mapping.record_bytes
+    busy, quiet = Shape(calls_per_s=10_000), Shape(calls_per_s=40, stream_shards=4)
+    assert busy.streams == busy.shards * mapping.parallelization  # a shard's batches split by partition key
+    assert busy.records_per_batch == min(mapping.batch_size, math.floor(10_000 / busy.streams * mapping.window_s),
+                                         mapping.payload_records)
+    assert quiet.records_per_batch == math.floor(40 / quiet.streams * mapping.window_s)  # the window closes first
+    assert quiet.batch_fill_s == mapping.window_s and busy.batch_fill_s <= mapping.window_s
+
+
+def test_replaying_some_stream_shards_scales_the_scopes_every_shard_writes():
+    shape = Shape(calls_per_s=200, accounts=20, models=5, users=200, teams_per_account=2, team_names=5,
+                  keys_per_account=2, operations=3, stream_shards=4, batch=50)
+    result = capacity.simulate(shape, seconds=0.25)  # 50 calls: one batch of one shard
+    assert result.scale == 4 and result.calls == 50
+    assert result.seconds == 50 * 4 / 200  # the replayed shard's calls arrive at a quarter of the shape's rate
+    own = next(load for load in result.items if load.pk.startswith("account#"))
+    every = next(load for load in result.items if load.pk == "global#all")
+    assert not own.shared and every.shared
+    assert own.writes_per_s == 1 / result.seconds and every.writes_per_s == 4 / result.seconds
+    assert abs(result.table_wcu_per_call - sum(l.wcu_per_s / (4 if l.shared else 1) for l in result.items)
+               * result.seconds / 50) < 1e-9
+    rows = capacity.rows([result])
+    assert {"rollup ÷ call log", "freshness p99 (modelled)"} <= {row[1] for row in rows}

@@ -168,6 +168,10 @@ def test_the_package_is_built_only_by_the_python_the_functions_run(version, runt
 @pytest.mark.parametrize("settings, message", [
     ({"proxy_reserved_concurrency": 0}, "proxy_reserved_concurrency must be"),
     ({"proxy_reserved_concurrency": "100"}, "proxy_reserved_concurrency must be"),
+    ({"proxy_memory_mb": 64}, "proxy_memory_mb must be a whole number of MB from 128 to 10240"),
+    ({"proxy_memory_mb": 10_241}, "proxy_memory_mb must be"),
+    ({"proxy_memory_mb": "512"}, "proxy_memory_mb must be"),
+    ({"proxy_memory_mb": 512.5}, "proxy_memory_mb must be"),
     ({"admin_source_cidrs": "10.0.0.0/8"}, "admin_source_cidrs must be a list"),
     ({"admin_source_cidrs": ["10.0.0.0/33"]}, "admin_source_cidrs must be a list"),
     ({"dashboard_domain": "dash.example.com"}, "dashboard_domain and dashboard_certificate_arn go together"),
@@ -296,3 +300,25 @@ def test_smoke_checks_the_admin_api_through_the_dashboards_origin():
     line, _ = _smoke_against((403, "application/json", '{"Message": "User: anonymous is not authorized to perform: '
                                                        'execute-api:Invoke on resource: arn:aws:execute-api:x"}'))
     assert line.startswith("ok") and "admin_source_cidrs" in line, line
+
+
+def test_each_functions_memory_is_a_stage_setting(config):
+    """The proxy's from `proxy_memory_mb` (512 unless the stage says otherwise), the Chalice functions' from their
+    `lambda_memory_size`, each in the stage's block: a stage resized by measurement changes only its config."""
+    import dataclasses
+
+    from infra.template import FUNCTIONS, finish
+    from tests.unit.test_managed_instances import chalice_like
+
+    dev = stages.load("dev")
+    assert dev.deploy.proxy_memory_mb == 512
+    assert finish(chalice_like(), dev)["Resources"]["ProxyFunction"]["Properties"]["MemorySize"] == 512
+    raw = json.loads(config.read_text())
+    raw["stages"]["dev"]["tollgate"] = {"proxy_memory_mb": 1024}
+    config.write_text(json.dumps(raw))
+    resized = stages.load("dev")
+    assert resized.deploy.proxy_memory_mb == 1024
+    assert finish(chalice_like(), resized)["Resources"]["ProxyFunction"]["Properties"]["MemorySize"] == 1024
+    assert dataclasses.replace(resized.deploy, proxy_memory_mb=512) == dev.deploy  # nothing else moved
+    for function in set(FUNCTIONS.values()) - {"proxy"}:
+        assert isinstance(dev.function_config(function).get("lambda_memory_size"), int), function
