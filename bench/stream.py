@@ -4,7 +4,8 @@ upstream, whose events are spaced like a model's, with a bare relay on the same 
 
 "First byte" is the first SSE event's bytes reaching the client (the first body chunk it reads). The
 events come 2 ms apart, so a gateway that held events back would show it here. Calls rotate through
-the three paths, so drift on a shared machine hits them alike. Each stream is read to its end.
+the three paths (and Gemini's and Bedrock's, direct and through the gateway, in the same run), so drift on a
+shared machine hits them alike. Each stream is read to its end.
 
 AWS requests come from the stack's own log (`bench.stack`): those it started between a call's send and
 its first byte, from the threads that serve calls. With warm caches there must be none; the key and
@@ -29,12 +30,22 @@ TARGETS_MS = {50: 2, 95: 5}
 CACHE_REFRESHES = {("GetItem", "keys"), ("Scan", "budgets")}  # the key cache, the budget cache
 BODY = json.dumps({"model": "gpt-4o-mini", "stream": True,
                    "messages": [{"role": "user", "content": "benchmark"}]}).encode()
+# The other wire formats, in the same run (issue #27): (name, path on the mock = path after the provider's prefix,
+# body, the headers a direct call to the mock needs). Bedrock's mock wants a SigV4-shaped header, not a real one.
+OTHER_FORMATS = (
+    ("Gemini", "/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+     {"contents": [{"role": "user", "parts": [{"text": "benchmark"}]}]}, {"x-goog-api-key": MOCK_UPSTREAM_KEY}),
+    ("Bedrock", "/bedrock/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream",
+     {"messages": [{"role": "user", "content": [{"text": "benchmark"}]}]},
+     {"authorization": "AWS4-HMAC-SHA256 Credential=bench/20261207/us-east-1/bedrock/aws4_request",
+      "x-amz-date": "20261207T000000Z"}),
+)
 
 
-def first_event(client: httpx.Client, path: str) -> tuple[int, int]:
+def first_event(client: httpx.Client, path: str, body: bytes = BODY) -> tuple[int, int]:
     """(ns at send, ns at the first body bytes) of one streamed call, read to its end."""
     sent = time.monotonic_ns()
-    with client.stream("POST", path, content=BODY) as response:
+    with client.stream("POST", path, content=body) as response:
         response.raise_for_status()
         chunks = response.iter_raw()
         next(chunks)
@@ -65,18 +76,23 @@ def measure(stack: RunningStack, upstream: Upstream, count: int, pct) -> tuple[l
                                                           "Content-Type": "application/json"})
     relay = Relay(upstream.url, MOCK_UPSTREAM_KEY)
     bare = httpx.Client(base_url=relay.url, headers={"Content-Type": "application/json"})
-    paths = ((direct, "/v1/chat/completions"), (bare, "/v1/chat/completions"),
-             (gateway, "/openai/v1/chat/completions"))
+    paths = [(direct, "/v1/chat/completions", BODY), (bare, "/v1/chat/completions", BODY),
+             (gateway, "/openai/v1/chat/completions", BODY)]
+    for _, path, body, headers in OTHER_FORMATS:
+        raw = json.dumps(body).encode()
+        paths += [(httpx.Client(base_url=upstream.url, headers={"Content-Type": "application/json", **headers}),
+                   path, raw), (gateway, path, raw)]
     try:
         for _ in range(20):  # warm connections and caches
-            for client, path in paths:
-                first_event(client, path)
+            for client, path, body in paths:
+                first_event(client, path, body)
         started = time.monotonic()
-        around, floor, through = [], [], []
-        for _ in range(count):
-            for calls, (client, path) in zip((around, floor, through), paths):
-                calls.append(first_event(client, path))
+        measured: list[list[tuple[int, int]]] = [[] for _ in paths]
+        for _ in range(count):  # every path in turn: drift on a shared machine hits them alike
+            for calls, (client, path, body) in zip(measured, paths):
+                calls.append(first_event(client, path, body))
         seconds = time.monotonic() - started
+        around, floor, through = measured[:3]
     finally:
         relay.stop()
         upstream.script()
@@ -93,6 +109,12 @@ def measure(stack: RunningStack, upstream: Upstream, count: int, pct) -> tuple[l
         verdict = "" if target is None else f"≤ {target}: {'met' if added <= target else 'MISSED'}"
         latency.append((label, f"p{q}", f"{pct(ms(around), q):.1f}", f"{pct(ms(through), q):.1f}",
                         f"{added:.1f} (bare relay {bare_added:.1f})", verdict))
+    for n, (name, *_) in enumerate(OTHER_FORMATS):
+        direct_calls, gateway_calls = measured[3 + 2 * n], measured[4 + 2 * n]
+        for q in (50, 95):
+            latency.append((f"streamed via {name}, to the first event", f"p{q}", f"{pct(ms(direct_calls), q):.1f}",
+                            f"{pct(ms(gateway_calls), q):.1f}",
+                            f"{pct(ms(gateway_calls), q) - pct(ms(direct_calls), q):.1f}", ""))
     warm, refreshed, seen = aws_before_first_byte(stack, through)
     other = {op: n for op, n in seen.items() if op not in CACHE_REFRESHES}
     met = warm + refreshed == count and not other

@@ -7,6 +7,7 @@ from tests.conftest import ROOT
 
 TABLE_ROWS = (  # a row of each table the full run writes to docs/BENCHMARKS.md, by its first cell
     "| sequential | p50 |", "| concurrent (8 workers) | p95 |", "| streamed, to the first event",
+    "| streamed via Gemini, to the first event | p50 |", "| streamed via Bedrock, to the first event | p50 |",
     "| AWS requests before the first byte, caches warm |", "| stack RSS over time, idle",
     "| stack stop on SIGTERM", "| 100 |",  # rollup writes per call, batch size 100
     "| cold import of app.py", "| proxy function cold start from the zip", "| first proxied call after ready",
