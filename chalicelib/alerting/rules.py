@@ -42,7 +42,7 @@ class Rules:
     anomaly_days: int = 14
     anomaly_min_history_days: int = 7
     anomaly_sigmas: float = 3.0
-    anomaly_min_usd: float = 1.0
+    anomaly_min_usd: Decimal = Decimal("1.0")
     credits_low_fraction: float = 0.1
     forecast_min_elapsed: float = 0.25  # share of the period gone before a forecast may alert
     forecast_min_calls: int = 20  # calls in the period before a forecast may alert
@@ -67,14 +67,15 @@ TIER_FIELDS = ("error_rate_tiers", "daily_cost_tiers", "auth_failure_tiers")
 
 def rules_from_json(text: str | None) -> Rules:
     """The rules with the overrides in `text` (a JSON object); unknown names are ignored."""
-    try:
-        overrides = json.loads(text or "{}")
+    try:  # fractions as Decimal: a money override keeps every digit; ratios and times go on as floats
+        overrides = json.loads(text or "{}", parse_float=Decimal)
     except ValueError:
         raise ConfigurationError("TOLLGATE_ALERT_RULES is not valid JSON") from None
     if not isinstance(overrides, dict):
         raise ConfigurationError("TOLLGATE_ALERT_RULES must be a JSON object")
-    known = {f.name for f in fields(Rules)}
-    return Rules(**{name: (tuple(map(tuple, value)) if name in TIER_FIELDS else value)
+    known = {f.name: f.type for f in fields(Rules)}
+    return Rules(**{name: (tuple(map(tuple, value)) if name in TIER_FIELDS
+                           else float(value) if isinstance(value, Decimal) and known[name] == "float" else value)
                     for name, value in overrides.items() if name in known})
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from chalicelib import clock
 from chalicelib.clock import day_of
 from chalicelib.ledger import Principal, scoped_account
-from chalicelib.money import money
+from chalicelib.money import money, sums_exactly
 from chalicelib.reports import ranges
 from chalicelib.rollup import store
 from chalicelib.rollup import Scope, breakdown_head, scope_id_of_day_id, split_breakdown
@@ -45,6 +45,7 @@ class Projection:
         return view | ({"reason": self.reason} if self.reason else {})
 
 
+@sums_exactly
 def project(daily: dict[str, Decimal], calls: int, first: date, last: date, now: datetime) -> Projection:
     """Pure: a month's projection from its spend per UTC day (`daily`, days with calls) and its calls, at `now`."""
     spent = sum(daily.values(), Decimal(0))
@@ -65,6 +66,7 @@ def project(daily: dict[str, Decimal], calls: int, first: date, last: date, now:
     return Projection(spent, (spent + rate * left).quantize(Decimal("0.000001")), True)
 
 
+@sums_exactly
 def forecast(principal: Principal, params: Query) -> dict[str, Any]:
     """`GET /api/forecast`: this month (or `month=`) so far and projected, in all and per provider."""
     now = clock.now()

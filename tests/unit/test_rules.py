@@ -282,3 +282,19 @@ def test_rules_from_json():
     assert rules.daily_cost_tiers == ((1, "medium"),) and rules.hold_minutes == 5
     with pytest.raises(ConfigurationError):
         rules_from_json("{not json")
+
+
+def test_a_money_rule_from_the_environment_keeps_every_digit_and_ratios_stay_numbers():
+    given = rules_from_json('{"anomaly_min_usd": 0.1000000000000000055511, "anomaly_sigmas": 2.5, "error_rate": 0.1}')
+    assert given.anomaly_min_usd == Decimal("0.1000000000000000055511")  # a float would have kept 0.1
+    assert isinstance(given.anomaly_sigmas, float) and given.error_tiers[0] == (0.1, "medium")
+
+
+def test_a_forecast_sums_at_38_digits():
+    from datetime import date, datetime, timezone
+
+    from chalicelib.reports.forecast import project
+
+    daily = {"2026-12-01": Decimal("12345.678"), "2026-12-02": Decimal("0.000123456789012345678901")}
+    done = project(daily, 100, date(2026, 12, 1), date(2026, 12, 31), datetime(2027, 1, 2, tzinfo=timezone.utc))
+    assert done.month_to_date == Decimal("12345.678123456789012345678901")  # 28 digits would end ...567890
