@@ -59,10 +59,12 @@ class RunningStack:
         raise KeyError(label)
 
     def admin(self, method: str, path: str, **kwargs) -> httpx.Response:
+        kwargs.setdefault("timeout", 30)  # a shared machine under a full suite can be slow: not a failure of ours
         return httpx.request(method, self.url + path, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, **kwargs)
 
     def calls(self, **params) -> list[dict]:
-        response = httpx.get(self.url + "/api/calls", params=params, headers={"X-Dashboard-Key": ADMIN_KEY})
+        response = httpx.get(self.url + "/api/calls", params=params, headers={"X-Dashboard-Key": ADMIN_KEY},
+                             timeout=30)
         response.raise_for_status()
         api_schema.check("GET", "/api/calls", response.status_code, response.content)
         return response.json()["calls"]
