@@ -203,11 +203,17 @@ def test_hard_budget_refuses_a_stream_before_any_byte(stack, upstream):
     budget = {"scope": "account", "scope_id": "capped-stream", "period": "daily", "limit_usd": "0.000001",
               "thresholds": [1.0], "mode": "hard", "channels": []}
     assert stack.admin("PUT", "/admin/budgets/capped-stream", json=budget).status_code == 200
-    requests_before = len(upstream.requests)
-    # the call's worst case (its input and the model's output limit) does not fit: refused at admission
-    with httpx.stream("POST", f"{stack.url}/openai/v1/chat/completions", json={**CHAT, "stream": True},
-                      headers={"Authorization": f"Bearer {created['key']}"}, timeout=30) as response:
-        body = response.read()
+    # the call's worst case (its input and the model's output limit) does not fit: refused at admission, once the
+    # proxy's budget cache (a few seconds) has seen the new budget
+    deadline = time.monotonic() + 15
+    while True:
+        requests_before = len(upstream.requests)
+        with httpx.stream("POST", f"{stack.url}/openai/v1/chat/completions", json={**CHAT, "stream": True},
+                          headers={"Authorization": f"Bearer {created['key']}"}, timeout=30) as response:
+            body = response.read()
+        if response.status_code == 429 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert response.status_code == 429 and response.headers["content-type"] == "application/json"
     assert json.loads(body)["error"]["code"] == "budget_exceeded"
     assert len(upstream.requests) == requests_before  # nothing went upstream
