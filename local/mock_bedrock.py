@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import re
 import struct
 import time
@@ -141,29 +140,7 @@ def _invoke_stream(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _frames(handler: Any, frames: list[bytes], script: Any) -> None:
-    """Chunked, one frame a chunk, flushed as written; a script may drop or stall the stream part way."""
-    handler.send_response(200)
-    handler.send_header("Content-Type", "application/vnd.amazon.eventstream")
-    handler.send_header("Transfer-Encoding", "chunked")
-    handler.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-    handler.end_headers()
-    try:
-        for n, frame in enumerate(frames):
-            if n == script.drop_stream_after_events:
-                handler.close_connection = True  # no closing chunk: the reader sees a broken stream
-                return
-            if n == script.stall_after_events:
-                time.sleep(script.stall_seconds)
-            elif n and (pause := script.event_interval_seconds if script.event_interval_seconds is not None
-                        else random.uniform(*handler.upstream.pace_seconds)):
-                time.sleep(pause)
-            handler.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
-            handler.wfile.flush()
-        handler.wfile.write(b"0\r\n\r\n")
-    except (BrokenPipeError, ConnectionResetError):
-        with handler.upstream.lock:
-            handler.upstream.streams_abandoned += 1
-        handler.close_connection = True
+    handler._chunked("application/vnd.amazon.eventstream", frames, script, **{"x-amzn-RequestId": str(uuid.uuid4())})
 
 
 def _error(handler: Any, status: int, error_type: str, message: str, body: dict[str, Any] | None = None) -> None:

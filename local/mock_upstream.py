@@ -226,13 +226,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _sse(self, events: list[tuple[str | None, Any]], script: Script) -> None:
-        """Chunked, one event a chunk, flushed as it is written: a real provider's shape on the wire."""
+        self._chunked("text/event-stream", [_sse_block(name, data) for name, data in events], script)
+
+    def _chunked(self, content_type: str, blocks: list[bytes], script: Script, **headers: str) -> None:
+        """Chunked, one event (or frame) a chunk, flushed as it is written: a real provider's shape on the wire; the
+        script may pace, stall or drop it part way."""
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
         try:
-            for n, (name, data) in enumerate(events):
+            for n, block in enumerate(blocks):
                 if n == script.drop_stream_after_events:
                     self.close_connection = True  # no closing chunk: the reader sees a broken stream
                     return
@@ -241,7 +247,6 @@ class _Handler(BaseHTTPRequestHandler):
                 elif n and (pause := script.event_interval_seconds
                             if script.event_interval_seconds is not None else random.uniform(*self.upstream.pace_seconds)):
                     time.sleep(pause)
-                block = _sse_block(name, data)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
