@@ -1,9 +1,17 @@
-"""boto3 clients, created lazily once per container so import stays fast and moto can patch them."""
+"""boto3 clients, created lazily once per container so import stays fast and moto can patch them.
+
+Also the process's one botocore session, which the proxy's clients share, and `no_requests`, the guard that
+lets the proxy run its checks on the event loop when they need no AWS request.
+"""
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from botocore import handlers
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import PynamoDBException
 
@@ -35,6 +43,68 @@ def transactions() -> Any:
 
     settings = get_settings()
     return Connection(region=settings.region, host=settings.aws_endpoint)
+
+
+@lru_cache(maxsize=1)
+def botocore_session() -> Any:
+    """The process's one botocore session. A session loads the endpoint data and each service's model the first
+    time a client needs them (60-100 ms on a cold start), so every client made on this one after the first
+    costs a few ms: the proxy's first call made four sessions (three pynamodb models and SSM) before."""
+    from botocore.session import get_session
+
+    return get_session()
+
+
+_creating = threading.Lock()  # botocore's client creation is not thread-safe on a shared session
+
+
+def botocore_client(service: str) -> Any:
+    """A new botocore client on the shared session (no boto3: the proxy never imports it)."""
+    settings = get_settings()
+    with _creating:
+        return botocore_session().create_client(service, region_name=settings.region,
+                                                endpoint_url=settings.aws_endpoint)
+
+
+def share_session(*connections: Any) -> None:
+    """Have pynamodb connections (a model's `_get_connection().connection`, `transactions()`) make their clients
+    now, on the shared session. pynamodb makes a session per connection and thread, and keeps the client it
+    made with it for every thread; so giving this thread's slot the shared session before the first request
+    is enough (pynamodb 6 keeps that slot in `_local`)."""
+    with _creating:
+        for connection in connections:
+            connection._local.session = botocore_session()
+            connection.client  # noqa: B018  made now, on the shared session
+
+
+class WouldRequest(Exception):
+    """An AWS request was about to start where none may (`no_requests`): the caller does the work elsewhere."""
+
+
+_requests_refused: ContextVar[bool] = ContextVar("requests_refused", default=False)
+
+
+@contextmanager
+def no_requests() -> Iterator[None]:
+    """Inside, any botocore request (DynamoDB, SSM, SQS; pynamodb's too) raises WouldRequest before it starts.
+
+    The proxy runs its checks on the event loop this way: with warm caches they make no request, and a cold
+    cache (or a hard limit's reservation) stops them at the request, to be run again in a worker thread."""
+    token = _requests_refused.set(True)
+    try:
+        yield
+    finally:
+        _requests_refused.reset(token)
+
+
+def _refuse_request(model: Any, **_: Any) -> None:
+    if _requests_refused.get():
+        raise WouldRequest(f"{model.service_model.service_name} {model.name}")
+
+
+# On every botocore session made from now on (as moto installs its stubber): the proxy's models make theirs
+# lazily, on their first request, so whichever session serves them carries the guard.
+handlers.BUILTIN_HANDLERS.append(("before-parameter-build", _refuse_request))
 
 
 def conditional(write: Callable[[], Any]) -> bool:

@@ -4,7 +4,8 @@ The request's checks are in request.py, the call record in record.py.
 `handle` answers with an `Answer`: a whole body (errors, non-streamed calls, which carry their cost
 in a header) or a stream of SSE bytes whose usage is read event by event as it passes and whose
 call record is written when the upstream ends, just before the closing `: tollgate {…}` comment.
-DynamoDB and SSM are reached through a worker thread, so the event loop only ever waits on sockets.
+DynamoDB and SSM are reached through a worker thread, so the event loop only ever waits on sockets; the checks
+before upstream run on the loop itself when their caches are warm and they need no request (`_admitted`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import anyio
 import httpx
 from anyio.to_thread import run_sync
 
-from chalicelib import caller_names, clock, secret_store
+from chalicelib import aws, caller_names, clock, secret_store
 from chalicelib.errors import (
     NotFound,
     TollgateError,
@@ -77,7 +78,7 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
     call = Call(provider, match.endpoint, calllog.new_call_id(now), now, time.monotonic())
     call.deadline = deadline_of(request.headers, call.started)
     try:
-        prepared, upstream_headers = await run_sync(_admit, adapter, call, request, match)
+        prepared, upstream_headers = await _admitted(adapter, call, request, match)
         leg, response = await failover.reach(call, request, failover.Leg(adapter, match, prepared, upstream_headers))
     except TollgateError as error:
         if call.principal is None:  # an unknown caller: there is no account to log the call under
@@ -100,11 +101,23 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
     return await _whole(adapter, call, response, headers, prepared)
 
 
+async def _admitted(adapter: ProviderAdapter, call: Call, request: IncomingRequest,
+                    match: Match) -> tuple[PreparedBody | None, dict]:
+    """`_admit` on the event loop when it makes no AWS request (key, budgets and secret cached, nothing to reserve):
+    no hop to a worker thread. Otherwise it stops at its first request, before anything is held or cached, and
+    runs again from the start in a worker thread."""
+    try:
+        with aws.no_requests():
+            return _admit(adapter, call, request, match)
+    except aws.WouldRequest:
+        return await run_sync(_admit, adapter, call, request, match)
+
+
 def _admit(adapter: ProviderAdapter, call: Call, request: IncomingRequest,
            match: Match) -> tuple[PreparedBody | None, dict]:
     """Who is calling, is the body sound, is a hard limit hit: all before anything goes upstream.
 
-    Runs in a worker thread: a cold key cache, budget cache or secret is a DynamoDB or SSM request.
+    A cold key cache, budget cache or secret is a DynamoDB or SSM request, and so is a hard limit's reservation.
     """
     call.principal = auth.verify_key(auth.presented_key(request.headers, request.query), "gateway")
     prepared = body = None

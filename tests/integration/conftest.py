@@ -46,6 +46,7 @@ def reload_settings():
     from chalicelib.ledger.budgets import budget_cache
     from chalicelib.ledger.fallback_rules import fallback_cache
     from chalicelib.ledger.auth import key_cache
+    from chalicelib.secret_store import secrets
     from chalicelib.settings import get_settings
 
     get_settings.cache_clear()
@@ -57,6 +58,7 @@ def reload_settings():
     aws.transactions.cache_clear()
     upstream.use_transport(None)
     key_cache.clear()
+    secrets.clear()
 
 
 @pytest.fixture

@@ -139,14 +139,14 @@ def test_secrets_come_from_ssm_when_a_parameter_is_named(gateway, upstream, monk
     status, error = gateway.admin("get", "/admin/keys", key="from-ssm")
     assert status == 500 and "aws ssm put-parameter" in error["error"]["message"]
 
-    from aws_lambda_powertools.utilities import parameters
+    from chalicelib.secret_store import secrets
 
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name="/tollgate/test/admin-key", Value="from-ssm", Type="SecureString")
     ssm.put_parameter(Name="/tollgate/test/openai-api-key", Value="sk-upstream-test", Type="SecureString")
-    parameters.clear_caches()
+    secrets.clear()
     assert gateway.admin("get", "/admin/keys", key="from-ssm")[0] == 200
     status, created = gateway.admin("post", "/admin/keys", {"name": "n", "account": "a"}, key="from-ssm")
     response = gateway.call("/openai/v1/chat/completions", CHAT, created["key"])
     assert response.status_code == 200
-    parameters.clear_caches()
+    secrets.clear()

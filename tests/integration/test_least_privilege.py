@@ -152,10 +152,10 @@ class Recorder:
     @contextmanager
     def running(self, function: str):
         """Record what runs inside as `function`, started as a fresh container (no cache carries over)."""
-        from aws_lambda_powertools.utilities import parameters
+        from chalicelib.secret_store import secrets
 
         reload_settings()
-        parameters.clear_caches()
+        secrets.clear()
         self.function = function
         try:
             yield
@@ -225,12 +225,12 @@ def deployed(aws_env, sink, monkeypatch):
     monkeypatch.setenv("TOLLGATE_EXPORT_FUNCTION", f"tollgate-{STAGE}-export_calls")
     monkeypatch.setenv("TOLLGATE_EXPORT_INLINE_BYTES", "100")
     monkeypatch.setattr(exports, "RUN_MINIMUM_SECONDS", 0)
-    from aws_lambda_powertools.utilities import parameters
+    from chalicelib import secret_store
 
-    parameters.clear_caches()
+    secret_store.secrets.clear()
     reload_settings()
     yield
-    parameters.clear_caches()
+    secret_store.secrets.clear()
 
 
 # --- the scenario: each function down every branch that reaches AWS ---------------------------------------
