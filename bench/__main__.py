@@ -195,9 +195,9 @@ REASONS = {
     "sequential": """Not streamed, sequential: beyond the floor's write, the proxy's own CPU (the footprint table's
   CPU per proxied call: httpx to the upstream ~0.4 ms, pynamodb building and botocore signing the
   PutItem ~0.3 ms, uvicorn's pure-Python h11 ~0.2 ms, auth, pricing and the call record ~0.2 ms) and
-  two hops to a worker thread (the key check, the call-log write), each a wake-up of the event loop
-  that contends for the GIL with moto, which answers in the same process: py-spy on the stack puts
-  ~0.7 ms a call in those wake-ups (`_write_to_self`, `Condition.notify`). In AWS, DynamoDB is not in
+  one hop to a worker thread for the call-log write (the checks run on the event loop once the key and
+  budget caches are warm: tests/integration/test_warm_path.py counts the hops), a wake-up of the event loop
+  that contends for the GIL with moto, which answers in the same process. In AWS, DynamoDB is not in
   the proxy's process.""",
     "concurrent": f"""{WORKERS} workers: the stack is one process, so uvicorn, the proxy, its worker threads
   and moto share one GIL, on 2 cores shared with the client and the mock upstream: {WORKERS} calls in
@@ -205,12 +205,11 @@ REASONS = {
   table) less the floor's. In AWS each call has its own execution environment (Lambda runs one
   invocation at a time in each), so this row measures the local server, not the deployed proxy.""",
     "streamed": """Time to first event: most of it is the libraries, as the bare relay's floor shows (uvicorn with
-  pure-Python h11, Starlette, an httpx AsyncClient, one hop to a worker thread). Tollgate's own work
-  before the first byte is small: the key, body and limit checks (`_admit`) cost ~0.1 ms a call under
-  py-spy, parsing and re-serialising the body to ask for usage included; the rest is the relay's task
-  group and the first event's decoding. uvicorn with httptools and uvloop gained nothing measurable
-  in the stack. Left in Tollgate's hands: running the checks inline when the key and budget caches are
-  warm (they then do no I/O), which saves the hop (~0.2–0.3 ms).""",
+  pure-Python h11, Starlette, an httpx AsyncClient). Tollgate's own work before the first byte is small
+  and now runs on the event loop, with no hop to a worker thread once the key and budget caches are warm:
+  the key, body and limit checks (`_admit`, parsing and re-serialising the body to ask for usage
+  included), then the relay's task group and the first event's decoding and metering, which the bare
+  relay does not do. uvicorn with httptools and uvloop gained nothing measurable in the stack.""",
     "stack RSS over time": """The stack's memory over time: moto, uvicorn, the proxy and the Chalice routes share one
   process, so growth there may be moto's. Found and fixed (local/moto_tuning.py): moto kept every shard
   iterator (two a second from the pump) and every stream record, and its Flask apps built a class per
@@ -220,16 +219,14 @@ REASONS = {
   without it the import took ~750 ms); the garbage collector is paused while the modules load
   (chalicelib/coldstart_gc.py, ~30 ms); genai-prices with pydantic (~60 ms, only the reprice job), httpx
   (webhooks), jinja2 (messages) and boto3 (aggregates) load only where they are used.""",
-    "proxy function cold start": """Proxy cold start: the imports before ready (rows above: `-X importtime`, ms per
-  dependency with what it pulls in): uvicorn (asyncio, click), pynamodb with botocore, then Starlette
-  and httpx, loaded with the garbage collector paused (chalicelib/gateway/serve.py). genai-prices with
-  pydantic (~50 ms; its `update_prices` module also imports httpx2, a second HTTP client) loads on the
-  first priced call, after a stream's last event. The first call after ready costs a few hundred ms
-  more: each pynamodb model (keys, budgets, calls) has its own connection, which creates its own
-  botocore session and client on first use (60–100 ms each here; a client on an existing session costs
-  ~4 ms), and the SSM read of the provider key creates a fourth through powertools and boto3. That runs
-  in the invocation, at 512 MB's share of a vCPU (Lambda gives CPU in proportion to memory), so a caller
-  on a cold environment waits for ready plus the first call.""",
+    "proxy function cold call": """Proxy cold call: process start to the first proxied answer is the imports before
+  ready (rows above: `-X importtime`, ms per dependency with what it pulls in: uvicorn (asyncio, click, ssl),
+  pynamodb with botocore, genai-prices with pydantic, Starlette and httpx), then the proxy's init
+  (chalicelib/gateway/warmup.py, with the collector paused): the DynamoDB clients of the keys, budgets and call
+  log and the SSM client, all on one botocore session (a session of its own each cost 60-100 ms before), the
+  budgets, the price data; then the first call's own requests (its key, its provider key from SSM, the call-log
+  write). What is left is mostly imports; this machine's cores are shared and slower than a quiet run's, so the
+  proxy's CPU beside the wall time says how much of a miss is the machine.""",
     "`/api/": """JSON API ratios: requests and KB read stay flat from 1M to 10M (at most +5 % KB), but a report
   reads one small item per hour, write shard or value *that has calls*, and at 10k calls over 30 days
   most are empty: a 24-hour range holds ~330 calls, so few of its 24 hours × 16 write shards, or of its
@@ -305,7 +302,7 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
         "call makes, from the same number of workers. Not streamed: the mock answers at once. Streamed: the "
         f"mock sends a chat completion's events {stream.EVENT_INTERVAL_S * 1000:.0f} ms apart, and the time is "
         "to the first event's bytes at the client; the floor there is what a bare relay on the same libraries "
-        "adds (`bench/relay.py`: uvicorn, one Starlette route, one hop to a worker thread, an httpx AsyncClient, "
+        "adds (`bench/relay.py`: uvicorn, one Starlette route, the body parsed, an httpx AsyncClient, "
         "bytes relayed as they come; its own process); calls rotate through the three paths, and each stream "
         "is read to its end.\n\n"
         f"{table}\n\n"

@@ -3,7 +3,9 @@ Adapter's bootstrap runs (`exec -- "${LAMBDA_TASK_ROOT}/${_HANDLER}"`, i.e. chal
 template's environment, `python` being this interpreter with `-S` and only the zip and the runtime's
 libraries (boto3, botocore) on its path. Timed from process start until GET /ready answers 200, polled
 every 2 ms (the adapter polls every 10 ms, so it may notice up to 10 ms later); then the first proxied call (not streamed, so it includes the call-log
-write) and the one after it, so lazy imports and cold caches on the first call show.
+write) and the one after it, so lazy imports and cold caches on the first call show. The cold call is each start's
+ready plus first call: what a caller on a cold execution environment waits before the upstream's own time, with
+the proxy's CPU (user + system, from /proc) beside it, which a shared machine inflates less than the wall time.
 
 DynamoDB, SQS and SSM are a moto server; the provider key is an SSM SecureString as in AWS, so the first
 call reads it as there. One more start under `-X importtime` says where the time goes.
@@ -30,7 +32,7 @@ from local.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTS = sized(7, 1)
-TARGET_MS = 250
+COLD_CALL_TARGET_MS = sizing.COLD_CALL_TARGET_MS  # process start to the first proxied answer (issue #30)
 UPSTREAM_KEY = "bench-upstream-key"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark"}]}
 
@@ -70,9 +72,11 @@ def peak_rss_mb(pid: int) -> float:
     raise KeyError("VmHWM")
 
 
-def start_once(env: dict[str, str], code: Path, key: str, log: Path) -> tuple[float, float, float, int, float, float]:
+def start_once(env: dict[str, str], code: Path, key: str,
+               log: Path) -> tuple[float, float, float, int, float, float, float]:
     """(ms to ready, ms of the first proxied call, ms of the second, log size at ready, CPU ms per warm call, peak
-    RSS MB after streamed and non-streamed calls) of one fresh process."""
+    RSS MB after streamed and non-streamed calls, CPU ms from process start to the first answer) of one fresh
+    process."""
     port = free_port()
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"Authorization": f"Bearer {key}"})
     with log.open("w") as out:
@@ -87,7 +91,9 @@ def start_once(env: dict[str, str], code: Path, key: str, log: Path) -> tuple[fl
             sent = time.perf_counter()
             client.post("/openai/v1/chat/completions", json=BODY).raise_for_status()
             calls.append((time.perf_counter() - sent) * 1000)
-        cpu = process_cpu_s(server.pid)  # the adapter's `exec`s leave the proxy's python as this pid
+            if len(calls) == 1:
+                cold_cpu_ms = process_cpu_s(server.pid) * 1000  # the adapter's `exec`s leave the proxy's python as this pid
+        cpu = process_cpu_s(server.pid)
         for _ in range(WARM_CALLS):
             client.post("/openai/v1/chat/completions", json=BODY).raise_for_status()
         cpu_ms = (process_cpu_s(server.pid) - cpu) * 1000 / WARM_CALLS
@@ -101,7 +107,7 @@ def start_once(env: dict[str, str], code: Path, key: str, log: Path) -> tuple[fl
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
         client.close()
-    return ready, calls[0], calls[1], at_ready, cpu_ms, peak
+    return ready, calls[0], calls[1], at_ready, cpu_ms, peak, cold_cpu_ms
 
 
 def import_profile(text: str) -> tuple[float, list[tuple[str, float]]]:
@@ -191,6 +197,8 @@ def rows(runs: list[tuple[float, ...]], startup: str, first_call: str) -> list[t
     ready = [r[0] for r in runs]
     ready_ms = statistics.median(ready)
     first, second = statistics.median(r[1] for r in runs), statistics.median(r[2] for r in runs)
+    cold = [r[0] + r[1] for r in runs]
+    cold_ms, cold_cpu_ms = statistics.median(cold), statistics.median(r[6] for r in runs)
     cpu_ms, peak = statistics.median(r[4] for r in runs), statistics.median(r[5] for r in runs)
 
     def imports(text: str) -> str:
@@ -198,18 +206,21 @@ def rows(runs: list[tuple[float, ...]], startup: str, first_call: str) -> list[t
         return f"{total:.0f} ms; " + ", ".join(f"{name} {ms:.0f}" for name, ms in packages[:6] if name != "chalicelib")
 
     return [
-        (f"proxy function cold start from the zip: process start to GET /ready 200 (median of {STARTS})",
-         f"{ready_ms:.0f} ms (range {min(ready):.0f}–{max(ready):.0f})", f"≤ {TARGET_MS} ms",
-         "met" if ready_ms <= TARGET_MS else "MISSED"),
-        ("first proxied call after ready (lazy imports, SSM, cold caches; median), then the next",
-         f"{first:.0f} ms, then {second:.0f} ms", "-", ""),
+        (f"proxy function cold call from the zip: process start to the first proxied answer, upstream excluded "
+         f"(ready + first call of each start; median of {STARTS})",
+         f"{cold_ms:.0f} ms (range {min(cold):.0f}–{max(cold):.0f}); the proxy's CPU {cold_cpu_ms:.0f} ms",
+         f"≤ {COLD_CALL_TARGET_MS} ms", "met" if cold_ms <= COLD_CALL_TARGET_MS else "MISSED"),
+        ("of which: process start to GET /ready 200 (Lambda's init: imports, then chalicelib/gateway/warmup.py)",
+         f"{ready_ms:.0f} ms (range {min(ready):.0f}–{max(ready):.0f})", "-", ""),
+        ("and the first proxied call after ready (its key's read, its provider key from SSM, the call-log write; "
+         "median), then the next", f"{first:.0f} ms, then {second:.0f} ms", "-", ""),
         ("imports before ready (`-X importtime`, one more start): total; ms per dependency with what it pulls in",
          imports(startup), "-", ""),
         ("imports on the first call, same start", imports(first_call), "-", ""),
         (f"proxy CPU per warm call (process user + system over {WARM_CALLS} calls, one core; median)",
          f"{cpu_ms:.2f} ms", "-", ""),
         ("proxy peak RSS (VmHWM) after those calls and streamed ones (median)", f"{peak:.0f} MB", "-", ""),
-        *sizing.rows(peak, ready_ms + first, cpu_ms, configured_mb()),
+        *sizing.rows(peak, cold_ms, cpu_ms, configured_mb()),
     ]
 
 

@@ -28,14 +28,20 @@ def test_app_leaves_pricing_webhooks_and_messages_to_the_handlers_that_use_them(
     assert loaded["collecting"] and loaded["frozen"] > 0  # chalicelib/coldstart_gc.py: paused while loading, then back
 
 
-def test_the_proxy_process_loads_without_pricing_and_collects_once_it_serves():
-    """chalicelib/gateway/serve.py as run_proxy.sh runs it, with uvicorn's own entry point standing in."""
-    loaded = after("import uvicorn\n"
+def test_the_proxy_process_loads_pricing_in_init_and_collects_once_it_serves():
+    """chalicelib/gateway/serve.py as run_proxy.sh runs it, with uvicorn's own entry point standing in: the price data
+    and the clients are made before GET /ready (chalicelib/gateway/warmup.py), and no boto3 is needed for them.
+    The endpoint refuses at once: the budgets' read fails, and the first call reads them again."""
+    loaded = after("import os\n"
+                   "os.environ['TOLLGATE_AWS_ENDPOINT'] = 'http://127.0.0.1:9'\n"
+                   "os.environ['TOLLGATE_OPENAI_API_KEY_PARAMETER'] = '/tollgate/dev/openai-api-key'\n"
+                   "import uvicorn\n"
                    "uvicorn.main = lambda: None\n"
                    "from chalicelib.gateway import serve\n"
                    "serve.main()")
-    assert not LEFT_FOR_LATER & set(loaded["packages"])
-    assert "starlette" in loaded["packages"] and loaded["collecting"] and loaded["frozen"] > 0
+    assert {"genai_prices", "starlette", "botocore"} <= set(loaded["packages"])
+    assert not {"boto3", "jinja2"} & set(loaded["packages"])
+    assert loaded["collecting"] and loaded["frozen"] > 0
 
 
 def test_the_proxy_prices_its_first_call_all_the_same(event):
