@@ -114,7 +114,7 @@ def main() -> None:
     with phase("memory over time"):
         streaming += memory.over_time()
     print("measuring rollup writes per call, footprint, cold start…", file=sys.stderr, flush=True)
-    from bench import api, capacity, coldstart, footprint, rollup
+    from bench import api, capacity, coldstart, footprint, rollup, workers
 
     with phase("rollup writes"):
         rollup_rows = rollup.measure()
@@ -123,6 +123,9 @@ def main() -> None:
             out, (code, runtime) = footprint.packaged(Path(scratch))
         with phase("cold start"):
             footprint_rows = coldstart.measure(json.loads((out / "sam.json").read_text()), code, runtime)
+        with phase("8 workers, deployed shape"):
+            rows += workers.measure(json.loads((out / "sam.json").read_text()), code, runtime, REQUESTS,
+                                    sized(WORKERS, 2), TARGETS[WORKERS], timed, pct)
         with phase("footprint"):
             footprint_rows = footprint.measure(out, [code, runtime]) + footprint_rows
     with phase("JSON API volumes"):
@@ -199,11 +202,16 @@ REASONS = {
   budget caches are warm: tests/integration/test_warm_path.py counts the hops), a wake-up of the event loop
   that contends for the GIL with moto, which answers in the same process. In AWS, DynamoDB is not in
   the proxy's process.""",
-    "concurrent": f"""{WORKERS} workers: the stack is one process, so uvicorn, the proxy, its worker threads
-  and moto share one GIL, on 2 cores shared with the client and the mock upstream: {WORKERS} calls in
-  flight queue for it, and the added latency grows with {WORKERS}× the stack's CPU per call (the second
-  table) less the floor's. In AWS each call has its own execution environment (Lambda runs one
-  invocation at a time in each), so this row measures the local server, not the deployed proxy.""",
+    "concurrent": f"""{WORKERS} workers on the local stack: the stack is one process, so uvicorn, the proxy, its
+  worker threads and moto share one GIL, on 2 cores shared with the client and the mock upstream: {WORKERS}
+  calls in flight queue for it, and the added latency grows with {WORKERS}× the stack's CPU per call (the
+  second table) less the floor's. In AWS each call has its own execution environment (Lambda runs one
+  invocation at a time in each): the deployed-shape row measures that.""",
+    f"{WORKERS} workers, one proxy process each": f"""{WORKERS} workers in the deployed shape (bench/workers.py): {WORKERS} proxy
+  processes from the zip, each serving one call at a time as a Lambda environment does, with moto and the
+  mock upstream in processes of their own. What this machine cannot give is each environment's own CPU:
+  here {WORKERS} processes, moto, the mock and the client share 2 cores, so a call waits for the cores while
+  the others run, and a miss says how the work queues on them, not how one environment answers.""",
     "streamed": """Time to first event: most of it is the libraries, as the bare relay's floor shows (uvicorn with
   pure-Python h11, Starlette, an httpx AsyncClient). Tollgate's own work before the first byte is small
   and now runs on the event loop, with no hop to a worker thread once the key and budget caches are warm:
@@ -299,7 +307,10 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
         "two are separate functions in AWS and the last is local only) against the mock upstream in a process "
         "of its own. *Added* is via-gateway minus direct at the same quantile; the floor is one call-log write "
         "(a logged call's attributes, with the same condition) to the same moto server, the one write every "
-        "call makes, from the same number of workers. Not streamed: the mock answers at once. Streamed: the "
+        "call makes, from the same number of workers. The deployed-shape rows run the same calls from "
+        f"{WORKERS} workers against {WORKERS} proxy processes from the zip, one each, as Lambda runs one call at a "
+        "time per execution environment (bench/workers.py; moto and the mock in processes of their own). "
+        "Not streamed: the mock answers at once. Streamed: the "
         f"mock sends a chat completion's events {stream.EVENT_INTERVAL_S * 1000:.0f} ms apart, and the time is "
         "to the first event's bytes at the client; the floor there is what a bare relay on the same libraries "
         "adds (`bench/relay.py`: uvicorn, one Starlette route, the body parsed, an httpx AsyncClient, "
