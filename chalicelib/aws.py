@@ -5,6 +5,7 @@ lets the proxy run its checks on the event loop when they need no AWS request.
 """
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -13,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 from botocore import handlers
 from botocore.exceptions import ClientError
+from botocore.loaders import Loader, create_loader
 from pynamodb.exceptions import PynamoDBException
 
 from chalicelib.settings import get_settings
@@ -52,7 +54,19 @@ def botocore_session() -> Any:
     costs a few ms: the proxy's first call made four sessions (three pynamodb models and SSM) before."""
     from botocore.session import get_session
 
-    return get_session()
+    session = get_session()
+    paths = create_loader(session.get_config_variable("data_path")).search_paths
+    session.register_component("data_loader", _ServiceDirectories(paths, include_default_search_paths=False))
+    return session
+
+
+class _ServiceDirectories(Loader):
+    """botocore's data loader, but a service is any directory on its search paths: botocore opens each of ~400
+    service directories to see that it holds the file asked for, twice for the first client (~900 directory
+    reads, 10-20 ms of the proxy's cold start). A directory without the file fails on loading it instead."""
+
+    def list_available_services(self, type_name: str) -> list[str]:
+        return sorted({name for path in self.search_paths if os.path.isdir(path) for name in os.listdir(path)})
 
 
 _creating = threading.Lock()  # botocore's client creation is not thread-safe on a shared session
