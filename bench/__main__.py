@@ -16,7 +16,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ import httpx
 
 from bench import QUICK, sized
 from bench import stack as local_stack
+from bench.harness import call_log_write
 from bench.upstream import Upstream
 from local.stack import MOCK_UPSTREAM_KEY
 
@@ -125,7 +125,7 @@ def main() -> None:
             footprint_rows = coldstart.measure(json.loads((out / "sam.json").read_text()), code, runtime)
         with phase("8 workers, deployed shape"):
             rows += workers.measure(json.loads((out / "sam.json").read_text()), code, runtime, REQUESTS,
-                                    sized(WORKERS, 2), TARGETS[WORKERS], timed, pct)
+                                    sized(WORKERS, 2), TARGETS[WORKERS], timed, latency_rows)
         with phase("footprint"):
             footprint_rows = footprint.measure(out, [code, runtime]) + footprint_rows
     with phase("JSON API volumes"):
@@ -156,14 +156,7 @@ def measure(stack: local_stack.RunningStack, upstream_url: str) -> tuple[list[tu
         direct.post("/chat/completions", json=BODY).raise_for_status()
 
     timed(via_gateway, 20)  # warm connections and caches, and log calls to copy
-    logged = dynamodb.scan(TableName=table, Limit=1)["Items"][0]
-
-    def put_item() -> None:
-        """The floor: one call-log write as the gateway makes it (a logged call's attributes, conditional)."""
-        call_id = uuid.uuid4().hex
-        dynamodb.put_item(TableName=table, Item={**logged, "call_id": {"S": call_id},
-                                                 "sk": {"S": f"{logged['ts']['S']}#{call_id}"}},
-                          ConditionExpression="attribute_not_exists(call_id)")
+    put_item = call_log_write(dynamodb, table)
 
     for send in (straight, put_item):
         timed(send, 20)
@@ -180,17 +173,24 @@ def measure(stack: local_stack.RunningStack, upstream_url: str) -> tuple[list[tu
         floor = stack_cpu(put_item, workers)
         through = stack_cpu(via_gateway, workers)
         around = timed(straight, REQUESTS, workers)
-        for q in (50, 95, 99):
-            added, base = pct(through, q) - pct(around, q), pct(floor, q)
-            target = TARGETS[workers].get(q)
-            verdict = "" if target is None else (
-                f"≤ floor + {target}: {'met' if added <= base + target else 'MISSED'}")
-            rows.append((label, f"p{q}", f"{pct(around, q):.1f}", f"{pct(through, q):.1f}",
-                         f"{added:.1f} (floor {base:.1f})", verdict))
+        rows += latency_rows(label, floor, through, around, TARGETS[workers])
     load = [(f"stack process CPU per call with {WORKERS} workers, not streamed (uvicorn, proxy and moto share "
              "one process and its GIL)", f"{cpu_ms[via_gateway]:.1f} ms via the gateway, {cpu_ms[put_item]:.1f} ms "
              "for the floor's write alone", "-", "")]
     return rows, load
+
+
+def latency_rows(label: str, floor: list[float], through: list[float], around: list[float],
+                 targets: dict[int, float]) -> list[tuple[str, ...]]:
+    """p50, p95, p99 rows: direct, via the gateway, added (via minus direct) with the floor, and the verdict."""
+    rows = []
+    for q in (50, 95, 99):
+        added, base = pct(through, q) - pct(around, q), pct(floor, q)
+        target = targets.get(q)
+        verdict = "" if target is None else f"≤ floor + {target}: {'met' if added <= base + target else 'MISSED'}"
+        rows.append((label, f"p{q}", f"{pct(around, q):.1f}", f"{pct(through, q):.1f}",
+                     f"{added:.1f} (floor {base:.1f})", verdict))
+    return rows
 
 
 # Why a target is missed, for each kind of row that can miss (the first cell of its row starts with the key).

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 
 def fake_aws_env() -> None:
@@ -91,3 +92,17 @@ def fast_moto_reads() -> None:
         if hasattr(Table, name):
             setattr(Table, name, forgetting(getattr(Table, name)))
     Table._bench_cached = True
+
+
+def call_log_write(dynamodb: Any, table: str) -> Callable[[], None]:
+    """The floor of a proxied call: one call-log write as the gateway makes it (a logged call's attributes, with the
+    same condition), to the same DynamoDB the gateway writes to. `table` must hold a logged call to copy."""
+    logged = dynamodb.scan(TableName=table, Limit=1)["Items"][0]
+
+    def put_item() -> None:
+        call_id = uuid.uuid4().hex
+        dynamodb.put_item(TableName=table, Item={**logged, "call_id": {"S": call_id},
+                                                 "sk": {"S": f"{logged['ts']['S']}#{call_id}"}},
+                          ConditionExpression="attribute_not_exists(call_id)")
+
+    return put_item

@@ -16,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +23,7 @@ import boto3
 import httpx
 
 from bench import coldstart
+from bench.harness import call_log_write
 from bench.upstream import Upstream
 from local.stack import free_port
 
@@ -57,8 +57,8 @@ def _proxies(env: dict[str, str], code: Path, count: int, log_dir: Path) -> list
 
 
 def measure(template: dict, code: Path, runtime: Path, requests: int, workers: int, target_ms: dict[int, float],
-            timed: Callable, pct: Callable) -> list[tuple[str, ...]]:
-    """Latency rows as the main table's: direct, via the gateway, added (floor), target."""
+            timed: Callable, latency_rows: Callable) -> list[tuple[str, ...]]:
+    """Latency rows as the main table's (`timed` and `latency_rows` are bench/__main__.py's)."""
     moto, aws_url = _moto_server()
     upstream = Upstream(coldstart.UPSTREAM_KEY)
     aws = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_SESSION_TOKEN": "bench",
@@ -71,7 +71,7 @@ def measure(template: dict, code: Path, runtime: Path, requests: int, workers: i
             env = coldstart.lambda_env(template, code, runtime, aws, queue_url, upstream.url,
                                        Path(scratch))
             processes = _proxies(env, code, workers, Path(scratch))
-            return _rows(processes, key, upstream.url, aws_url, requests, workers, target_ms, timed, pct)
+            return _rows(processes, key, upstream.url, aws_url, requests, workers, target_ms, timed, latency_rows)
     finally:
         for process, _ in processes:
             process.send_signal(signal.SIGTERM)
@@ -83,7 +83,7 @@ def measure(template: dict, code: Path, runtime: Path, requests: int, workers: i
 
 
 def _rows(processes, key: str, upstream_url: str, aws_url: str, requests: int, workers: int,
-          target_ms: dict[int, float], timed: Callable, pct: Callable) -> list[tuple[str, ...]]:
+          target_ms: dict[int, float], timed: Callable, latency_rows: Callable) -> list[tuple[str, ...]]:
     gateways = [httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) for _, url in processes]
     direct = httpx.Client(base_url=upstream_url, headers={"Authorization": f"Bearer {coldstart.UPSTREAM_KEY}"},
                           limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers))
@@ -93,7 +93,7 @@ def _rows(processes, key: str, upstream_url: str, aws_url: str, requests: int, w
     for gateway in gateways:  # warm each process's caches and connections
         for _ in range(5):
             gateway.post("/openai/v1/chat/completions", json=coldstart.BODY).raise_for_status()
-    logged = dynamodb.scan(TableName=table, Limit=1)["Items"][0]
+    put_item = call_log_write(dynamodb, table)
     turns, slot = iter(range(10**9)), threading.local()
 
     def own_process() -> httpx.Client:
@@ -108,20 +108,8 @@ def _rows(processes, key: str, upstream_url: str, aws_url: str, requests: int, w
     def straight() -> None:
         direct.post("/v1/chat/completions", json=coldstart.BODY).raise_for_status()
 
-    def put_item() -> None:
-        call_id = uuid.uuid4().hex
-        dynamodb.put_item(TableName=table, Item={**logged, "call_id": {"S": call_id},
-                                                 "sk": {"S": f"{logged['ts']['S']}#{call_id}"}},
-                          ConditionExpression="attribute_not_exists(call_id)")
-
     floor = timed(put_item, requests, workers)
     through = timed(via_gateway, requests, workers)
     around = timed(straight, requests, workers)
-    rows = []
-    for q in (50, 95, 99):
-        added, base = pct(through, q) - pct(around, q), pct(floor, q)
-        target = target_ms.get(q)
-        verdict = "" if target is None else f"≤ floor + {target}: {'met' if added <= base + target else 'MISSED'}"
-        rows.append((f"{workers} workers, one proxy process each (the deployed shape)", f"p{q}", f"{pct(around, q):.1f}", f"{pct(through, q):.1f}",
-                     f"{added:.1f} (floor {base:.1f})", verdict))
-    return rows
+    return latency_rows(f"{workers} workers, one proxy process each (the deployed shape)", floor, through, around,
+                        target_ms)
