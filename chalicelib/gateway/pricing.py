@@ -8,17 +8,36 @@ max($0.000001, 1 % of the stated cost).
 """
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from importlib import metadata
 
-from genai_prices import calc_price
-from genai_prices.types import ModelPrice
 
-from chalicelib import provider_registry
+class _OnFirstUse(types.ModuleType):
+    """Stands in `sys.modules` for a module until one of its names is used, then imports it and answers from it.
 
+    genai-prices' price updater imports httpx2, a second HTTP client, which Tollgate never runs: ~25 ms of the
+    proxy's init (bench/coldstart.py). The standard library's LazyLoader cannot defer it on Python 3.13, whose
+    import statement reads the module's `__spec__`, and so loads it."""
+
+    def __getattr__(self, name: str):
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+if "httpx2" not in sys.modules:
+    sys.modules["httpx2"] = _OnFirstUse("httpx2")
+
+from genai_prices import calc_price  # noqa: E402  (httpx2 deferred first)
+from genai_prices.types import ModelPrice  # noqa: E402
+
+from chalicelib import provider_registry  # noqa: E402
 from chalicelib.errors import PriceOverridesInvalid
 from chalicelib.gateway import image_prices
 from chalicelib.gateway.price_overrides import OVERRIDES_FILE, PriceOverrides, load_overrides

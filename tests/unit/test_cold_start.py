@@ -38,7 +38,8 @@ def test_the_proxy_process_loads_pricing_in_init_and_collects_once_it_serves():
                    "import uvicorn\n"
                    "uvicorn.main = lambda: None\n"
                    "from chalicelib.gateway import serve\n"
-                   "serve.main()")
+                   "serve.main()\n"
+                   "assert 'httpx2._client' not in sys.modules, 'genai-prices loaded the HTTP client of its updater'")
     assert {"genai_prices", "starlette", "botocore"} <= set(loaded["packages"])
     assert not {"boto3", "jinja2"} & set(loaded["packages"])
     assert loaded["collecting"] and loaded["frozen"] > 0
