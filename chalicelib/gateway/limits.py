@@ -28,7 +28,7 @@ from chalicelib.clock import iso, parse_iso, precise
 from chalicelib.errors import BudgetExceeded, RateLimited
 from chalicelib.gateway import worst_case
 from chalicelib.ledger import Principal
-from chalicelib.ledger import budget_cache, calllog, period_bounds, reservations, spec_of
+from chalicelib.ledger import budget_cache, calllog, period_bounds, rate_limits, reservations, spec_of
 from chalicelib.ledger import Budget, CallRecord
 from chalicelib.money import money
 
@@ -154,15 +154,17 @@ def remaining_header(check_result: LimitCheck, cost_usd: Decimal | None) -> dict
 
 
 def reserve(call: Any, body_bytes: bytes, body: dict[str, Any] | None) -> LimitCheck:
-    """Hold the call's worst case on every hard budget that applies and count it against its key's rate limits,
-    all in one transaction; raise BudgetExceeded or RateLimited (nothing held) if one has no room.
+    """Hold the call's worst case on every hard budget that applies and count it against the rate limits of its key,
+    account and team, all in one transaction; raise BudgetExceeded or RateLimited (nothing held) if one has no room.
 
     `call` is the proxy's Call. No hard budget and no rate limit: no work at all, and no AWS request.
     """
     principal, provider, model, user, now = call.principal, call.provider, call.model, call.attribution.user, call.now
     budgets = [item for item in budget_cache.budgets() if held(item)
                and spec_of(item).applies_to(principal.account, principal.team, principal.key_id, provider, model, user)]
-    rates = [("key", principal.key_id, principal.rpm, principal.tpm)] if principal.rpm or principal.tpm else []
+    rates = rate_limits.applying(principal.account, principal.team)
+    if principal.rpm or principal.tpm:
+        rates.append(rate_limits.RateLimit("key", principal.key_id, principal.rpm, principal.tpm))
     if not budgets and not rates:
         return call.limit
     output_known = worst_case.output_cap(body or {}) is not None
@@ -173,8 +175,8 @@ def reserve(call: Any, body_bytes: bytes, body: dict[str, Any] | None) -> LimitC
         worst_usd = worst_case.cost(provider, model, worst, now, (body or {}).get("service_tier")) or Decimal(0)
     claims = [_claim(item, worst, worst_usd, now) for item in budgets]
     minute = now.strftime("%Y-%m-%dT%H:%M")
-    rate_claims = [reservations.RateClaim(scope, scope_id, minute, rpm, tpm, worst.tokens)
-                   for scope, scope_id, rpm, tpm in rates]
+    rate_claims = [reservations.RateClaim(rate.scope, rate.scope_id, minute, rate.rpm, rate.tpm, worst.tokens)
+                   for rate in rates]
     expires = now + timedelta(seconds=min(call.deadline - call.started, 86_400)) + HOLD_GRACE
     done = reservations.reserve(claims, rate_claims, call.call_id, expires, now)
     if isinstance(done.refused, reservations.RateClaim):
@@ -231,17 +233,15 @@ def _rate_limited(rate: reservations.RateClaim, now: datetime) -> RateLimited:
 
 def write_call(record: CallRecord, check_result: LimitCheck | None) -> str:
     """Write the call record; with holds, in the same transaction that settles them (written once, settled once).
-    If that transaction fails, the record goes the usual way (retry, then spill) and its holds expire."""
+    If that transaction fails, the record spills with its holds, and its replay settles them the same way."""
     if check_result is None or not check_result.holds:
         return calllog.write(record)
-    tokens = (record.input_tokens + record.cache_read_tokens + record.cache_write_tokens + record.output_tokens
-              + record.reasoning_tokens)
     try:
-        reservations.write_settled(record, check_result.holds, record.cost_usd, tokens)
+        reservations.write_settled(record, check_result.holds)
         return "written"
-    except Exception as exc:  # the record must not be lost: it is written (or spilled) on its own
+    except Exception as exc:  # the record must not be lost: it spills, and carries its holds to the replay
         from chalicelib.observability import logger
 
-        logger.warning("settlement failed; the call is logged alone and its holds expire",
+        logger.warning("call record and settlement not written; spilling both",
                        extra={"call_id": record.call_id, "error": f"{type(exc).__name__}: {exc}"})
-        return calllog.write(record)
+        return calllog.spill(record, check_result.holds)

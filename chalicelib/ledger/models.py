@@ -493,3 +493,23 @@ class RateWindow(Model):
     requests = NumberAttribute(default=0)
     tokens = NumberAttribute(default=0)
     expires_at = TTLAttribute(null=True)
+
+
+class ScopeLimit(Model):
+    """An account's or a team's requests and tokens per minute (`PUT /admin/limits/{scope}/{scope_id}`; a key's are
+    on its ApiKey item).
+
+    Key: `pk` = `config#limits` + `day` = `<scope>#<scope_id>`: every limit is one Query, which the proxy caches as
+    it caches budgets (chalicelib/ledger/rate_limits.py). Lives in the aggregates table with no `kind`.
+    """
+
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    scope = UnicodeAttribute()  # account | team
+    scope_id = UnicodeAttribute()
+    rpm = NumberAttribute(null=True)
+    tpm = NumberAttribute(null=True)
+    set_at = UnicodeAttribute()

@@ -153,16 +153,17 @@ def _count(transaction: _Transaction, rate: RateClaim, now: datetime) -> None:
         RateWindow.expires_at.set(now + RATE_KEPT)], condition=condition)
 
 
-def write_settled(record: CallRecord, holds: tuple[Hold, ...], cost_usd: Decimal | None, tokens: int) -> bool:
+def write_settled(record: CallRecord, holds: tuple[Hold, ...]) -> bool:
     """Write the call record and settle its holds in one transaction: each hold's worst case is released and the
-    actual cost (or tokens) becomes the ledger's spend. The record's put is conditional on it not being logged
-    and each hold's delete on its state, so a retry or a replay never settles twice; a hold the evaluator has
-    already released (the call outlived it) settles its spend without releasing twice.
+    call's actual cost (or tokens) becomes the ledger's spend. The record's put is conditional on it not being
+    logged and each hold's delete on its state, so a retry or a replay (chalicelib/ledger/calllog.py: a spilled
+    record carries its holds) never settles twice; a hold the evaluator has already released (the call outlived
+    it) settles its spend without releasing twice.
 
-    True if written now or before; a failure other than a condition or a conflict is raised (the caller spills
-    the record, and the holds expire).
+    True if written now, False if it was logged (and settled) before; a failure other than a condition or a
+    conflict is raised (the caller spills the record with its holds).
     """
-    actual = {"usd": cost_usd or Decimal(0), "tokens": Decimal(tokens)}
+    actual = {"usd": record.cost_usd or Decimal(0), "tokens": Decimal(settled_tokens(record))}
     states = {hold.key + hold.budget_id: "held" for hold in holds}
     for attempt in range(CONFLICT_TRIES):
         live = [h for h in holds if states[h.key + h.budget_id] is not None]
@@ -176,7 +177,7 @@ def write_settled(record: CallRecord, holds: tuple[Hold, ...], cost_usd: Decimal
         if reasons is None:
             return True
         if reasons.get("record") == "condition":  # already logged, and settled with it
-            return True
+            return False
         for hold in live:
             if reasons.get(hold) == "condition":  # released meanwhile (then expired), or gone (then nothing to do)
                 states[hold.key + hold.budget_id] = NEXT_STATE[states[hold.key + hold.budget_id]]
@@ -185,6 +186,22 @@ def write_settled(record: CallRecord, holds: tuple[Hold, ...], cost_usd: Decimal
         elif "condition" not in reasons.values():
             raise RuntimeError(f"call record and settlement not written: {reasons}")
     raise RuntimeError("call record and settlement not written: the ledger stayed contended")
+
+
+def settled_tokens(record: CallRecord) -> int:
+    """What a call counts on a token budget: every token it used, in and out."""
+    return (record.input_tokens + record.cache_read_tokens + record.cache_write_tokens + record.output_tokens
+            + record.reasoning_tokens)
+
+
+def holds_payload(holds: tuple[Hold, ...]) -> list[dict[str, str]]:
+    """Holds as JSON, for a spilled record to carry to its replay."""
+    return [{"budget_id": h.budget_id, "unit": h.unit, "period": h.period, "key": h.key, "amount": str(h.amount)}
+            for h in holds]
+
+
+def holds_of_payload(payload: list[dict[str, str]]) -> tuple[Hold, ...]:
+    return tuple(Hold(h["budget_id"], h["unit"], h["period"], h["key"], Decimal(h["amount"])) for h in payload)
 
 
 def _settle(transaction: _Transaction, hold: Hold, state: str, actual: Decimal) -> None:

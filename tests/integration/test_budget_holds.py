@@ -109,8 +109,9 @@ def _held(budget_id="b", amount=Decimal("1"), limit=Decimal("10"), expires_in=ti
 
 def test_a_retried_or_replayed_settlement_settles_once(aws_env):
     holds, record, start = _held()
-    for _ in range(3):
-        assert reservations.write_settled(record, holds, Decimal("0.25"), 0)
+    assert reservations.write_settled(record, holds)
+    for _ in range(2):
+        assert not reservations.write_settled(record, holds)  # logged before: nothing settles again
     ledger = reservations.ledger_of("b", start)
     assert (ledger.spent, ledger.held, ledger.headroom, ledger.calls) == (Decimal("0.25"), 0, Decimal("9.75"), 1)
     assert calllog.replay_bodies([json.dumps(record.serialize())]) == {"replayed": 0, "duplicates": 1}
@@ -124,8 +125,8 @@ def test_an_expired_hold_is_released_once_and_a_late_call_settles_its_spend_only
     assert reservations.release_expired("b", later) == 0
     ledger = reservations.ledger_of("b", start)
     assert (ledger.held, ledger.headroom) == (0, Decimal("10"))
-    assert reservations.write_settled(record, holds, Decimal("0.25"), 0)
-    assert reservations.write_settled(record, holds, Decimal("0.25"), 0)
+    assert reservations.write_settled(record, holds)
+    assert not reservations.write_settled(record, holds)
     ledger = reservations.ledger_of("b", start)
     assert (ledger.spent, ledger.held, ledger.headroom) == (Decimal("0.25"), 0, Decimal("9.75"))
     assert reservations.holds_of("b") == []
@@ -195,3 +196,29 @@ def test_a_ledger_behind_the_aggregates_raises_one_alert_and_is_never_overwritte
     assert len(drifts) == 1 and drifts[0].scope_id == "acme-daily" and drifts[0].state == "open"
     assert "$0.25" in drifts[0].message or "0.25" in drifts[0].message
     assert today_ledger("acme-daily").spent == settled  # never overwritten
+
+
+def test_a_spilled_call_settles_its_holds_once_when_its_record_is_replayed(gateway, upstream, dynamo_faults):
+    """The settlement's transaction fails (DynamoDB down after the hold): the record spills with its holds, and
+    the replay writes it and settles them in one transaction, once however often SQS delivers it."""
+    import boto3
+
+    key = gateway.new_key()
+    hard_budget(gateway, "acme-daily", WORST * 3)
+    dynamo_faults.fail("TransactWriteItems", times=100, code="InternalServerError", status=500, after=1)
+    dynamo_faults.fail("PutItem", times=100, code="InternalServerError", status=500)
+    response = gateway.call("/openai/v1/chat/completions", CHAT, key, raw=BODY)
+    assert response.status_code == 200
+    dynamo_faults.clear()
+    assert list(CallRecord.scan()) == [] and today_ledger("acme-daily").held == WORST
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName="tollgate-dev-spill")["QueueUrl"]
+    body = sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"]
+    assert calllog.replay_bodies([body]) == {"replayed": 1, "duplicates": 0}
+    assert calllog.replay_bodies([body]) == {"replayed": 0, "duplicates": 1}  # SQS delivered it again
+    [record] = CallRecord.scan()
+    ledger = today_ledger("acme-daily")
+    assert record.call_id == response.headers["X-Tollgate-Call-Id"] and record.cost_usd > 0
+    assert (ledger.held, ledger.spent, ledger.calls) == (0, record.cost_usd, 1)
+    assert ledger.headroom == WORST * 3 - record.cost_usd
+    assert reservations.holds_of("acme-daily") == []
