@@ -513,3 +513,20 @@ class ScopeLimit(Model):
     rpm = NumberAttribute(null=True)
     tpm = NumberAttribute(null=True)
     set_at = UnicodeAttribute()
+
+
+class WindowSpend(Model):
+    """What a hard window budget's calls cost in one UTC minute (by when they settled), until the minute has left
+    the window and the evaluator gives it back to the ledger's headroom (chalicelib/ledger/reservations.py).
+
+    Key: `pk` = `hard#<budget_id>` (beside the budget's `window` ledger) + `day` = `window|<minute>`: the minutes
+    that have left the window are one Query. Lives in the aggregates table with no `kind`.
+    """
+
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    spent = DecimalAttribute()
+    expires_at = TTLAttribute(null=True)  # long after the minute has left the window: only a forgotten item goes

@@ -3,7 +3,8 @@ actual cost in the same transaction as its call record, release the holds of cal
 
 Each hard budget's period is one `BudgetLedger` item whose `headroom` (limit − spent − held) a hold decrements
 under `headroom >= worst case`, and each call's hold one `BudgetHold` item; a rate limit is one `RateWindow`
-per minute. One call's holds and counts on every budget and limit that applies go in one TransactWriteItems,
+per minute. A rolling window has one ledger whose settled spend is also counted per minute (`WindowSpend`): once a
+minute has left the window, `retire_window` gives it back to the headroom, exactly once. One call's holds and counts on every budget and limit that applies go in one TransactWriteItems,
 all or nothing, so no interleaving of containers can admit past a limit. The gateway decides what to hold
 (chalicelib/gateway/limits.py); this module only writes and reads.
 """
@@ -20,9 +21,10 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.operand import Value
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import aws
+from chalicelib import aws, clock
 from chalicelib.clock import iso, parse_iso, precise
-from chalicelib.ledger.models import BudgetHold, BudgetLedger, CallRecord, RateWindow
+from chalicelib.ledger.budgets import WINDOW_LEDGER
+from chalicelib.ledger.models import BudgetHold, BudgetLedger, CallRecord, RateWindow, WindowSpend
 
 CONFLICT_TRIES = 8  # another container's transaction on the same ledger item: try again, a little later
 LEDGER_KEPT = timedelta(days=90)  # a period's ledger outlives the period, for the reports and reconciling
@@ -213,6 +215,10 @@ def _settle(transaction: _Transaction, hold: Hold, state: str, actual: Decimal) 
         actions = [BudgetLedger.headroom.set(BudgetLedger.headroom - actual)]
     transaction.update(("ledger", hold), ledger, actions=[*actions, BudgetLedger.spent.set(BudgetLedger.spent + actual),
                                         BudgetLedger.calls.add(1)], condition=BudgetLedger.headroom.exists())
+    if hold.period == WINDOW_LEDGER and actual:  # its spend leaves the window with the minute it settled in
+        minute = clock.now().replace(second=0, microsecond=0)
+        transaction.update(("minute", hold), WindowSpend(ledger_pk(hold.budget_id), _minute_key(minute)), actions=[
+            WindowSpend.spent.add(actual), WindowSpend.expires_at.set(minute + HOLD_KEPT)])
     transaction.delete(hold, BudgetHold(hold_pk(hold.budget_id), hold.key), condition=BudgetHold.state == state)
 
 
@@ -244,6 +250,43 @@ def release_expired(budget_id: str, now: datetime) -> int:
         if _run(write) is None:
             released += 1
     return released
+
+
+def retire_window(budget_id: str, window_minutes: int, now: datetime) -> int:
+    """Give back to a window ledger's headroom the spend of every minute that has left the window (each once: the
+    minute's item is deleted on the amount it was read with), and the spend measured before the ledger opened once
+    a window has passed since. Late (the evaluator runs each minute) is only stricter. Returns how many."""
+    window = timedelta(minutes=window_minutes)
+    last_gone = _minute_key((now - window - timedelta(minutes=1)).replace(second=0, microsecond=0))
+    retired = 0
+    for minute in WindowSpend.query(ledger_pk(budget_id), WindowSpend.day.between(_minute_key(None), last_gone),
+                                    consistent_read=True):
+        def write(transaction: _Transaction, minute: WindowSpend = minute) -> None:
+            transaction.delete("minute", minute, condition=WindowSpend.spent == minute.spent)
+            _give_back(transaction, budget_id, minute.spent)
+
+        retired += _run(write) is None
+    ledger = ledger_of(budget_id, WINDOW_LEDGER)
+    if ledger is not None and ledger.baseline and parse_iso(ledger.opened_at) + window + timedelta(minutes=1) <= now:
+        retired += aws.conditional(lambda: ledger.update(actions=[*_given_back(ledger.baseline),
+                                                                  BudgetLedger.baseline.set(Decimal(0))],
+                                                         condition=BudgetLedger.baseline == ledger.baseline))
+    return retired
+
+
+def _give_back(transaction: _Transaction, budget_id: str, amount: Decimal) -> None:
+    transaction.update("ledger", BudgetLedger(ledger_pk(budget_id), WINDOW_LEDGER), actions=_given_back(amount),
+                       condition=BudgetLedger.headroom.exists())
+
+
+def _given_back(amount: Decimal) -> list:
+    """Spend that has left a window: off the ledger's spend, back on its headroom."""
+    return [BudgetLedger.headroom.set(BudgetLedger.headroom + amount), BudgetLedger.spent.set(BudgetLedger.spent - amount)]
+
+
+def _minute_key(minute: datetime | None) -> str:
+    """A window ledger's minute item's `day` (`window|2026-12-07T17:05`); None: the first of them all."""
+    return f"{WINDOW_LEDGER}|" + (minute.strftime("%Y-%m-%dT%H:%M") if minute else "")
 
 
 def expired_holds(budget_id: str, now: datetime) -> Iterator[BudgetHold]:
