@@ -232,3 +232,43 @@ def test_a_keys_requests_per_minute_hold_across_4_processes(stack, proxies, upst
     statuses = run_burst(proxies, made["key"], one)
     assert statuses.count(200) == 7 and statuses.count(429) == PROCESSES * PER_PROCESS - 7
     assert sent_upstream(upstream) == 7
+
+
+def test_account_and_team_limits_and_a_hard_budget_hold_together_across_4_processes(stack, proxies, upstream):
+    """One key in account `crowd`, one in `crowd2`, both in team `squad`: the team allows 9 requests a minute, the
+    account `crowd` 5, and `crowd2` has a hard budget. Each call takes its counters and its hold in one transaction,
+    so the team serves exactly 9 however the 100 calls interleave, `crowd` at most 5 of them, and a call refused by
+    one limit counts on none."""
+    first = stack.admin("POST", "/admin/keys", json={"name": "crowd", "account": "crowd", "team": "squad"}).json()
+    second = stack.admin("POST", "/admin/keys", json={"name": "crowd2", "account": "crowd2", "team": "squad"}).json()
+    assert stack.admin("PUT", "/admin/limits/team/squad", json={"rpm": 9}).status_code == 200
+    assert stack.admin("PUT", "/admin/limits/account/crowd", json={"rpm": 5}).status_code == 200
+    hard_budget(stack, "crowd2", "crowd2", Decimal(100))
+    time.sleep(6)  # past the proxies' budget and limit caches
+    if time.gmtime().tm_sec >= 45:  # the burst counts within one UTC minute
+        time.sleep(61 - time.gmtime().tm_sec)
+    keys = {first["key"]: "crowd", second["key"]: "crowd2"}
+    for proxy in proxies:
+        for key in keys:
+            sdk(proxy, key).models.list()
+
+    def one(job):
+        proxy, key = job
+        try:
+            sdk(proxy, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=MAX_TOKENS)
+            return keys[key], 200
+        except openai.RateLimitError as error:
+            assert error.response.json()["error"]["type"] == "rate_limit_exceeded"
+            assert int(error.response.headers["retry-after"]) >= 1
+            return keys[key], 429
+
+    jobs = [(proxy, list(keys)[n % 2]) for proxy in proxies for n in range(PER_PROCESS)]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(one, jobs))
+    served = [account for account, status in results if status == 200]
+    assert len(served) == 9 and served.count("crowd") <= 5 and len(results) == PROCESSES * PER_PROCESS
+    assert sent_upstream(upstream) == 9
+    view = settled(stack, "crowd2")
+    assert view["reserved_usd"] == "0"
+    _, cost = logged_cost(stack, "crowd2")
+    assert Decimal(view["spent"]) == cost
