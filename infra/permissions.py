@@ -47,6 +47,7 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "AggregatesTable?pk=hold#*": ("dynamodb:DeleteItem", "dynamodb:PutItem"),
         "AggregatesTable?pk=rate#*": ("dynamodb:UpdateItem",),
         "AggregatesTable?pk=config#limits": ("dynamodb:Query",),  # accounts' and teams' rate limits, cached
+        "AggregatesTable?pk=config#fallbacks": ("dynamodb:Query",),  # the fallback rules, read after a failed try
         "ssm:/tollgate/${Stage}/openai-api-key": ("ssm:GetParameter",),
         "ssm:/tollgate/${Stage}/anthropic-api-key": ("ssm:GetParameter",),
         "ssm:/tollgate/${Stage}/openrouter-api-key": ("ssm:GetParameter",),

@@ -326,13 +326,14 @@ def _scheduled_event(client):
 
 def run_proxy(recorder, dynamo_faults):
     """Authenticate (and count a refused key), enforce hard budgets, log calls (streamed and not, every
-    provider), spill one when DynamoDB fails."""
+    provider), fall back after a failed attempt (reading the rules), spill one when DynamoDB fails."""
     from starlette.testclient import TestClient
 
     from chalicelib.alerting import budget_store
     from chalicelib.gateway.proxy_app import app
     from chalicelib import secret_store
-    from chalicelib.ledger import key_limits, keys, rate_limits, signals
+    from chalicelib.gateway.fallbacks import parse_rule
+    from chalicelib.ledger import fallback_rules, key_limits, keys, rate_limits, signals
 
     key = keys.create_gateway_key({"name": "least privilege", "account": "acme"})["key"]
     budget_store.put_budget("acme-hard", {"scope": "account", "scope_id": "acme", "period": "monthly",
@@ -346,6 +347,8 @@ def run_proxy(recorder, dynamo_faults):
     key_limits.set_limits(paced["key_id"], {"rpm": 100})
     rate_limits.set_limits("account", "acme", {"rpm": 1000}, _now())  # an account's limit, counted beside its budgets
     paced_headers = {"Authorization": f"Bearer {paced['key']}"}
+    fallback_rules.save(parse_rule("faulty", {"match": {"provider": "openai", "model": "fault-503"},
+                                              "targets": [{"provider": "openai", "model": "gpt-4o-mini"}]}), _now())
     with recorder.running("ProxyFunction"), TestClient(app) as proxy:
         assert proxy.post("/openai/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
         streamed = proxy.post("/openai/v1/chat/completions", json={**CHAT, "stream": True}, headers=headers)
@@ -356,6 +359,8 @@ def run_proxy(recorder, dynamo_faults):
         assert proxy.post("/groq/openai/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
         assert proxy.post("/azure/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
                           json=CHAT, headers={"api-key": key}).status_code == 200
+        fell_back = proxy.post("/openai/v1/chat/completions", json={**CHAT, "model": "fault-503"}, headers=headers)
+        assert fell_back.status_code == 200 and fell_back.headers["X-Tollgate-Attempts"] == "2", fell_back.text
         assert secret_store.provider_key("gemini") == UPSTREAM_KEY  # what Gemini's route reads before it calls
         signals.failures = signals.FailureCounter()  # a fresh container flushes its first refusal at once
         unknown = {"Authorization": "Bearer tg-000000000000_unknown"}

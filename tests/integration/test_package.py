@@ -360,7 +360,8 @@ def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
             ({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["hard#*"]}}, {"dynamodb:UpdateItem"}),
             ({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["hold#*"]}}, {"dynamodb:DeleteItem", "dynamodb:PutItem"}),
             ({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["rate#*"]}}, {"dynamodb:UpdateItem"}),
-            ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["config#limits"]}}, {"dynamodb:Query"}))}
+            ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["config#limits"]}}, {"dynamodb:Query"}),
+            ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["config#fallbacks"]}}, {"dynamodb:Query"}))}
     env = template["Resources"]["ProxyFunction"]["Properties"]["Environment"]["Variables"]
     for provider in ("openai", "anthropic", "openrouter", "groq", "gemini", "azure"):  # the names it reads are the ones it may read
         assert env[f"TOLLGATE_{provider.upper()}_API_KEY_PARAMETER"] == {"Fn::Sub": f"/tollgate/${{Stage}}/{provider}-api-key"}
