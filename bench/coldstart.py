@@ -92,7 +92,8 @@ def start_once(env: dict[str, str], code: Path, key: str,
             client.post("/openai/v1/chat/completions", json=BODY).raise_for_status()
             calls.append((time.perf_counter() - sent) * 1000)
             if len(calls) == 1:
-                cold_cpu_ms = process_cpu_s(server.pid) * 1000  # the adapter's `exec`s leave the proxy's python as this pid
+                # the adapter's `exec`s leave the proxy's python as this pid
+                cold_cpu_ms = process_cpu_s(server.pid) * 1000
         cpu = process_cpu_s(server.pid)
         for _ in range(WARM_CALLS):
             client.post("/openai/v1/chat/completions", json=BODY).raise_for_status()

@@ -9,22 +9,24 @@ DynamoDB model load once instead of once per pynamodb model. What stays for the 
 from __future__ import annotations
 
 from chalicelib import aws, clock, secret_store
-from chalicelib.ledger import ApiKey, Budget, CallRecord, budget_cache
+from chalicelib.ledger import ApiKey, Budget, CallRecord, ScopeLimit, budget_cache, rate_limits
 from chalicelib.observability import logger
 from chalicelib.settings import get_settings
 
 
 def warm() -> None:
-    """Clients, the budgets, the price data: in init, once."""
+    """Clients, the budgets and rate limits, the price data: in init, once."""
     settings = get_settings()
-    aws.share_session(*(model._get_connection().connection for model in (ApiKey, Budget, CallRecord)),
+    aws.share_session(*(model._get_connection().connection for model in (ApiKey, Budget, ScopeLimit, CallRecord)),
                       aws.transactions())
     if settings.provider_key_parameters:
         secret_store.secrets.client()
-    try:
-        budget_cache.budgets()  # one Scan; still fresh for the first call if it follows within the cache's seconds
+    try:  # a Scan and a Query; still fresh for the first call if it follows within the caches' seconds
+        budget_cache.budgets()
+        rate_limits.limit_cache.items()
     except Exception as exc:  # noqa: BLE001 - the first call reads them again, and answers the error if it lasts
-        logger.warning("init could not read the budgets", extra={"error": f"{type(exc).__name__}: {exc}"})
+        logger.warning("init could not read the budgets and rate limits",
+                       extra={"error": f"{type(exc).__name__}: {exc}"})
     _load_prices()
 
 

@@ -73,14 +73,14 @@ def test_a_hard_budget_reserves_in_a_worker_thread(gateway, upstream, hops, aws_
 
 
 def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, monkeypatch):
-    """pynamodb makes a session per model (keys, budgets, calls) and the SSM read made a fourth: 60-100 ms each
-    on a cold start. The proxy's init (chalicelib/gateway/warmup.py) makes them all on one."""
+    """pynamodb makes a session per model (keys, budgets, rate limits, calls) and the SSM read made one more: 60-100 ms
+    each on a cold start. The proxy's init (chalicelib/gateway/warmup.py) makes them all on one."""
     import boto3
     import botocore.session
 
     from chalicelib import aws, secret_store
     from chalicelib.gateway import warmup
-    from chalicelib.ledger import ApiKey, Budget, CallRecord
+    from chalicelib.ledger import ApiKey, Budget, CallRecord, ScopeLimit
     from tests.conftest import UPSTREAM_KEY
     from tests.integration.conftest import reload_settings
 
@@ -89,7 +89,7 @@ def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, m
     monkeypatch.delenv("TOLLGATE_OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("TOLLGATE_OPENAI_API_KEY_PARAMETER", "/tollgate/test/openai")
     reload_settings()
-    for model in (ApiKey, Budget, CallRecord):  # as in a fresh process
+    for model in (ApiKey, Budget, ScopeLimit, CallRecord):  # as in a fresh process
         monkeypatch.setattr(model, "_connection", None)
     aws.botocore_session.cache_clear()
     sessions = []
