@@ -104,9 +104,8 @@ async def handle(provider: str, path: str, request: IncomingRequest) -> Answer:
 async def _admitted(adapter: ProviderAdapter, call: Call, request: IncomingRequest,
                     match: Match) -> tuple[PreparedBody | None, dict]:
     """`_admit` on the event loop when it makes no AWS request (key, budgets, rate limits and secret cached, nothing
-    to reserve):
-    no hop to a worker thread. Otherwise it stops at its first request, before anything is held or cached, and
-    runs again from the start in a worker thread. (A process serving several calls at once, as the local stack
+    to reserve): no hop to a worker thread. Otherwise it stops at its first request, before anything is held or
+    cached, and runs again from the start in a worker thread. (A process serving several calls at once, as the local stack
     does, may find the budget or rate-limit cache expired while a worker thread reloads it: the loop then waits
     for that one read. A Lambda environment serves one call at a time.)"""
     try:
