@@ -887,26 +887,13 @@ class Rollup:
     def shape(self) -> Shape:
         return self.tiers[0].shape
 
-    @property
-    def wcu_per_call(self) -> float:
-        return sum(t.wcu_per_call for t in self.tiers)
+    def _sum(self, per_call: str) -> float:
+        return sum(getattr(t, per_call) for t in self.tiers)
 
-    @property
-    def table_wcu_per_call(self) -> float:
-        return sum(t.table_wcu_per_call for t in self.tiers)
-
-    @property
-    def index_wcu_per_call(self) -> float:
-        return sum(t.index_wcu_per_call for t in self.tiers)
-
-    @property
-    def update_items_per_call(self) -> float:
-        return sum(t.update_items_per_call for t in self.tiers)
-
-    @property
-    def summary(self) -> Result:
-        """The tier /api/summary reads (all traffic's items), or the only one."""
-        return next((t for t in self.tiers if t.shape.tier == "summary"), self.tiers[0])
+    wcu_per_call = property(lambda self: self._sum("wcu_per_call"))
+    table_wcu_per_call = property(lambda self: self._sum("table_wcu_per_call"))
+    index_wcu_per_call = property(lambda self: self._sum("index_wcu_per_call"))
+    update_items_per_call = property(lambda self: self._sum("update_items_per_call"))
 
     @property
     def met(self) -> bool:

@@ -1145,7 +1145,7 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
             if alarm["Type"] == "AWS::CloudWatch::Alarm":
                 cloudwatch.put_metric_alarm(**resolve(alarm["Properties"], physical, values))  # same names as the API
         described = cloudwatch.describe_alarms(MaxRecords=100)["MetricAlarms"]
-        assert len(described) == 40 and {a["AlarmActions"][0] for a in described} == {physical["AlertsTopic"]}
+        assert len(described) == 44 and {a["AlarmActions"][0] for a in described} == {physical["AlertsTopic"]}
         sns = boto3.client("sns", region_name=MOTO_REGION)
         # (moto keeps a CloudFormation key policy as an object, which its own DescribeKey then fails to read)
         assert sns.get_topic_attributes(TopicArn=physical["AlertsTopic"])["Attributes"]["KmsMasterKeyId"] == \
