@@ -443,6 +443,7 @@ def api_requests(ids):
     """(method, route as app.py declares it, concrete path, body) for every /admin, /api and public route."""
     today = _now().strftime("%Y-%m-%d")
     yesterday = (_now() - timedelta(days=1)).strftime("%Y-%m-%d")
+    closed = (_now() - timedelta(days=2)).strftime("%Y-%m-%d")  # closed for a rebuild at any hour (00:25 UTC after)
     return [
         ("POST", "/admin/keys", "/admin/keys", {"name": "ops", "account": "acme"}),
         ("GET", "/admin/keys", "/admin/keys", None),
@@ -461,8 +462,8 @@ def api_requests(ids):
         ("GET", "/admin/audit", "/admin/audit", None),
         ("POST", "/admin/jobs/{job}", "/admin/jobs/evaluate", {}),
         ("POST", "/admin/jobs/{job}", "/admin/jobs/digest", {"kind": "daily"}),
-        ("POST", "/admin/jobs/{job}", "/admin/jobs/recalculate", {"from": yesterday, "to": yesterday}),
-        ("POST", "/admin/jobs/{job}", "/admin/jobs/reconcile", {"day": yesterday, "fix": True}),
+        ("POST", "/admin/jobs/{job}", "/admin/jobs/recalculate", {"from": closed, "to": closed}),
+        ("POST", "/admin/jobs/{job}", "/admin/jobs/reconcile", {"day": closed, "fix": True}),
         ("POST", "/admin/jobs/{job}", "/admin/jobs/reprice", {"start": yesterday, "end": today}),
         ("PUT", "/admin/fallbacks/{name}", "/admin/fallbacks/openai-mini",
          {"match": {"provider": "openai", "model": "gpt-4o-mini"},
