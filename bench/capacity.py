@@ -979,7 +979,7 @@ def _tier_rows(r: Result, top: int) -> list[tuple[str, ...]]:
                 f"{r.wcu_per_call:.2f} WCU ({r.table_wcu_per_call:.2f} table + {r.index_wcu_per_call:.2f} index)",
                 "-", "-", f"at replay sizes: {(r.sim_units + r.sim_index_units) / r.calls:.2f} WCU"))
     fresh = freshness_s(r)
-    # The target is /api/summary's: all traffic's items (the summary tier, or every item when one tier folds all).
+    # The target is /api/summary's: all traffic's items and its split by provider (the summary tier, or every item).
     target = (f"{fresh:.0f} s ≤ {FRESHNESS_TARGET_S} s: {'met' if fresh <= FRESHNESS_TARGET_S else 'MISSED'}"
               if r.shape.tier != "detail" else f"{fresh:.0f} s (an account's, key's, user's, team's, model's… "
               "items: no target)")

@@ -257,7 +257,7 @@ def test_the_summary_and_the_detail_fold_apart_each_exactly_once(aws_env, dynamo
     records = [as_ttl_expiry(r) if r["eventName"] == "REMOVE" else r for r in stream_records()]
     for start in range(0, len(records), 3):
         assert rollup_calls({"Records": records[start:start + 3]}, None) == {"batchItemFailures": []}
-    assert {kind for kind, _, _ in stored_counters()} == {"global"}  # the summary's items alone
+    assert {kind for kind, _, _ in stored_counters()} == {"global", "provider"}  # the summary's items alone
     assert rollup_calls({"Records": records[:5]}, None) == {"batchItemFailures": []}  # redelivered
     dynamo_faults.fail("UpdateItem", times=1, code=NOT_THE_RECORD, after=4)
     [failed] = rollup_details({"Records": records[:8]}, None)["batchItemFailures"]

@@ -131,8 +131,8 @@ def test_each_tier_replays_only_its_own_items_and_their_units_add_up():
     small = dict(calls_per_s=200, accounts=20, models=5, users=200, teams_per_account=2, team_names=5,
                  keys_per_account=2, operations=3, stream_shards=4, batch=50)
     summary, detail = (capacity.simulate(Shape(**small, tier=tier), seconds=1) for tier in ("summary", "detail"))
-    assert {load.pk.split("#")[0] for load in summary.items} == {"global"}
-    assert "global" not in {load.pk.split("#")[0] for load in detail.items}
+    assert {load.pk.split("#")[0] for load in summary.items} == {"global", "provider"}
+    assert not {"global", "provider"} & {load.pk.split("#")[0] for load in detail.items}
     both = capacity.Rollup([summary, detail])
     assert both.wcu_per_call == summary.wcu_per_call + detail.wcu_per_call
     rows = capacity.rows([both])
