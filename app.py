@@ -10,7 +10,7 @@ from chalicelib.alerting import alert_store, budget_store, credits, digest, list
 from chalicelib.alerting import provider_balances
 from chalicelib.errors import NotFound
 from chalicelib.gateway import fallbacks, reprice
-from chalicelib.ledger import audit, auth, calllog, fallback_rules, gdpr, key_limits, keys
+from chalicelib.ledger import audit, auth, calllog, fallback_rules, gdpr, key_limits, keys, rate_limits
 from chalicelib.reports import calls as call_reports
 from chalicelib.reports import exports, forecast, openapi, people, providers, usage
 from chalicelib.rollup import DETAIL, SUMMARY, handler, rebuild
@@ -65,6 +65,30 @@ def set_key_limits(key_id):
     """Set a key's requests and tokens per minute (`{"rpm"?, "tpm"?}`; null removes one)."""
     _admin()
     return key_limits.set_limits(key_id, chalice_http.json_body(app.current_request))
+
+
+@app.route("/admin/limits", methods=["GET"])
+@chalice_http.json_api
+def list_limits():
+    """Every account's and team's requests and tokens per minute (a key's: PUT /admin/keys/{key_id}/limits)."""
+    _admin()
+    return {"limits": [limit.view() for limit in rate_limits.all_limits()]}
+
+
+@app.route("/admin/limits/{scope}/{scope_id}", methods=["PUT"], content_types=ANY)
+@chalice_http.json_api
+def set_scope_limits(scope, scope_id):
+    """Set an account's or a team's requests and tokens per minute (`{"rpm"?, "tpm"?}`; null removes one)."""
+    _admin()
+    return rate_limits.set_limits(scope, scope_id, chalice_http.json_body(app.current_request), clock.now())
+
+
+@app.route("/admin/limits/{scope}/{scope_id}", methods=["DELETE"])
+@chalice_http.json_api
+def delete_scope_limits(scope, scope_id):
+    """Remove an account's or a team's rate limits."""
+    _admin()
+    return rate_limits.delete(scope, scope_id)
 
 
 @app.route("/admin/dashboard-keys", methods=["POST"], content_types=ANY)

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from bench import QUICK, sized
-from bench.harness import fake_aws_env, fast_moto_reads, metering
+from bench.harness import fake_aws_env, metering
 
 VOLUMES = sized((10_000, 1_000_000, 10_000_000), (100, 1_000, 10_000))
 FACTS_AT_1M = sized(14_400, 150)
@@ -129,7 +129,6 @@ def measure_endpoints(client, headers: dict[str, str], meter) -> dict[str, tuple
 
 def measure() -> tuple[list[tuple[str, ...]], list[str]]:
     fake_aws_env()
-    fast_moto_reads()
     import boto3
     from chalice.test import Client
     from moto import mock_aws
@@ -167,7 +166,6 @@ def users_at_scale(now: datetime) -> list[tuple[str, ...]]:
     """`/api/usage/users` over 100k distinct users (100 in each of 1,000 accounts), one call each this week:
     an account's users (its split by user) and everyone's (the by_kind index over 100k user scopes)."""
     fake_aws_env()
-    fast_moto_reads()
     from chalice.test import Client
     from moto import mock_aws
 

@@ -65,29 +65,3 @@ def metering() -> Iterator[AwsMeter]:
         botocore.endpoint.Endpoint.make_request, BotocoreStubber.__call__ = make_request, answer
 
 
-def fast_moto_reads() -> None:
-    """moto sorts every item of a table on each Query (`Table.all_items`); the JSON API bench reads tables of
-    ~200k small items hundreds of times without writing, so the sorted list is kept until the next write.
-    Only moto's own time changes, which the bench takes out of the handler's latency anyway."""
-    from moto.dynamodb.models.table import Table
-
-    if getattr(Table, "_bench_cached", False):
-        return
-    sort_all = Table.all_items
-
-    def all_items(self):
-        if getattr(self, "_bench_sorted", None) is None:
-            self._bench_sorted = sort_all(self)
-        return self._bench_sorted
-
-    def forgetting(write):
-        def wrapped(self, *args, **kwargs):
-            self._bench_sorted = None
-            return write(self, *args, **kwargs)
-        return wrapped
-
-    Table.all_items = all_items
-    for name in ("put_item", "delete_item", "update_item"):
-        if hasattr(Table, name):
-            setattr(Table, name, forgetting(getattr(Table, name)))
-    Table._bench_cached = True

@@ -39,6 +39,7 @@ class RunningStack:
     demo_key: str
     aws: str
     aws_log: Path
+    admin_key: str = ""
 
     def aws_requests(self) -> list[AwsRequest]:
         out = []
@@ -79,7 +80,8 @@ def start(data_dir: str, upstream_url: str) -> RunningStack:
         time.sleep(0.1)
     text = log.read_text()
     return RunningStack(process, f"http://127.0.0.1:{port}", re.search(r"Demo key\s+(\S+)", text).group(1),
-                        re.search(r"AWS \(moto\)\s+(\S+)", text).group(1), aws_log)
+                        re.search(r"AWS \(moto\)\s+(\S+)", text).group(1), aws_log,
+                        re.search(r"Admin key\s+(\S+)", text).group(1))
 
 
 def log_aws_requests(path: str) -> None:

@@ -46,6 +46,8 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "AggregatesTable?pk=hard#*": ("dynamodb:UpdateItem",),
         "AggregatesTable?pk=hold#*": ("dynamodb:DeleteItem", "dynamodb:PutItem"),
         "AggregatesTable?pk=rate#*": ("dynamodb:UpdateItem",),
+        "AggregatesTable?pk=config#limits": ("dynamodb:Query",),  # accounts' and teams' rate limits, cached
+        "AggregatesTable?pk=config#fallbacks": ("dynamodb:Query",),  # the fallback rules, read after a failed try
         "ssm:/tollgate/${Stage}/openai-api-key": ("ssm:GetParameter",),
         "ssm:/tollgate/${Stage}/anthropic-api-key": ("ssm:GetParameter",),
         "ssm:/tollgate/${Stage}/openrouter-api-key": ("ssm:GetParameter",),
@@ -81,6 +83,8 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "ArchiveBucket/calls/*": ("s3:DeleteObjectVersion",),
         # fallback rules (their own partition): put, read one, deleted
         "AggregatesTable?pk=config#fallbacks": ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"),
+        # accounts' and teams' rate limits (their own partition): set and deleted (listed: the Query above)
+        "AggregatesTable?pk=config#limits": ("dynamodb:DeleteItem", "dynamodb:UpdateItem"),
         # the `evaluate` job reads OpenRouter's remaining credit with its key, as the scheduled evaluation does
         "ssm:/tollgate/${Stage}/openrouter-api-key": ("ssm:GetParameter",),
         # large exports: their records (one partition), the job started, a download link signed for the file
@@ -121,6 +125,9 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
     # Spilled records back into the call log; what can never be written to the spill queue's dead-letter queue.
     "ReplaySpill": {
         "CallsTable": ("dynamodb:PutItem",),
+        # a record that spilled with its hard budgets' holds settles them as it is written (one transaction)
+        "AggregatesTable?pk=hard#*": ("dynamodb:UpdateItem",),
+        "AggregatesTable?pk=hold#*": ("dynamodb:DeleteItem",),
         "SpillQueue": ("sqs:GetQueueAttributes",),  # its redrive policy names the dead-letter queue
         "SpillDeadLetterQueue": ("sqs:GetQueueUrl", "sqs:SendMessage"),
     },
@@ -141,7 +148,8 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "ssm:/tollgate/${Stage}/openrouter-api-key": ("ssm:GetParameter",),
         # holds whose calls never logged: each released once (marked expired, its amount back on the ledger)
         "AggregatesTable?pk=hold#*": ("dynamodb:UpdateItem",),
-        "AggregatesTable?pk=hard#*": ("dynamodb:GetItem", "dynamodb:UpdateItem"),  # and reconciled
+        # and reconciled; a window budget's minutes that have left its window given back (each item deleted once)
+        "AggregatesTable?pk=hard#*": ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:UpdateItem"),
         "AggregatesTable/index/by_kind": ("dynamodb:Query",),
         "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
         # streaks of errors and providers' 429s/401s, read only after a failure lately

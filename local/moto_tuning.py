@@ -14,6 +14,10 @@ does, and three so a long-running local stack keeps what AWS keeps, not everythi
   maps compare here without the conversion, with the same result.
 - moto fills a 1 MB page of an index Query with whole items; DynamoDB with index entries, which hold
   only the projected attributes (a few hundred bytes of a 100 KB aggregate item in `by_kind`).
+- moto answers every Query by sorting the whole table (every partition, by rich comparisons of its key
+  types) and then keeping one partition or one index key: seconds a report once a table holds thousands of
+  items. Here a table Query reads only its partition, an index Query filters before the index's own sort,
+  and a Scan sorts by the keys' plain values, in the same order.
 - moto adds numbers with `int()` unless they hold a dot, and writes the sum as Python prints it: $0.0000001 +
   $0.0000001 became `2E-7`, which its next ADD could not parse (ValueError: the rollup stalled on a shared
   shard). DynamoDB adds exactly to 38 significant digits and writes a number plainly (no exponent, no trailing
@@ -114,6 +118,40 @@ def _pages_of_entries(original):
             return original(self, *args, **kwargs)
         finally:
             _querying.index = None
+
+    return query
+
+
+def _plain_key(value: Any) -> Any:
+    """A key attribute's value as Python orders it, in DynamoDB's order (strings and bytes bytewise by UTF-8)."""
+    return Decimal(value.value) if value.type == "N" else value.value.encode() if value.type == "S" else value.value
+
+
+def _all_items_keyed(self: Any) -> list[Any]:
+    """moto's `Table.all_items`: only the queried partition, or unsorted for an index Query (sorted after)."""
+    asked = getattr(_querying, "table", None)
+    if asked is not None and asked[0] is self:
+        if asked[1] is None:
+            items = self.items.values()
+            return [i for part in items for i in part.values()] if self.range_key_attr else list(items)
+        part = self.items.get(asked[1])
+        return [] if part is None else list(part.values()) if self.range_key_attr else [part]
+    items = [i for part in self.items.values() for i in part.values()] if self.range_key_attr \
+        else list(self.items.values())
+    if self.range_key_attr:
+        return sorted(items, key=lambda x: (_plain_key(x.hash_key), x.range_key is not None,
+                                            x.range_key is not None and _plain_key(x.range_key)))
+    return sorted(items, key=lambda x: _plain_key(x.hash_key))
+
+
+def _one_partition(original):
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        _querying.table = (self, None if name else hash_key)
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            _querying.table = None
 
     return query
 
@@ -360,7 +398,8 @@ def tune_moto() -> None:
     if not getattr(Item.project, "tuned", False):
         Item.project = _project_once(Item.project)
         Item.size = _entry_size(Item.size)
-        Table.query = _pages_of_entries(Table.query)
+        Table.query = _one_partition(_pages_of_entries(Table.query))
+        Table.all_items = _all_items_keyed
     _keep_what_aws_keeps()
     _atomic_writes()
 

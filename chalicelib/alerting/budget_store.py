@@ -15,7 +15,8 @@ from chalicelib.alerting.rules import current_rules
 from chalicelib import clock
 from chalicelib.clock import iso, precise
 from chalicelib.errors import NotFound
-from chalicelib.ledger import BudgetSpec, all_budgets, budget_cache, period_bounds, reservations, spec_of
+from chalicelib.ledger import BudgetSpec, all_budgets, budget_cache, ledger_period, period_bounds, reservations
+from chalicelib.ledger import spec_of
 from chalicelib.ledger import Budget, BudgetLedger
 from chalicelib.money import JsonNumber, money
 from chalicelib.reports import aggregates
@@ -34,8 +35,8 @@ def put_budget(budget_id: str, body: Any) -> dict[str, Any]:
                   channels=list(spec.channels), account=spec.scope_id if spec.scope == "account" else spec.account,
                   created_at=iso(clock.now()))
     item.save()
-    if spec.mode == "hard" and spec.period != "window":
-        reservations.set_limit(spec.budget_id, iso(period_bounds(spec, clock.now())[0]), spec.limit)
+    if spec.mode == "hard":
+        reservations.set_limit(spec.budget_id, ledger_period(spec, clock.now())[0], spec.limit)
     return budget_view(item)
 
 
@@ -131,17 +132,20 @@ def _with_ledger(item: Budget, now: datetime) -> dict[str, Any]:
 
 
 def current_ledger(spec: BudgetSpec, now: datetime) -> BudgetLedger | None:
-    """The hard budget's ledger of the period holding `now` (None: a window budget, or no call held on it yet)."""
-    if spec.mode != "hard" or spec.period == "window":
+    """The hard budget's ledger of the period holding `now` (None: a soft budget, or no call held on it yet)."""
+    if spec.mode != "hard":
         return None
-    return reservations.ledger_of(spec.budget_id, period_bounds(spec, now)[0])
+    return reservations.ledger_of(spec.budget_id, ledger_period(spec, now)[0])
 
 
 def release_holds(now: datetime) -> dict[str, int]:
-    """The evaluator's part in holds: release those whose calls never logged by their expiry (each once)."""
+    """The evaluator's part in holds: release those whose calls never logged by their expiry (each once), and give
+    back to a window budget's ledger what has left its window."""
     released = {}
     for item in all_budgets():
-        if item.mode == "hard" and item.period != "window":
+        if item.mode == "hard" and item.period == "window":
+            reservations.retire_window(item.budget_id, item.window_minutes, now)
+        if item.mode == "hard":
             count = reservations.release_expired(item.budget_id, now)
             if count:
                 released[item.budget_id] = count

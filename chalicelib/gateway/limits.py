@@ -1,17 +1,14 @@
 """Hard limits at the proxy: hard budgets and rate limits reserved exactly, soft budgets read from a cache.
 
-A hard daily, weekly or monthly budget, and a key's requests and tokens per minute, hold at any concurrency:
-`reserve` holds the call's worst case (chalicelib/gateway/worst_case.py) on every one that applies, in one
-conditional DynamoDB transaction before anything goes upstream (chalicelib/ledger/reservations.py), and
-`write_call` settles the holds in the same transaction as the call record. A call that no hard budget or rate
-limit covers makes no AWS request here.
+Every hard budget (daily, weekly, monthly or a rolling window) and the requests and tokens per minute of a key, an
+account or a team hold at any concurrency: `reserve` holds the call's worst case (chalicelib/gateway/worst_case.py)
+on every one that applies, in one conditional DynamoDB transaction before anything goes upstream
+(chalicelib/ledger/reservations.py), and `write_call` settles the holds in the same transaction as the call record.
+A call that no hard budget or rate limit covers makes no AWS request here.
 
-Budgets are cached for a few seconds, so finding those that apply costs no read per call. A hard *window*
-budget (a rolling window has no fixed period to keep a ledger for) still works as before: it blocks once its state says `blocked_until` is in the future (set by the stream rollup
-as soon as it adds spend to the budget's scope, and by the evaluator every run), or as soon as its
-last measured spend plus what this container has itself served since that measurement reaches the
-limit. So one container overshoots by at most the calls it has in flight; across N containers, by
-what each has in flight plus what the others served in the stream's lag and the cache's TTL.
+Budgets and the accounts' and teams' rate limits are cached for a few seconds, so finding those that apply costs
+no read per call. `check` only works out what a soft budget has left, for the remaining-budget header: its last
+measured spend plus what this container has itself served since.
 """
 from __future__ import annotations
 
@@ -28,7 +25,8 @@ from chalicelib.clock import iso, parse_iso, precise
 from chalicelib.errors import BudgetExceeded, RateLimited
 from chalicelib.gateway import worst_case
 from chalicelib.ledger import Principal
-from chalicelib.ledger import budget_cache, calllog, period_bounds, reservations, spec_of
+from chalicelib.ledger import budget_cache, calllog, ledger_period, period_bounds, rate_limits, reservations
+from chalicelib.ledger import spec_of
 from chalicelib.ledger import Budget, CallRecord
 from chalicelib.money import money
 
@@ -75,26 +73,21 @@ class LimitCheck:
 
 
 def held(item: Budget) -> bool:
-    """Is this budget kept exactly, by holds on a ledger per period (every hard budget but a rolling window)?"""
-    return item.mode == "hard" and item.period != "window"
+    """Is this budget kept exactly, by holds on its ledger? Every hard one."""
+    return item.mode == "hard"
 
 
 def check(principal: Principal, provider: str, model: str | None, now: datetime, user: str | None = None) -> LimitCheck:
-    """Raise BudgetExceeded if a blocking budget applies to this call; else what is left to spend."""
+    """What is left to spend on the USD budgets that apply (the least of them), as last measured plus what this
+    container served since; a hard budget refuses in `reserve`, never here."""
     remaining: list[Decimal] = []
     stamp = iso(now)
     for item in budget_cache.budgets():
         spec = spec_of(item)
         if not spec.applies_to(principal.account, principal.team, principal.key_id, provider, model, user):
             continue
-        spent_usd, spent_tokens = _spent_so_far(item, stamp)
-        if item.mode == "hard" and not held(item):
-            if item.blocked_until and item.blocked_until > stamp:
-                raise _exceeded(item, item.blocked_until, now)
-            if _reached(item.limit_usd, spent_usd) or _reached(item.limit_tokens, spent_tokens):
-                raise _exceeded(item, item.period_end if _open(item, stamp) else None, now)
         if item.limit_usd is not None:
-            remaining.append(item.limit_usd - spent_usd)
+            remaining.append(item.limit_usd - _spent_so_far(item, stamp)[0])
     return LimitCheck(min(remaining) if remaining else None)
 
 
@@ -130,22 +123,6 @@ def _precise(stamp: str | None) -> str | None:
     return stamp[:-1] + ".000000Z" if stamp and len(stamp) == 20 else stamp
 
 
-def _reached(limit: Decimal | int | None, spent: Decimal | int) -> bool:
-    return limit is not None and spent >= limit
-
-
-def _exceeded(item: Budget, until: str | None, now: datetime) -> BudgetExceeded:
-    retry_after = 60
-    if until:
-        retry_after = max(1, int((parse_iso(until) - now).total_seconds()))
-    where = f"until {until}" if until else "until its spend is measured again"
-    headers = {"Retry-After": str(retry_after), "X-Tollgate-Budget-Id": item.budget_id}
-    if until:
-        headers["X-Tollgate-Budget-Period-End"] = until
-    return BudgetExceeded(f"budget {item.budget_id!r} ({item.scope} {item.scope_id}, {item.period}) is "
-                          f"exhausted {where}", headers=headers)
-
-
 def remaining_header(check_result: LimitCheck, cost_usd: Decimal | None) -> dict[str, str]:
     if check_result.remaining_usd is None:
         return {}
@@ -154,15 +131,17 @@ def remaining_header(check_result: LimitCheck, cost_usd: Decimal | None) -> dict
 
 
 def reserve(call: Any, body_bytes: bytes, body: dict[str, Any] | None) -> LimitCheck:
-    """Hold the call's worst case on every hard budget that applies and count it against its key's rate limits,
-    all in one transaction; raise BudgetExceeded or RateLimited (nothing held) if one has no room.
+    """Hold the call's worst case on every hard budget that applies and count it against the rate limits of its key,
+    account and team, all in one transaction; raise BudgetExceeded or RateLimited (nothing held) if one has no room.
 
     `call` is the proxy's Call. No hard budget and no rate limit: no work at all, and no AWS request.
     """
     principal, provider, model, user, now = call.principal, call.provider, call.model, call.attribution.user, call.now
     budgets = [item for item in budget_cache.budgets() if held(item)
                and spec_of(item).applies_to(principal.account, principal.team, principal.key_id, provider, model, user)]
-    rates = [("key", principal.key_id, principal.rpm, principal.tpm)] if principal.rpm or principal.tpm else []
+    rates = rate_limits.applying(principal.account, principal.team)
+    if principal.rpm or principal.tpm:
+        rates.append(rate_limits.RateLimit("key", principal.key_id, principal.rpm, principal.tpm))
     if not budgets and not rates:
         return call.limit
     output_known = worst_case.output_cap(body or {}) is not None
@@ -173,8 +152,8 @@ def reserve(call: Any, body_bytes: bytes, body: dict[str, Any] | None) -> LimitC
         worst_usd = worst_case.cost(provider, model, worst, now, (body or {}).get("service_tier")) or Decimal(0)
     claims = [_claim(item, worst, worst_usd, now) for item in budgets]
     minute = now.strftime("%Y-%m-%dT%H:%M")
-    rate_claims = [reservations.RateClaim(scope, scope_id, minute, rpm, tpm, worst.tokens)
-                   for scope, scope_id, rpm, tpm in rates]
+    rate_claims = [reservations.RateClaim(rate.scope, rate.scope_id, minute, rate.rpm, rate.tpm, worst.tokens)
+                   for rate in rates]
     expires = now + timedelta(seconds=min(call.deadline - call.started, 86_400)) + HOLD_GRACE
     done = reservations.reserve(claims, rate_claims, call.call_id, expires, now)
     if isinstance(done.refused, reservations.RateClaim):
@@ -187,26 +166,36 @@ def reserve(call: Any, body_bytes: bytes, body: dict[str, Any] | None) -> LimitC
 
 def _claim(item: Budget, worst: worst_case.WorstCase, worst_usd: Decimal | None, now: datetime) -> reservations.Claim:
     spec = spec_of(item)
-    start, end = period_bounds(spec, now)
-    measured = item.period_start == iso(start) and (item.spent_usd if spec.unit == "usd" else item.spent_tokens)
+    ledger_day, ledger_end = ledger_period(spec, now)
+    spent = item.spent_usd if spec.unit == "usd" else item.spent_tokens
+    if spec.period == "window":  # measured over a window that ended less than a window ago: still (partly) in it
+        measured = bool(item.period_end) and parse_iso(item.period_end) > now - timedelta(minutes=spec.window_minutes)
+    else:
+        measured = item.period_start == iso(period_bounds(spec, now)[0])
     amount = worst_usd if spec.unit == "usd" else Decimal(worst.tokens)
-    return reservations.Claim(item.budget_id, spec.unit, spec.limit, iso(start), iso(end),
-                              Decimal(measured or 0), amount)
+    return reservations.Claim(item.budget_id, spec.unit, spec.limit, ledger_day, ledger_end,
+                              Decimal(measured and spent or 0), amount)
 
 
 def _no_room(item: Budget, claim: reservations.Claim, now: datetime, contended: bool) -> BudgetExceeded:
     unit = "USD" if claim.unit == "usd" else "tokens"
     amount = money(claim.amount) if claim.unit == "usd" else str(int(claim.amount))
-    headers = {"X-Tollgate-Budget-Id": item.budget_id, "X-Tollgate-Budget-Period-End": claim.period_end,
+    headers = {"X-Tollgate-Budget-Id": item.budget_id,
                f"X-Tollgate-Worst-Case-{'USD' if claim.unit == 'usd' else 'Tokens'}": amount}
+    if item.period != "window":
+        headers["X-Tollgate-Budget-Period-End"] = claim.period_end
     if contended:
         headers["Retry-After"] = "1"
         return BudgetExceeded(f"budget {item.budget_id!r} is busy with other calls' holds: try again", headers=headers)
-    headers["Retry-After"] = str(max(1, int((parse_iso(claim.period_end) - now).total_seconds())))
+    if item.period == "window":  # room comes back as the window's oldest minutes leave it
+        headers["Retry-After"], until = "60", f"in its {int(item.window_minutes)}-minute window"
+    else:
+        headers["Retry-After"] = str(max(1, int((parse_iso(claim.period_end) - now).total_seconds())))
+        until = f"until {claim.period_end}"
     return BudgetExceeded(
         f"budget {item.budget_id!r} ({item.scope} {item.scope_id}, {item.period}) has no room for this call: its "
         f"worst case is {amount} {unit} (input bytes plus max_tokens, at the model's prices), and the spend plus "
-        f"the calls in flight leave less until {claim.period_end}; a lower max_tokens may fit", headers=headers)
+        f"the calls in flight leave less {until}; a lower max_tokens may fit", headers=headers)
 
 
 def _rate_limited(rate: reservations.RateClaim, now: datetime) -> RateLimited:
@@ -231,17 +220,15 @@ def _rate_limited(rate: reservations.RateClaim, now: datetime) -> RateLimited:
 
 def write_call(record: CallRecord, check_result: LimitCheck | None) -> str:
     """Write the call record; with holds, in the same transaction that settles them (written once, settled once).
-    If that transaction fails, the record goes the usual way (retry, then spill) and its holds expire."""
+    If that transaction fails, the record spills with its holds, and its replay settles them the same way."""
     if check_result is None or not check_result.holds:
         return calllog.write(record)
-    tokens = (record.input_tokens + record.cache_read_tokens + record.cache_write_tokens + record.output_tokens
-              + record.reasoning_tokens)
     try:
-        reservations.write_settled(record, check_result.holds, record.cost_usd, tokens)
+        reservations.write_settled(record, check_result.holds)
         return "written"
-    except Exception as exc:  # the record must not be lost: it is written (or spilled) on its own
+    except Exception as exc:  # the record must not be lost: it spills, and carries its holds to the replay
         from chalicelib.observability import logger
 
-        logger.warning("settlement failed; the call is logged alone and its holds expire",
+        logger.warning("call record and settlement not written; spilling both",
                        extra={"call_id": record.call_id, "error": f"{type(exc).__name__}: {exc}"})
-        return calllog.write(record)
+        return calllog.spill(record, check_result.holds)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from chalicelib.faces import lazy
 
 MODULES = ("archive", "audit", "auth", "calllog", "dead_letters", "fallback_rules", "gdpr", "key_limits", "keys",
-           "provider_balances", "reservations", "signals")
+           "provider_balances", "rate_limits", "reservations", "signals")
 NAMES = {  # name: the module that holds it
     "Alert": "models",
     "ApiKey": "models",
@@ -26,10 +26,13 @@ NAMES = {  # name: the module that holds it
     "FallbackRule": "fallback_rules",
     "ProviderBalance": "models",
     "Principal": "auth",
+    "RateLimit": "rate_limits",
     "RateWindow": "models",
+    "ScopeLimit": "models",
     "SignalNote": "models",
     "Target": "fallback_rules",
     "TableMeta": "models",
+    "WindowSpend": "models",
     "all_budgets": "budgets",
     "budget_cache": "budgets",
     "call_view": "calllog",
@@ -38,6 +41,7 @@ NAMES = {  # name: the module that holds it
     "filters": "calllog",
     "note_costly_session": "signals",
     "note_expensive_call": "signals",
+    "ledger_period": "budgets",
     "period_bounds": "budgets",
     "scoped_account": "auth",
     "spec_of": "budgets",

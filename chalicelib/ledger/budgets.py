@@ -13,11 +13,13 @@ from decimal import Decimal
 from typing import Callable
 from zoneinfo import ZoneInfo
 
+from chalicelib.clock import iso
 from chalicelib.ledger.models import Budget
 from chalicelib.caller_names import GLOBAL_ID
 from chalicelib.settings import get_settings
 
 DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
+WINDOW_LEDGER = "window"  # the `day` of a hard window budget's one ledger
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,16 @@ def period_bounds(spec: BudgetSpec, now: datetime) -> tuple[datetime, datetime]:
     # wall-clock arithmetic in the zone (a ZoneInfo's offset is looked up per time), so a daylight-saving
     # change inside the period moves the bound by an hour
     return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def ledger_period(spec: BudgetSpec, now: datetime) -> tuple[str, str]:
+    """The `day` of the hard budget's ledger that holds `now`, and when that ledger's period ends (UTC ISO-8601):
+    a calendar period's start; a rolling window's one ledger, whose spend leaves it minute by minute
+    (chalicelib/ledger/reservations.py `retire_window`), ending a window from now."""
+    if spec.period == "window":
+        return WINDOW_LEDGER, iso(now + timedelta(minutes=spec.window_minutes))
+    start, end = period_bounds(spec, now)
+    return iso(start), iso(end)
 
 
 def spec_of(item: Budget) -> BudgetSpec:

@@ -13,11 +13,12 @@ from decimal import Decimal
 from typing import Any, Iterable, Iterator
 
 from botocore.exceptions import ParamValidationError
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import PutError, TransactWriteError
 
 from chalicelib import aws, clock
 from chalicelib.clock import day_of, precise, utc_today
 from chalicelib.errors import InvalidRequest
+from chalicelib.ledger import reservations
 from chalicelib.ledger.models import CallRecord
 from chalicelib.money import money
 from chalicelib.observability import MetricUnit, logger, metrics
@@ -89,8 +90,16 @@ def write(record: CallRecord) -> str:
     return spill(record)
 
 
-def spill(record: CallRecord) -> str:
-    payload = json.dumps(record.serialize())
+HOLDS_FIELD = "tollgate_holds"  # beside the record's attributes in a spilled message: the holds its write settles
+
+
+def spill(record: CallRecord, holds: tuple[reservations.Hold, ...] = ()) -> str:
+    """Send the record to the spill queue, with the hard budgets' holds its write must settle (the replay settles
+    them in the same transaction as its put)."""
+    serialized = record.serialize()
+    if holds:
+        serialized[HOLDS_FIELD] = reservations.holds_payload(holds)
+    payload = json.dumps(serialized)
     queue_url = get_settings().spill_queue_url
     try:
         if not queue_url:
@@ -156,14 +165,17 @@ def _spilled(message: str | dict[str, Any]) -> tuple[str, str | None, int]:
 def _write_spilled(body: str) -> str:
     """"replayed" or "duplicates"; _Unwritable when no retry can help, anything else when one may."""
     try:
-        record = CallRecord.from_raw_data(json.loads(body))
+        raw = json.loads(body)
+        holds = reservations.holds_of_payload(raw.pop(HOLDS_FIELD, []))
+        record = CallRecord.from_raw_data(raw)
     except Exception as exc:  # parsing is pure: what fails once fails every time
         raise _Unwritable(f"not a call record: {type(exc).__name__}: {exc}") from exc
     if record.day_shard is None and record.day and record.call_id:  # spilled before `by_day` was sharded
         record.day_shard = day_shard(record.day, record.call_id)
     try:
-        return "replayed" if _put_once(record) else "duplicates"
-    except PutError as exc:
+        written = reservations.write_settled(record, holds) if holds else _put_once(record)
+        return "replayed" if written else "duplicates"
+    except (PutError, TransactWriteError) as exc:
         if exc.cause_response_code == "ValidationException" or isinstance(exc.cause, ParamValidationError):
             raise _Unwritable(f"DynamoDB refused it: {exc.cause_response_code or type(exc.cause).__name__}: "
                              f"{exc.cause_response_message or exc.cause}") from exc

@@ -493,3 +493,40 @@ class RateWindow(Model):
     requests = NumberAttribute(default=0)
     tokens = NumberAttribute(default=0)
     expires_at = TTLAttribute(null=True)
+
+
+class ScopeLimit(Model):
+    """An account's or a team's requests and tokens per minute (`PUT /admin/limits/{scope}/{scope_id}`; a key's are
+    on its ApiKey item).
+
+    Key: `pk` = `config#limits` + `day` = `<scope>#<scope_id>`: every limit is one Query, which the proxy caches as
+    it caches budgets (chalicelib/ledger/rate_limits.py). Lives in the aggregates table with no `kind`.
+    """
+
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    scope = UnicodeAttribute()  # account | team
+    scope_id = UnicodeAttribute()
+    rpm = NumberAttribute(null=True)
+    tpm = NumberAttribute(null=True)
+    set_at = UnicodeAttribute()
+
+
+class WindowSpend(Model):
+    """What a hard window budget's calls cost in one UTC minute (by when they settled), until the minute has left
+    the window and the evaluator gives it back to the ledger's headroom (chalicelib/ledger/reservations.py).
+
+    Key: `pk` = `hard#<budget_id>` (beside the budget's `window` ledger) + `day` = `window|<minute>`: the minutes
+    that have left the window are one Query. Lives in the aggregates table with no `kind`.
+    """
+
+    class Meta(TableMeta):
+        table_name = table_settings.aggregates_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    day = UnicodeAttribute(range_key=True)
+    spent = DecimalAttribute()
+    expires_at = TTLAttribute(null=True)  # long after the minute has left the window: only a forgotten item goes

@@ -3,7 +3,8 @@ actual cost in the same transaction as its call record, release the holds of cal
 
 Each hard budget's period is one `BudgetLedger` item whose `headroom` (limit − spent − held) a hold decrements
 under `headroom >= worst case`, and each call's hold one `BudgetHold` item; a rate limit is one `RateWindow`
-per minute. One call's holds and counts on every budget and limit that applies go in one TransactWriteItems,
+per minute. A rolling window has one ledger whose settled spend is also counted per minute (`WindowSpend`): once a
+minute has left the window, `retire_window` gives it back to the headroom, exactly once. One call's holds and counts on every budget and limit that applies go in one TransactWriteItems,
 all or nothing, so no interleaving of containers can admit past a limit. The gateway decides what to hold
 (chalicelib/gateway/limits.py); this module only writes and reads.
 """
@@ -20,9 +21,10 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.operand import Value
 from pynamodb.transactions import TransactWrite
 
-from chalicelib import aws
+from chalicelib import aws, clock
 from chalicelib.clock import iso, parse_iso, precise
-from chalicelib.ledger.models import BudgetHold, BudgetLedger, CallRecord, RateWindow
+from chalicelib.ledger.budgets import WINDOW_LEDGER
+from chalicelib.ledger.models import BudgetHold, BudgetLedger, CallRecord, RateWindow, WindowSpend
 
 CONFLICT_TRIES = 8  # another container's transaction on the same ledger item: try again, a little later
 LEDGER_KEPT = timedelta(days=90)  # a period's ledger outlives the period, for the reports and reconciling
@@ -153,16 +155,17 @@ def _count(transaction: _Transaction, rate: RateClaim, now: datetime) -> None:
         RateWindow.expires_at.set(now + RATE_KEPT)], condition=condition)
 
 
-def write_settled(record: CallRecord, holds: tuple[Hold, ...], cost_usd: Decimal | None, tokens: int) -> bool:
+def write_settled(record: CallRecord, holds: tuple[Hold, ...]) -> bool:
     """Write the call record and settle its holds in one transaction: each hold's worst case is released and the
-    actual cost (or tokens) becomes the ledger's spend. The record's put is conditional on it not being logged
-    and each hold's delete on its state, so a retry or a replay never settles twice; a hold the evaluator has
-    already released (the call outlived it) settles its spend without releasing twice.
+    call's actual cost (or tokens) becomes the ledger's spend. The record's put is conditional on it not being
+    logged and each hold's delete on its state, so a retry or a replay (chalicelib/ledger/calllog.py: a spilled
+    record carries its holds) never settles twice; a hold the evaluator has already released (the call outlived
+    it) settles its spend without releasing twice.
 
-    True if written now or before; a failure other than a condition or a conflict is raised (the caller spills
-    the record, and the holds expire).
+    True if written now, False if it was logged (and settled) before; a failure other than a condition or a
+    conflict is raised (the caller spills the record with its holds).
     """
-    actual = {"usd": cost_usd or Decimal(0), "tokens": Decimal(tokens)}
+    actual = {"usd": record.cost_usd or Decimal(0), "tokens": Decimal(settled_tokens(record))}
     states = {hold.key + hold.budget_id: "held" for hold in holds}
     for attempt in range(CONFLICT_TRIES):
         live = [h for h in holds if states[h.key + h.budget_id] is not None]
@@ -176,7 +179,7 @@ def write_settled(record: CallRecord, holds: tuple[Hold, ...], cost_usd: Decimal
         if reasons is None:
             return True
         if reasons.get("record") == "condition":  # already logged, and settled with it
-            return True
+            return False
         for hold in live:
             if reasons.get(hold) == "condition":  # released meanwhile (then expired), or gone (then nothing to do)
                 states[hold.key + hold.budget_id] = NEXT_STATE[states[hold.key + hold.budget_id]]
@@ -185,6 +188,22 @@ def write_settled(record: CallRecord, holds: tuple[Hold, ...], cost_usd: Decimal
         elif "condition" not in reasons.values():
             raise RuntimeError(f"call record and settlement not written: {reasons}")
     raise RuntimeError("call record and settlement not written: the ledger stayed contended")
+
+
+def settled_tokens(record: CallRecord) -> int:
+    """What a call counts on a token budget: every token it used, in and out."""
+    return (record.input_tokens + record.cache_read_tokens + record.cache_write_tokens + record.output_tokens
+            + record.reasoning_tokens)
+
+
+def holds_payload(holds: tuple[Hold, ...]) -> list[dict[str, str]]:
+    """Holds as JSON, for a spilled record to carry to its replay."""
+    return [{"budget_id": h.budget_id, "unit": h.unit, "period": h.period, "key": h.key, "amount": str(h.amount)}
+            for h in holds]
+
+
+def holds_of_payload(payload: list[dict[str, str]]) -> tuple[Hold, ...]:
+    return tuple(Hold(h["budget_id"], h["unit"], h["period"], h["key"], Decimal(h["amount"])) for h in payload)
 
 
 def _settle(transaction: _Transaction, hold: Hold, state: str, actual: Decimal) -> None:
@@ -196,6 +215,10 @@ def _settle(transaction: _Transaction, hold: Hold, state: str, actual: Decimal) 
         actions = [BudgetLedger.headroom.set(BudgetLedger.headroom - actual)]
     transaction.update(("ledger", hold), ledger, actions=[*actions, BudgetLedger.spent.set(BudgetLedger.spent + actual),
                                         BudgetLedger.calls.add(1)], condition=BudgetLedger.headroom.exists())
+    if hold.period == WINDOW_LEDGER and actual:  # its spend leaves the window with the minute it settled in
+        minute = clock.now().replace(second=0, microsecond=0)
+        transaction.update(("minute", hold), WindowSpend(ledger_pk(hold.budget_id), _minute_key(minute)), actions=[
+            WindowSpend.spent.add(actual), WindowSpend.expires_at.set(minute + HOLD_KEPT)])
     transaction.delete(hold, BudgetHold(hold_pk(hold.budget_id), hold.key), condition=BudgetHold.state == state)
 
 
@@ -227,6 +250,43 @@ def release_expired(budget_id: str, now: datetime) -> int:
         if _run(write) is None:
             released += 1
     return released
+
+
+def retire_window(budget_id: str, window_minutes: int, now: datetime) -> int:
+    """Give back to a window ledger's headroom the spend of every minute that has left the window (each once: the
+    minute's item is deleted on the amount it was read with), and the spend measured before the ledger opened once
+    a window has passed since. Late (the evaluator runs each minute) is only stricter. Returns how many."""
+    window = timedelta(minutes=window_minutes)
+    last_gone = _minute_key((now - window - timedelta(minutes=1)).replace(second=0, microsecond=0))
+    retired = 0
+    for minute in WindowSpend.query(ledger_pk(budget_id), WindowSpend.day.between(_minute_key(None), last_gone),
+                                    consistent_read=True):
+        def write(transaction: _Transaction, minute: WindowSpend = minute) -> None:
+            transaction.delete("minute", minute, condition=WindowSpend.spent == minute.spent)
+            _give_back(transaction, budget_id, minute.spent)
+
+        retired += _run(write) is None
+    ledger = ledger_of(budget_id, WINDOW_LEDGER)
+    if ledger is not None and ledger.baseline and parse_iso(ledger.opened_at) + window + timedelta(minutes=1) <= now:
+        retired += aws.conditional(lambda: ledger.update(actions=[*_given_back(ledger.baseline),
+                                                                  BudgetLedger.baseline.set(Decimal(0))],
+                                                         condition=BudgetLedger.baseline == ledger.baseline))
+    return retired
+
+
+def _give_back(transaction: _Transaction, budget_id: str, amount: Decimal) -> None:
+    transaction.update("ledger", BudgetLedger(ledger_pk(budget_id), WINDOW_LEDGER), actions=_given_back(amount),
+                       condition=BudgetLedger.headroom.exists())
+
+
+def _given_back(amount: Decimal) -> list:
+    """Spend that has left a window: off the ledger's spend, back on its headroom."""
+    return [BudgetLedger.headroom.set(BudgetLedger.headroom + amount), BudgetLedger.spent.set(BudgetLedger.spent - amount)]
+
+
+def _minute_key(minute: datetime | None) -> str:
+    """A window ledger's minute item's `day` (`window|2026-12-07T17:05`); None: the first of them all."""
+    return f"{WINDOW_LEDGER}|" + (minute.strftime("%Y-%m-%dT%H:%M") if minute else "")
 
 
 def expired_holds(budget_id: str, now: datetime) -> Iterator[BudgetHold]:

@@ -9,6 +9,8 @@ TABLE_ROWS = (  # a row of each table the full run writes to docs/BENCHMARKS.md,
     "| sequential | p50 |", "| concurrent (8 workers) | p95 |", "| streamed, to the first event",
     "| streamed via Gemini, to the first event | p50 |", "| streamed via Bedrock, to the first event | p50 |",
     "| AWS requests before the first byte, caches warm |", "| stack RSS over time, idle",
+    "| streamed, a hard-budgeted key against an unbudgeted one, to the first event | p50 |",  # the price of exactness
+    "| AWS requests before the first byte, a hard-budgeted key, caches warm |",
     "| stack stop on SIGTERM", "| 100 |",  # rollup writes per call, batch size 100
     "| cold import of app.py", "| proxy function cold start from the zip", "| first proxied call after ready",
     "| `/api/summary?hours=24` |", "| `/api/usage/users?days=7&account=acct-0003` |",

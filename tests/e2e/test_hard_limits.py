@@ -2,7 +2,8 @@
 official-SDK calls in flight against a hard budget worth ten calls' worst case.
 
 Each call's usage is scripted to cost exactly its worst case (the body's bytes in, `max_tokens` out), so a
-budget of 10.5 worst cases has room for ten calls and no more, however they interleave."""
+budget of 10.5 worst cases has room for ten calls and no more, however they interleave: a daily budget and a
+60-minute window budget alike."""
 import os
 import subprocess
 import sys
@@ -83,9 +84,10 @@ def sdk(proxy, key):
     return openai.OpenAI(base_url=f"{proxy.url}/openai/v1", api_key=key, max_retries=0, timeout=60)
 
 
-def hard_budget(stack, budget_id, account, limit_usd):
-    body = {"scope": "account", "scope_id": account, "period": "daily", "limit_usd": str(limit_usd),
+def hard_budget(stack, budget_id, account, limit_usd, period="daily"):
+    body = {"scope": "account", "scope_id": account, "period": period, "limit_usd": str(limit_usd),
             "thresholds": [1.0], "mode": "hard", "channels": []}
+    body |= {"window_minutes": 60} if period == "window" else {}
     assert stack.admin("PUT", f"/admin/budgets/{budget_id}", json=body).status_code == 200
 
 
@@ -145,10 +147,12 @@ def run_burst(proxies, key, one):
         return list(pool.map(lambda job: one(sdk(job[0], key), job[1]), jobs))
 
 
-def test_100_calls_in_flight_over_4_processes_never_pass_a_hard_budget(stack, proxies, upstream):
-    worst, body_bytes = worst_case(stack, proxies, "probe1")
-    made = new_key(stack, "burst")
-    hard_budget(stack, "burst", "burst", worst * Decimal("10.5"))
+@pytest.mark.parametrize("period", ["daily", "window"])
+def test_100_calls_in_flight_over_4_processes_never_pass_a_hard_budget(stack, proxies, upstream, period):
+    worst, body_bytes = worst_case(stack, proxies, f"probe-{period}")
+    account = f"burst-{period}"
+    made = new_key(stack, account)
+    hard_budget(stack, account, account, worst * Decimal("10.5"), period)
     for _ in range(PROCESSES * PER_PROCESS):  # each call costs its worst case, and is slow enough to overlap
         upstream.enqueue(usage={"prompt_tokens": body_bytes, "completion_tokens": MAX_TOKENS}, delay_seconds=0.5)
     time.sleep(6)  # past the proxies' budget cache
@@ -165,8 +169,8 @@ def test_100_calls_in_flight_over_4_processes_never_pass_a_hard_budget(stack, pr
     served = statuses.count(200)
     assert set(statuses) <= {200, 429} and 1 <= served <= 10
     assert sent_upstream(upstream) == served  # every refusal came before anything went upstream
-    view = settled(stack, "burst")
-    calls, cost = logged_cost(stack, "burst")
+    view = settled(stack, account)
+    calls, cost = logged_cost(stack, account)
     assert len(calls) == PROCESSES * PER_PROCESS
     assert Decimal(view["spent"]) == cost == served * worst <= Decimal(view["limit"])
     assert view["reserved_usd"] == "0"
@@ -232,3 +236,43 @@ def test_a_keys_requests_per_minute_hold_across_4_processes(stack, proxies, upst
     statuses = run_burst(proxies, made["key"], one)
     assert statuses.count(200) == 7 and statuses.count(429) == PROCESSES * PER_PROCESS - 7
     assert sent_upstream(upstream) == 7
+
+
+def test_account_and_team_limits_and_a_hard_budget_hold_together_across_4_processes(stack, proxies, upstream):
+    """One key in account `crowd`, one in `crowd2`, both in team `squad`: the team allows 9 requests a minute, the
+    account `crowd` 5, and `crowd2` has a hard budget. Each call takes its counters and its hold in one transaction,
+    so the team serves exactly 9 however the 100 calls interleave, `crowd` at most 5 of them, and a call refused by
+    one limit counts on none."""
+    first = stack.admin("POST", "/admin/keys", json={"name": "crowd", "account": "crowd", "team": "squad"}).json()
+    second = stack.admin("POST", "/admin/keys", json={"name": "crowd2", "account": "crowd2", "team": "squad"}).json()
+    assert stack.admin("PUT", "/admin/limits/team/squad", json={"rpm": 9}).status_code == 200
+    assert stack.admin("PUT", "/admin/limits/account/crowd", json={"rpm": 5}).status_code == 200
+    hard_budget(stack, "crowd2", "crowd2", Decimal(100))
+    time.sleep(6)  # past the proxies' budget and limit caches
+    if time.gmtime().tm_sec >= 45:  # the burst counts within one UTC minute
+        time.sleep(61 - time.gmtime().tm_sec)
+    keys = {first["key"]: "crowd", second["key"]: "crowd2"}
+    for proxy in proxies:
+        for key in keys:
+            sdk(proxy, key).models.list()
+
+    def one(job):
+        proxy, key = job
+        try:
+            sdk(proxy, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=MAX_TOKENS)
+            return keys[key], 200
+        except openai.RateLimitError as error:
+            assert error.response.json()["error"]["type"] == "rate_limit_exceeded"
+            assert int(error.response.headers["retry-after"]) >= 1
+            return keys[key], 429
+
+    jobs = [(proxy, list(keys)[n % 2]) for proxy in proxies for n in range(PER_PROCESS)]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(one, jobs))
+    served = [account for account, status in results if status == 200]
+    assert len(served) == 9 and served.count("crowd") <= 5 and len(results) == PROCESSES * PER_PROCESS
+    assert sent_upstream(upstream) == 9
+    view = settled(stack, "crowd2")
+    assert view["reserved_usd"] == "0"
+    _, cost = logged_cost(stack, "crowd2")
+    assert Decimal(view["spent"]) == cost

@@ -91,19 +91,21 @@ def test_one_aws_call_per_proxied_request_with_warm_caches(gateway, upstream, aw
     assert aws_calls == ["PutItem", "PutItem", "PutItem"]
 
 
-def test_cold_caches_cost_one_get_and_one_budget_scan(gateway, upstream, aws_calls):
+def test_cold_caches_cost_one_get_one_budget_scan_and_one_rate_limit_query(gateway, upstream, aws_calls):
     key = gateway.new_key()
     from chalicelib.ledger.budgets import budget_cache
     from chalicelib.ledger.auth import key_cache
+    from chalicelib.ledger.rate_limits import limit_cache
     key_cache.clear()
     budget_cache.clear()
+    limit_cache.clear()
     aws_calls.clear()
     gateway.call("/openai/v1/chat/completions", CHAT, key)
     gateway.call("/openai/v1/chat/completions", CHAT, key)
     gateway.call("/openai/v1/chat/completions", CHAT, "tg-000000000000_unknown")
     gateway.call("/openai/v1/chat/completions", CHAT, "tg-000000000000_unknown")  # negative cache
     # the container's first 401 is counted at once (UpdateItem); the next waits for a write every few seconds
-    assert aws_calls == ["GetItem", "Scan", "PutItem", "PutItem", "GetItem", "UpdateItem"]
+    assert aws_calls == ["GetItem", "Scan", "Query", "PutItem", "PutItem", "GetItem", "UpdateItem"]
 
 
 def _one_day_of_calls(count):

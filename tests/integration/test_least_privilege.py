@@ -10,6 +10,7 @@ no code path uses any more (a permission left behind). A new route fails until i
 """
 import json
 import os
+import re
 from collections import defaultdict
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -80,6 +81,31 @@ def _item(params: dict) -> str:
     return f"{_table(params)}?pk={next(iter(value.values()))}"
 
 
+def _queried(params: dict) -> str:
+    """A Query's table with the partition key it reads (`Table?pk=value`), as IAM's dynamodb:LeadingKeys sees it."""
+    from local.tables import ALL_MODELS
+
+    hash_key = {m.Meta.table_name: m._hash_keyname for m in ALL_MODELS}[params["TableName"]]
+    names = params.get("ExpressionAttributeNames", {})
+    for name, value in re.findall(r"(#\w+) = (:\w+)", params["KeyConditionExpression"]):
+        if names.get(name) == hash_key:
+            return f"{_table(params)}?pk={next(iter(params['ExpressionAttributeValues'][value].values()))}"
+    return _table(params)
+
+
+def _grant_for(granted: dict, resource: str, action: str) -> str:
+    """The grant that allows `action` on `resource` (IAM allows what any statement allows): the partition key's
+    own, one on a prefix of it, or the whole table; none: the one it would belong to."""
+    if "?pk=" not in resource:
+        return resource
+    prefixes = [r for r in granted if r.endswith("*") and "?pk=" in r and resource.startswith(r[:-1])]
+    table = resource.split("?pk=", 1)[0]
+    for candidate in (resource, *prefixes, table):
+        if action in granted.get(candidate, ()):
+            return candidate
+    return resource if resource in granted else prefixes[0] if prefixes else table
+
+
 TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
 
 
@@ -93,6 +119,8 @@ def iam_requests(service: str, operation: str, params: dict) -> list[tuple[str, 
             return [(f"dynamodb:{operation}", _logical("TableName", table)) for table in params["RequestItems"]]
         if operation in ("GetItem", "PutItem", "UpdateItem", "DeleteItem"):
             return [(f"dynamodb:{operation}", _item(params))]
+        if operation == "Query" and not params.get("IndexName"):
+            return [(f"dynamodb:{operation}", _queried(params))]
         return [(f"dynamodb:{operation}", _table(params))]
     if service == "sqs":
         name = params["QueueName"] if operation == "GetQueueUrl" else params["QueueUrl"].rsplit("/", 1)[1]
@@ -299,13 +327,14 @@ def _scheduled_event(client):
 
 def run_proxy(recorder, dynamo_faults):
     """Authenticate (and count a refused key), enforce hard budgets, log calls (streamed and not, every
-    provider), spill one when DynamoDB fails."""
+    provider), fall back after a failed attempt (reading the rules), spill one when DynamoDB fails."""
     from starlette.testclient import TestClient
 
     from chalicelib.alerting import budget_store
     from chalicelib.gateway.proxy_app import app
     from chalicelib import secret_store
-    from chalicelib.ledger import key_limits, keys, signals
+    from chalicelib.gateway.fallbacks import parse_rule
+    from chalicelib.ledger import fallback_rules, key_limits, keys, rate_limits, signals
 
     key = keys.create_gateway_key({"name": "least privilege", "account": "acme"})["key"]
     budget_store.put_budget("acme-hard", {"scope": "account", "scope_id": "acme", "period": "monthly",
@@ -317,7 +346,10 @@ def run_proxy(recorder, dynamo_faults):
     headers = {"Authorization": f"Bearer {key}", "X-Tollgate-User": "alice"}
     paced = keys.create_gateway_key({"name": "paced", "account": "unbudgeted"})  # a key with a rate limit
     key_limits.set_limits(paced["key_id"], {"rpm": 100})
+    rate_limits.set_limits("account", "acme", {"rpm": 1000}, _now())  # an account's limit, counted beside its budgets
     paced_headers = {"Authorization": f"Bearer {paced['key']}"}
+    fallback_rules.save(parse_rule("faulty", {"match": {"provider": "openai", "model": "fault-503"},
+                                              "targets": [{"provider": "openai", "model": "gpt-4o-mini"}]}), _now())
     with recorder.running("ProxyFunction"), TestClient(app) as proxy:
         assert proxy.post("/openai/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
         streamed = proxy.post("/openai/v1/chat/completions", json={**CHAT, "stream": True}, headers=headers)
@@ -328,6 +360,8 @@ def run_proxy(recorder, dynamo_faults):
         assert proxy.post("/groq/openai/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
         assert proxy.post("/azure/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
                           json=CHAT, headers={"api-key": key}).status_code == 200
+        fell_back = proxy.post("/openai/v1/chat/completions", json={**CHAT, "model": "fault-503"}, headers=headers)
+        assert fell_back.status_code == 200 and fell_back.headers["X-Tollgate-Attempts"] == "2", fell_back.text
         assert secret_store.provider_key("gemini") == UPSTREAM_KEY  # what Gemini's route reads before it calls
         signals.failures = signals.FailureCounter()  # a fresh container flushes its first refusal at once
         unknown = {"Authorization": "Bearer tg-000000000000_unknown"}
@@ -336,16 +370,21 @@ def run_proxy(recorder, dynamo_faults):
         dynamo_faults.fail("PutItem", times=100, code="InternalServerError", status=500)  # an unbudgeted call spills
         assert proxy.post("/openai/v1/chat/completions", json=CHAT, headers=paced_headers).status_code == 200
         dynamo_faults.clear()
+        # a budgeted call whose settlement fails after its hold: it spills with its holds
+        dynamo_faults.fail("TransactWriteItems", times=100, code="InternalServerError", status=500, after=1)
+        assert proxy.post("/openai/v1/chat/completions", json=CHAT, headers=headers).status_code == 200
+        dynamo_faults.clear()
     return key
 
 
 def run_replay_spill(recorder, client):
-    """Replay what spilled (once as new, once as a duplicate) and dead-letter a body that is no call record."""
+    """Replay what spilled (once as new, once as a duplicate; one settling its hard budgets' holds) and dead-letter
+    a body that is no call record."""
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=f"tollgate-{STAGE}-spill")["QueueUrl"]
     bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
-    assert len(bodies) == 1, "the proxy spilled one call"
-    event = client.events.generate_sqs_event(message_bodies=[bodies[0], bodies[0], "not a call record"],
+    assert len(bodies) == 2, "the proxy spilled two calls, one with holds"
+    event = client.events.generate_sqs_event(message_bodies=[*bodies, *bodies, "not a call record"],
                                              queue_name=f"tollgate-{STAGE}-spill")
     with recorder.running("ReplaySpill"):
         client.lambda_.invoke("replay_spill", event)
@@ -397,6 +436,7 @@ def run_schedules(recorder, client):
         client.lambda_.invoke(name, {"Records": stream_records()[-3:]})
     _old_signals()
     _hold_expired()
+    _window_minute_gone()
     with recorder.running("EvaluateEveryMinute"):
         client.lambda_.invoke("evaluate_every_minute", _scheduled_event(client))
     _installed_before_yesterday()  # the daily digest reports only days after the first key
@@ -424,6 +464,14 @@ def _hold_expired():
     assert reservations.reserve([claim], [], "call_died", now - timedelta(seconds=1), now).holds
 
 
+def _window_minute_gone():
+    """What the hard window budget's calls cost in a minute that has left its window, for the evaluator to give back."""
+    from chalicelib.ledger import reservations
+    from chalicelib.ledger.models import WindowSpend
+
+    WindowSpend(reservations.ledger_pk("acme-window"), "window|2000-01-01T00:00", spent=Decimal(5)).save()
+
+
 def _installed_before_yesterday():
     from datetime import datetime, timedelta, timezone
 
@@ -449,6 +497,9 @@ def api_requests(ids):
         ("GET", "/admin/keys", "/admin/keys", None),
         ("POST", "/admin/dashboard-keys", "/admin/dashboard-keys", {"account": "acme"}),
         ("PUT", "/admin/keys/{key_id}/limits", f"/admin/keys/{ids['key_id']}/limits", {"rpm": 60, "tpm": None}),
+        ("PUT", "/admin/limits/{scope}/{scope_id}", "/admin/limits/team/a", {"rpm": 60}),
+        ("GET", "/admin/limits", "/admin/limits", None),
+        ("DELETE", "/admin/limits/{scope}/{scope_id}", "/admin/limits/team/a", None),
         ("PUT", "/admin/budgets/{budget_id}", "/admin/budgets/acme-hard",  # a hard budget's ledger moves with it
          {"scope": "account", "scope_id": "acme", "period": "monthly", "limit_usd": "2000", "thresholds": [1.0],
           "mode": "hard", "channels": ["sns"]}),
@@ -568,11 +619,9 @@ def test_each_function_is_granted_exactly_what_its_code_uses(deployed, recorder,
     used: dict[str, dict[str, set[str]]] = {}
     for function, by_resource in recorder.used.items():
         for resource, actions in by_resource.items():
-            if "?pk=" in resource and resource not in permissions.CODE[function]:
-                prefixes = [r for r in permissions.CODE[function] if r.endswith("*") and "?pk=" in r
-                            and resource.startswith(r[:-1])]  # granted on partition keys with a prefix
-                resource = prefixes[0] if prefixes else resource.split("?pk=", 1)[0]  # else on the whole table
-            used.setdefault(function, {}).setdefault(resource, set()).update(actions)
+            for action in actions:
+                grant = _grant_for(permissions.CODE[function], resource, action)
+                used.setdefault(function, {}).setdefault(grant, set()).add(action)
     assert set(used) == set(permissions.CODE)
     disagreements = []
     for function, granted in permissions.CODE.items():

@@ -335,8 +335,9 @@ def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
         arn("BudgetsTable"): {"dynamodb:Scan"},
         arn("CallsTable"): {"dynamodb:PutItem"},
         arn("SpillQueue"): {"sqs:SendMessage"},
-        # the refused-keys counter, and a hard budget's ledger, holds and a key's rate windows (partitions below)
-        arn("AggregatesTable"): {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+        # the refused-keys counter, a hard budget's ledger, holds, rate windows and (read) the accounts' and teams'
+        # rate limits (partitions below)
+        arn("AggregatesTable"): {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"},
         parameter("openai"): {"ssm:GetParameter"},
         parameter("anthropic"): {"ssm:GetParameter"},
         parameter("openrouter"): {"ssm:GetParameter"},
@@ -358,7 +359,9 @@ def test_the_proxy_may_do_only_what_a_proxied_call_needs(packaged):
             ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["signal#auth_failures"]}}, {"dynamodb:UpdateItem"}),
             ({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["hard#*"]}}, {"dynamodb:UpdateItem"}),
             ({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["hold#*"]}}, {"dynamodb:DeleteItem", "dynamodb:PutItem"}),
-            ({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["rate#*"]}}, {"dynamodb:UpdateItem"}))}
+            ({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["rate#*"]}}, {"dynamodb:UpdateItem"}),
+            ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["config#limits"]}}, {"dynamodb:Query"}),
+            ({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["config#fallbacks"]}}, {"dynamodb:Query"}))}
     env = template["Resources"]["ProxyFunction"]["Properties"]["Environment"]["Variables"]
     for provider in ("openai", "anthropic", "openrouter", "groq", "gemini", "azure"):  # the names it reads are the ones it may read
         assert env[f"TOLLGATE_{provider.upper()}_API_KEY_PARAMETER"] == {"Fn::Sub": f"/tollgate/${{Stage}}/{provider}-api-key"}
