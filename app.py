@@ -13,7 +13,7 @@ from chalicelib.gateway import fallbacks, reprice
 from chalicelib.ledger import audit, auth, calllog, fallback_rules, gdpr, key_limits, keys, rate_limits
 from chalicelib.reports import calls as call_reports
 from chalicelib.reports import exports, forecast, openapi, people, providers, usage
-from chalicelib.rollup import handler, rebuild
+from chalicelib.rollup import DETAIL, SUMMARY, handler, rebuild
 from chalicelib.settings import get_settings
 
 coldstart_gc.loaded()
@@ -404,16 +404,24 @@ def weekly_report(event):
 CALLS_STREAM_SET_BY_INFRA = "arn:aws:dynamodb:::table/calls/stream/set-by-infra"
 
 
-# What each batch the rollup folds is handed to, as facts read once: calls and sessions over the alert rules'
-# thresholds are noted for the evaluator, and the budgets the batch touched are measured again.
-ROLLUP_LISTENERS = (listeners.note_expensive_calls, budget_store.refresh_touched, listeners.note_costly_sessions)
+# What each batch the rollup folds is handed to, as facts read once, by the tier it follows: calls over the alert
+# rules' thresholds are noted for the evaluator; the budgets the batch touched are measured again, and costly
+# sessions noted, once the detail's items (every scope but all traffic, and sessions) hold the batch.
+ROLLUP_LISTENERS = {SUMMARY: (listeners.note_expensive_calls,),
+                    DETAIL: (budget_store.refresh_touched, listeners.note_costly_sessions)}
 
 
 @app.on_dynamodb_record(stream_arn=CALLS_STREAM_SET_BY_INFRA, batch_size=100)
 def rollup_calls(event):
-    """Fold new, erased and expired calls into the aggregates, tell the listeners; report the first record not
-    applied."""
-    return handler.handle_records(event, ROLLUP_LISTENERS)
+    """Fold new, erased and expired calls into the summary's aggregates (and the detail's, unless the stage folds
+    them in rollup_details), tell the listeners; report the first record not applied."""
+    return handler.handle_records(event, ROLLUP_LISTENERS, handler.tiers_of_rollup_calls())
+
+
+@app.on_dynamodb_record(stream_arn=CALLS_STREAM_SET_BY_INFRA, batch_size=100)
+def rollup_details(event):
+    """Fold the same calls into the detail's aggregates from batches of minutes (AWS: its own stream mapping)."""
+    return handler.handle_records(event, ROLLUP_LISTENERS, (DETAIL,))
 
 
 @app.lambda_function(name="export_calls")

@@ -245,8 +245,12 @@ class StreamMapping:
         return PAYLOAD_BYTES // self.record_bytes
 
 
-@lru_cache(maxsize=1)
-def stream_mapping() -> StreamMapping:
+MAPPING_OF_TIER = {None: "RollupCalls", "summary": "RollupCalls", "detail": "RollupDetails"}  # layout.py's tiers
+
+
+@lru_cache(maxsize=3)
+def stream_mapping(tier: str | None = None) -> StreamMapping:
+    """The mapping of the function that folds `tier`'s items (None: rollup_calls', every item where it folds them)."""
     import json
     from pathlib import Path
 
@@ -254,7 +258,7 @@ def stream_mapping() -> StreamMapping:
 
     assert WRITERS == ROLLUP_WRITERS, "chalicelib/rollup/store.py changed its writers: change ROLLUP_WRITERS"
     resources = json.loads((Path(__file__).resolve().parent.parent / "infra" / "resources.json").read_text())
-    events = resources["Resources"]["RollupCalls"]["Properties"]["Events"]
+    events = resources["Resources"][MAPPING_OF_TIER[tier]]["Properties"]["Events"]
     mapping = next(e["Properties"] for e in events.values() if "Stream" in e["Properties"])
     return StreamMapping(int(mapping["BatchSize"]), float(mapping.get("MaximumBatchingWindowInSeconds", 0)),
                          stream_record_bytes(), int(mapping.get("ParallelizationFactor", 1)))
@@ -305,6 +309,11 @@ class Shape:
     batch: int | None = None  # records a batch; None: what the stream mapping reads at this rate (`records_per_batch`)
     stream_shards: int | None = None  # None: max(4, calls/s / 500), see `shards`
     seed: int = 1
+    tier: str | None = None  # the items of one rollup tier (layout.py), batched by its function's mapping; None: all
+
+    @property
+    def mapping(self) -> StreamMapping:
+        return stream_mapping(self.tier)
 
     @property
     def records_per_batch(self) -> int:
@@ -312,20 +321,20 @@ class Shape:
         batching window, or what fits in a 6 MB invocation payload, whichever is fewest."""
         if self.batch is not None:
             return self.batch
-        mapping = stream_mapping()
+        mapping = self.mapping
         return max(1, min(mapping.batch_size, math.floor(self.calls_per_s / self.streams * mapping.window_s),
                           mapping.payload_records))
 
     @property
     def batch_fill_s(self) -> float:
         """Seconds a shard takes to gather one batch: how long a call waits before the rollup reads it."""
-        return min(stream_mapping().window_s, self.records_per_batch / (self.calls_per_s / self.streams))
+        return min(self.mapping.window_s, self.records_per_batch / (self.calls_per_s / self.streams))
 
     @property
     def streams(self) -> int:
         """What Lambda reads in order, one batch at a time: each stream shard split ParallelizationFactor ways by
         partition key (an account's records stay in one, in order). With `batch` given: the shards alone."""
-        return self.shards * (1 if self.batch is not None else stream_mapping().parallelization)
+        return self.shards * (1 if self.batch is not None else self.mapping.parallelization)
 
     @property
     def shards(self) -> int:
@@ -337,7 +346,7 @@ class Shape:
         return (f"{self.calls_per_s:,} calls/s: {self.accounts:,} accounts, {self.models} models (top "
                 f"{self.top_model_share:.0%}), {len(PROVIDERS)} providers, {self.users:,} users, batches of "
                 f"{self.records_per_batch:,}, "
-                f"{self.shards} stream shards")
+                f"{self.shards} stream shards" + (f", {self.tier} tier" if self.tier else ""))
 
 
 def zipf(n: int, s: float) -> list[float]:
@@ -705,6 +714,7 @@ def simulate(shape: Shape, seconds: float | None = None, progress: bool = False)
     from chalicelib.rollup import layout, store
     from chalicelib.rollup.fold import fold
 
+    tiers = layout.TIERS if shape.tier is None else (shape.tier,)
     if seconds is None:
         seconds = min(float(FIVE_MINUTES_S), max(1.0, 20_000 / shape.calls_per_s))
     if seconds > FIVE_MINUTES_S:
@@ -723,6 +733,8 @@ def simulate(shape: Shape, seconds: float | None = None, progress: bool = False)
     for n, (_, facts) in enumerate(traffic.batches(seconds, replayed)):
         calls += len(facts)
         for key, delta in fold(facts).items():
+            if layout.tier_of(key.kind) not in tiers:
+                continue  # the other tier's function writes it, from its own batches
             request = store.update_request(key, delta)
             item = items.get(key)
             if item is None:
@@ -847,91 +859,147 @@ def _simulate(job: tuple[Shape, float, bool]) -> Result:
     return simulate(*job)
 
 
-def measure(shapes: tuple[int, ...] = SHAPES, calls: int | None = None, progress: bool = True) -> list[Result]:
-    """Each shape replayed for `calls` calls (BENCH_CAPACITY_CALLS, default 20,000), in a process of its own."""
+def measure(shapes: tuple[int, ...] = SHAPES, calls: int | None = None, progress: bool = True) -> list[Rollup]:
+    """Each shape's tiers (layout.py: the summary's items and the detail's, each batched by its own function's
+    stream mapping) replayed for `calls` calls (BENCH_CAPACITY_CALLS, default 20,000), each in a process of its own."""
+    from chalicelib.rollup.layout import TIERS
+
     calls = calls or int(os.environ.get("BENCH_CAPACITY_CALLS", sized("20000", "400")))
     batch = sized(None, 50)  # the quick mode's small batches keep its replay tiny
-    jobs = [(Shape(rate, batch=batch), min(float(FIVE_MINUTES_S), max(sized(1.0, 0.0), calls / rate)), progress)
-            for rate in shapes]
+    jobs = [(Shape(rate, batch=batch, tier=tier), min(float(FIVE_MINUTES_S), max(sized(1.0, 0.0), calls / rate)),
+             progress) for rate in shapes for tier in TIERS]
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
-        return [_simulate(job) for job in jobs]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_simulate, jobs))
+        results = [_simulate(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_simulate, jobs))
+    return [Rollup([r for r in results if r.shape.calls_per_s == rate]) for rate in shapes]
+
+
+@dataclass
+class Rollup:
+    """One rate's rollup: the replay of each tier, whose write units add up (each item is written by one tier)."""
+
+    tiers: list[Result]
+
+    @property
+    def shape(self) -> Shape:
+        return self.tiers[0].shape
+
+    def _sum(self, per_call: str) -> float:
+        return sum(getattr(t, per_call) for t in self.tiers)
+
+    wcu_per_call = property(lambda self: self._sum("wcu_per_call"))
+    table_wcu_per_call = property(lambda self: self._sum("table_wcu_per_call"))
+    index_wcu_per_call = property(lambda self: self._sum("index_wcu_per_call"))
+    update_items_per_call = property(lambda self: self._sum("update_items_per_call"))
+
+    @property
+    def met(self) -> bool:
+        return all(t.met for t in self.tiers)
+
+    def reason(self) -> str:
+        return "; ".join(f"{t.shape.tier or 'rollup'}: {t.reason()}" for t in self.tiers if not t.met)
+
+
+def freshness_s(r: Result) -> float:
+    """A call's log to its presence in the tier's items, p99: the stream, its batch filling, the batch's writes."""
+    return r.shape.batch_fill_s + r.batch_write_s + STREAM_DELAY_S
 
 
 HEADER = ("shape", "row", "table / partition key / sort key", "writes/s", "WCU/s", "size KB",
           "partitions at ≤ 50 %", "target")
 
 
-def rows(results: list[Result], top: int = 5) -> list[tuple[str, ...]]:
-    """The table's rows for each shape: hottest items, index keys and partition keys, the largest item, the
-    units per call, the whole table, the verdict (cells markdown-ready)."""
+def rows(results: list[Rollup | Result], top: int = 5) -> list[tuple[str, ...]]:
+    """The table's rows for each shape: per tier its hottest items, index keys and partition keys, largest item,
+    units per call and freshness; then the units per call of all tiers, the whole table, the verdict (cells
+    markdown-ready)."""
     out: list[tuple[str, ...]] = []
-    for r in results:
-        shape = f"{r.shape.calls_per_s:,}/s"
-        for load in r.items[:top]:
-            ok = load.wcu_per_s <= ITEM_WCU_TARGET and load.size <= ITEM_BYTES_TARGET
-            verdict = "met" if ok else "MISSED"
-            target = f"≤ {ITEM_WCU_TARGET:,.0f} WCU/s, ≤ {ITEM_BYTES_TARGET // 1024} KB: {verdict}"
-            out.append((shape, "hottest item", f"`{load.pk}` `{load.sort_key}`", f"{load.writes_per_s:,.1f}",
-                        f"{load.wcu_per_s:,.0f}", f"{load.size / 1024:.1f}", "-", target))
-        for load in r.entries[:top]:
-            ok = load.wcu_per_s <= ITEM_WCU_TARGET
-            shared = f" ({load.members} items)" if load.members > 1 else ""
-            out.append((shape, "hottest index key", f"{load.table}: `{load.pk}` `{load.sort_key}`{shared}",
-                        f"{load.writes_per_s:,.1f}", f"{load.wcu_per_s:,.0f}", f"{load.size / 1024:.1f}", "-",
-                        f"≤ {ITEM_WCU_TARGET:,.0f} WCU/s: {'met' if ok else 'MISSED'}"))
-        table_keys = [k for k in r.keys if k.table == "aggregates"][:top]
-        index_keys = [k for k in r.keys if k.table != "aggregates"][:max(1, top // 2)]
-        for key in table_keys + index_keys:
-            ok = key.heaviest.wcu_per_s <= ITEM_WCU_TARGET
-            where = f"`{key.pk}`" if key.table == "aggregates" else f"{key.table}: `{key.pk}`"
-            target = (f"heaviest item {key.heaviest.wcu_per_s:,.0f} ≤ {ITEM_WCU_TARGET:,.0f} WCU/s: "
-                      f"{'met' if ok else 'MISSED'}")
-            out.append((shape, "hottest partition key", f"{where} ({key.items:,} items)", "-",
-                        f"{key.wcu_per_s:,.0f}", "-", f"{key.partitions}", target))
-        by_day = r.shape.calls_per_s / DAY_SHARDS  # one write unit a call (a call record is under 1 KB)
-        out.append((shape, "call log index", f"calls: `by_day` ({DAY_SHARDS} shards a day, by call id)",
+    for rollup in (r if isinstance(r, Rollup) else Rollup([r]) for r in results):
+        rate = f"{rollup.shape.calls_per_s:,}/s"
+        for r in rollup.tiers:
+            out += _tier_rows(r, top)
+        by_day = rollup.shape.calls_per_s / DAY_SHARDS  # one write unit a call (a call record is under 1 KB)
+        out.append((rate, "call log index", f"calls: `by_day` ({DAY_SHARDS} shards a day, by call id)",
                     f"{by_day:,.1f}", f"{by_day:,.0f}", "-", "-",
                     f"≤ {ITEM_WCU_TARGET:,.0f} WCU/s a shard: {'met' if by_day <= ITEM_WCU_TARGET else 'MISSED'} "
                     "(its sort key only grows, so split for heat cannot help: the shards must)"))
-        largest = r.largest
-        out.append((shape, "largest item", f"`{largest.pk}` `{largest.sort_key}`", "-", "-",
-                    f"{largest.size / 1024:.1f} (replay {largest.sim_size / 1024:.1f})", "-",
-                    f"≤ {ITEM_BYTES_TARGET // 1024} KB: {'met' if largest.size <= ITEM_BYTES_TARGET else 'MISSED'}"))
-        table_wcu = r.table_wcu_per_call * r.shape.calls_per_s  # every shard's, not only the replayed ones'
-        index_wcu = r.index_wcu_per_call * r.shape.calls_per_s
-        out.append((shape, "per call", f"{r.update_items_per_call:.2f} UpdateItems", "-",
-                    f"{r.wcu_per_call:.2f} WCU ({r.table_wcu_per_call:.2f} table + {r.index_wcu_per_call:.2f} index)",
-                    "-", "-", f"at replay sizes: {(r.sim_units + r.sim_index_units) / r.calls:.2f} WCU"))
-        log_units = call_log_units(r.shape)
-        out.append((shape, "rollup ÷ call log", f"{r.wcu_per_call:.2f} WCU a call ÷ the call log's {log_units:.2f}",
-                    "-", "-", "-", "-", f"≤ 1: {'met' if r.wcu_per_call <= log_units else 'MISSED'} "
-                    f"({r.wcu_per_call / log_units:.1f}×)"))
-        fill, writing = r.shape.batch_fill_s, r.batch_write_s
-        out.append((shape, "freshness p99 (modelled)", f"a batch of {r.shape.records_per_batch:,} records fills in "
-                    f"{fill:.1f} s (window {stream_mapping().window_s:g} s), its "
-                    f"{r.update_items_per_call * r.shape.records_per_batch:,.0f} UpdateItems take {writing:.1f} s at "
-                    f"{rollup_memory_mb():,} MB",
-                    "-", "-", "-", "-", f"{fill + writing + STREAM_DELAY_S:.0f} s ≤ {FRESHNESS_TARGET_S} s: "
-                    f"{'met' if fill + writing + STREAM_DELAY_S <= FRESHNESS_TARGET_S else 'MISSED'}"))
+        wcu = rollup.wcu_per_call
+        if len(rollup.tiers) > 1:
+            out.append((rate, "per call, every tier", f"{rollup.update_items_per_call:.2f} UpdateItems", "-",
+                        f"{wcu:.2f} WCU ({rollup.table_wcu_per_call:.2f} table + {rollup.index_wcu_per_call:.2f} "
+                        "index)", "-", "-", " + ".join(f"{t.shape.tier} {t.wcu_per_call:.2f}" for t in rollup.tiers)))
+        log_units = call_log_units(rollup.shape)
+        out.append((rate, "rollup ÷ call log", f"{wcu:.2f} WCU a call ÷ the call log's {log_units:.2f}",
+                    "-", "-", "-", "-", f"≤ 1: {'met' if wcu <= log_units else 'MISSED'} ({wcu / log_units:.1f}×)"))
+        table_wcu = rollup.table_wcu_per_call * rollup.shape.calls_per_s  # every shard's, not only the replayed ones'
+        index_wcu = rollup.index_wcu_per_call * rollup.shape.calls_per_s
         quota = (f"on-demand default quota {TABLE_WCU_QUOTA:,} WCU/s per table (adjustable): "
                  f"{'within' if max(table_wcu, index_wcu) <= TABLE_WCU_QUOTA else 'ABOVE'}")
-        out.append((shape, "whole table", f"aggregates + {r.entries[0].table if r.entries else 'index'}", "-",
-                    f"{table_wcu:,.0f} + {index_wcu:,.0f}", "-",
+        index = next((t.entries[0].table for t in rollup.tiers if t.entries), "index")
+        out.append((rate, "whole table", f"aggregates + {index}", "-", f"{table_wcu:,.0f} + {index_wcu:,.0f}", "-",
                     f"{math.ceil(table_wcu / ITEM_WCU_TARGET)} + {math.ceil(index_wcu / ITEM_WCU_TARGET)}", quota))
-        out.append((shape, "verdict", r.shape.label(), "-", "-", "-", "-",
-                    "met" if r.met else f"MISSED: {r.reason()}"))
+        out.append((rate, "verdict", "; ".join(t.shape.label() for t in rollup.tiers), "-", "-", "-", "-",
+                    "met" if rollup.met else f"MISSED: {rollup.reason()}"))
     return [tuple(cell.replace("|", "\\|") for cell in row) for row in out]  # keys hold `|`: escaped in a table
 
 
-def note(results: list[Result]) -> str:
+def _tier_rows(r: Result, top: int) -> list[tuple[str, ...]]:
+    """One tier's rows: its hottest items, index keys and partition keys, largest item, units a call, freshness."""
+    out: list[tuple[str, ...]] = []
+    shape = f"{r.shape.calls_per_s:,}/s" + (f" {r.shape.tier}" if r.shape.tier else "")
+    for load in r.items[:top]:
+        ok = load.wcu_per_s <= ITEM_WCU_TARGET and load.size <= ITEM_BYTES_TARGET
+        verdict = "met" if ok else "MISSED"
+        target = f"≤ {ITEM_WCU_TARGET:,.0f} WCU/s, ≤ {ITEM_BYTES_TARGET // 1024} KB: {verdict}"
+        out.append((shape, "hottest item", f"`{load.pk}` `{load.sort_key}`", f"{load.writes_per_s:,.1f}",
+                    f"{load.wcu_per_s:,.0f}", f"{load.size / 1024:.1f}", "-", target))
+    for load in r.entries[:top]:
+        ok = load.wcu_per_s <= ITEM_WCU_TARGET
+        shared = f" ({load.members} items)" if load.members > 1 else ""
+        out.append((shape, "hottest index key", f"{load.table}: `{load.pk}` `{load.sort_key}`{shared}",
+                    f"{load.writes_per_s:,.1f}", f"{load.wcu_per_s:,.0f}", f"{load.size / 1024:.1f}", "-",
+                    f"≤ {ITEM_WCU_TARGET:,.0f} WCU/s: {'met' if ok else 'MISSED'}"))
+    table_keys = [k for k in r.keys if k.table == "aggregates"][:top]
+    index_keys = [k for k in r.keys if k.table != "aggregates"][:max(1, top // 2)]
+    for key in table_keys + index_keys:
+        ok = key.heaviest.wcu_per_s <= ITEM_WCU_TARGET
+        where = f"`{key.pk}`" if key.table == "aggregates" else f"{key.table}: `{key.pk}`"
+        target = (f"heaviest item {key.heaviest.wcu_per_s:,.0f} ≤ {ITEM_WCU_TARGET:,.0f} WCU/s: "
+                  f"{'met' if ok else 'MISSED'}")
+        out.append((shape, "hottest partition key", f"{where} ({key.items:,} items)", "-",
+                    f"{key.wcu_per_s:,.0f}", "-", f"{key.partitions}", target))
+    largest = r.largest
+    out.append((shape, "largest item", f"`{largest.pk}` `{largest.sort_key}`", "-", "-",
+                f"{largest.size / 1024:.1f} (replay {largest.sim_size / 1024:.1f})", "-",
+                f"≤ {ITEM_BYTES_TARGET // 1024} KB: {'met' if largest.size <= ITEM_BYTES_TARGET else 'MISSED'}"))
+    out.append((shape, "per call", f"{r.update_items_per_call:.2f} UpdateItems", "-",
+                f"{r.wcu_per_call:.2f} WCU ({r.table_wcu_per_call:.2f} table + {r.index_wcu_per_call:.2f} index)",
+                "-", "-", f"at replay sizes: {(r.sim_units + r.sim_index_units) / r.calls:.2f} WCU"))
+    fresh = freshness_s(r)
+    # The target is /api/summary's: all traffic's items and its split by provider (the summary tier, or every item).
+    target = (f"{fresh:.0f} s ≤ {FRESHNESS_TARGET_S} s: {'met' if fresh <= FRESHNESS_TARGET_S else 'MISSED'}"
+              if r.shape.tier != "detail" else f"{fresh:.0f} s (an account's, key's, user's, team's, model's… "
+              "items: no target)")
+    out.append((shape, "freshness p99 (modelled)", f"a batch of {r.shape.records_per_batch:,} records fills in "
+                f"{r.shape.batch_fill_s:.1f} s (window {r.shape.mapping.window_s:g} s), its "
+                f"{r.update_items_per_call * r.shape.records_per_batch:,.0f} UpdateItems take {r.batch_write_s:.1f} s "
+                f"at {rollup_memory_mb():,} MB", "-", "-", "-", "-", target))
+    return out
+
+
+def note(results: list[Rollup]) -> str:
     shape = results[0].shape
-    replay = "; ".join(f"{r.shape.calls_per_s:,} calls/s: {r.seconds:.3g} s, {r.calls:,} calls from "
+    replay = "; ".join(f"{r.shape.calls_per_s:,} calls/s{f' ({r.shape.tier})' if r.shape.tier else ''}: "
+                       f"{r.seconds:.3g} s, {r.calls:,} calls from "
                        f"{round(r.shape.streams / r.scale)} of its {r.shape.streams} streams (stream shards × "
                        f"parallelization) in batches of "
-                       f"{r.shape.records_per_batch:,}, in {r.wall_s:.0f} s" for r in results)
+                       f"{r.shape.records_per_batch:,}, in {r.wall_s:.0f} s" for rollup in results for r in rollup.tiers)
+    mappings = "; ".join(f"{tier}'s items by {MAPPING_OF_TIER[tier]}: BatchSize {m.batch_size:,}, a {m.window_s:g} s "
+                         f"batching window, ParallelizationFactor {m.parallelization}"
+                         for tier in ("summary", "detail") for m in [stream_mapping(tier)])
     return (
         "Capacity of the aggregates (`bench/capacity.py`; alone: `python -m bench.capacity`): a traffic shape replayed "
         "through the real `fold` and `store.update_request`, without AWS. Calls come from "
@@ -942,10 +1010,11 @@ def note(results: list[Result]) -> str:
         f"({shape.users // shape.accounts} per account, named by {shape.user_share:.0%} of calls); "
         f"{shape.error_rate:.0%} errors, {shape.unpriced_rate:.0%} unpriced. Each account hashes to one call-log "
         "partition, hence one stream shard (max(4, calls/s ÷ 500) of them); Lambda reads a shard in order, "
-        "consecutive records a batch, as many as the stream mapping hands the rollup (infra/resources.json: "
-        f"BatchSize {stream_mapping().batch_size:,}, a {stream_mapping().window_s:g} s batching window, and "
-        f"{stream_mapping().payload_records:,} records of {stream_mapping().record_bytes:,} B in Lambda's 6 MB "
-        f"payload); lanes are `{STREAM}|<account>`. Every UpdateItem is applied to a "
+        "consecutive records a batch, as many as the stream mapping hands the rollup. Two functions read the "
+        "stream, each writing its own tier's items (chalicelib/rollup/layout.py; infra/resources.json: "
+        f"{mappings}), a batch cut at {stream_mapping().payload_records:,} records of "
+        f"{stream_mapping().record_bytes:,} B in Lambda's 6 MB payload; each tier is replayed with its own "
+        f"batches, and their units add up. Lanes are `{STREAM}|<account>`. Every UpdateItem is applied to a "
         "running copy of its item and billed max(size before, size after) per started KB (a Number is "
         "(significant digits + 1) ÷ 2 + 1 bytes, a string its UTF-8 bytes, plus each attribute's name); a day "
         "item's update also writes its `by_kind` entry (the table's keys, the index's and the projected "
@@ -973,30 +1042,29 @@ def call_log_units(shape: Shape) -> float:
     return float(cost.call_log_units_per_call(shape.user_share))
 
 
-def missed_reasons(results: list[Result]) -> list[str]:
+def missed_reasons(results: list[Rollup]) -> list[str]:
     out = [f"Capacity at {r.shape.calls_per_s:,} calls/s: {r.reason()}." for r in results if not r.met]
     dear = [r for r in results if r.wcu_per_call > call_log_units(r.shape)]
     if dear:
+        detail = dear[0].tiers[-1].shape
         out.append(ROLLUP_UNITS_REASON.format(units=", ".join(
             f"{r.wcu_per_call:.1f} at {r.shape.calls_per_s:,} calls/s" for r in dear),
-            log=call_log_units(dear[0].shape), batch=dear[0].shape.records_per_batch))
+            log=call_log_units(dear[0].shape), batch=detail.records_per_batch))
     return out
 
 
 ROLLUP_UNITS_REASON = (
-    "Rollup write units a call ({units}) above the call log's {log:.1f}. The stream mapping now gathers batches for "
-    "20 s, ten in flight per shard, each holding whole accounts (ParallelizationFactor 10 splits a shard by "
-    "partition key), so a batch carries ~20 s of each of its accounts' calls, {batch:,} records at the slower rate, "
-    "and the shared scopes (global, provider, model, operation) fold into almost nothing. Most writes are items "
-    "of one account's scope or breakdown value (an account's and a team's hour by model, day by model, key, team, "
-    "operation and user; a key's day, hour and 5-minute bucket; a user's day): an account at ~1 call/s has ~20 "
-    "calls in a batch, spread over its models, keys and 100 users, so those items take about one UpdateItem "
-    "for every 1-2 calls. A longer window would fold more, at the price of freshness (the row above) and of "
-    "the alerts the rollup's listeners raise; unsharding every scope and dropping the team's breakdowns "
-    "(measured with this model on 6 MB batches: 8.7 at 1,000 calls/s) does not reach it either. "
-    "Reaching ~2.7 takes writing the per-account items less often than per batch: the batch's deltas "
-    "appended as one item and compacted into them off the hot path, with the reports adding the deltas not "
-    "yet compacted (a change to the readers too)."
+    "Rollup write units a call ({units}) above the call log's {log:.1f}. The summary tier (all traffic's items, "
+    "40 s batches) is cheap; the detail tier is not at the slower rate: its items are those of one account's scope "
+    "or breakdown value (an account's and a team's hour by model with their latency histograms, ~2.7 KB each; "
+    "their day by model, key, team, operation and user; a key's day, hour and 5-minute bucket; a user's day) and "
+    "the shared scopes' 16 write shards. A detail batch is cut by Lambda's 6 MB payload at {batch:,} records, so an "
+    "account at ~1 call/s has ~155 calls in one, spread over 50 models, 6 keys, 3 teams, 20 operations and 100 "
+    "users: those items still take about one UpdateItem for every 3 calls, and no stream mapping gathers more "
+    "(ParallelizationFactor 10 is its maximum; a window past the payload does not help). Reaching ~2.7 takes "
+    "writing them less often than once per stream batch: each batch's facts appended as one compact item and "
+    "merged into them every few minutes (one merger per write shard, exactly once by the same marks), or fewer "
+    "items per call (a team's splits, and latency by model for all traffic only), which reports read today."
 )
 
 

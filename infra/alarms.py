@@ -10,6 +10,7 @@ from typing import Any
 NEAR_TIMEOUT = 0.9  # a run that takes this share of its function's timeout is about to be cut
 ITERATOR_AGE_MS = 60_000  # the rollup is a minute behind the call log ...
 ITERATOR_AGE_MINUTES = 5  # ... for this long
+DETAIL_ITERATOR_AGE_MS = 600_000  # the detail's batches gather for up to 5 minutes: twice that is behind
 SPILL_AGE_SECONDS = 300
 API_5XX_RATE = 0.05
 API_5XX_MIN_REQUESTS = 20  # below this many requests in 5 minutes a rate says little
@@ -97,6 +98,11 @@ def data_alarms(tables: list[str], api_stage: str) -> dict[str, dict[str, Any]]:
             "RollupIteratorAgeAlarm", "The rollup has been over a minute behind the call log for 5 minutes",
             **_metric("AWS/Lambda", "IteratorAge", {"FunctionName": {"Ref": "RollupCalls"}}, "Maximum", 60),
             **_at_least(ITERATOR_AGE_MS, ITERATOR_AGE_MINUTES)),
+        "RollupDetailsIteratorAgeAlarm": _alarm(
+            "RollupDetailsIteratorAgeAlarm", "The rollup's detail has been over ten minutes behind the call log for "
+                                             "5 minutes",
+            **_metric("AWS/Lambda", "IteratorAge", {"FunctionName": {"Ref": "RollupDetails"}}, "Maximum", 60),
+            **_at_least(DETAIL_ITERATOR_AGE_MS, ITERATOR_AGE_MINUTES)),
     }
     api = {"ApiName": {"Fn::Sub": "tollgate-${Stage}"}, "Stage": api_stage}
     found["Api5XXAlarm"] = _alarm(

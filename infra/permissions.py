@@ -98,15 +98,20 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "ssm:/tollgate/${Stage}/admin-key": ("ssm:GetParameter",),
         **_ALERTING,
     },
-    # The stream: fold calls into the aggregates (exactly once: the lanes are read back on a redelivery),
-    # quarantine what cannot be folded, re-measure the budgets it touched, archive what TTL expired.
+    # The stream, summary tier: fold calls into all traffic's aggregates (exactly once: the lanes are read back on a
+    # redelivery), quarantine what cannot be folded, note expensive calls, archive what TTL expired.
     "RollupCalls": {
-        "AggregatesTable": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+        "AggregatesTable": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
         # an expensive call is noted unless the evaluator has taken it up already (a condition in a transaction)
         "AggregatesTable?pk=signal#expensive_calls_taken": ("dynamodb:ConditionCheckItem",),
+        "ArchiveBucket/calls/*": ("s3:PutObject",),
+    },
+    # The stream, detail tier: every other scope's aggregates and sessions, the same way; re-measure the budgets
+    # the batch touched, note costly sessions.
+    "RollupDetails": {
+        "AggregatesTable": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         "AggregatesTable?pk=signal#costly_sessions_taken": ("dynamodb:ConditionCheckItem",),  # a session, once
         "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
-        "ArchiveBucket/calls/*": ("s3:PutObject",),
     },
     # A large export: the range's calls read day by day into a multipart upload, progress on its record (one
     # partition of the aggregates table), and before the timeout the rest handed to a fresh invocation.
@@ -169,12 +174,14 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+_CALL_LOG_STREAM = {
+    "CallsTable/stream": ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                          "dynamodb:ListStreams"),
+    "RollupDeadLetterQueue": ("sqs:SendMessage",),  # the mapping's on-failure destination
+}
 EVENT_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
-    "RollupCalls": {
-        "CallsTable/stream": ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
-                              "dynamodb:ListStreams"),
-        "RollupDeadLetterQueue": ("sqs:SendMessage",),  # the mapping's on-failure destination
-    },
+    "RollupCalls": _CALL_LOG_STREAM,
+    "RollupDetails": _CALL_LOG_STREAM,  # the stream's second reader (two per shard at most)
     "ReplaySpill": {
         "SpillQueue": ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"),
     },

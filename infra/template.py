@@ -2,7 +2,7 @@
 
 `chalice package` writes the functions, their events and the REST API; infra/resources.json, merged in, the
 tables, queues, buckets, the proxy function and the dashboard's CloudFront. `finish()` then gives every
-function (the six of Chalice and the proxy) a fixed name, its own log group with the stage's retention,
+function (the seven of Chalice and the proxy) a fixed name, its own log group with the stage's retention,
 its role's one least-privilege policy (infra/permissions.py), tracing as the stage says, how Lambda retries it
 when invoked asynchronously, and alarms (infra/alarms.py); the proxy its concurrency cap; the REST API one stage
 (with throttling, access logs, a count of its own 429s and tracing) that alone may invoke the functions, and
@@ -23,7 +23,8 @@ from .stages import ManagedInstances, Stage, StageError
 
 # Logical id → the name after `tollgate-<stage>-` (Chalice's own names for its functions).
 FUNCTIONS = {
-    "APIHandler": "api_handler", "RollupCalls": "rollup_calls", "ReplaySpill": "replay_spill",
+    "APIHandler": "api_handler", "RollupCalls": "rollup_calls", "RollupDetails": "rollup_details",
+    "ReplaySpill": "replay_spill",
     "EvaluateEveryMinute": "evaluate_every_minute", "DailyDigest": "daily_digest", "WeeklyReport": "weekly_report",
     "ProxyFunction": "proxy", "ExportCalls": "export_calls",
 }

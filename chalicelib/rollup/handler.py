@@ -7,12 +7,16 @@ and the rest of the batch folds: one bad record never stalls the stream. Anythin
 
 The batch's facts then go to the listeners the wiring registers (app.py: expensive calls, costly
 sessions, budgets), so nothing downstream reads a stream record again.
+
+Two functions read the stream where the stage deploys them (layout.py's tiers): `rollup_calls` folds the
+summary's items from short batches, `rollup_details` the detail's from batches of minutes; each runs the
+listeners of its tier. Locally and in tests one function folds both (`tiers_of_rollup_calls`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from chalicelib import clock
 from chalicelib.ledger import archive
@@ -21,8 +25,10 @@ from chalicelib.ledger import CallRecord
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
 from chalicelib.rollup import quarantine, store
 from chalicelib.rollup.fold import Fact
+from chalicelib.rollup.layout import SUMMARY, TIERS
 from chalicelib.rollup.quarantine import Quarantined
 from chalicelib.rollup.store import SessionTotal
+from chalicelib.settings import get_settings
 
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 
@@ -50,6 +56,20 @@ class Batch:
 Listener = Callable[[Batch], Any]
 
 
+def tiers_of_rollup_calls() -> tuple[str, ...]:
+    """What the call-log stream's first function folds: every tier, or only the summary's where the stage folds
+    the detail apart (its own function and stream mapping, infra/resources.json's RollupDetails)."""
+    return (SUMMARY,) if get_settings().rollup_detail_apart else TIERS
+
+
+def _listeners_of(listeners: Mapping[str, Iterable[Listener]] | Iterable[Listener],
+                  tiers: tuple[str, ...]) -> list[Listener]:
+    """The listeners by tier (each runs once, after the tier whose items it reads), or one list for any tier."""
+    if isinstance(listeners, Mapping):
+        return [listener for tier in TIERS if tier in tiers for listener in listeners.get(tier, ())]
+    return list(listeners)
+
+
 def is_ttl_expiry(record: Any) -> bool:
     identity = record.to_dict().get("userIdentity") or {}
     return identity.get("type") == "Service" and identity.get("principalId") == TTL_PRINCIPAL
@@ -65,8 +85,10 @@ def _set_aside(record: Any, reason: str) -> Quarantined:
                        record.new_image or record.old_image, reason)
 
 
-def handle_records(records: Iterable[Any], listeners: Iterable[Listener] = ()) -> dict[str, list[dict[str, str]]]:
-    """Lambda's partial-batch answer: empty, or the first record whose effects are not all durable.
+def handle_records(records: Iterable[Any], listeners: Mapping[str, Iterable[Listener]] | Iterable[Listener] = (),
+                   tiers: tuple[str, ...] = TIERS) -> dict[str, list[dict[str, str]]]:
+    """Lambda's partial-batch answer: empty, or the first record whose effects are not all durable. Folds the
+    items of `tiers`; the summary's tier also archives what TTL expired (once, whichever functions run).
 
     INSERT adds a call, REMOVE by a person (erasure) subtracts it, REMOVE by TTL only archives it:
     expiry must not change the totals. MODIFY (a re-priced call) adds the new image and subtracts the
@@ -92,9 +114,9 @@ def handle_records(records: Iterable[Any], listeners: Iterable[Listener] = ()) -
             else:
                 facts.append(fact)
                 record_of[fact.seq] = record
-    if expired:
+    if expired and SUMMARY in tiers:
         archive.archive_expired(expired)
-    applied = store.apply(facts)
+    applied = store.apply(facts, tiers)
     refused = {fact.seq for fact, _ in applied.rejected}
     rejected += [_set_aside(record_of[fact.seq], reason) for fact, reason in applied.rejected]
     now = clock.now()
@@ -102,7 +124,7 @@ def handle_records(records: Iterable[Any], listeners: Iterable[Listener] = ()) -
     # Folded counts even when some item must be retried: items are written one by one, so spend may have
     # landed for records after the one Lambda resends from. Budgets are measured from what is there.
     batch = Batch(tuple(read), frozenset(f.seq for f in facts if f.seq not in refused), tuple(applied.sessions), now)
-    for listener in listeners:
+    for listener in _listeners_of(listeners, tiers):
         listener(batch)
     metrics.add_metric(name="RollupRecords", unit=MetricUnit.Count, value=len(facts))
     flush_metrics()

@@ -49,6 +49,15 @@ IN_OWN_ITEM = ("provider",)  # breakdowns few enough to live in the day or hour 
 HOURLESS_KINDS = ("user",)  # day items only: a user's cost is asked per day, and users are many
 SHARDED_KINDS = ("global", "provider", "model", "team", "operation")  # written by many accounts' lanes
 SHARDS = 16
+# Two rollups read the call log's stream, each writing its own items (issue #30: an UpdateItem is billed on the
+# whole item, so an item must be written once for many calls). The summary's: all traffic's items and its split by
+# provider (a few), which every batch touches, folded from short batches so /api/summary and the providers' error
+# and quota alerts see a call within a minute. The detail: every other scope's (accounts, keys, users, teams, models,
+# operations, sessions), thousands of small items that a short batch holds one or two calls of, folded from batches
+# of minutes. Each item is written by one tier only, with its own marks.
+SUMMARY, DETAIL = "summary", "detail"
+TIERS = (SUMMARY, DETAIL)
+SUMMARY_KINDS = ("global", "provider")
 # `calls` counts every call logged; `errors` the provider's (upstream) errors; `refused` the calls the gateway itself
 # turned away (chalicelib/errors.py REFUSALS), which never reached a provider and carry no latency.
 CORE_COUNTERS = ("calls", "errors", "refused", *TOKEN_KINDS, "cost", "unpriced", "drift")  # drift: the calls whose
@@ -185,6 +194,11 @@ def watermark(lane: str) -> str:
 def lane_of(stream: str | None, account: str) -> str:
     """A call's lane: its stream and call-log partition, inside which sequence numbers order records."""
     return stored_name(f"{stream}{SEP}{account}" if stream else account)
+
+
+def tier_of(kind: str) -> str:
+    """Which rollup writes a scope kind's items (sessions are `session` and `user` items: the detail's)."""
+    return SUMMARY if kind in SUMMARY_KINDS else DETAIL
 
 
 def shard_of(kind: str, lane: str) -> int | None:

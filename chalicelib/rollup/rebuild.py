@@ -6,10 +6,11 @@ record put right) from the call log, which is the source of truth while it is re
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Callable, Iterable
 
-from chalicelib.clock import parse_day, utc_today
+from chalicelib import clock
+from chalicelib.clock import midnight, parse_day, utc_today
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger import calllog
 from chalicelib.rollup import store
@@ -18,6 +19,15 @@ from chalicelib.rollup.fold import AggregateKey, Delta, Fact, fold
 from chalicelib.rollup.layout import INDEXED_COUNTERS, SCOPE_KINDS
 
 MAX_RANGE_DAYS = 366
+# A call belongs to the UTC day it started and reaches the stream when it ends, up to 15 minutes later (Lambda's
+# limit); the detail tier's batches gather for up to 5 minutes more (layout.py's tiers). A day is closed for a
+# rebuild, which would count again whatever is still to come, once both have passed, with room for the writes.
+SETTLED_AFTER = timedelta(minutes=25)
+
+
+def closed(day: date) -> bool:
+    """Whether the stream has written all of a day: it ended SETTLED_AFTER ago."""
+    return clock.now() >= midnight(day + timedelta(days=1)) + SETTLED_AFTER
 
 
 def _facts(day: str) -> list[Fact]:
@@ -31,9 +41,9 @@ def recalculate(body: Any, progress: Callable[[int, int, str], None] | None = No
     first, last = parse_day(body.get("from"), "from"), parse_day(body.get("to", body.get("from")), "to")
     if last < first:
         raise InvalidRequest("`to` is before `from`")
-    if last >= utc_today():
-        raise InvalidRequest("only closed days can be rebuilt: today's aggregates are still being written "
-                             "by the stream")
+    if not closed(last):
+        raise InvalidRequest("only closed days can be rebuilt: today's aggregates (and until 00:25 UTC "
+                             "yesterday's) are still being written by the stream")
     if (last - first).days >= MAX_RANGE_DAYS:
         raise InvalidRequest(f"at most {MAX_RANGE_DAYS} days at a time")
     calllog.within_retention(first, "rebuilt")  # a rebuild deletes the day's aggregates first: never for an expired day
@@ -80,8 +90,8 @@ def reconcile(body: Any) -> dict[str, Any]:
     result: dict[str, Any] = {"job": "reconcile", "day": day, "scopes": len(expected), "drift": drift,
                               "fixed": False}
     if drift and body.get("fix") is True:
-        if day >= utc_today().isoformat():
-            result["note"] = "today cannot be rebuilt while the stream writes it; run again tomorrow"
+        if not closed(parse_day(day, "day")):
+            result["note"] = "the stream still writes this day: run again once it is closed (00:25 UTC after it)"
         else:
             recalculate({"from": day, "to": day})
             result["fixed"] = True

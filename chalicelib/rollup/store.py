@@ -33,6 +33,7 @@ from chalicelib.rollup.layout import (
     HOUR_ITEM,
     LANE_PREFIX,
     SCOPE_KINDS,
+    TIERS,
     Scope,
     day_of_sort_key,
     day_views,
@@ -42,6 +43,7 @@ from chalicelib.rollup.layout import (
     session_account,
     sort_key_range,
     split_view_name,
+    tier_of,
     time_bound,
     unsharded_day_id,
     watermark,
@@ -184,14 +186,15 @@ class Applied:
     sessions: list[SessionTotal] = field(default_factory=list)  # the sessions written, with their new totals
 
 
-def apply(facts: list[Fact]) -> Applied:
-    """Apply facts (one batch, in stream order), setting aside the ones DynamoDB refuses."""
+def apply(facts: list[Fact], tiers: tuple[str, ...] = TIERS) -> Applied:
+    """Apply facts (one batch, in stream order) to the items of `tiers` (layout.py: the summary's, the detail's),
+    setting aside the ones DynamoDB refuses."""
     applied = Applied()
-    _apply(facts, applied)
+    _apply(facts, applied, tiers)
     return applied
 
 
-def _apply(facts: list[Fact], applied: Applied) -> bool:
+def _apply(facts: list[Fact], applied: Applied, tiers: tuple[str, ...]) -> bool:
     """Apply a run of consecutive facts; False once something must be retried (nothing after it is tried).
 
     Halves are applied left before right, so each lane's records still reach every item in order:
@@ -199,9 +202,9 @@ def _apply(facts: list[Fact], applied: Applied) -> bool:
     """
     if not facts:
         return True
-    deltas = fold(facts)
+    deltas = {key: delta for key, delta in fold(facts).items() if tier_of(key.kind) in tiers}
     if too_large(deltas) and len(facts) > 1:
-        return _halves(facts, applied)
+        return _halves(facts, applied, tiers)
     failed: list[int] = []
     refused: str | None = None
     for (key, delta), (exc, written) in zip(deltas.items(), _write_all(deltas, facts)):
@@ -224,7 +227,7 @@ def _apply(facts: list[Fact], applied: Applied) -> bool:
     if len(facts) == 1:
         applied.rejected.append((facts[0], refused))
         return True
-    return _halves(facts, applied)
+    return _halves(facts, applied, tiers)
 
 
 def _write_all(deltas: dict[AggregateKey, Delta], facts: list[Fact],
@@ -244,9 +247,9 @@ def _write_all(deltas: dict[AggregateKey, Delta], facts: list[Fact],
         return list(pool.map(attempt, deltas.items()))
 
 
-def _halves(facts: list[Fact], applied: Applied) -> bool:
+def _halves(facts: list[Fact], applied: Applied, tiers: tuple[str, ...]) -> bool:
     half = len(facts) // 2
-    return _apply(facts[:half], applied) and _apply(facts[half:], applied)
+    return _apply(facts[:half], applied, tiers) and _apply(facts[half:], applied, tiers)
 
 
 def _items(response: dict[str, Any]) -> list[dict[str, Any]]:

@@ -30,8 +30,8 @@ from tests.conftest import ROOT
 REGION, ACCOUNT, CODE_BUCKET = "eu-west-1", "123456789012", "tollgate-artifacts-rehearsal"
 STAGE, NEW_STAGE = "rehearsal", "second"
 TABLES = ("calls", "keys", "aggregates", "budgets", "alerts", "deliveries", "credits", "audit")
-FUNCTIONS = ("api_handler", "rollup_calls", "replay_spill", "evaluate_every_minute", "daily_digest", "weekly_report",
-             "proxy", "export_calls")
+FUNCTIONS = ("api_handler", "rollup_calls", "rollup_details", "replay_spill", "evaluate_every_minute", "daily_digest",
+             "weekly_report", "proxy", "export_calls")
 DASHBOARD_TYPES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
                    "config.json": "application/json"}
 DEPLOY_SECONDS = 600

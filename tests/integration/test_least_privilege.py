@@ -243,6 +243,7 @@ def deployed(aws_env, sink, monkeypatch):
     monkeypatch.setenv("TOLLGATE_SPILL_QUEUE_URL", spill)
     monkeypatch.setenv("TOLLGATE_SPILL_DLQ_URL", dead)  # /health and the evaluator watch both dead-letter queues
     monkeypatch.setenv("TOLLGATE_ROLLUP_DLQ_URL", sqs.create_queue(QueueName=f"tollgate-{STAGE}-rollup-dlq")["QueueUrl"])
+    monkeypatch.setenv("TOLLGATE_ROLLUP_DETAIL_APART", "1")  # as deployed: rollup_details folds the detail's items
     # large exports: every export a job (tiny inline limit), the export function invoked (moto's Lambda without
     # Docker takes the invocation; the scenario runs it), each run handing over as soon as it can
     from moto.core.config import default_user_config
@@ -405,9 +406,10 @@ def run_rollup(recorder, client):
     expired = {c.call_id for c in expiring}
     records = [as_ttl_expiry(r) if r["eventName"] == "REMOVE" and r["dynamodb"]["OldImage"]["call_id"]["S"] in expired
                else r for r in stream_records()]
-    with recorder.running("RollupCalls"):
-        client.lambda_.invoke("rollup_calls", {"Records": records})
-        client.lambda_.invoke("rollup_calls", {"Records": records[1:]})  # redelivered: the lanes are read
+    for function, name in (("RollupCalls", "rollup_calls"), ("RollupDetails", "rollup_details")):
+        with recorder.running(function):
+            client.lambda_.invoke(name, {"Records": records})
+            client.lambda_.invoke(name, {"Records": records[1:]})  # redelivered: the lanes are read
 
 
 def run_schedules(recorder, client):
@@ -430,7 +432,8 @@ def run_schedules(recorder, client):
     _log_call(201, cost="2")
     _log_call(202, status=500, error_type="server_error", cost="0")
     _log_call(203, user="erin", session="erin-chat", cost="6")  # a session past $5: noted once, taken up
-    client.lambda_.invoke("rollup_calls", {"Records": stream_records()[-3:]})
+    for name in ("rollup_calls", "rollup_details"):
+        client.lambda_.invoke(name, {"Records": stream_records()[-3:]})
     _old_signals()
     _hold_expired()
     _window_minute_gone()
@@ -488,6 +491,7 @@ def api_requests(ids):
     """(method, route as app.py declares it, concrete path, body) for every /admin, /api and public route."""
     today = _now().strftime("%Y-%m-%d")
     yesterday = (_now() - timedelta(days=1)).strftime("%Y-%m-%d")
+    closed = (_now() - timedelta(days=2)).strftime("%Y-%m-%d")  # closed for a rebuild at any hour (00:25 UTC after)
     return [
         ("POST", "/admin/keys", "/admin/keys", {"name": "ops", "account": "acme"}),
         ("GET", "/admin/keys", "/admin/keys", None),
@@ -509,8 +513,8 @@ def api_requests(ids):
         ("GET", "/admin/audit", "/admin/audit", None),
         ("POST", "/admin/jobs/{job}", "/admin/jobs/evaluate", {}),
         ("POST", "/admin/jobs/{job}", "/admin/jobs/digest", {"kind": "daily"}),
-        ("POST", "/admin/jobs/{job}", "/admin/jobs/recalculate", {"from": yesterday, "to": yesterday}),
-        ("POST", "/admin/jobs/{job}", "/admin/jobs/reconcile", {"day": yesterday, "fix": True}),
+        ("POST", "/admin/jobs/{job}", "/admin/jobs/recalculate", {"from": closed, "to": closed}),
+        ("POST", "/admin/jobs/{job}", "/admin/jobs/reconcile", {"day": closed, "fix": True}),
         ("POST", "/admin/jobs/{job}", "/admin/jobs/reprice", {"start": yesterday, "end": today}),
         ("PUT", "/admin/fallbacks/{name}", "/admin/fallbacks/openai-mini",
          {"match": {"provider": "openai", "model": "gpt-4o-mini"},

@@ -221,7 +221,7 @@ def test_every_function_has_its_own_role_and_runs_on_arm64(packaged):
 
     _, template = packaged
     functions = resources(template, "AWS::Serverless::Function")
-    assert len(functions) == 8  # seven Chalice functions and the streaming proxy
+    assert len(functions) == 9  # eight Chalice functions and the streaming proxy
     roles = {name: f["Properties"]["Role"]["Fn::GetAtt"][0] for name, f in functions.items()}
     assert len(set(roles.values())) == len(roles)
     assert all(f["Properties"]["Architectures"] == ["arm64"] for f in functions.values())
@@ -373,11 +373,11 @@ def test_stream_mapping_tables_and_buckets(packaged):
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True  # only a record that keeps failing is retried, then dead-lettered
     assert mapping["MaximumRetryAttempts"] <= 100 and "OnFailure" in mapping["DestinationConfig"]
-    # batches gathered for up to 20 s (infra/resources.json over Chalice's 100), ten in flight per shard, each holding
+    # batches gathered for up to 40 s (infra/resources.json over Chalice's 100), ten in flight per shard, each holding
     # whole partition keys (accounts): the rollup folds each item once a batch, so its write units a call fall as an
-    # account's calls in a batch grow (docs/BENCHMARKS.md, capacity)
+    # account's calls in a batch grow (docs/BENCHMARKS.md, capacity); /api/summary still shows a call within a minute
     assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"], mapping["ParallelizationFactor"]) == (
-        10_000, 20, 10)
+        10_000, 40, 10)
     spill = template["Resources"]["ReplaySpill"]["Properties"]["Events"]["ReplaySpillSqsEventSource"]
     assert spill["Type"] == "SQS" and spill["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert spill["Properties"]["BatchSize"] == 10  # Chalice's own properties survive the merge
@@ -389,7 +389,14 @@ def test_stream_mapping_tables_and_buckets(packaged):
     # a record failing for 6 hours goes to the dead-letter queue while the stream (24 h) still holds it
     assert mapping["MaximumRecordAgeInSeconds"] <= 6 * 3600 < 24 * 3600
     # the rollup has no ceiling of its own (one invocation per stream shard); the proxy's cap keeps it from starving
-    assert "ReservedConcurrentExecutions" not in template["Resources"]["RollupCalls"]["Properties"]
+    for function in ("RollupCalls", "RollupDetails"):
+        assert "ReservedConcurrentExecutions" not in template["Resources"][function]["Properties"]
+    # the detail tier (chalicelib/rollup/layout.py): the same stream read again, batches gathered for up to 5 minutes
+    detail = template["Resources"]["RollupDetails"]["Properties"]["Events"]["RollupDetailsDynamodbEventSource"]
+    assert detail["Properties"]["Stream"] == mapping["Stream"]
+    assert (detail["Properties"]["BatchSize"], detail["Properties"]["MaximumBatchingWindowInSeconds"]) == (10_000, 300)
+    assert {k: v for k, v in detail["Properties"].items() if k != "MaximumBatchingWindowInSeconds"} == {
+        k: v for k, v in mapping.items() if k != "MaximumBatchingWindowInSeconds"}
     assert template["Resources"]["ProxyFunction"]["Properties"]["ReservedConcurrentExecutions"] >= 1
     tables = resources(template, "AWS::DynamoDB::Table")
     assert len(tables) == 8
@@ -719,7 +726,7 @@ def test_every_loss_has_an_alarm_on_the_alerts_topic_and_the_readme_says_what_to
     tables = sorted(resources(template, "AWS::DynamoDB::Table"))
     expected = {f"{f}{kind}Alarm" for f in FUNCTIONS for kind in ("Errors", "Throttles", "NearTimeout")}
     expected |= {"SpillDeadLetterQueueAlarm", "RollupDeadLetterQueueAlarm", "SpillQueueAgeAlarm", "CallLogLostAlarm",
-                 "AuditWriteFailedAlarm", "RollupIteratorAgeAlarm", "Api5XXAlarm", "ApiThrottledAlarm"} | {f"{t}ThrottlesAlarm" for t in tables}
+                 "AuditWriteFailedAlarm", "RollupIteratorAgeAlarm", "RollupDetailsIteratorAgeAlarm", "Api5XXAlarm", "ApiThrottledAlarm"} | {f"{t}ThrottlesAlarm" for t in tables}
     assert set(found) == expected
     for name, alarm in found.items():
         properties = alarm["Properties"]
@@ -1100,10 +1107,10 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
         for r in stack_template["Resources"].values():
             kinds[r["Type"]] = kinds.get(r["Type"], 0) + 1
         assert kinds == {"AWS::DynamoDB::Table": 8, "AWS::SQS::Queue": 3, "AWS::S3::Bucket": 3, "AWS::SNS::Topic": 1,
-                         "AWS::KMS::Key": 1, "AWS::S3::BucketPolicy": 1, "AWS::Lambda::Function": 8,
-                         "AWS::IAM::Role": 9, "AWS::Logs::LogGroup": 9, "AWS::Logs::MetricFilter": 1,
-                         "AWS::Lambda::EventSourceMapping": 2, "AWS::Events::Rule": 3, "AWS::Lambda::Permission": 3,
-                         "AWS::Lambda::EventInvokeConfig": 4, "AWS::CloudWatch::Alarm": 40}, kinds
+                         "AWS::KMS::Key": 1, "AWS::S3::BucketPolicy": 1, "AWS::Lambda::Function": 9,
+                         "AWS::IAM::Role": 10, "AWS::Logs::LogGroup": 10, "AWS::Logs::MetricFilter": 1,
+                         "AWS::Lambda::EventSourceMapping": 3, "AWS::Events::Rule": 3, "AWS::Lambda::Permission": 3,
+                         "AWS::Lambda::EventInvokeConfig": 4, "AWS::CloudWatch::Alarm": 44}, kinds
 
         dynamodb = boto3.client("dynamodb", region_name=MOTO_REGION)
         tables = dynamodb.list_tables()["TableNames"]
@@ -1111,7 +1118,8 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
             dynamodb.describe_table(TableName=t)["Table"]["DeletionProtectionEnabled"] for t in tables)
         lambdas = boto3.client("lambda", region_name=MOTO_REGION)
         functions = {f["FunctionName"]: f for f in lambdas.list_functions()["Functions"]}
-        assert set(functions) == {f"tollgate-dev-{n}" for n in ("api_handler", "rollup_calls", "replay_spill",
+        assert set(functions) == {f"tollgate-dev-{n}" for n in ("api_handler", "rollup_calls", "rollup_details",
+                                                                "replay_spill",
                                                                 "evaluate_every_minute", "daily_digest",
                                                                 "weekly_report", "proxy", "export_calls")}
         assert lambdas.get_function(FunctionName="tollgate-dev-proxy")["Concurrency"] == {
@@ -1123,6 +1131,7 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
         rollup = mappings["tollgate-dev-rollup_calls"]
         assert rollup["BisectBatchOnFunctionError"] and rollup["MaximumRecordAgeInSeconds"] == 6 * 3600
         assert rollup["DestinationConfig"]["OnFailure"]["Destination"].endswith(":tollgate-dev-rollup-dlq")
+        assert mappings["tollgate-dev-rollup_details"]["MaximumBatchingWindowInSeconds"] == 300  # the detail tier
         assert mappings["tollgate-dev-replay_spill"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         groups = {g["logGroupName"]: g["retentionInDays"] for g in
                   boto3.client("logs", region_name=MOTO_REGION).describe_log_groups()["logGroups"]}
@@ -1139,7 +1148,7 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
             if alarm["Type"] == "AWS::CloudWatch::Alarm":
                 cloudwatch.put_metric_alarm(**resolve(alarm["Properties"], physical, values))  # same names as the API
         described = cloudwatch.describe_alarms(MaxRecords=100)["MetricAlarms"]
-        assert len(described) == 40 and {a["AlarmActions"][0] for a in described} == {physical["AlertsTopic"]}
+        assert len(described) == 44 and {a["AlarmActions"][0] for a in described} == {physical["AlertsTopic"]}
         sns = boto3.client("sns", region_name=MOTO_REGION)
         # (moto keeps a CloudFormation key policy as an object, which its own DescribeKey then fails to read)
         assert sns.get_topic_attributes(TopicArn=physical["AlertsTopic"])["Attributes"]["KmsMasterKeyId"] == \

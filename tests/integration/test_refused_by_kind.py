@@ -69,9 +69,9 @@ def test_all_traffics_splits_of_whole_days_count_refusals_in_their_group(gateway
 def test_recalculate_moves_refusals_counted_as_errors_by_older_aggregates(gateway):
     """Before refusals were told apart, the fold counted a budget 429 as an error: such a day reads 3 errors and
     0 refused until `recalculate` rebuilds it from the call log; `reconcile` names the drift first."""
-    yesterday = utc_today() - timedelta(days=1)
-    day = yesterday.isoformat()
-    log_calls(datetime.combine(yesterday, time(12), tzinfo=timezone.utc))
+    closed = utc_today() - timedelta(days=2)  # closed for a rebuild at any hour (rollup/rebuild.py: 00:25 UTC after)
+    day = closed.isoformat()
+    log_calls(datetime.combine(closed, time(12), tzinfo=timezone.utc))
     facts = [Fact.from_call(call) for call in calllog.calls_of_day(day, newest_first=False)]
     assert sum(fact.refused for fact in facts) == 3
     store.replace_day(day, fold([replace(fact, refused=False) for fact in facts]))  # as the older fold wrote it

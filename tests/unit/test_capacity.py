@@ -119,6 +119,25 @@ def test_batches_are_what_the_deployed_stream_mapping_hands_the_rollup():
                                          mapping.payload_records)
     assert quiet.records_per_batch == math.floor(40 / quiet.streams * mapping.window_s)  # the window closes first
     assert quiet.batch_fill_s == mapping.window_s and busy.batch_fill_s <= mapping.window_s
+    detail = resources["Resources"]["RollupDetails"]["Properties"]["Events"]["RollupDetailsDynamodbEventSource"]
+    assert capacity.stream_mapping("detail").window_s == detail["Properties"]["MaximumBatchingWindowInSeconds"]
+    assert capacity.stream_mapping("summary") == mapping  # rollup_calls folds the summary's items where apart
+    assert Shape(calls_per_s=1_000, tier="detail").records_per_batch > Shape(calls_per_s=1_000).records_per_batch
+
+
+def test_each_tier_replays_only_its_own_items_and_their_units_add_up():
+    """rollup_calls folds all traffic's items, rollup_details every other scope's: a tier's replay writes only its
+    items, and the rollup's units a call are the two tiers' sum."""
+    small = dict(calls_per_s=200, accounts=20, models=5, users=200, teams_per_account=2, team_names=5,
+                 keys_per_account=2, operations=3, stream_shards=4, batch=50)
+    summary, detail = (capacity.simulate(Shape(**small, tier=tier), seconds=1) for tier in ("summary", "detail"))
+    assert {load.pk.split("#")[0] for load in summary.items} == {"global", "provider"}
+    assert not {"global", "provider"} & {load.pk.split("#")[0] for load in detail.items}
+    both = capacity.Rollup([summary, detail])
+    assert both.wcu_per_call == summary.wcu_per_call + detail.wcu_per_call
+    rows = capacity.rows([both])
+    assert {"per call, every tier", "rollup ÷ call log"} <= {row[1] for row in rows}
+    assert [row[0] for row in rows if row[1] == "freshness p99 (modelled)"] == ["200/s summary", "200/s detail"]
 
 
 def test_replaying_some_stream_shards_scales_the_scopes_every_shard_writes():

@@ -43,14 +43,20 @@ def test_call_log_stream_and_ttl():
 
 
 def test_the_stream_mapping_reports_partial_batch_failures_with_bounded_retries():
-    """Merged over the function Chalice generates for app.rollup_calls (its resource is RollupCalls)."""
+    """Merged over the functions Chalice generates for app.rollup_calls and app.rollup_details (RollupCalls and
+    RollupDetails: the stream's two readers, each folding its tier); only rollup_calls is told the other folds apart."""
     import app
 
-    assert "rollup_calls" in app.app.handler_map
-    mapping = RESOURCES["RollupCalls"]["Properties"]["Events"]["RollupCallsDynamodbEventSource"]["Properties"]
-    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert mapping["Stream"] == {"Fn::GetAtt": ["CallsTable", "StreamArn"]}
-    assert 0 < mapping["MaximumRetryAttempts"] <= 100 and "OnFailure" in mapping["DestinationConfig"]
+    for function, name in (("RollupCalls", "rollup_calls"), ("RollupDetails", "rollup_details")):
+        assert name in app.app.handler_map
+        events = RESOURCES[function]["Properties"]["Events"]
+        mapping = events[f"{function}DynamodbEventSource"]["Properties"]
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping["Stream"] == {"Fn::GetAtt": ["CallsTable", "StreamArn"]}
+        assert 0 < mapping["MaximumRetryAttempts"] <= 100 and "OnFailure" in mapping["DestinationConfig"]
+    variables = {f: RESOURCES[f]["Properties"]["Environment"]["Variables"] for f in ("RollupCalls", "RollupDetails")}
+    assert variables["RollupCalls"]["TOLLGATE_ROLLUP_DETAIL_APART"] == "1"
+    assert "TOLLGATE_ROLLUP_DETAIL_APART" not in variables["RollupDetails"]
 
 
 def test_the_rest_api_sends_the_proxy_paths_to_the_proxy_app_and_chalice_defines_none_of_them():
