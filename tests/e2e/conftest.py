@@ -62,12 +62,24 @@ class RunningStack:
         kwargs.setdefault("timeout", 30)  # a shared machine under a full suite can be slow: not a failure of ours
         return httpx.request(method, self.url + path, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, **kwargs)
 
-    def calls(self, **params) -> list[dict]:
+    def calls_page(self, **params) -> dict:
         response = httpx.get(self.url + "/api/calls", params=params, headers={"X-Dashboard-Key": ADMIN_KEY},
                              timeout=30)
         response.raise_for_status()
         api_schema.check("GET", "/api/calls", response.status_code, response.content)
-        return response.json()["calls"]
+        return response.json()
+
+    def calls(self, **params) -> list[dict]:
+        return self.calls_page(**params)["calls"]
+
+    def every_call(self) -> list[dict]:
+        """Every call logged, page by page: a worker's e2e modules share the stack and may log hundreds."""
+        page = self.calls_page(limit=500)
+        found = page["calls"]
+        while page["next_before"]:
+            page = self.calls_page(limit=500, before=page["next_before"])
+            found += page["calls"]
+        return found
 
 
 @pytest.fixture(scope="session")
