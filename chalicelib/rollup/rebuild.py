@@ -27,7 +27,7 @@ SETTLED_AFTER = timedelta(minutes=25)
 
 def closed(day: date) -> bool:
     """Whether the stream has written all of a day: it ended SETTLED_AFTER ago."""
-    return clock.now() >= midnight(day + timedelta(days=1)) + SETTLED_AFTER
+    return day < utc_today() and clock.now() >= midnight(day + timedelta(days=1)) + SETTLED_AFTER  # no overflow
 
 
 def _facts(day: str) -> list[Fact]:

@@ -15,7 +15,7 @@ TABLE_ROWS = (  # a row of each table the full run writes to docs/BENCHMARKS.md,
     "one proxy process each (the deployed shape) | p95 |",  # the 8-worker rows in the deployed shape (2 in quick)
     "| cold import of app.py", "| proxy function cold call from the zip", "| and the first proxied call after ready",
     "| `/api/summary?hours=24` |", "| `/api/usage/users?days=7&account=acct-0003` |",
-    "| 1,000/s | per call |", "| 10,000/s | per call |", "| 10,000/s | verdict |",
+    "| 1,000/s | per call, every tier |", "| 10,000/s | per call, every tier |", "| 10,000/s | verdict |",
     "| gpt-4o-mini chat, 2 s (1,000 in / 300 out) |", "| claude-sonnet-4.5 agent turn",  # the cost model
 )
 
