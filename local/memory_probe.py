@@ -69,7 +69,15 @@ def _short(frame: tuple[str, int]) -> str:
 
 def moto_holds() -> dict[str, tuple[int, int]]:
     """What moto stores, as DynamoDB counts it: (items, bytes) per table, (records, -) per stream, (objects,
-    bytes) per bucket, (messages, bytes) per queue."""
+    bytes) per bucket, (messages, bytes) per queue. Read between moto's writes (the lock that runs them one
+    at a time: the rollup updates items while a dump reads them)."""
+    from local.moto_tuning import _write_lock
+
+    with _write_lock:
+        return _moto_holds()
+
+
+def _moto_holds() -> dict[str, tuple[int, int]]:
     held: dict[str, tuple[int, int]] = {}
     modules = sys.modules
     if "moto.dynamodb.models" in modules:
@@ -111,6 +119,16 @@ class Probe:
         self.dumps = 0
 
     def dump(self) -> Path:
+        try:
+            return self._dump()
+        except Exception as exc:  # whoever waits for the dump gets why there is none, not a silence
+            self.dumps += 1
+            self.directory.mkdir(parents=True, exist_ok=True)
+            target = self.directory / f"{self.dumps}.txt"
+            target.write_text(f"dump {self.dumps} failed: {type(exc).__name__}: {exc}\n")
+            return target
+
+    def _dump(self) -> Path:
         with self.lock:
             if self.frames and not tracemalloc.is_tracing():
                 tracemalloc.start(self.frames)

@@ -64,3 +64,13 @@ def test_botocore_sessions_share_one_loader_in_the_local_stack(monkeypatch):
     share_botocore_data()
     first, second = botocore.session.get_session(), botocore.session.get_session()
     assert first.get_component("data_loader") is second.get_component("data_loader")
+
+
+def test_a_dump_that_fails_says_why_instead_of_leaving_its_waiter_hanging(tmp_path, monkeypatch):
+    def busy():
+        raise RuntimeError("dictionary changed size during iteration")  # a table written while it was read
+
+    monkeypatch.setattr(memory_probe, "moto_holds", busy)
+    written = memory_probe.Probe(tmp_path, frames=0).dump()
+    assert written == tmp_path / "1.txt"
+    assert written.read_text() == "dump 1 failed: RuntimeError: dictionary changed size during iteration\n"
