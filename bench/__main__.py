@@ -219,9 +219,11 @@ REASONS = {
   included), then the relay's task group and the first event's decoding and metering, which the bare
   relay does not do. uvicorn with httptools and uvloop gained nothing measurable in the stack.""",
     "stack RSS over time": """The stack's memory over time: moto, uvicorn, the proxy and the Chalice routes share one
-  process, so growth there may be moto's. Found and fixed (local/moto_tuning.py): moto kept every shard
-  iterator (two a second from the pump) and every stream record, and its Flask apps built a class per
-  request. `BENCH_IDLE_SECONDS=600 make bench` runs the issue's 10-minute idle window.""",
+  process, so growth there may be moto's (`BENCH_TRACEMALLOC=25 make bench` says whose). Found and fixed
+  (local/moto_tuning.py): moto kept every shard iterator (two a second from the pump) and every stream record,
+  and its Flask apps built a class per request; each botocore session (one per pynamodb model) loaded AWS's
+  service data again, ~9 MB each (local/botocore_data.py). `BENCH_IDLE_SECONDS=600 make bench` runs the
+  issue's 10-minute idle window.""",
     "cold import": """Cold import of app.py (the Chalice functions): botocore (via pynamodb, ~80 ms) is needed by
   every handler, then chalice. Fixes made: the zip ships compiled bytecode (Lambda cannot write its own:
   without it the import took ~750 ms); the garbage collector is paused while the modules load
@@ -331,7 +333,10 @@ def report(rows: list[tuple[str, ...]], streaming_rows: list[tuple[str, ...]], r
         f"snapshots on, its built-in mock upstream): its RSS idle ({memory.IDLE_SECONDS:.0f} s, `BENCH_IDLE_SECONDS`), "
         f"over {memory.CALLS} calls with a summary every {memory.SUMMARY_EVERY}, over {memory.EXPORTS} exports of "
         "the calls, sampled 12 times a phase; a phase levels off when its last third grows at most half as much as "
-        "its first (or under 2 MB); then the seconds SIGTERM takes to stop it.\n\n"
+        "its first (or under 2 MB). Per call and per export: the RSS growth over the phase, beside what moto's tables "
+        "grew by as the stack's own snapshot files write them (DynamoDB JSON: the data, which grows with the calls "
+        "by design). `BENCH_TRACEMALLOC=<frames>` also writes, after each phase, what grew by owner (moto, our code, "
+        "each library; `local/memory_probe.py`). Then the seconds SIGTERM takes to stop it.\n\n"
         f"{streaming}\n\n"
         f"Rollup writes per call: {rollup.CALLS} calls over 5 accounts × 3 models in one hour, through the "
         "stream handler in batches of each size (in-process moto; every UpdateItem counted). Each batch writes "

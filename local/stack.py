@@ -94,8 +94,10 @@ class Stack:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from local.botocore_data import share_botocore_data
         from local.moto_tuning import tune_moto
 
+        share_botocore_data()
         tune_moto()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
 
@@ -269,9 +271,10 @@ class Stack:
         return outcomes
 
     def save(self) -> None:
-        from local import persist
+        from local import heap, persist
 
         persist.snapshot(self.dynamodb, self.tables, self.data_dir)
+        heap.release_free_memory()  # what the scan, and every request since, freed (local/heap.py)
 
     # -- stop -------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -327,6 +330,9 @@ def main() -> None:
     started = time.monotonic()
     stack = Stack()
     stack.start()
+    from local import memory_probe
+
+    memory_probe.install(os.environ, stack.data_dir)  # traces what grows from here on, with TOLLGATE_TRACEMALLOC
     print(stack.banner(), flush=True)
     print(f"  ready in {time.monotonic() - started:.1f}s ({stack.restored} items restored)", flush=True)
     stopped = threading.Event()

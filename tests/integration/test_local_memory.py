@@ -38,3 +38,20 @@ def test_the_local_stack_gives_its_mock_the_bounded_log(monkeypatch, tmp_path):
     stack._configure_env("http://127.0.0.1:1")
     [mock] = made
     assert isinstance(mock.requests, RecentRequests) and mock.requests.kept == local.stack.MOCK_REQUESTS_KEPT
+
+
+def test_each_snapshot_gives_mallocs_free_pages_back(monkeypatch, tmp_path):
+    """The snapshot's scan and every request since leave freed memory in glibc's arenas (one per thread moto
+    serves a request on): after each snapshot `malloc_trim` returns it, so the idle stack's RSS stays flat."""
+    import local.heap
+    import local.persist
+    import local.stack
+
+    trims, snapshots = [], []
+    monkeypatch.setattr(local.persist, "snapshot", lambda *args: snapshots.append(args) or 0)
+    monkeypatch.setattr(local.heap, "release_free_memory", lambda: trims.append(1) or True)
+    stack = local.stack.Stack({"TOLLGATE_DATA_DIR": str(tmp_path)})
+    stack.dynamodb, stack.tables = None, []
+    for _ in range(3):
+        stack.save()
+    assert (len(snapshots), len(trims)) == (3, 3)
