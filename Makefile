@@ -32,8 +32,10 @@ browser:  # Debian's Chromium for the browser tests (never a downloaded browser 
 run: $(INSTALLED) dashboard
 	$(BIN)/python -m local.stack
 
-test: $(INSTALLED) dashboard browser  # two workers, each taking whole files (module fixtures, ordered modules)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+# three workers on two cores, each taking whole files (module fixtures, ordered modules): much of the e2e time is
+# waiting on stacks, pumps and caches in other processes, which a third worker fills
+test: $(INSTALLED) dashboard browser
+	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench
