@@ -90,7 +90,7 @@ def _project_once(original):
     return project
 
 
-_querying = threading.local()  # the projected index a Query on this thread reads, if any
+_querying = threading.local()  # the table and partition a Query on this thread reads, and its projected index
 
 
 def _entry_size(original):
@@ -108,16 +108,17 @@ def _entry_size(original):
 
 
 def _pages_of_entries(original):
-    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
-        name = args[7] if len(args) > 7 else kwargs.get("index_name")
+    """moto's `Table.query`, telling `_all_items_keyed` which partition it reads and `_entry_size` which projected
+    index it pages through, if any."""
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        name = args[6] if len(args) > 6 else kwargs.get("index_name")
         index = self.get_index(name) if name else None
-        if index is None or (index.projection or {}).get("ProjectionType", "ALL") == "ALL":
-            return original(self, *args, **kwargs)
-        _querying.index = index
+        projected = index is not None and (index.projection or {}).get("ProjectionType", "ALL") != "ALL"
+        _querying.table, _querying.index = (self, None if name else hash_key), index if projected else None
         try:
-            return original(self, *args, **kwargs)
+            return original(self, hash_key, *args, **kwargs)
         finally:
-            _querying.index = None
+            _querying.table = _querying.index = None
 
     return query
 
@@ -127,33 +128,24 @@ def _plain_key(value: Any) -> Any:
     return Decimal(value.value) if value.type == "N" else value.value.encode() if value.type == "S" else value.value
 
 
+def _stored(table: Any, partitions: Any) -> list[Any]:
+    """The items of `partitions` (moto keeps a partition as a dict by range key, or as its one item)."""
+    return [item for part in partitions for item in part.values()] if table.range_key_attr else list(partitions)
+
+
 def _all_items_keyed(self: Any) -> list[Any]:
-    """moto's `Table.all_items`: only the queried partition, or unsorted for an index Query (sorted after)."""
+    """moto's `Table.all_items`: only the queried partition, or unsorted for an index Query (sorted after); a Scan
+    sorted by the keys' plain values."""
     asked = getattr(_querying, "table", None)
     if asked is not None and asked[0] is self:
         if asked[1] is None:
-            items = self.items.values()
-            return [i for part in items for i in part.values()] if self.range_key_attr else list(items)
+            return _stored(self, self.items.values())
         part = self.items.get(asked[1])
-        return [] if part is None else list(part.values()) if self.range_key_attr else [part]
-    items = [i for part in self.items.values() for i in part.values()] if self.range_key_attr \
-        else list(self.items.values())
+        return [] if part is None else _stored(self, [part])
     if self.range_key_attr:
-        return sorted(items, key=lambda x: (_plain_key(x.hash_key), x.range_key is not None,
-                                            x.range_key is not None and _plain_key(x.range_key)))
-    return sorted(items, key=lambda x: _plain_key(x.hash_key))
-
-
-def _one_partition(original):
-    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        name = args[6] if len(args) > 6 else kwargs.get("index_name")
-        _querying.table = (self, None if name else hash_key)
-        try:
-            return original(self, hash_key, *args, **kwargs)
-        finally:
-            _querying.table = None
-
-    return query
+        return sorted(_stored(self, self.items.values()),
+                      key=lambda x: (_plain_key(x.hash_key), _plain_key(x.range_key)))
+    return sorted(self.items.values(), key=lambda x: _plain_key(x.hash_key))
 
 
 _AS_WRITTEN = ("S", "B", "BOOL")  # types whose stored value compares as it is
@@ -398,7 +390,7 @@ def tune_moto() -> None:
     if not getattr(Item.project, "tuned", False):
         Item.project = _project_once(Item.project)
         Item.size = _entry_size(Item.size)
-        Table.query = _one_partition(_pages_of_entries(Table.query))
+        Table.query = _pages_of_entries(Table.query)
         Table.all_items = _all_items_keyed
     _keep_what_aws_keeps()
     _atomic_writes()
