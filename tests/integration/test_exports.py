@@ -112,6 +112,25 @@ def test_a_small_export_is_the_answer_itself(gateway, upstream):
     assert document["range"]["days"] == 2 and document["calls"][0]["cost_usd"] == "0.0125"
 
 
+
+def test_inline_exports_leave_nothing_of_moto_behind(gateway, upstream):
+    """Issue #25: each inline export left one moto Item per call alive (moto's copies of what a Query answered)."""
+    import gc
+
+    from moto.dynamodb.models.dynamo_type import Item
+
+    def live_items():
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is Item)
+
+    log_calls(40, DAY - timedelta(days=1) + timedelta(hours=12), timedelta(minutes=1))
+    counts = []
+    for _ in range(4):
+        status, _, body = get(gateway, "/api/export?format=json&days=2")
+        assert status == 200 and len(json.loads(body)["calls"]) == 40
+        counts.append(live_items())
+    assert counts[-1] == counts[0], counts  # +40 an export before
+
 def test_an_export_slow_to_read_is_a_job_too(gateway, upstream, monkeypatch, atomic_moto):
     """API Gateway answers 504 at 29 s: an export still being read after INLINE_SECONDS goes to a job, however
     small it turns out (a long range with a narrow filter reads much and keeps little)."""

@@ -193,3 +193,47 @@ def test_the_moto_server_builds_no_class_per_request():
     finally:
         server.stop()
     assert built == 0
+
+
+def live(model):
+    """How many instances of a moto model are alive after a full collection."""
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is model)
+
+
+def test_moto_keeps_no_copy_of_what_it_answered(aws_env):
+    """moto copies every item a Query or Scan answers; the copies die with the answer, not with the process."""
+    from moto.dynamodb.models.dynamo_type import Item
+
+    client = boto3.client("dynamodb")
+    for n in range(20):
+        put_call(client, n)
+    held = live(Item)
+    for _ in range(5):
+        client.query(TableName=CALLS, KeyConditionExpression="account = :a",
+                     ExpressionAttributeValues={":a": {"S": "acme"}})
+        client.scan(TableName=CALLS)
+    assert live(Item) == held  # 200 more before (5 × (20 + 20) copies kept)
+
+
+def test_the_stream_records_and_iterators_moto_forgets_are_freed(aws_env, monkeypatch):
+    from moto.dynamodb.models.table import StreamRecord
+    from moto.dynamodbstreams.models import ShardIterator
+
+    from local import moto_tuning
+
+    monkeypatch.setattr(moto_tuning, "ITERATORS_KEPT", 5, raising=False)
+    client, streams = boto3.client("dynamodb"), boto3.client("dynamodbstreams")
+    arn = client.describe_table(TableName=CALLS)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    held = live(StreamRecord), live(ShardIterator)  # earlier tests' (frozen by coldstart_gc with app's import)
+    for n in range(10):
+        put_call(client, n)
+    applied = []
+    for _ in range(20):  # the stream pump's polls
+        answer = streams.get_records(ShardIterator=iterator)
+        applied += [int(record["dynamodb"]["SequenceNumber"]) for record in answer["Records"]]
+        iterator = answer["NextShardIterator"]
+    assert len(applied) == 10 and moto_tuning.trim_stream(CALLS, applied[-1]) == 10
+    assert (live(StreamRecord) - held[0], live(ShardIterator) - held[1]) == (0, 4)  # (10, 20) before
