@@ -424,6 +424,19 @@ def rollup_details(event):
     return handler.handle_records(event, ROLLUP_LISTENERS, (DETAIL,))
 
 
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def merge_details(event):
+    """Where the stage merges the detail tier (rollup/merge.py): start each lane group's merge that is due."""
+    return handler.merge_due(ROLLUP_LISTENERS)
+
+
+@app.lambda_function(name="merge_group")
+def merge_group(event, context):
+    """Fold one lane group's staged batches into the detail's aggregates, chunk by chunk, then tell the listeners."""
+    return handler.merge_group(handler.group_of_event(event), ROLLUP_LISTENERS,
+                               context.get_remaining_time_in_millis() / 1000)
+
+
 @app.lambda_function(name="export_calls")
 def export_calls(event, context):
     """Write a large export to S3 page by page; before the timeout, hand the rest to a fresh invocation."""

@@ -29,7 +29,7 @@ from bisect import bisect
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Context, Decimal
 from functools import lru_cache
@@ -223,6 +223,13 @@ UPDATE_MS_P99 = 25  # an UpdateItem's p99 in AWS (single-digit ms typical; this 
 ROLLUP_CPU_MS_PER_UPDATE = 3.0
 
 
+def stage_merge_minutes() -> int:
+    """The dev stage's `TOLLGATE_ROLLUP_MERGE_MINUTES` (.chalice/config.json): 0, the detail tier writes each batch."""
+    from infra import stages
+
+    return int(stages.load("dev").chalice.get("environment_variables", {}).get("TOLLGATE_ROLLUP_MERGE_MINUTES", 0))
+
+
 def rollup_memory_mb() -> int:
     """The rollup function's memory in the dev stage (`lambda_memory_size` of rollup_calls)."""
     from infra import stages
@@ -310,6 +317,7 @@ class Shape:
     stream_shards: int | None = None  # None: max(4, calls/s / 500), see `shards`
     seed: int = 1
     tier: str | None = None  # the items of one rollup tier (layout.py), batched by its function's mapping; None: all
+    merge_s: float = 0  # the detail tier merged (chalicelib/rollup/merge.py): chunks of this many seconds per lane group
 
     @property
     def mapping(self) -> StreamMapping:
@@ -321,19 +329,33 @@ class Shape:
         batching window, or what fits in a 6 MB invocation payload, whichever is fewest."""
         if self.batch is not None:
             return self.batch
+        if self.merge_s:
+            from chalicelib.rollup.merge import FACTS_PER_CHUNK_MAX, GROUPS
+
+            return max(1, min(FACTS_PER_CHUNK_MAX, math.floor(self.calls_per_s / GROUPS * self.merge_s)))
         mapping = self.mapping
         return max(1, min(mapping.batch_size, math.floor(self.calls_per_s / self.streams * mapping.window_s),
                           mapping.payload_records))
 
     @property
     def batch_fill_s(self) -> float:
-        """Seconds a shard takes to gather one batch: how long a call waits before the rollup reads it."""
-        return min(self.mapping.window_s, self.records_per_batch / (self.calls_per_s / self.streams))
+        """Seconds a shard takes to gather one batch: how long a call waits before the rollup reads it (merged: a
+        chunk's span, after the stream mapping's own batch staged it)."""
+        fill = min(self.mapping.window_s, self.records_per_batch / (self.calls_per_s / self.streams))
+        if self.merge_s:
+            staged = replace(self, merge_s=0)
+            return staged.batch_fill_s + min(self.merge_s, fill)
+        return fill
 
     @property
     def streams(self) -> int:
         """What Lambda reads in order, one batch at a time: each stream shard split ParallelizationFactor ways by
-        partition key (an account's records stay in one, in order). With `batch` given: the shards alone."""
+        partition key (an account's records stay in one, in order). With `batch` given: the shards alone. Merged: the
+        lane groups, each folded on its own."""
+        if self.merge_s:
+            from chalicelib.rollup.merge import GROUPS
+
+            return GROUPS
         return self.shards * (1 if self.batch is not None else self.mapping.parallelization)
 
     @property
@@ -346,7 +368,8 @@ class Shape:
         return (f"{self.calls_per_s:,} calls/s: {self.accounts:,} accounts, {self.models} models (top "
                 f"{self.top_model_share:.0%}), {len(PROVIDERS)} providers, {self.users:,} users, batches of "
                 f"{self.records_per_batch:,}, "
-                f"{self.shards} stream shards" + (f", {self.tier} tier" if self.tier else ""))
+                f"{self.shards} stream shards" + (f", {self.tier} tier" if self.tier else "")
+                + (f" merged every {self.merge_s / 60:g} minutes per lane group" if self.merge_s else ""))
 
 
 def zipf(n: int, s: float) -> list[float]:
@@ -866,8 +889,10 @@ def measure(shapes: tuple[int, ...] = SHAPES, calls: int | None = None, progress
 
     calls = calls or int(os.environ.get("BENCH_CAPACITY_CALLS", sized("20000", "400")))
     batch = sized(None, 50)  # the quick mode's small batches keep its replay tiny
-    jobs = [(Shape(rate, batch=batch, tier=tier), min(float(FIVE_MINUTES_S), max(sized(1.0, 0.0), calls / rate)),
-             progress) for rate in shapes for tier in TIERS]
+    merge_s = 60.0 * stage_merge_minutes()
+    jobs = [(Shape(rate, batch=batch, tier=tier, merge_s=merge_s if tier == "detail" and batch is None else 0),
+             min(float(FIVE_MINUTES_S), max(sized(1.0, 0.0), calls / rate)), progress)
+            for rate in shapes for tier in TIERS]
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
         results = [_simulate(job) for job in jobs]
@@ -903,9 +928,18 @@ class Rollup:
         return "; ".join(f"{t.shape.tier or 'rollup'}: {t.reason()}" for t in self.tiers if not t.met)
 
 
+def _grace_s() -> float:
+    """chalicelib/rollup/merge.py's GRACE: a chunk merges once every batch that could join it is staged."""
+    from chalicelib.rollup.merge import GRACE
+
+    return GRACE.total_seconds()
+
+
 def freshness_s(r: Result) -> float:
-    """A call's log to its presence in the tier's items, p99: the stream, its batch filling, the batch's writes."""
-    return r.shape.batch_fill_s + r.batch_write_s + STREAM_DELAY_S
+    """A call's log to its presence in the tier's items, p99: the stream, its batch filling, the batch's writes (merged:
+    also the grace before a chunk is settled and the next minute's tick)."""
+    merged = (_grace_s() + 60) if r.shape.merge_s else 0
+    return r.shape.batch_fill_s + r.batch_write_s + STREAM_DELAY_S + merged
 
 
 HEADER = ("shape", "row", "table / partition key / sort key", "writes/s", "WCU/s", "size KB",
@@ -983,8 +1017,12 @@ def _tier_rows(r: Result, top: int) -> list[tuple[str, ...]]:
     target = (f"{fresh:.0f} s ≤ {FRESHNESS_TARGET_S} s: {'met' if fresh <= FRESHNESS_TARGET_S else 'MISSED'}"
               if r.shape.tier != "detail" else f"{fresh:.0f} s (an account's, key's, user's, team's, model's… "
               "items: no target)")
-    out.append((shape, "freshness p99 (modelled)", f"a batch of {r.shape.records_per_batch:,} records fills in "
-                f"{r.shape.batch_fill_s:.1f} s (window {r.shape.mapping.window_s:g} s), its "
+    batch = (f"a chunk of {r.shape.records_per_batch:,} staged records fills in {r.shape.batch_fill_s:.1f} s (its "
+             f"batches' window {r.shape.mapping.window_s:g} s, the chunk's {r.shape.merge_s:g} s), settles in "
+             f"{_grace_s():g} s and waits up to 60 s for the tick; its " if r.shape.merge_s else
+             f"a batch of {r.shape.records_per_batch:,} records fills in "
+             f"{r.shape.batch_fill_s:.1f} s (window {r.shape.mapping.window_s:g} s), its ")
+    out.append((shape, "freshness p99 (modelled)", batch +
                 f"{r.update_items_per_call * r.shape.records_per_batch:,.0f} UpdateItems take {r.batch_write_s:.1f} s "
                 f"at {rollup_memory_mb():,} MB", "-", "-", "-", "-", target))
     return out

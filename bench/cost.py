@@ -17,6 +17,7 @@ LAMBDA_REQUEST = Decimal("0.20") / 10**6
 API_GATEWAY_REST_REQUEST = Decimal("3.50") / 10**6
 API_GATEWAY_HTTP_REQUEST = Decimal("1.00") / 10**6  # for the "what it would take" line only
 DYNAMODB_WRITE_UNIT = Decimal("0.625") / 10**6  # on demand
+S3_PUT, S3_GET = Decimal("0.005") / 1000, Decimal("0.0004") / 1000  # S3 Standard requests
 # The typical call: gpt-4o-mini, 1,000 input and 300 output tokens at $0.15 and $0.60 per million.
 CALL_INPUT_TOKENS, CALL_OUTPUT_TOKENS = 1_000, 300
 GPT_4O_MINI_PER_MTOK = (Decimal("0.15"), Decimal("0.60"))
@@ -130,12 +131,26 @@ def costs(capacity: Any, shape: CallShape = TARGETED, memory: Decimal | None = N
     managed = (shape.seconds * managed_call_second_usd() + LAMBDA_REQUEST) * MILLION
     api = API_GATEWAY_REST_REQUEST * MILLION
     call_log = call_log_units_per_call(capacity.shape.user_share) * DYNAMODB_WRITE_UNIT * MILLION
-    rollup = Decimal(repr(capacity.wcu_per_call)) * DYNAMODB_WRITE_UNIT * MILLION
+    rollup = Decimal(repr(capacity.wcu_per_call)) * DYNAMODB_WRITE_UNIT * MILLION + staging_usd(capacity)
     rest = api + call_log + rollup
     llm = llm_usd(shape) * MILLION
     return {"lambda": lam, "managed": managed, "api": api, "call_log": call_log, "rollup": rollup,
             "total": lam + rest, "total_managed": managed + rest, "llm": llm,
             "share": (lam + rest) / llm, "share_managed": (managed + rest) / llm}
+
+
+def staging_usd(capacity: Any) -> Decimal:
+    """Where the detail tier is merged (chalicelib/rollup/merge.py): S3 requests per million calls, at most one object
+    per lane group per stream batch, put once and read once (the merge's CPU is a fraction of a cent)."""
+    from dataclasses import replace
+
+    from chalicelib.rollup.merge import GROUPS
+
+    merged = [t.shape for t in getattr(capacity, "tiers", ()) if t.shape.merge_s]
+    if not merged:
+        return Decimal(0)
+    staged = replace(merged[0], merge_s=0).records_per_batch  # the stream mapping's batch, which stages
+    return Decimal(GROUPS) / staged * (S3_PUT + S3_GET) * MILLION
 
 
 HEADER = ("per million calls", "LLM (genai-prices)", "Lambda on demand", "Managed Instances compute",
@@ -205,6 +220,7 @@ def note(capacity: Any) -> str:
         f"record of a call is {log_bytes:,} B ({call_log_units()} write unit), written to the table and copied "
         f"whole to `by_day` and, for the {capacity.shape.user_share:.0%} of calls naming a user, to `by_user`: "
         f"{units:.1f} units a call; the rollup's {capacity.wcu_per_call:.2f} units a call (table and `by_kind`) "
-        f"are the capacity model's at {capacity.shape.calls_per_s:,} calls/s. Lambda also bills the init phase "
+        f"are the capacity model's at {capacity.shape.calls_per_s:,} calls/s, plus, where the detail tier is merged, "
+        f"its staging's S3 requests (${staging_usd(capacity):.3f} per million calls). Lambda also bills the init phase "
         f"of a cold start and streamed bytes past 6 MB, not counted. The targets apply to the {TARGETED.label} row."
     )

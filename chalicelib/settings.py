@@ -39,6 +39,8 @@ class Settings:
     spill_dead_letter_queue_url: str | None = None  # what the spill replay could never write (/health, alerts)
     rollup_dead_letter_queue_url: str | None = None  # the stream mapping's on-failure destination (/health, alerts)
     rollup_detail_apart: bool = False  # the rollup's detail tier has its own function (AWS), not rollup_calls'
+    rollup_merge_minutes: int = 0  # >0: the detail's batches staged in S3 and merged this many minutes at once
+    merge_function: str | None = None  # the Lambda that merges one lane group (AWS); unset: merged in-process
     base_urls: dict[str, str] = field(default_factory=dict)
     provider_keys: dict[str, str] = field(default_factory=dict)  # clear keys from env (local only)
     provider_key_parameters: dict[str, str] = field(default_factory=dict)  # SSM names (AWS)
@@ -108,6 +110,8 @@ def from_env() -> Settings:
         spill_dead_letter_queue_url=_env("TOLLGATE_SPILL_DLQ_URL"),
         rollup_dead_letter_queue_url=_env("TOLLGATE_ROLLUP_DLQ_URL"),
         rollup_detail_apart=_env("TOLLGATE_ROLLUP_DETAIL_APART", "") == "1",
+        rollup_merge_minutes=min(60, max(0, int(_env("TOLLGATE_ROLLUP_MERGE_MINUTES", "0")))),
+        merge_function=_env("TOLLGATE_MERGE_FUNCTION"),
         base_urls={p: u.rstrip("/") for p in upper if (u := _env(f"TOLLGATE_{upper[p]}_BASE_URL"))},
         provider_keys={p: k for p in upper if (k := _env(key_env[p]))},
         provider_key_parameters={

@@ -22,6 +22,7 @@ from typing import Any
 
 SLACK_PARAMETER = "ssm:${SlackWebhookParameterName}"  # may be empty: granted only when the stage names one
 EXPORT_FUNCTION = "function:export_calls"  # a function by its name after `tollgate-<stage>-` (it invokes itself)
+MERGE_FUNCTION = "function:merge_group"  # merge_details starts one per lane group with a chunk due
 HAS_SLACK = "HasSlackWebhook"
 
 _ALERTING = {  # queueing and delivering messages: the evaluator, the digests, and the admin jobs that run them
@@ -106,12 +107,28 @@ CODE: dict[str, dict[str, tuple[str, ...]]] = {
         "AggregatesTable?pk=signal#expensive_calls_taken": ("dynamodb:ConditionCheckItem",),
         "ArchiveBucket/calls/*": ("s3:PutObject",),
     },
-    # The stream, detail tier: every other scope's aggregates and sessions, the same way; re-measure the budgets
-    # the batch touched, note costly sessions.
+    # The stream, detail tier, where the stage merges it (chalicelib/rollup/merge.py): each batch's calls staged in
+    # the archive bucket; what cannot be folded quarantined (the aggregates table's quarantine partition).
     "RollupDetails": {
+        "AggregatesTable?pk=quarantine#calls": ("dynamodb:PutItem",),
+        "ArchiveBucket/rollup/*": ("s3:PutObject",),
+    },
+    # Every minute: the lane groups' marks read, what is staged listed once, a merge started per group with a chunk
+    # due; a group with nothing staged has its mark moved on.
+    "MergeDetails": {
+        "AggregatesTable?pk=config#rollup_merge": ("dynamodb:Query", "dynamodb:UpdateItem"),
+        "ArchiveBucket": ("s3:ListBucket",),
+        MERGE_FUNCTION: ("lambda:InvokeFunction",),
+    },
+    # One lane group's staged calls folded into every other scope's aggregates and sessions (exactly once: the lanes
+    # are read back when a chunk is merged again), its mark moved; re-measure the budgets the chunk touched, note
+    # costly sessions.
+    "MergeGroup": {
         "AggregatesTable": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         "AggregatesTable?pk=signal#costly_sessions_taken": ("dynamodb:ConditionCheckItem",),  # a session, once
         "BudgetsTable": ("dynamodb:Scan", "dynamodb:UpdateItem"),
+        "ArchiveBucket": ("s3:ListBucket",),
+        "ArchiveBucket/rollup/*": ("s3:GetObject",),
     },
     # A large export: the range's calls read day by day into a multipart upload, progress on its record (one
     # partition of the aggregates table), and before the timeout the rest handed to a fresh invocation.

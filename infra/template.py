@@ -2,7 +2,7 @@
 
 `chalice package` writes the functions, their events and the REST API; infra/resources.json, merged in, the
 tables, queues, buckets, the proxy function and the dashboard's CloudFront. `finish()` then gives every
-function (the seven of Chalice and the proxy) a fixed name, its own log group with the stage's retention,
+function (the nine of Chalice and the proxy) a fixed name, its own log group with the stage's retention,
 its role's one least-privilege policy (infra/permissions.py), tracing as the stage says, how Lambda retries it
 when invoked asynchronously, and alarms (infra/alarms.py); the proxy its concurrency cap; the REST API one stage
 (with throttling, access logs, a count of its own 429s and tracing) that alone may invoke the functions, and
@@ -26,7 +26,8 @@ FUNCTIONS = {
     "APIHandler": "api_handler", "RollupCalls": "rollup_calls", "RollupDetails": "rollup_details",
     "ReplaySpill": "replay_spill",
     "EvaluateEveryMinute": "evaluate_every_minute", "DailyDigest": "daily_digest", "WeeklyReport": "weekly_report",
-    "ProxyFunction": "proxy", "ExportCalls": "export_calls",
+    "ProxyFunction": "proxy", "ExportCalls": "export_calls", "MergeDetails": "merge_details",
+    "MergeGroup": "merge_group",
 }
 ROLES = {"APIHandler": "ApiHandlerRole", "ProxyFunction": "ProxyFunctionRole"}  # others: `<Function>Role`
 ROOT = Path(__file__).resolve().parent.parent  # what the zip holds is under it (a stage's providers file)
@@ -65,6 +66,7 @@ STANDARD_GB_MONTH, GLACIER_IR_GB_MONTH, GLACIER_IR_TRANSITION_PER_1000 = 0.023, 
 GLACIER_IR_MIN_KB, GLACIER_IR_MIN_DAYS = 128, 90
 ARCHIVE_TRANSITION_DAYS = 30  # raw calls are looked at, if ever, soon after they leave the call log
 ARCHIVE_NONCURRENT_DAYS = 30  # an overwritten or deleted archive object can be restored this long
+STAGED_KEEP_DAYS = 3  # the detail tier's staged batches (chalicelib/rollup/merge.py), merged within minutes
 
 
 # Lambda Managed Instances (docs/OPERATIONS.md): the proxy on EC2 capacity Lambda runs in the stage's subnets.
@@ -104,6 +106,8 @@ def archive_lifecycle(retention_days: int) -> dict[str, Any]:
     """Raw calls (`calls/`) expire after the retention; noncurrent versions (overwritten, deleted, expired)
     after ARCHIVE_NONCURRENT_DAYS; objects large enough to gain move to Glacier IR at day 30. Export files
     (`exports/`) go after export_format.KEEP_DAYS, for good (no version kept), as do uploads a job left unfinished.
+The detail tier's staged batches (`rollup/pending/`) go after STAGED_KEEP_DAYS: merged within minutes, they are kept
+a few days for a person looking into a merge.
 
     Expiring and tiering are separate rules: S3 applies a rule only to the objects that match all its filters, so
     a size filter on the expiring rule would keep every small archive object for ever."""
@@ -112,7 +116,7 @@ def archive_lifecycle(retention_days: int) -> dict[str, Any]:
          "NoncurrentVersionExpiration": {"NoncurrentDays": ARCHIVE_NONCURRENT_DAYS}},
         {"Id": "remove-expired-delete-markers", "Status": "Enabled", "Prefix": "calls/",
          "ExpiredObjectDeleteMarker": True},
-        *export_lifecycle()]
+        *export_lifecycle(), *staging_lifecycle()]
     configuration: dict[str, Any] = {"Rules": rules}
     threshold = smallest_object_worth_tiering(retention_days)
     if threshold is not None:
@@ -133,6 +137,15 @@ def export_lifecycle() -> list[dict[str, Any]]:
              "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
              "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
             {"Id": "remove-expired-export-delete-markers", "Status": "Enabled", "Prefix": PREFIX,
+             "ExpiredObjectDeleteMarker": True}]
+
+
+def staging_lifecycle() -> list[dict[str, Any]]:
+    from chalicelib.rollup.merge import PREFIX
+
+    return [{"Id": "expire-staged-rollup-batches", "Status": "Enabled", "Prefix": PREFIX,
+             "ExpirationInDays": STAGED_KEEP_DAYS, "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
+            {"Id": "remove-staged-delete-markers", "Status": "Enabled", "Prefix": PREFIX,
              "ExpiredObjectDeleteMarker": True}]
 
 
@@ -169,13 +182,15 @@ def scheduled_event_age(schedule: str) -> int:
 
 def event_invoke_config(function: str, events: dict[str, Any]) -> dict[str, Any] | None:
     """How Lambda handles the function's asynchronous invocations, or None for Lambda's defaults. Scheduled
-    functions are never retried; the export job, which the API invokes and nobody waits for, sends an invocation
+    functions are never retried, nor is a lane group's merge (the next tick starts it); the export job, which the API invokes and nobody waits for, sends an invocation
     that failed for good (after Lambda's retries) to the alerts topic (its role may: infra/permissions.py)."""
     schedules = [e["Properties"]["Schedule"] for e in events.values() if e.get("Type") == "Schedule"]
     if schedules:
         return {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": min(map(scheduled_event_age, schedules))}
     if function == "ExportCalls":
         return {"DestinationConfig": {"OnFailure": {"Type": "SNS", "Destination": {"Ref": "AlertsTopic"}}}}
+    if function == "MergeGroup":  # merge_details starts it again on the next minute's tick, from the group's mark
+        return {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}
     return None
 
 

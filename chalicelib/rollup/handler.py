@@ -15,7 +15,8 @@ listeners of its tier. Locally and in tests one function folds both (`tiers_of_r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping
 
 from chalicelib import clock
@@ -23,9 +24,9 @@ from chalicelib.ledger import archive
 from chalicelib.ledger import call_view
 from chalicelib.ledger import CallRecord
 from chalicelib.observability import MetricUnit, flush_metrics, logger, metrics
-from chalicelib.rollup import quarantine, store
+from chalicelib.rollup import merge, quarantine, store
 from chalicelib.rollup.fold import Fact
-from chalicelib.rollup.layout import SUMMARY, TIERS
+from chalicelib.rollup.layout import DETAIL, SUMMARY, TIERS
 from chalicelib.rollup.quarantine import Quarantined
 from chalicelib.rollup.store import SessionTotal
 from chalicelib.settings import get_settings
@@ -116,9 +117,25 @@ def handle_records(records: Iterable[Any], listeners: Mapping[str, Iterable[List
                 record_of[fact.seq] = record
     if expired and SUMMARY in tiers:
         archive.archive_expired(expired)
-    applied = store.apply(facts, tiers)
+    if DETAIL in tiers and merge.minutes():  # the detail's items are written by merge_group, minutes later
+        merge.stage(facts, clock.now())
+        tiers = tuple(t for t in tiers if t != DETAIL)
+    retry_from = _fold(read, facts, rejected, lambda fact, reason: _set_aside(record_of[fact.seq], reason),
+                       listeners, tiers)
+    if retry_from is None:
+        return {"batchItemFailures": []}
+    logger.warning("rollup batch partly applied; asking for a retry", extra={"from_sequence": retry_from})
+    return {"batchItemFailures": [{"itemIdentifier": str(retry_from)}]}
+
+
+def _fold(read: list[Fact], facts: list[Fact], rejected: list[Quarantined],
+          set_aside: Callable[[Fact, str], Quarantined], listeners: Mapping[str, Iterable[Listener]] | Iterable[Listener],
+          tiers: tuple[str, ...]) -> int | None:
+    """Apply `facts` to the items of `tiers`, quarantine what cannot be folded, tell the tiers' listeners; returns
+    the first sequence number to fold again, or None when every write is durable."""
+    applied = store.apply(facts, tiers) if tiers else store.Applied()
     refused = {fact.seq for fact, _ in applied.rejected}
-    rejected += [_set_aside(record_of[fact.seq], reason) for fact, reason in applied.rejected]
+    rejected += [set_aside(fact, reason) for fact, reason in applied.rejected]
     now = clock.now()
     quarantine.keep(rejected, now)
     # Folded counts even when some item must be retried: items are written one by one, so spend may have
@@ -128,10 +145,70 @@ def handle_records(records: Iterable[Any], listeners: Mapping[str, Iterable[List
         listener(batch)
     metrics.add_metric(name="RollupRecords", unit=MetricUnit.Count, value=len(facts))
     flush_metrics()
-    if applied.retry_from is None:
-        return {"batchItemFailures": []}
-    logger.warning("rollup batch partly applied; asking for a retry", extra={"from_sequence": applied.retry_from})
-    return {"batchItemFailures": [{"itemIdentifier": str(applied.retry_from)}]}
+    return applied.retry_from
+
+
+def merge_group(group: int, listeners: Mapping[str, Iterable[Listener]], seconds_left: float | None = None,
+                ) -> dict[str, int]:
+    """Fold one lane group's staged batches into the detail's items (merge.py), chunk by chunk, as long as time
+    allows; a chunk that must be retried stops the run, and the next tick folds it again from the group's mark."""
+    now = clock.now()
+    if not merge.take(group, now):
+        return {"group": group, "chunks": 0, "facts": 0, "busy": 1}
+    try:
+        return _merge_chunks(group, now, listeners, seconds_left)
+    finally:
+        merge.release(group)
+
+
+def _merge_chunks(group: int, now: datetime, listeners: Mapping[str, Iterable[Listener]],
+                  seconds_left: float | None) -> dict[str, int]:
+    longest = 0.0
+    deadline = time.monotonic() + seconds_left if seconds_left is not None else None
+    after = merge.merged_after(group)
+    own = [key for key in merge.staged_after(after) if merge.group_of_key(key) == group]
+    chunks = merge.due_chunks(own, now, timedelta(minutes=merge.minutes()))
+    merged = {"group": group, "chunks": 0, "facts": 0}
+    for chunk in chunks:
+        if merged["chunks"] and deadline is not None and deadline - time.monotonic() < 2 * longest + 10:
+            break  # the next tick goes on from the group's mark (a fresh invocation always has time for one)
+        began = time.monotonic()
+        facts = merge.read(chunk)
+        retry_from = _fold(facts, facts, [], _set_staged_aside, listeners, (DETAIL,))
+        if retry_from is not None:
+            logger.warning("merged chunk partly applied; the next tick folds it again",
+                           extra={"group": group, "from_sequence": retry_from})
+            break
+        merge.mark_merged(group, chunk[-1], now)
+        merged["chunks"] += 1
+        merged["facts"] += len(facts)
+        longest = max(longest, time.monotonic() - began)
+    return merged
+
+
+def group_of_event(event: Any) -> int:
+    """merge_group's event names its group (merge_due sends it); anything else is a mistake to stop at."""
+    group = event.get("group") if isinstance(event, dict) else None
+    if type(group) is not int or not 0 <= group < merge.GROUPS:
+        raise ValueError(f"merge_group wants {{\"group\": 0..{merge.GROUPS - 1}}}, not {event!r:.200}")
+    return group
+
+
+def merge_due(listeners: Mapping[str, Iterable[Listener]], seconds_left: float | None = None) -> dict[str, Any]:
+    """merge_details' tick: each lane group with a chunk due merged, by its own invocation where the stage deploys
+    merge_group (side by side), else here one after the other."""
+    if not merge.minutes():
+        return {"groups": []}
+    groups = merge.due_groups(clock.now())
+    if get_settings().merge_function:
+        merge.invoke(groups)
+        return {"groups": groups, "invoked": True}
+    return {"groups": groups, "merged": [merge_group(g, listeners, seconds_left) for g in groups]}
+
+
+def _set_staged_aside(fact: Fact, reason: str) -> Quarantined:
+    return Quarantined(fact.lane, str(fact.seq), "MODIFY" if fact.was else ("INSERT" if fact.sign > 0 else "REMOVE"),
+                       merge.image(fact), reason)
 
 
 def _read(record: Any) -> tuple[Fact | None, tuple[str, dict[str, Any]] | None]:

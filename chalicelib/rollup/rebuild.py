@@ -13,21 +13,32 @@ from chalicelib import clock
 from chalicelib.clock import midnight, parse_day, utc_today
 from chalicelib.errors import InvalidRequest
 from chalicelib.ledger import calllog
-from chalicelib.rollup import store
+from chalicelib.rollup import merge, store
 from chalicelib.money import sums_exactly
 from chalicelib.rollup.fold import AggregateKey, Delta, Fact, fold
 from chalicelib.rollup.layout import INDEXED_COUNTERS, SCOPE_KINDS
 
 MAX_RANGE_DAYS = 366
 # A call belongs to the UTC day it started and reaches the stream when it ends, up to 15 minutes later (Lambda's
-# limit); the detail tier's batches gather for up to 5 minutes more (layout.py's tiers). A day is closed for a
-# rebuild, which would count again whatever is still to come, once both have passed, with room for the writes.
+# limit); the detail tier's batches gather for up to 5 minutes more (layout.py's tiers), and where the stage merges
+# them, wait for their chunk (merge.lag()). A day is closed for a rebuild, which would count again whatever is
+# still to come, once all have passed, with room for the writes.
 SETTLED_AFTER = timedelta(minutes=25)
 
 
+def settled_after() -> timedelta:
+    return SETTLED_AFTER + merge.lag()
+
+
+def closes_at() -> str:
+    """When yesterday closes, as the refusals say it: `00:25 UTC`."""
+    minutes = int(settled_after().total_seconds() // 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d} UTC"
+
+
 def closed(day: date) -> bool:
-    """Whether the stream has written all of a day: it ended SETTLED_AFTER ago."""
-    return day < utc_today() and clock.now() >= midnight(day + timedelta(days=1)) + SETTLED_AFTER  # no overflow
+    """Whether the stream has written all of a day: it ended `settled_after()` ago."""
+    return day < utc_today() and clock.now() >= midnight(day + timedelta(days=1)) + settled_after()  # no overflow
 
 
 def _facts(day: str) -> list[Fact]:
@@ -42,7 +53,7 @@ def recalculate(body: Any, progress: Callable[[int, int, str], None] | None = No
     if last < first:
         raise InvalidRequest("`to` is before `from`")
     if not closed(last):
-        raise InvalidRequest("only closed days can be rebuilt: today's aggregates (and until 00:25 UTC "
+        raise InvalidRequest(f"only closed days can be rebuilt: today's aggregates (and until {closes_at()} "
                              "yesterday's) are still being written by the stream")
     if (last - first).days >= MAX_RANGE_DAYS:
         raise InvalidRequest(f"at most {MAX_RANGE_DAYS} days at a time")
@@ -91,7 +102,7 @@ def reconcile(body: Any) -> dict[str, Any]:
                               "fixed": False}
     if drift and body.get("fix") is True:
         if not closed(parse_day(day, "day")):
-            result["note"] = "the stream still writes this day: run again once it is closed (00:25 UTC after it)"
+            result["note"] = f"the stream still writes this day: run again once it is closed ({closes_at()} after it)"
         else:
             recalculate({"from": day, "to": day})
             result["fixed"] = True

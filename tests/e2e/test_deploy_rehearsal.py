@@ -31,7 +31,7 @@ REGION, ACCOUNT, CODE_BUCKET = "eu-west-1", "123456789012", "tollgate-artifacts-
 STAGE, NEW_STAGE = "rehearsal", "second"
 TABLES = ("calls", "keys", "aggregates", "budgets", "alerts", "deliveries", "credits", "audit")
 FUNCTIONS = ("api_handler", "rollup_calls", "rollup_details", "replay_spill", "evaluate_every_minute", "daily_digest",
-             "weekly_report", "proxy", "export_calls")
+             "weekly_report", "proxy", "export_calls", "merge_details", "merge_group")
 DASHBOARD_TYPES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css",
                    "config.json": "application/json"}
 DEPLOY_SECONDS = 600

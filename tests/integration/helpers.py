@@ -59,6 +59,8 @@ def stored_counters():
     for item in boto3.client("dynamodb").scan(TableName="tollgate-dev-aggregates")["Items"]:
         plain = {k: TypeDeserializer().deserialize(v) for k, v in item.items()}
         kind, scope_id = plain["pk"].split("#", 1)
+        if kind == "config":  # settings and the merge's marks, not aggregates
+            continue
         counters = {k: v for k, v in plain.items() if k not in ("pk", "day", "kind", "day_id")
                     and not k.startswith("hw|") and v != 0}
         if counters:

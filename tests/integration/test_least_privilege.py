@@ -15,6 +15,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from unittest import mock
 
 import boto3
 import botocore.client
@@ -243,7 +244,9 @@ def deployed(aws_env, sink, monkeypatch):
     monkeypatch.setenv("TOLLGATE_SPILL_QUEUE_URL", spill)
     monkeypatch.setenv("TOLLGATE_SPILL_DLQ_URL", dead)  # /health and the evaluator watch both dead-letter queues
     monkeypatch.setenv("TOLLGATE_ROLLUP_DLQ_URL", sqs.create_queue(QueueName=f"tollgate-{STAGE}-rollup-dlq")["QueueUrl"])
-    monkeypatch.setenv("TOLLGATE_ROLLUP_DETAIL_APART", "1")  # as deployed: rollup_details folds the detail's items
+    monkeypatch.setenv("TOLLGATE_ROLLUP_DETAIL_APART", "1")  # as deployed: rollup_details stages the detail's calls,
+    monkeypatch.setenv("TOLLGATE_ROLLUP_MERGE_MINUTES", "5")  # merge_group folds them 5 minutes at a time
+    monkeypatch.setenv("TOLLGATE_MERGE_FUNCTION", f"tollgate-{STAGE}-merge_group")
     # large exports: every export a job (tiny inline limit), the export function invoked (moto's Lambda without
     # Docker takes the invocation; the scenario runs it), each run handing over as soon as it can
     from moto.core.config import default_user_config
@@ -410,6 +413,25 @@ def run_rollup(recorder, client):
         with recorder.running(function):
             client.lambda_.invoke(name, {"Records": records})
             client.lambda_.invoke(name, {"Records": records[1:]})  # redelivered: the lanes are read
+    run_merges(recorder, client, later=10)
+    client.lambda_.invoke("rollup_details", {"Records": records})  # a late redelivery, in the next chunk
+    run_merges(recorder, client, later=20)  # merged again: the items' lanes are read back
+
+
+def run_merges(recorder, client, later):
+    """`later` minutes on: merge_details starts a merge for each lane group with a chunk due (and moves the idle
+    groups' marks); each merge_group invocation it asked for then runs (moto's Lambda runs none)."""
+    from chalicelib import clock
+
+    with mock.patch.object(clock, "now", lambda: _now() + timedelta(minutes=later)):
+        recorder.invoked.clear()
+        with recorder.running("MergeDetails"):
+            client.lambda_.invoke("merge_details", _scheduled_event(client))
+        invoked, recorder.invoked = recorder.invoked, []
+        assert invoked, "nothing was due"
+        with recorder.running("MergeGroup"):
+            for event in invoked:
+                assert client.lambda_.invoke("merge_group", event).payload["chunks"] >= 1
 
 
 def run_schedules(recorder, client):
@@ -434,6 +456,7 @@ def run_schedules(recorder, client):
     _log_call(203, user="erin", session="erin-chat", cost="6")  # a session past $5: noted once, taken up
     for name in ("rollup_calls", "rollup_details"):
         client.lambda_.invoke(name, {"Records": stream_records()[-3:]})
+    run_merges(recorder, client, later=40)  # the costly session is noted as its chunk merges
     _old_signals()
     _hold_expired()
     _window_minute_gone()
@@ -638,7 +661,7 @@ def test_each_function_is_granted_exactly_what_its_code_uses(deployed, recorder,
 NAMING_SETTINGS = {
     "TOLLGATE_SPILL_QUEUE_URL": "SpillQueue", "TOLLGATE_SNS_TOPIC_ARN": "AlertsTopic",
     "TOLLGATE_ARCHIVE_BUCKET": "ArchiveBucket", "TOLLGATE_SLACK_WEBHOOK_URL_PARAMETER": permissions.SLACK_PARAMETER,
-    "TOLLGATE_EXPORT_FUNCTION": permissions.EXPORT_FUNCTION,
+    "TOLLGATE_EXPORT_FUNCTION": permissions.EXPORT_FUNCTION, "TOLLGATE_MERGE_FUNCTION": permissions.MERGE_FUNCTION,
     "TOLLGATE_ADMIN_KEY_PARAMETER": "ssm:/tollgate/${Stage}/admin-key",
     **{f"TOLLGATE_{p.upper()}_API_KEY_PARAMETER": f"ssm:/tollgate/${{Stage}}/{p}-api-key"
        for p in KEYED_PROVIDERS},

@@ -40,6 +40,7 @@ API_ONLY_SETTINGS = {
     "TOLLGATE_SNS_TOPIC_ARN", "TOLLGATE_SLACK_WEBHOOK_URL_PARAMETER", "TOLLGATE_ALERT_WEBHOOK_URL",  # alerts
     "TOLLGATE_ARCHIVE_BUCKET",  # exports and GDPR requests
     "TOLLGATE_EXPORT_FUNCTION",  # large exports: the API starts their job
+    "TOLLGATE_ROLLUP_MERGE_MINUTES",  # the rollup's detail tier merged (and a rebuild's closed days): never the proxy
     "TOLLGATE_SPILL_DLQ_URL", "TOLLGATE_ROLLUP_DLQ_URL",  # /health counts what the dead-letter queues hold
 }
 
@@ -221,7 +222,7 @@ def test_every_function_has_its_own_role_and_runs_on_arm64(packaged):
 
     _, template = packaged
     functions = resources(template, "AWS::Serverless::Function")
-    assert len(functions) == 9  # eight Chalice functions and the streaming proxy
+    assert len(functions) == 11  # ten Chalice functions and the streaming proxy
     roles = {name: f["Properties"]["Role"]["Fn::GetAtt"][0] for name, f in functions.items()}
     assert len(set(roles.values())) == len(roles)
     assert all(f["Properties"]["Architectures"] == ["arm64"] for f in functions.values())
@@ -700,7 +701,10 @@ def test_archived_raw_calls_expire_after_the_stage_retention_while_summaries_sta
     assert rules["remove-expired-delete-markers"]["Expiration"] == {"ExpiredObjectDeleteMarker": True}
     prefixes = {name: r["Filter"].get("Prefix") or r["Filter"]["And"]["Prefix"] for name, r in rules.items()}
     assert {name for name, prefix in prefixes.items() if prefix != "calls/"} == {
-        "expire-exports", "remove-expired-export-delete-markers"}  # nothing else expires, summaries least of all
+        "expire-exports", "remove-expired-export-delete-markers", "expire-staged-rollup-batches",
+        "remove-staged-delete-markers"}  # nothing else expires, summaries least of all
+    staged = rules["expire-staged-rollup-batches"]  # the detail tier's staged batches, merged within the hour
+    assert prefixes["expire-staged-rollup-batches"] == "rollup/pending/" and staged["Expiration"] == {"Days": 3}
     exports = rules["expire-exports"]  # large exports' files: 3 days, no version kept, no upload left unfinished
     assert prefixes["expire-exports"] == "exports/" and exports["Expiration"] == {"Days": 3}
     assert exports["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
@@ -888,7 +892,7 @@ def test_scheduled_runs_are_not_retried_and_a_failed_export_reaches_the_alerts_t
     export function, invoked asynchronously by the API, sends an invocation that failed for good to the alerts
     topic, which its role may publish to (with the topic's key)."""
     _, template = packaged
-    ages = {"EvaluateEveryMinute": 60, "DailyDigest": 3600, "WeeklyReport": 3600}
+    ages = {"EvaluateEveryMinute": 60, "MergeDetails": 60, "DailyDigest": 3600, "WeeklyReport": 3600}
     for function, age in ages.items():
         assert template["Resources"][function]["Properties"]["EventInvokeConfig"] == {
             "MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": age}, function
@@ -899,7 +903,9 @@ def test_scheduled_runs_are_not_retried_and_a_failed_export_reaches_the_alerts_t
     assert {"kms:GenerateDataKey", "kms:Decrypt"} <= granted[json.dumps({"Fn::GetAtt": ["AlertsKey", "Arn"]})]
     configs = {c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
                for c in resources(transformed, "AWS::Lambda::EventInvokeConfig").values()}
-    assert set(configs) == {*ages, "ExportCalls"} and {c["Qualifier"] for c in configs.values()} == {"$LATEST"}
+    assert template["Resources"]["MergeGroup"]["Properties"]["EventInvokeConfig"] == {
+        "MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60}  # the next tick starts it again
+    assert set(configs) == {*ages, "ExportCalls", "MergeGroup"} and {c["Qualifier"] for c in configs.values()} == {"$LATEST"}
     assert configs["ExportCalls"]["DestinationConfig"] == {"OnFailure": {"Destination": {"Ref": "AlertsTopic"}}}
     assert configs["EvaluateEveryMinute"]["MaximumRetryAttempts"] == 0
 
@@ -1107,10 +1113,10 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
         for r in stack_template["Resources"].values():
             kinds[r["Type"]] = kinds.get(r["Type"], 0) + 1
         assert kinds == {"AWS::DynamoDB::Table": 8, "AWS::SQS::Queue": 3, "AWS::S3::Bucket": 3, "AWS::SNS::Topic": 1,
-                         "AWS::KMS::Key": 1, "AWS::S3::BucketPolicy": 1, "AWS::Lambda::Function": 9,
-                         "AWS::IAM::Role": 10, "AWS::Logs::LogGroup": 10, "AWS::Logs::MetricFilter": 1,
-                         "AWS::Lambda::EventSourceMapping": 3, "AWS::Events::Rule": 3, "AWS::Lambda::Permission": 3,
-                         "AWS::Lambda::EventInvokeConfig": 4, "AWS::CloudWatch::Alarm": 44}, kinds
+                         "AWS::KMS::Key": 1, "AWS::S3::BucketPolicy": 1, "AWS::Lambda::Function": 11,
+                         "AWS::IAM::Role": 12, "AWS::Logs::LogGroup": 12, "AWS::Logs::MetricFilter": 1,
+                         "AWS::Lambda::EventSourceMapping": 3, "AWS::Events::Rule": 4, "AWS::Lambda::Permission": 4,
+                         "AWS::Lambda::EventInvokeConfig": 6, "AWS::CloudWatch::Alarm": 50}, kinds
 
         dynamodb = boto3.client("dynamodb", region_name=MOTO_REGION)
         tables = dynamodb.list_tables()["TableNames"]
@@ -1121,7 +1127,8 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
         assert set(functions) == {f"tollgate-dev-{n}" for n in ("api_handler", "rollup_calls", "rollup_details",
                                                                 "replay_spill",
                                                                 "evaluate_every_minute", "daily_digest",
-                                                                "weekly_report", "proxy", "export_calls")}
+                                                                "weekly_report", "proxy", "export_calls",
+                                                                "merge_details", "merge_group")}
         assert lambdas.get_function(FunctionName="tollgate-dev-proxy")["Concurrency"] == {
             "ReservedConcurrentExecutions": 100}
         assert "Concurrency" not in lambdas.get_function(FunctionName="tollgate-dev-rollup_calls")
@@ -1148,7 +1155,7 @@ def test_the_stack_deploys_in_moto_after_the_sam_transform(packaged):
             if alarm["Type"] == "AWS::CloudWatch::Alarm":
                 cloudwatch.put_metric_alarm(**resolve(alarm["Properties"], physical, values))  # same names as the API
         described = cloudwatch.describe_alarms(MaxRecords=100)["MetricAlarms"]
-        assert len(described) == 44 and {a["AlarmActions"][0] for a in described} == {physical["AlertsTopic"]}
+        assert len(described) == 50 and {a["AlarmActions"][0] for a in described} == {physical["AlertsTopic"]}
         sns = boto3.client("sns", region_name=MOTO_REGION)
         # (moto keeps a CloudFormation key policy as an object, which its own DescribeKey then fails to read)
         assert sns.get_topic_attributes(TopicArn=physical["AlertsTopic"])["Attributes"]["KmsMasterKeyId"] == \

@@ -270,6 +270,82 @@ def test_the_summary_and_the_detail_fold_apart_each_exactly_once(aws_env, dynamo
     assert archived["Key"].startswith("calls/day=2026-11-20/")
 
 
+def test_the_detail_merged_from_staged_batches_counts_each_call_once_and_writes_each_item_once(
+        aws_env, dynamo_faults, monkeypatch):
+    """Where the stage merges the detail (rollup/merge.py): rollup_details stages its batches in S3, and
+    merge_details folds them once a chunk is settled, writing each item once per chunk. Batches staged twice
+    (Lambda retried them), a merge that failed half-way and one run again, and a chunk that repeats records a
+    merged one held all count each call once."""
+    from app import merge_details, rollup_calls, rollup_details
+    from chalicelib import clock
+    from chalicelib.rollup import DETAIL, handler as rollup_handler, merge
+    from chalicelib.rollup.fold import fold
+    from chalicelib.rollup.layout import tier_of
+
+    monkeypatch.setenv("TOLLGATE_ROLLUP_DETAIL_APART", "1")
+    monkeypatch.setenv("TOLLGATE_ROLLUP_MERGE_MINUTES", "5")
+    reload_settings()
+    at = {"now": datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)}
+    monkeypatch.setattr(clock, "now", lambda: at["now"])
+
+    def later(**delta):
+        at["now"] += timedelta(**delta)
+
+    calls = [log_call(i, account=f"a{i % 3}", model=f"m{i % 2}", minutes=i * 7, user=f"u{i % 4}")
+             for i in range(1, 13)]
+    records = stream_records()
+    assert rollup_calls({"Records": records}, None) == {"batchItemFailures": []}
+    for start in range(0, len(records), 3):
+        assert rollup_details({"Records": records[start:start + 3]}, None) == {"batchItemFailures": []}
+    later(seconds=30)
+    assert rollup_details({"Records": records[:5]}, None) == {"batchItemFailures": []}  # retried: staged again
+    assert {kind for kind, _, _ in stored_counters()} == {"global", "provider"}  # nothing of the detail's yet
+    staged = boto3.client("s3").list_objects_v2(Bucket="tollgate-dev-archive", Prefix=merge.PREFIX)["Contents"]
+    assert len(staged) == len({(merge._started_ms(o["Key"]), merge.group_of_key(o["Key"]), o["Key"][-16:])
+                               for o in staged})
+
+    later(minutes=7)  # 7.5 minutes after the first batch: its chunk (5 minutes) is not settled for 30 s more
+    tick = {"version": "0", "id": "t", "detail-type": "Scheduled Event", "source": "aws.events", "account": "1",
+            "time": "2026-12-07T12:00:00Z", "region": "us-east-1", "resources": [], "detail": {}}
+    assert merge_details(tick, None)["groups"] == []
+    assert {kind for kind, _, _ in stored_counters()} == {"global", "provider"}
+
+    later(seconds=30)
+    told = []
+    due = merge.due_groups(at["now"])
+    assert len(due) == 3  # the accounts' groups; the others' marks moved on
+    dynamo_faults.fail("UpdateItem", times=1, code=NOT_THE_RECORD, after=3)  # the lease, two writes, then refused
+    first = [rollup_handler.merge_group(group, {DETAIL: [told.append]}) for group in due]
+    dynamo_faults.clear()
+    assert sum(m["chunks"] for m in first) == len(due) - 1  # one group's chunk stopped, its mark where it was
+    writes = []
+    original = botocore.endpoint.Endpoint.make_request
+
+    def counting(self, operation_model, request_dict):
+        body = request_dict["body"]
+        body = body.decode() if isinstance(body, bytes) else body
+        if operation_model.name == "UpdateItem" and merge.STATE_PK not in body:
+            writes.append(json.loads(body)["Key"])
+        return original(self, operation_model, request_dict)
+
+    monkeypatch.setattr(botocore.endpoint.Endpoint, "make_request", counting)
+    later(minutes=1)
+    rollup_handler.merge_due({DETAIL: [told.append]})  # the next tick folds that chunk again
+    monkeypatch.setattr(botocore.endpoint.Endpoint, "make_request", original)
+    assert stored_counters() == expected_counters(calls)
+    assert {f.call_id for batch in told for f in batch.added} == {c.call_id for c in calls}
+    items = {key for key in fold([f for b in told for f in b.facts]) if tier_of(key.kind) == DETAIL}
+    assert 0 < len(writes) <= len(items)  # the retried group's items: each written once, skipped by its marks
+
+    later(minutes=1)
+    assert rollup_details({"Records": records[4:]}, None) == {"batchItemFailures": []}  # a late retry, merged again
+    later(minutes=9)
+    assert merge_details(tick, None)["groups"]
+    assert stored_counters() == expected_counters(calls)
+    later(minutes=9)
+    assert merge_details(tick, None)["groups"] == []  # all merged: marks moved past every object
+
+
 def test_a_day_closes_for_a_rebuild_once_the_detail_tier_has_written_its_last_calls(aws_env, monkeypatch):
     """A call reaches the stream when it ends (up to 15 minutes after the day it started) and the detail tier folds
     batches of up to 5 minutes, so just after midnight yesterday's last calls may not be in its items yet: a rebuild
