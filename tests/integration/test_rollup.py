@@ -346,6 +346,28 @@ def test_the_detail_merged_from_staged_batches_counts_each_call_once_and_writes_
     assert merge_details(tick, None)["groups"] == []  # all merged: marks moved past every object
 
 
+def test_a_lane_group_is_merged_by_one_run_at_a_time_and_a_dead_runs_lease_runs_out(aws_env, monkeypatch):
+    """Ticks come every minute and a busy group's run may take longer: a second run of the group leaves it alone
+    (both would pay for the same writes); a run that died holds it for merge_group's timeout at most."""
+    import pytest
+
+    from chalicelib import clock
+    from chalicelib.rollup import handler as rollup_handler, merge
+
+    monkeypatch.setenv("TOLLGATE_ROLLUP_MERGE_MINUTES", "5")
+    reload_settings()
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+    monkeypatch.setattr(clock, "now", lambda: now)
+    assert merge.take(3, now)
+    assert rollup_handler.merge_group(3, {})["busy"] == 1
+    monkeypatch.setattr(clock, "now", lambda: now + merge.LEASE + timedelta(seconds=1))
+    assert "busy" not in rollup_handler.merge_group(3, {})
+    assert merge.take(3, now + merge.LEASE + timedelta(seconds=1))  # the run above let it go
+    for event in ({}, {"group": merge.GROUPS}, {"group": -1}, {"group": "1"}, {"group": True}, None, []):
+        with pytest.raises(ValueError, match="merge_group wants"):
+            rollup_handler.group_of_event(event)
+
+
 def test_a_day_closes_for_a_rebuild_once_the_detail_tier_has_written_its_last_calls(aws_env, monkeypatch):
     """A call reaches the stream when it ends (up to 15 minutes after the day it started) and the detail tier folds
     batches of up to 5 minutes, so just after midnight yesterday's last calls may not be in its items yet: a rebuild
