@@ -341,11 +341,10 @@ class Shape:
     def batch_fill_s(self) -> float:
         """Seconds a shard takes to gather one batch: how long a call waits before the rollup reads it (merged: a
         chunk's span, after the stream mapping's own batch staged it)."""
-        fill = min(self.mapping.window_s, self.records_per_batch / (self.calls_per_s / self.streams))
+        gathered = self.records_per_batch / (self.calls_per_s / self.streams)
         if self.merge_s:
-            staged = replace(self, merge_s=0)
-            return staged.batch_fill_s + min(self.merge_s, fill)
-        return fill
+            return replace(self, merge_s=0).batch_fill_s + min(self.merge_s, gathered)
+        return min(self.mapping.window_s, gathered)
 
     @property
     def streams(self) -> int:
