@@ -9,24 +9,33 @@ calls cost ~14k folded facts: one every ~3 minutes of 30 days, with accounts, ke
 at random. The 10k volume folds one fact per call. Both spread over the same 30 days and the same
 scope values, so what differs is how full each day's items are: every 5-minute bucket and every
 breakdown is filled at 1M, a third of them at 10k.
+
+`make bench` loads each volume (and the 100k users) in a process of its own while the memory phase idles
+(`Loading`), and measures each in its process when its turn comes; `measure()` alone loads and measures here.
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import gc
 import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 from bench import QUICK, sized
 from bench.harness import fake_aws_env, metering
 
+ROOT = Path(__file__).resolve().parent.parent
 VOLUMES = sized((10_000, 1_000_000, 10_000_000), (100, 1_000, 10_000))
 FACTS_AT_1M = sized(14_400, 150)
 DAYS = 30
@@ -127,31 +136,86 @@ def measure_endpoints(client, headers: dict[str, str], meter) -> dict[str, tuple
     return results
 
 
-def measure() -> tuple[list[tuple[str, ...]], list[str]]:
+class Loading:
+    """The volumes and the 100k users, each loaded into the moto of a process of its own (`python -m bench.api
+    <job>`) while the memory phase idles, then measured one at a time when asked, in that process, as `measure` and
+    `users_at_scale` would measure it here. Building and loading the items measures nothing and was most of the
+    phases' time (10+ minutes); what is measured, and how, is the same."""
+
+    def __init__(self) -> None:
+        self.workers = {job: subprocess.Popen([sys.executable, "-m", "bench.api", job], cwd=ROOT, stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, text=True) for job in JOBS}
+        self.loaded: set[str] = set()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """End the processes not asked for (the bench stopped early)."""
+        for worker in self.workers.values():
+            worker.kill()
+            worker.wait()
+
+    def wait(self) -> None:
+        """Until every process has loaded its items (once)."""
+        for job, worker in self.workers.items():
+            if job not in self.loaded and worker.stdout.readline().strip() != "loaded":
+                raise SystemExit(f"bench.api {job}: loading failed (exit {worker.wait()})")
+            self.loaded.add(job)
+
+    def result(self, job: str) -> Any:
+        self.wait()
+        worker = self.workers.pop(job)
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+        answer = worker.stdout.read()
+        if worker.wait() != 0:
+            raise SystemExit(f"bench.api {job}: measuring failed (exit {worker.returncode})")
+        return json.loads(answer)
+
+
+def in_moto(job: str, then) -> Any:
+    """Run `job`'s load, then `then()` (the measurement), in-process moto with the app, fresh tables."""
     fake_aws_env()
-    import boto3
-    from chalice.test import Client
     from moto import mock_aws
 
     os.environ["TOLLGATE_ADMIN_KEY"] = "bench"
-    by_volume, notes = {}, []
     with mock_aws():
-        from app import app
         from chalicelib.settings import get_settings
         from local.tables import create_tables
 
         get_settings.cache_clear()
-        now = datetime.now(timezone.utc)
-        for calls in VOLUMES:
-            print(f"measuring the JSON API over {calls:,} calls' worth of aggregates…", file=sys.stderr, flush=True)
-            create_tables()
-            count, largest = load(calls, now)
-            notes.append(f"{calls:,} calls: {count:,} aggregate items, the largest {largest / 1024:.0f} KB "
+        create_tables()
+        measure_loaded = LOADERS[job](datetime.now(timezone.utc))
+        then()
+        return measure_loaded()
+
+
+def volume(calls: int, now: datetime):
+    """Load `calls` calls' worth; returns the measurement: (per endpoint results, the note on the items)."""
+    print(f"loading the JSON API's {calls:,} calls' worth of aggregates…", file=sys.stderr, flush=True)
+    count, largest = load(calls, now)
+
+    def measured() -> tuple[dict[str, tuple[float, float, float]], str]:
+        from chalice.test import Client
+
+        from app import app
+
+        print(f"measuring the JSON API over {calls:,} calls' worth of aggregates…", file=sys.stderr, flush=True)
+        with metering() as meter, Client(app, stage_name="local") as client:
+            with moto_heap_frozen():
+                results = measure_endpoints(client, {"X-Dashboard-Key": "bench"}, meter)
+        return results, (f"{calls:,} calls: {count:,} aggregate items, the largest {largest / 1024:.0f} KB "
                          "(DynamoDB's item limit: 400 KB)")
-            with metering() as meter, Client(app, stage_name="local") as client:
-                with moto_heap_frozen():
-                    by_volume[calls] = measure_endpoints(client, {"X-Dashboard-Key": "bench"}, meter)
-            boto3.client("dynamodb").delete_table(TableName="tollgate-dev-aggregates")
+
+    return measured
+
+
+def measure(loading: Loading | None = None) -> tuple[list[tuple[str, ...]], list[str]]:
+    """The endpoints' rows over the volumes, and a note on each volume's items (in this process without `loading`)."""
+    by_volume, notes = {}, []
+    for calls in VOLUMES:
+        results, note = loading.result(str(calls)) if loading else in_moto(str(calls), lambda: None)
+        by_volume[calls] = {path: tuple(values) for path, values in results.items()}
+        notes.append(note)
     rows = []
     for path in ENDPOINTS:
         (requests, kb, p95) = zip(*(by_volume[v][path] for v in VOLUMES))
@@ -162,16 +226,15 @@ def measure() -> tuple[list[tuple[str, ...]], list[str]]:
     return rows, notes
 
 
-def users_at_scale(now: datetime) -> list[tuple[str, ...]]:
+def users_at_scale(loading: Loading | None = None) -> list[tuple[str, ...]]:
     """`/api/usage/users` over 100k distinct users (100 in each of 1,000 accounts), one call each this week:
     an account's users (its split by user) and everyone's (the by_kind index over 100k user scopes)."""
-    fake_aws_env()
-    from chalice.test import Client
-    from moto import mock_aws
+    return [tuple(row) for row in (loading.result("users") if loading else in_moto("users", lambda: None))]
 
+
+def users(now: datetime):
     from chalicelib.rollup.fold import Fact
 
-    os.environ["TOLLGATE_ADMIN_KEY"] = "bench"
     rng = random.Random(5)
     made = []
     for n in range(USERS_AT_SCALE):
@@ -181,16 +244,16 @@ def users_at_scale(now: datetime) -> list[tuple[str, ...]]:
                          operation=None, team=None, is_error=False, error_type=None, tokens=(500, 0, 0, 100, 0),
                          cost_usd=Decimal(rng.randrange(1, 500)) / Decimal(100_000), latency_ms=800,
                          user=f"{account}-user-{n // ACCOUNTS_AT_SCALE:03d}"))
-    rows = []
-    with mock_aws():
-        from app import app
-        from chalicelib.settings import get_settings
-        from local.tables import create_tables
+    print(f"loading {USERS_AT_SCALE:,} users…", file=sys.stderr, flush=True)
+    load(0, now, made)
 
-        get_settings.cache_clear()
-        create_tables()
+    def measured() -> list[tuple[str, ...]]:
+        from chalice.test import Client
+
+        from app import app
+
         print(f"measuring /api/usage/users over {USERS_AT_SCALE:,} users…", file=sys.stderr, flush=True)
-        load(0, now, made)
+        rows = []
         with metering() as meter, Client(app, stage_name="local") as client:
             for path in ("/api/usage/users?days=7&account=acct-0003", "/api/usage/users?days=7"):
                 meter.reset()
@@ -206,4 +269,28 @@ def users_at_scale(now: datetime) -> list[tuple[str, ...]]:
                            "summary written off the hot path (e.g. hourly)" if "account" not in path else "MISSED")
                     rows.append((f"`{path}`", f"{requests}", f"{response.status_code}: "
                                  f"{json.loads(response.body)['error']['message']}", why))
-    return rows
+        return rows
+
+    return measured
+
+
+LOADERS = {**{str(calls): functools.partial(volume, calls) for calls in VOLUMES}, "users": users}
+JOBS = tuple(LOADERS)
+
+
+def serve(job: str) -> None:
+    """A `Loading` process: load, say so, wait for the word, measure, answer in JSON, exit."""
+    out = sys.stdout
+    sys.stdout = sys.stderr  # anything else printed stays off the answer
+
+    def loaded() -> None:
+        out.write("loaded\n")
+        out.flush()
+        sys.stdin.readline()
+
+    out.write(json.dumps(in_moto(job, loaded)))
+    out.flush()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

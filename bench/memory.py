@@ -124,10 +124,11 @@ class Phase:
                 "met" if self.levels_off() else "MISSED")
 
 
-def over_time() -> list[tuple[str, str, str, str]]:
+def over_time(after_idle=lambda: None) -> list[tuple[str, str, str, str]]:
     """`make run`'s stack (its own process, built-in mock upstream, pump, scheduler and snapshots on): RSS
     while idle, over CALLS calls with a summary every SUMMARY_EVERY, over EXPORTS exports of 1–2 MB, and
-    the seconds SIGTERM takes to stop it."""
+    the seconds SIGTERM takes to stop it. `after_idle` runs once the idle phase is sampled: the bench's other
+    processes (the JSON API's loads) use the idle cores until then, and none of them run during the calls."""
     with tempfile.TemporaryDirectory() as data_dir:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
@@ -138,7 +139,7 @@ def over_time() -> list[tuple[str, str, str, str]]:
         process = subprocess.Popen([sys.executable, "-m", "local.stack"], cwd=ROOT, env=env,
                                    stdout=log.open("w"), stderr=subprocess.STDOUT)
         try:
-            phases, stop_s = _phases(process, port, log)
+            phases, stop_s = _phases(process, port, log, after_idle)
         finally:
             if process.poll() is None:
                 process.kill()
@@ -147,7 +148,7 @@ def over_time() -> list[tuple[str, str, str, str]]:
          f"{stop_s:.1f} s", f"< {STOP_TARGET_S} s", "met" if stop_s < STOP_TARGET_S else "MISSED")]
 
 
-def _phases(process: subprocess.Popen, port: int, log: Path) -> tuple[list[Phase], float]:
+def _phases(process: subprocess.Popen, port: int, log: Path, after_idle) -> tuple[list[Phase], float]:
     deadline = time.monotonic() + 60
     while "ready in" not in log.read_text():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -177,6 +178,7 @@ def _phases(process: subprocess.Popen, port: int, log: Path) -> tuple[list[Phase
     print(f"measuring the stack's memory: idle {IDLE_SECONDS:.0f} s, {CALLS} calls, {EXPORTS} exports…",
           file=sys.stderr, flush=True)
     idle = run(f"idle {IDLE_SECONDS:.0f} s", SAMPLES, lambda i: time.sleep(IDLE_SECONDS / SAMPLES))
+    after_idle()
 
     def call(i: int) -> None:
         gateway.post("/openai/v1/chat/completions", json=body).raise_for_status()

@@ -7,8 +7,8 @@ does, and three so a long-running local stack keeps what AWS keeps, not everythi
   an item of n attributes costs n² size computations (seconds for one aggregate item). Here the sum is
   kept as it grows (an overwrite counts twice, so it only errs high) and recomputed exactly before
   anything is refused, so items are refused exactly where moto refuses them.
-- moto projects an item by converting the whole item to JSON once per projected name; for top-level
-  names (all Tollgate projects) one conversion serves them all.
+- moto projects an item by converting the whole item to JSON and back once per projected name; for top-level
+  names (all Tollgate projects) the projected values are copied as they are.
 - moto compares two values by converting both whole (a map of thousands of counters to a dict, each number to
   a Decimal), and sorts and compares items that way millions of times in a long run: strings, numbers and
   maps compare here without the conversion, with the same result.
@@ -48,10 +48,14 @@ Memory (moto shares the local stack's process):
 """
 from __future__ import annotations
 
+import bisect
+import copy
 import functools
+import json
 import re
 import sys
 import threading
+from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -83,13 +87,15 @@ def _setitem(self: dict, key: str, value: Any) -> None:
 
 def _project_once(original):
     def project(self: Any, projection_expressions: list[list[str]]) -> Any:
-        from moto.dynamodb.models.dynamo_type import Item, serializer
+        from moto.dynamodb.models.dynamo_type import Item
 
         if any(len(path) != 1 or "[" in path[0] for path in projection_expressions):
             return original(self, projection_expressions)  # nested paths: moto's own way
-        whole = self.to_regular_json()
-        kept = {path[0]: whole[path[0]] for path in projection_expressions if path[0] in whole}
-        return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=serializer.serialize(kept)["M"])
+        kept = Item(hash_key=self.hash_key, range_key=self.range_key, attrs={})
+        for path in projection_expressions:
+            if path[0] in self.attrs and path[0] not in kept.attrs:
+                kept.attrs[path[0]] = copy.deepcopy(self.attrs[path[0]])
+        return kept
 
     project.tuned = True  # type: ignore[attr-defined]
     return project
@@ -113,13 +119,16 @@ def _entry_size(original):
 
 
 def _pages_of_entries(original):
-    """moto's `Table.query`, telling `_all_items_keyed` which partition it reads and `_entry_size` which projected
-    index it pages through, if any."""
+    """moto's `Table.query`, telling `_all_items_keyed` which partition (or index key) and key range it reads, and
+    `_entry_size` which projected index it pages through, if any."""
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        comparison = args[0] if args else kwargs.get("range_comparison")
+        values = args[1] if len(args) > 1 else kwargs.get("range_objs")
         index = self.get_index(name) if name else None
         projected = index is not None and (index.projection or {}).get("ProjectionType", "ALL") != "ALL"
-        _querying.table, _querying.index = (self, None if name else hash_key), index if projected else None
+        _querying.table = _Asked(self, hash_key, index, _bounds(comparison, values or []))
+        _querying.index = index if projected else None
         try:
             return original(self, hash_key, *args, **kwargs)
         finally:
@@ -128,9 +137,147 @@ def _pages_of_entries(original):
     return query
 
 
+@dataclass(frozen=True)
+class _Asked:
+    table: Any
+    hash_key: Any
+    index: Any  # None: the table itself
+    bounds: tuple[Any, Any] | None  # inclusive plain bounds of the range condition (None inside: open), if known
+
+
 def _plain_key(value: Any) -> Any:
     """A key attribute's value as Python orders it, in DynamoDB's order (strings and bytes bytewise by UTF-8)."""
     return Decimal(value.value) if value.type == "N" else value.value.encode() if value.type == "S" else value.value
+
+
+_BEYOND = b"\xff"  # follows every UTF-8 string that starts with a prefix (UTF-8 never holds the byte 0xff)
+
+
+def _bounds(comparison: str | None, values: list[Any]) -> tuple[Any, Any] | None:
+    """The inclusive plain bounds a range key condition keeps keys within (None for an open end), or None when
+    there is no condition or it is not one of these: then the whole partition is read, as moto reads it."""
+    if not comparison or not values or len({v.type for v in values}) != 1 or values[0].type not in ("S", "N"):
+        return None
+    plain, op = [_plain_key(v) for v in values], comparison.upper()
+    if op == "BETWEEN" and len(plain) == 2:
+        return plain[0], plain[1]
+    if op in ("=", "EQ"):
+        return plain[0], plain[0]
+    if op in ("<", "<=", "LT", "LE"):
+        return None, plain[0]
+    if op in (">", ">=", "GT", "GE"):
+        return plain[0], None
+    if op == "BEGINS_WITH" and values[0].type == "S":
+        return plain[0], plain[0] + _BEYOND
+    return None
+
+
+_version = 0  # moves on every write to any table: what the index groups below were built from
+
+
+def _wrote() -> None:
+    global _version
+    _version += 1
+
+
+class _Partition(dict):
+    """A partition of a table with a range key (moto's dict by range key) that keeps its keys sorted between
+    inserts, so a Query finds its key range by bisection and reads only that, as DynamoDB does."""
+
+    _changes, _sorted = 0, (-1, [])
+
+    def _changed(self) -> None:
+        self._changes += 1
+        _wrote()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self:
+            self._changed()
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._changed()
+        dict.__delitem__(self, key)
+
+    def pop(self, *args: Any) -> Any:
+        self._changed()
+        return dict.pop(self, *args)
+
+    def popitem(self) -> Any:
+        self._changed()
+        return dict.popitem(self)
+
+    def clear(self) -> None:
+        self._changed()
+        dict.clear(self)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self._changed()
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        dict.update(self, *args, **kwargs)
+
+    def keys_in(self, bounds: tuple[Any, Any] | None) -> list[Any]:
+        """The range keys within `bounds` (all if None), in order."""
+        changes, keys = self._sorted
+        if changes != self._changes:  # counted before sorting: an insert meanwhile sorts again next time
+            changes = self._changes
+            keys = sorted(self, key=_plain_key)
+            self._sorted = (changes, keys)
+        if bounds is None:
+            return keys
+        low, high = bounds
+        try:
+            first = 0 if low is None else bisect.bisect_left(keys, low, key=_plain_key)
+            last = len(keys) if high is None else bisect.bisect_right(keys, high, key=_plain_key)
+        except TypeError:  # a key of another type than the condition's: moto's own comparisons decide
+            return keys
+        return keys[first:last]
+
+
+def _in_range(partition: Any, bounds: tuple[Any, Any] | None) -> list[Any]:
+    if type(partition) is not _Partition:  # built before tune_moto
+        return list(partition.values())
+    return [partition[key] for key in partition.keys_in(bounds)]
+
+
+def _index_entries(table: Any, index: Any, hash_key: Any, bounds: tuple[Any, Any] | None) -> list[Any] | None:
+    """The items under one key of a single-key index within `bounds`, from groups kept until the next write to any
+    table (DynamoDB reads only these); None for an index of several key attributes (moto's own filter then)."""
+    hashes = [key["AttributeName"] for key in index.schema if key["KeyType"] == "HASH"]
+    ranges = [key["AttributeName"] for key in index.schema if key["KeyType"] == "RANGE"]
+    if len(hashes) != 1 or len(ranges) > 1 or hash_key is None:
+        return None
+    version = _version
+    groups = table.__dict__.get("_tuned_index_groups")
+    if groups is None or groups[0] != version:
+        groups = table.__dict__["_tuned_index_groups"] = (version, {})
+    found = groups[1].get((index.name, hash_key.type, hash_key.value))
+    if found is None:
+        found = [item for item in _stored(table, table.items.values())
+                 if (value := item.attrs.get(hashes[0])) is not None and value == hash_key
+                 and (not ranges or ranges[0] in item.attrs)]
+        plains = None
+        if ranges:
+            try:
+                found.sort(key=lambda item: _plain_key(item.attrs[ranges[0]]))
+                plains = [_plain_key(item.attrs[ranges[0]]) for item in found]
+            except TypeError:  # mixed types under the index's range key: unfiltered, moto decides
+                plains = None
+        found = groups[1][(index.name, hash_key.type, hash_key.value)] = (found, plains)
+    items, plains = found
+    if bounds is None or plains is None:
+        return items
+    low, high = bounds
+    try:
+        first = 0 if low is None else bisect.bisect_left(plains, low)
+        last = len(plains) if high is None else bisect.bisect_right(plains, high)
+    except TypeError:
+        return items
+    return items[first:last]
 
 
 def _stored(table: Any, partitions: Any) -> list[Any]:
@@ -139,18 +286,51 @@ def _stored(table: Any, partitions: Any) -> list[Any]:
 
 
 def _all_items_keyed(self: Any) -> list[Any]:
-    """moto's `Table.all_items`: only the queried partition, or unsorted for an index Query (sorted after); a Scan
-    sorted by the keys' plain values."""
+    """moto's `Table.all_items`: for a Query, only its partition's (or index key's) items in its key range (moto's
+    own filters still run after); a Scan sorted by the keys' plain values."""
     asked = getattr(_querying, "table", None)
-    if asked is not None and asked[0] is self:
-        if asked[1] is None:
-            return _stored(self, self.items.values())
-        part = self.items.get(asked[1])
-        return [] if part is None else _stored(self, [part])
+    if asked is not None and asked.table is self:
+        if asked.index is not None:
+            entries = _index_entries(self, asked.index, asked.hash_key, asked.bounds)
+            return _stored(self, self.items.values()) if entries is None else entries
+        part = self.items.get(asked.hash_key)
+        if part is None:
+            return []
+        return _in_range(part, asked.bounds) if self.range_key_attr else [part]
     if self.range_key_attr:
         return sorted(_stored(self, self.items.values()),
                       key=lambda x: (_plain_key(x.hash_key), _plain_key(x.range_key)))
     return sorted(self.items.values(), key=lambda x: _plain_key(x.hash_key))
+
+
+_WRITTEN_AS_JSON = ("Query", "Scan")  # answers of DynamoDB JSON only, unless they hold binary values
+
+
+def _answers_written_once(execute_result):
+    """moto writes an answer by walking botocore's shape of every attribute value (most of a report's Query time in
+    moto); a Query's or Scan's answer is the DynamoDB JSON it already holds, written here in the shape's member
+    order with json's own separators, byte for byte what moto's serializer writes. Binary values, and every other
+    operation, still go through moto's serializer."""
+    def execute(self: Any, context: Any) -> Any:
+        result = self.result
+        operation = context.operation_model
+        if (operation.name not in _WRITTEN_AS_JSON or context.serializer_class.__name__ != "JSONSerializer"
+                or not isinstance(result, dict) or any(value is None for value in result.values())):
+            return execute_result(self, context)
+        members = operation.output_shape.members
+        if not set(result) <= set(members):
+            return execute_result(self, context)
+        try:
+            body = json.dumps({name: result[name] for name in members if name in result})
+        except TypeError:  # bytes: moto's serializer encodes them in base64
+            return execute_result(self, context)
+        from moto.core.responses import ActionResult
+
+        status, headers, _ = execute_result(ActionResult({}), context)  # moto's headers and status
+        return status, headers, body
+
+    execute.tuned = True  # type: ignore[attr-defined]
+    return execute
 
 
 _AS_WRITTEN = ("S", "B", "BOOL")  # types whose stored value compares as it is
@@ -301,7 +481,10 @@ def _one_at_a_time(write):
     @functools.wraps(write)
     def locked(*args: Any, **kwargs: Any) -> Any:
         with _write_lock:
-            return write(*args, **kwargs)
+            try:
+                return write(*args, **kwargs)
+            finally:
+                _wrote()  # an update changes an item in place: the index groups are rebuilt on their next Query
 
     locked.tuned = True  # type: ignore[attr-defined]
     return locked
@@ -397,6 +580,17 @@ def tune_moto() -> None:
         Item.size = _entry_size(Item.size)
         Table.query = _pages_of_entries(Table.query)
         Table.all_items = _all_items_keyed
+        init = Table.__init__
+
+        def partitioned(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            self.items.default_factory = _Partition
+
+        Table.__init__ = partitioned
+    from moto.dynamodb.responses import DynamoResult
+
+    if not getattr(DynamoResult.execute_result, "tuned", False):
+        DynamoResult.execute_result = _answers_written_once(DynamoResult.execute_result)
     _keep_what_aws_keeps()
     _atomic_writes()
 

@@ -237,3 +237,123 @@ def test_the_stream_records_and_iterators_moto_forgets_are_freed(aws_env, monkey
         iterator = answer["NextShardIterator"]
     assert len(applied) == 10 and moto_tuning.trim_stream(CALLS, applied[-1]) == 10
     assert (live(StreamRecord) - held[0], live(ShardIterator) - held[1]) == (0, 4)  # (10, 20) before
+
+
+# --- a Query reads its key range only (make bench's JSON API volumes: issue 30, item 7) ------------------------
+def put_days(client, pk, hours, kind=None):
+    """`hours` items of one partition, an hour apart; with `kind`, day items of as many scopes of that kind."""
+    for n in range(hours):
+        day = f"2026-01-{1 + n // 24:02d}"
+        item = {"pk": {"S": pk}, "day": {"S": f"{day}T{n % 24:02d}"}, "calls": {"N": str(n)}}
+        if kind:
+            item |= {"pk": {"S": f"{pk}{n % 24}"}, "day": {"S": day}, "kind": {"S": kind},
+                     "day_id": {"S": f"{day}#{pk.split('#')[1]}{n % 24}"}}
+        client.put_item(TableName=TABLE, Item=item)
+
+
+def keys(answer):
+    return [item["day"]["S"] for item in answer["Items"]]
+
+
+def test_a_query_looks_only_at_its_key_range_not_its_whole_partition(aws_env, monkeypatch):
+    """moto sized and sorted every item of the partition (or of the table, for an index) for each Query: seconds
+    a report once the global scope held 25k hour and 5-minute items; DynamoDB reads only the key range."""
+    from moto.dynamodb.models.dynamo_type import Item
+
+    client = boto3.client("dynamodb")
+    put_days(client, "global#all", 24 * 20)
+    put_days(client, "account#a", 24 * 20, kind="account")  # 24 accounts' days
+    sized, size = [], Item.size
+    monkeypatch.setattr(Item, "size", lambda self: sized.append(1) or size(self))
+    answer = client.query(TableName=TABLE, KeyConditionExpression="pk = :pk AND #d BETWEEN :a AND :b",
+                          ExpressionAttributeNames={"#d": "day"}, ExpressionAttributeValues={
+                              ":pk": {"S": "global#all"}, ":a": {"S": "2026-01-03T00"}, ":b": {"S": "2026-01-03T05"}})
+    assert keys(answer) == [f"2026-01-03T{h:02d}" for h in range(6)]
+    assert len(sized) <= 2 * 6, len(sized)  # each result's size, and the page check: not 480 items'
+    sized.clear()
+    entries = store.query_kind("account", "2026-01-05", "2026-01-05")
+    assert len(entries) == 24 and len(sized) <= 2 * 24, len(sized)
+
+
+CONDITIONS = [("#d BETWEEN :a AND :b", {":a": "2026-01-02T03", ":b": "2026-01-03T01"}), ("#d = :a", {":a": "2026-01-02T05"}),
+              ("#d < :a", {":a": "2026-01-01T04"}), ("#d <= :a", {":a": "2026-01-01T04"}),
+              ("#d > :a", {":a": "2026-01-03T20"}), ("#d >= :a", {":a": "2026-01-03T20"}),
+              ("begins_with(#d, :a)", {":a": "2026-01-02T1"}), ("#d BETWEEN :a AND :b", {":a": "2026-02", ":b": "2026-03"}),
+              ("#d = :a", {":a": "2026-01-02T05x"})]
+
+
+@pytest.mark.parametrize(("condition", "values"), CONDITIONS, ids=[c[0] + str(v) for c, v in CONDITIONS])
+def test_range_queries_answer_as_a_filter_of_every_item_would(aws_env, condition, values):
+    """Forward and back, paged by Limit, after writes that add and remove keys: the items a plain filter finds."""
+    client = boto3.client("dynamodb")
+    put_days(client, "global#all", 72)
+    test = {"BETWEEN": lambda d: values[":a"] <= d <= values.get(":b", ""), "=": lambda d: d == values[":a"],
+            "<": lambda d: d < values[":a"], "<=": lambda d: d <= values[":a"], ">": lambda d: d > values[":a"],
+            ">=": lambda d: d >= values[":a"], "begins_with": lambda d: d.startswith(values[":a"])}
+    op = next(name for name in ("BETWEEN", "begins_with", "<=", ">=", "<", ">", "=") if name in condition)
+
+    def read(forward=True, limit=None):
+        request = {"TableName": TABLE, "KeyConditionExpression": f"pk = :pk AND {condition}",
+                   "ExpressionAttributeNames": {"#d": "day"}, "ScanIndexForward": forward,
+                   "ExpressionAttributeValues": {":pk": {"S": "global#all"}} | {k: {"S": v} for k, v in values.items()}}
+        if limit:
+            request["Limit"] = limit
+        found = []
+        while True:
+            answer = client.query(**request)
+            found += keys(answer)
+            if "LastEvaluatedKey" not in answer:
+                return found
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    for _ in range(2):
+        stored = sorted(item["day"]["S"] for item in client.scan(TableName=TABLE)["Items"])
+        expected = [d for d in stored if test[op](d)]
+        assert read() == expected and read(limit=4) == expected
+        assert read(forward=False) == expected[::-1]
+        client.delete_item(TableName=TABLE, Key={"pk": {"S": "global#all"}, "day": {"S": "2026-01-02T05"}})
+        client.put_item(TableName=TABLE, Item={"pk": {"S": "global#all"}, "day": {"S": "2026-01-02T10x"}})
+
+
+def test_index_queries_see_every_write_between_them(aws_env):
+    client = boto3.client("dynamodb")
+    put_days(client, "model#m1", 48, kind="model")
+    assert len(store.query_kind("model", "2026-01-01", "2026-01-02")) == 48
+    put_days(client, "model#m2", 24, kind="model")  # new items under the same index key
+    assert len(store.query_kind("model", "2026-01-01", "2026-01-02")) == 72
+    key = {"pk": {"S": "model#m10"}, "day": {"S": "2026-01-01"}}
+    client.update_item(TableName=TABLE, Key=key, UpdateExpression="SET kind = :k", ExpressionAttributeValues={
+        ":k": {"S": "team"}})  # an update in place moves it to another index key
+    assert len(store.query_kind("model", "2026-01-01", "2026-01-02")) == 71
+    assert len(store.query_kind("team", "2026-01-01", "2026-01-02")) == 1
+    client.delete_item(TableName=TABLE, Key=key)
+    assert store.query_kind("team", "2026-01-01", "2026-01-02") == []
+
+
+def test_query_and_scan_answers_are_written_byte_for_byte_as_motos_serializer_writes_them(aws_env):
+    from moto.core.responses import ActionResult
+    from moto.dynamodb.responses import DynamoResult
+
+    client = boto3.client("dynamodb")
+    client.put_item(TableName=TABLE, Item={
+        "pk": {"S": "x#1"}, "day": {"S": "1é\u2028\"q\""}, "n": {"N": "1.5"}, "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1"]},
+        "m": {"M": {"x": {"L": [{"S": "y"}, {"NULL": True}, {"BOOL": False}]}}}, "e": {"S": ""}, "em": {"M": {}}})
+    client.put_item(TableName=TABLE, Item={"pk": {"S": "x#1"}, "day": {"S": "2"}, "b": {"B": b"\x00\xff"}})
+    answers = []
+    tuned = DynamoResult.execute_result
+
+    def both(self, context):
+        answers.append((tuned(self, context)[2], ActionResult.execute_result(self, context)[2]))
+        return ActionResult.execute_result(self, context)
+
+    DynamoResult.execute_result = both
+    try:
+        for extra in ({}, {"Limit": 1, "ReturnConsumedCapacity": "TOTAL"}, {"ScanIndexForward": False}):
+            client.query(TableName=TABLE, KeyConditionExpression="pk = :p",
+                         ExpressionAttributeValues={":p": {"S": "x#1"}}, **extra)
+        client.query(TableName=TABLE, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "none"}})
+        client.scan(TableName=TABLE)
+        client.scan(TableName=TABLE, Select="COUNT")
+    finally:
+        DynamoResult.execute_result = tuned
+    assert len(answers) == 6 and all(mine == motos for mine, motos in answers), answers
