@@ -35,9 +35,9 @@ def test_app_leaves_pricing_webhooks_and_messages_to_the_handlers_that_use_them(
     assert loaded["collecting"] and loaded["frozen"] > 0  # chalicelib/coldstart_gc.py: paused while loading, then back
 
 
-# Loaded by nothing the proxy process runs (chalicelib/gateway/serve.py): uvicorn's and httpx's command lines
-# (click, uvicorn's worker supervisors with multiprocessing).
-NOT_IN_THE_PROXY = {"click", "multiprocessing"}
+# Loaded by nothing the proxy process runs (chalicelib/gateway/serve.py, genai_lean.py): uvicorn's and httpx's
+# command lines (click, uvicorn's worker supervisors with multiprocessing), and pydantic with what it pulls in.
+NOT_IN_THE_PROXY = {"click", "multiprocessing", "pydantic", "pydantic_core", "annotated_types", "typing_inspection"}
 
 
 def serving() -> dict:
@@ -75,7 +75,8 @@ def serving() -> dict:
 
 def test_the_proxy_process_loads_pricing_in_init_and_collects_once_it_serves():
     """chalicelib/gateway/serve.py as run_proxy.sh runs it: the price data and the clients are made before GET /ready
-    (chalicelib/gateway/warmup.py), and no boto3 is needed for them; uvicorn without its command line."""
+    (chalicelib/gateway/warmup.py), and no boto3 is needed for them; genai-prices without pydantic, and
+    uvicorn without its command line."""
     loaded = serving()
     assert {"genai_prices", "starlette", "botocore", "uvicorn"} <= set(loaded["packages"])
     assert not {"boto3", "jinja2"} & set(loaded["packages"])
@@ -96,3 +97,24 @@ def test_the_proxy_prices_its_first_call_all_the_same(event):
                    "assert pricing.price_call('openai', model, usage, datetime.now(timezone.utc)).priced")
     assert "genai_prices" in loaded["packages"]
 
+
+def test_genai_prices_without_pydantic_prices_every_bundled_model_as_with_it():
+    """chalicelib/gateway/genai_lean.py imports genai-prices with markers standing in for pydantic: every model of
+    its bundled data, at each tier of a long context, costs the same as with genai-prices imported as it comes."""
+    price_all = ("from datetime import datetime, timezone\n"
+                 "from genai_prices import Usage, calc_price, data_snapshot\n"
+                 "at, found = datetime(2026, 11, 1, tzinfo=timezone.utc), {}\n"
+                 "for provider in data_snapshot.get_snapshot().providers:\n"
+                 "    for model in provider.models:\n"
+                 "        for tokens in (1000, 300000):\n"
+                 "            usage = Usage(input_tokens=tokens, cache_read_tokens=tokens // 4, output_tokens=500)\n"
+                 "            try:\n"
+                 "                cost = str(calc_price(usage, model.id, provider_id=provider.id,\n"
+                 "                                      genai_request_timestamp=at).total_price)\n"
+                 "            except (LookupError, ValueError) as exc:\n"
+                 "                cost = type(exc).__name__\n"
+                 "            found[f'{provider.id} {model.id} {tokens}'] = cost\n")
+    as_it_comes = after(f"import pydantic\n{price_all}")
+    lean = after(f"from chalicelib.gateway import genai_lean\ngenai_lean.ensure()\n{price_all}")
+    assert "pydantic" in as_it_comes["packages"] and "pydantic" not in lean["packages"]
+    assert lean["found"] == as_it_comes["found"] and len(lean["found"]) > 1000
