@@ -74,7 +74,8 @@ def test_a_hard_budget_reserves_in_a_worker_thread(gateway, upstream, hops, aws_
 
 def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, monkeypatch):
     """pynamodb makes a session per model (keys, budgets, rate limits, calls) and the SSM read made one more: 60-100 ms
-    each on a cold start. The proxy's init (chalicelib/gateway/warmup.py) makes them all on one."""
+    each on a cold start. The proxy's init (chalicelib/gateway/warmup.py) makes them all on one, and one DynamoDB
+    client for the models (alike: TableMeta), one for transactions (pynamodb's defaults) and one for SSM."""
     import boto3
     import botocore.session
 
@@ -100,8 +101,17 @@ def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, m
         made(self, *args, **kwargs)
 
     monkeypatch.setattr(botocore.session.Session, "__init__", counting)
+    clients = []
+    create_client = botocore.session.Session.create_client
+
+    def counting_clients(self, service, *args, **kwargs):
+        clients.append(service)
+        return create_client(self, service, *args, **kwargs)
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", counting_clients)
 
     warmup.warm()
     assert gateway.call("/openai/v1/chat/completions", BODY, key).status_code == 200
     assert len(sessions) == 1
+    assert sorted(clients) == ["dynamodb", "dynamodb", "ssm"]
     assert secret_store.secrets.client() is not None
