@@ -72,7 +72,7 @@ def test_a_hard_budget_reserves_in_a_worker_thread(gateway, upstream, hops, aws_
     assert aws_calls == ["TransactWriteItems", "TransactWriteItems"]  # the hold, then the record that settles it
 
 
-def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, monkeypatch):
+def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, monkeypatch, aws_calls):
     """pynamodb makes a session per model (keys, budgets, rate limits, calls) and the SSM read made one more: 60-100 ms
     each on a cold start. The proxy's init (chalicelib/gateway/warmup.py) makes them all on one, and one DynamoDB
     client for the models (alike: TableMeta), one for transactions (pynamodb's defaults) and one for SSM."""
@@ -110,8 +110,12 @@ def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, m
 
     monkeypatch.setattr(botocore.session.Session, "create_client", counting_clients)
 
+    del aws_calls[:]
     warmup.warm()
+    assert sorted(aws_calls) == ["GetParameter", "Query", "Scan"]  # the provider key, rate limits, budgets
+    del aws_calls[:]
     assert gateway.call("/openai/v1/chat/completions", BODY, key).status_code == 200
+    assert "GetParameter" not in aws_calls  # the first call found its provider key read by init
     assert len(sessions) == 1
     assert sorted(clients) == ["dynamodb", "dynamodb", "ssm"]
     assert secret_store.secrets.client() is not None
