@@ -81,7 +81,7 @@ def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, m
 
     from chalicelib import aws, secret_store
     from chalicelib.gateway import warmup
-    from chalicelib.ledger import ApiKey, Budget, CallRecord, ScopeLimit
+    from chalicelib.ledger import ApiKey, Budget, CallRecord, ScopeLimit, budget_cache, rate_limits
     from tests.conftest import UPSTREAM_KEY
     from tests.integration.conftest import reload_settings
 
@@ -92,6 +92,9 @@ def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, m
     reload_settings()
     for model in (ApiKey, Budget, ScopeLimit, CallRecord):  # as in a fresh process
         monkeypatch.setattr(model, "_connection", None)
+    budget_cache.clear()
+    rate_limits.limit_cache.clear()
+    secret_store.secrets.clear()
     aws.botocore_session.cache_clear()
     sessions = []
     made = botocore.session.Session.__init__
