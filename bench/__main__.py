@@ -232,12 +232,13 @@ REASONS = {
   (chalicelib/coldstart_gc.py, ~30 ms); genai-prices with pydantic (~60 ms, only the reprice job), httpx
   (webhooks), jinja2 (messages) and boto3 (aggregates) load only where they are used.""",
     "proxy function cold call": """Proxy cold call: process start to the first proxied answer is the imports before
-  ready (rows above: `-X importtime`, ms per dependency with what it pulls in: uvicorn (asyncio, click, ssl),
-  pynamodb with botocore, genai-prices with pydantic, Starlette and httpx), then the proxy's init
-  (chalicelib/gateway/warmup.py, with the collector paused): the DynamoDB clients of the keys, budgets and call
-  log and the SSM client, all on one botocore session (a session of its own each cost 60-100 ms before), the
-  budgets, the price data; then the first call's own requests (its key, its provider key from SSM, the call-log
-  write). What is left is mostly imports; this machine's cores are shared and slower than a quiet run's, so the
+  ready (rows above: `-X importtime`, ms per dependency with what it pulls in: uvicorn (asyncio, ssl; not its
+  command line with click: chalicelib/gateway/serve.py), pynamodb with botocore, genai-prices (without pydantic:
+  chalicelib/gateway/genai_lean.py, ~70 ms), Starlette and httpx), then the proxy's init
+  (chalicelib/gateway/warmup.py, with the collector paused): one DynamoDB client for the keys, budgets, rate
+  limits and call log, one for transactions, and the SSM client, all on one botocore session (a session of its
+  own each cost 60-100 ms before); the budgets, rate limits and provider keys read in threads while the price
+  data loads; then the first call's own requests (its key, the call-log write). What is left is mostly imports; this machine's cores are shared and slower than a quiet run's, so the
   proxy's CPU beside the wall time says how much of a miss is the machine.""",
     "`/api/": """JSON API ratios: requests and KB read stay flat from 1M to 10M (at most +5 % KB), but a report
   reads one small item per hour, write shard or value *that has calls*, and at 10k calls over 30 days

@@ -25,12 +25,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
-from genai_prices import Usage
-from genai_prices.data_units import unit_data
-from genai_prices.types import ModelPrice, Tier, TieredPrices
+from chalicelib.gateway import genai_lean
 
-from chalicelib.errors import PriceOverridesInvalid
-from chalicelib.settings import PROVIDERS
+genai_lean.ensure()  # before genai_prices is imported (chalicelib/gateway/genai_lean.py)
+
+from genai_prices import Usage  # noqa: E402
+from genai_prices.data_units import unit_data  # noqa: E402
+from genai_prices.types import ModelPrice, Tier, TieredPrices  # noqa: E402
+
+from chalicelib.errors import PriceOverridesInvalid  # noqa: E402
+from chalicelib.settings import PROVIDERS  # noqa: E402
 
 OVERRIDES_FILE = Path(__file__).with_name("price_overrides.json")
 ENTRY_FIELDS = ("provider", "model", "source", "retired", "window")  # what an entry holds besides its prices

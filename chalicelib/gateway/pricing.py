@@ -8,33 +8,17 @@ max($0.000001, 1 % of the stated cost).
 """
 from __future__ import annotations
 
-import importlib
-import sys
-import types
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from importlib import metadata
 
+from chalicelib.gateway import genai_lean
 
-class _OnFirstUse(types.ModuleType):
-    """Stands in `sys.modules` for a module until one of its names is used, then imports it and answers from it.
+genai_lean.ensure()  # before genai_prices is imported: without its updater's HTTP client and pydantic
 
-    genai-prices' price updater imports httpx2, a second HTTP client, which Tollgate never runs: ~25 ms of the
-    proxy's init (bench/coldstart.py). The standard library's LazyLoader cannot defer it on Python 3.13, whose
-    import statement reads the module's `__spec__`, and so loads it."""
-
-    def __getattr__(self, name: str):
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
-        return getattr(importlib.import_module(self.__name__), name)
-
-
-if "httpx2" not in sys.modules:
-    sys.modules["httpx2"] = _OnFirstUse("httpx2")
-
-from genai_prices import calc_price  # noqa: E402  (httpx2 deferred first)
+from genai_prices import calc_price  # noqa: E402  (imported lean first)
 from genai_prices.types import ModelPrice  # noqa: E402
 
 from chalicelib import provider_registry  # noqa: E402

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The proxy function's handler: the Lambda Web Adapter (AWS_LAMBDA_EXEC_WRAPPER=/opt/bootstrap) runs
 # this, waits for GET /ready on $PORT, then forwards each invocation to it and streams the answer back.
-# chalicelib/gateway/serve.py is uvicorn's own command line, with the modules loaded before the collector runs.
+# chalicelib/gateway/serve.py takes these of uvicorn's options and runs uvicorn's server without its command line,
+# with the modules loaded before the collector runs.
 cd "${LAMBDA_TASK_ROOT:-$(dirname "$0")/../..}"
 # The zip leaves out boto3 and botocore (infra/package.py): they are the runtime's. On python3.11 and later
 # Lambda installs them in the interpreter's own site-packages (/var/lang/lib/python3.13/site-packages), which

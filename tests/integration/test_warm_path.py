@@ -72,15 +72,16 @@ def test_a_hard_budget_reserves_in_a_worker_thread(gateway, upstream, hops, aws_
     assert aws_calls == ["TransactWriteItems", "TransactWriteItems"]  # the hold, then the record that settles it
 
 
-def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, monkeypatch):
+def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, monkeypatch, aws_calls):
     """pynamodb makes a session per model (keys, budgets, rate limits, calls) and the SSM read made one more: 60-100 ms
-    each on a cold start. The proxy's init (chalicelib/gateway/warmup.py) makes them all on one."""
+    each on a cold start. The proxy's init (chalicelib/gateway/warmup.py) makes them all on one, and one DynamoDB
+    client for the models (alike: TableMeta), one for transactions (pynamodb's defaults) and one for SSM."""
     import boto3
     import botocore.session
 
     from chalicelib import aws, secret_store
     from chalicelib.gateway import warmup
-    from chalicelib.ledger import ApiKey, Budget, CallRecord, ScopeLimit
+    from chalicelib.ledger import ApiKey, Budget, CallRecord, ScopeLimit, budget_cache, rate_limits
     from tests.conftest import UPSTREAM_KEY
     from tests.integration.conftest import reload_settings
 
@@ -91,6 +92,9 @@ def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, m
     reload_settings()
     for model in (ApiKey, Budget, ScopeLimit, CallRecord):  # as in a fresh process
         monkeypatch.setattr(model, "_connection", None)
+    budget_cache.clear()
+    rate_limits.limit_cache.clear()
+    secret_store.secrets.clear()
     aws.botocore_session.cache_clear()
     sessions = []
     made = botocore.session.Session.__init__
@@ -100,8 +104,21 @@ def test_init_and_the_first_call_share_one_botocore_session(gateway, upstream, m
         made(self, *args, **kwargs)
 
     monkeypatch.setattr(botocore.session.Session, "__init__", counting)
+    clients = []
+    create_client = botocore.session.Session.create_client
 
+    def counting_clients(self, service, *args, **kwargs):
+        clients.append(service)
+        return create_client(self, service, *args, **kwargs)
+
+    monkeypatch.setattr(botocore.session.Session, "create_client", counting_clients)
+
+    del aws_calls[:]
     warmup.warm()
+    assert sorted(aws_calls) == ["GetParameter", "Query", "Scan"]  # the provider key, rate limits, budgets
+    del aws_calls[:]
     assert gateway.call("/openai/v1/chat/completions", BODY, key).status_code == 200
+    assert "GetParameter" not in aws_calls  # the first call found its provider key read by init
     assert len(sessions) == 1
+    assert sorted(clients) == ["dynamodb", "dynamodb", "ssm"]
     assert secret_store.secrets.client() is not None
