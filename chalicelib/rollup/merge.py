@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from dataclasses import MISSING, fields
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from chalicelib import aws, clock
+from chalicelib.observability import logger
 from chalicelib.rollup.fold import Fact
 from chalicelib.rollup.models import Aggregate
 from chalicelib.settings import get_settings
@@ -108,6 +110,15 @@ def object_key(group: int, started: datetime, facts: list[Fact]) -> str:
     digest = hashlib.sha256(repr(sorted((f.lane, f.seq) for f in facts)).encode()).hexdigest()[:16]
     ms = int(started.timestamp() * 1000)
     return f"{PREFIX}{ms:013d}-g{group:02d}-{len(facts):07d}-{digest}"
+
+
+_NAME = re.compile(re.escape(PREFIX) + r"\d{13}-g(\d{2})-\d{7}-[0-9a-f]{16}")
+
+
+def is_staged(key: str) -> bool:
+    """Whether `key` is a name object_key writes: anything else put under the prefix is left alone, never read."""
+    named = _NAME.fullmatch(key)
+    return named is not None and int(named.group(1)) < GROUPS
 
 
 def _parts(key: str) -> list[str]:
@@ -222,8 +233,12 @@ def staged_after(after: str | None, limit: int = 100_000) -> list[str]:
     request: dict[str, Any] = {"Bucket": bucket, "Prefix": PREFIX, "StartAfter": after or PREFIX}
     keys: list[str] = []
     while len(keys) < limit:
-        page = s3.list_objects_v2(**request)
-        keys += [entry["Key"] for entry in page.get("Contents", [])]
+        page, before = s3.list_objects_v2(**request), len(keys)
+        listed = [entry["Key"] for entry in page.get("Contents", [])]
+        keys += [key for key in listed if is_staged(key)]
+        if len(keys) - before < len(listed):  # a stray object must not stop every group's merge
+            logger.warning("objects under the staging prefix that merging leaves alone",
+                           extra={"keys": [key for key in listed if not is_staged(key)][:10]})
         if not page.get("IsTruncated"):
             break
         request["ContinuationToken"] = page["NextContinuationToken"]

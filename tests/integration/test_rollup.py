@@ -304,6 +304,8 @@ def test_the_detail_merged_from_staged_batches_counts_each_call_once_and_writes_
     assert len(staged) == len({(merge._started_ms(o["Key"]), merge.group_of_key(o["Key"]), o["Key"][-16:])
                                for o in staged})
 
+    for stray in ("notes.txt", "0000000000001-g99-0000001-0123456789abcdef", "0000000000002-gXX"):  # not ours: left
+        boto3.client("s3").put_object(Bucket="tollgate-dev-archive", Key=merge.PREFIX + stray, Body=b"?")
     later(minutes=7)  # 7.5 minutes after the first batch: its chunk (5 minutes) is not settled for 30 s more
     tick = {"version": "0", "id": "t", "detail-type": "Scheduled Event", "source": "aws.events", "account": "1",
             "time": "2026-12-07T12:00:00Z", "region": "us-east-1", "resources": [], "detail": {}}

@@ -41,6 +41,14 @@ def test_names_sort_by_staging_time_and_say_their_group_and_size():
     assert merge.object_key(3, T0, [fact(5), fact(7)]) != early
 
 
+def test_only_names_the_staging_writes_are_merged():
+    key = merge.object_key(15, T0, [fact(5)])
+    assert merge.is_staged(key)
+    for stray in ("notes.txt", "0000000000001-g16-0000001-0123456789abcdef", "1-g01-0000001-0123456789abcdef",
+                  "0000000000001-g01-0000001-0123456789ABCDEF", "0000000000001-g01-0000001-0123456789abcdef/x"):
+        assert not merge.is_staged(merge.PREFIX + stray), stray
+
+
 def test_an_account_lands_in_one_group():
     assert len({merge.group_of(f"stream|acct-{i}") for i in range(200)}) == merge.GROUPS
     assert merge.group_of("stream|acme") == merge.group_of("stream|acme")
