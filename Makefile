@@ -35,7 +35,7 @@ run: $(INSTALLED) dashboard
 # three workers on two cores, each taking whole files (module fixtures, ordered modules): much of the e2e time is
 # waiting on stacks, pumps and caches in other processes, which a third worker fills
 test: $(INSTALLED) dashboard browser
-	$(BIN)/python -m pytest -n 3 --dist loadfile
+	$(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 bench: $(INSTALLED)
 	$(BIN)/python -m bench
