@@ -13,7 +13,7 @@ from chalicelib.ledger import call_view
 from chalicelib.ledger import ApiKey, CallRecord
 from chalicelib import clock
 from chalicelib.reports import providers, ranges
-from chalicelib.rollup import quarantine, store
+from chalicelib.rollup import merge, quarantine, store
 from chalicelib.settings import get_settings
 from chalicelib.query import Query
 
@@ -76,7 +76,8 @@ def health() -> tuple[int, dict[str, Any]]:
 
     Anyone may call it, so a healthy answer is reused: however often it is hit, a healthy container
     makes 7 AWS requests (DescribeTable twice, GetQueueAttributes on the spill queue and on each
-    dead-letter queue, one quarantine Query, one by_kind Query for the providers' state today) per HEALTH_CACHE_SECONDS. A degraded answer is checked again
+    dead-letter queue, one quarantine Query, one by_kind Query for the providers' state today; where the stage
+    merges the rollup's detail, a Query of its marks and a LIST of what is staged) per HEALTH_CACHE_SECONDS. A degraded answer is checked again
     on every call, so recovery shows at once (the stage's throttling bounds that). A cached answer belongs
     to the settings it was found with.
     """
@@ -105,8 +106,8 @@ def _dead_letter_components() -> dict[str, dict[str, Any]]:
 
 
 def _check_health() -> tuple[int, dict[str, Any]]:
-    """Each table answers DescribeTable, the spill queue is empty, no stream record is quarantined and both
-    dead-letter queues are empty → healthy; else degraded."""
+    """Each table answers DescribeTable, the spill queue is empty, no stream record is quarantined, both
+    dead-letter queues are empty and no staged batch waits past the merge's bound → healthy; else degraded."""
     components: dict[str, Any] = {}
     for model in (CallRecord, ApiKey):
         try:
@@ -126,6 +127,11 @@ def _check_health() -> tuple[int, dict[str, Any]]:
     except Exception as exc:
         components["rollup_quarantine"] = {"status": "error", "error": type(exc).__name__}
     components.update(_dead_letter_components())
+    if merge.minutes():
+        try:
+            components["rollup_merge"] = merge.health(clock.now())
+        except Exception as exc:
+            components["rollup_merge"] = {"status": "error", "error": type(exc).__name__}
     try:
         components["providers"] = providers.health_component(clock.now())
     except Exception as exc:

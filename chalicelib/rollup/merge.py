@@ -245,6 +245,29 @@ def staged_after(after: str | None, limit: int = 100_000) -> list[str]:
     return keys[:limit]
 
 
+def oldest_pending(keys: list[str], held: dict[int, str]) -> str | None:
+    """The first of the sorted `keys` past its own group's mark: the oldest staged batch not merged yet."""
+    return next((key for key in keys if key > (held.get(group_of_key(key)) or "")), None)
+
+
+def waited_seconds(key: str | None, now: datetime) -> float:
+    return 0.0 if key is None else max(0.0, now.timestamp() - _started_ms(key) / 1000)
+
+
+def lag_bound() -> timedelta:
+    """How long a batch may wait on a healthy stage: its chunk, the grace, and 10 minutes of ticks and merging."""
+    return timedelta(minutes=minutes()) + GRACE + timedelta(minutes=10)
+
+
+def health(now: datetime) -> dict[str, Any]:
+    """`/health`'s line for the merge: how long the oldest batch not merged yet has waited (a Query and a LIST)."""
+    held = marks()
+    keys = staged_after(min((held.get(g) or PREFIX) for g in range(GROUPS)), limit=1000)  # one page
+    waited, bound = waited_seconds(oldest_pending(keys, held), now), lag_bound().total_seconds()
+    return {"status": "ok" if waited <= bound else "lagging", "oldest_unmerged_seconds": int(waited),
+            "bound_seconds": int(bound)}
+
+
 def due_groups(now: datetime) -> list[int]:
     """The groups with a chunk to merge now; a group with nothing staged gets its mark moved past the others'
     settled objects, so that the next listing starts near now."""

@@ -348,6 +348,38 @@ def test_the_detail_merged_from_staged_batches_counts_each_call_once_and_writes_
     assert merge_details(tick, None)["groups"] == []  # all merged: marks moved past every object
 
 
+def test_health_says_when_a_staged_batch_waits_past_the_merges_bound(aws_env, monkeypatch):
+    """/health's `rollup_merge` line (only where the stage merges): the oldest batch staged and not merged yet,
+    against its chunk, the grace and 10 minutes; degraded past that, healthy again once merged."""
+    from app import rollup_details
+    from chalicelib import clock
+    from chalicelib.reports import calls as reports
+    from chalicelib.rollup import DETAIL, handler as rollup_handler
+
+    assert "rollup_merge" not in reports._check_health()[1]["components"]  # the local stack merges nothing
+    monkeypatch.setenv("TOLLGATE_ROLLUP_DETAIL_APART", "1")
+    monkeypatch.setenv("TOLLGATE_ROLLUP_MERGE_MINUTES", "5")
+    reload_settings()
+    at = {"now": datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)}
+    monkeypatch.setattr(clock, "now", lambda: at["now"])
+
+    def line():
+        return reports._check_health()[1]["components"]["rollup_merge"]
+
+    assert line() == {"status": "ok", "oldest_unmerged_seconds": 0, "bound_seconds": 18 * 60}
+    for i in range(1, 4):
+        log_call(i, account=f"a{i}")
+    assert rollup_details({"Records": stream_records()}, None) == {"batchItemFailures": []}
+    at["now"] += timedelta(minutes=18)
+    assert line() == {"status": "ok", "oldest_unmerged_seconds": 18 * 60, "bound_seconds": 18 * 60}
+    assert reports._check_health()[0] == 200
+    at["now"] += timedelta(seconds=1)  # the tick did not merge it: its function failed, or nothing ran it
+    status, body = reports._check_health()
+    assert status == 503 and body["components"]["rollup_merge"]["status"] == "lagging"
+    assert rollup_handler.merge_due({DETAIL: []})["groups"]
+    assert line()["status"] == "ok" and line()["oldest_unmerged_seconds"] == 0
+
+
 def test_a_lane_group_is_merged_by_one_run_at_a_time_and_a_dead_runs_lease_runs_out(aws_env, monkeypatch):
     """Ticks come every minute and a busy group's run may take longer: a second run of the group leaves it alone
     (both would pay for the same writes); a run that died holds it for merge_group's timeout at most."""
