@@ -357,3 +357,40 @@ def test_query_and_scan_answers_are_written_byte_for_byte_as_motos_serializer_wr
     finally:
         DynamoResult.execute_result = tuned
     assert len(answers) == 6 and all(mine == motos for mine, motos in answers), answers
+
+
+def test_an_update_expression_is_parsed_and_shape_checked_once_and_still_refused_when_wrong(aws_env, monkeypatch):
+    """local/moto_tuning.py remembers an UpdateExpression by its text: parsed once, and its shape (one clause of a
+    kind, no overlapping paths, no key attribute set) checked once for the same names and keys. What is wrong is
+    refused every time, whatever passed before, and the values are checked on every request."""
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    client = boto3.client("dynamodb")
+    key = {"pk": {"S": "fidelity#expr"}, "day": {"S": "d"}}
+    expression = "ADD #a :one, #b :one SET #s = :s"
+    names, values = {"#a": "a", "#b": "b", "#s": "s"}, {":one": {"N": "1"}, ":s": {"S": "x"}}
+    shape_checks = []
+    check = validators.ActionCountValidator.verify_action_counts
+    monkeypatch.setattr(validators.ActionCountValidator, "verify_action_counts",
+                        lambda self, node: shape_checks.append(1) or check(self, node))
+    first = None
+    for _ in range(5):
+        client.update_item(TableName=TABLE, Key=key, UpdateExpression=expression, ExpressionAttributeNames=names,
+                           ExpressionAttributeValues=values)
+        first = first or len(shape_checks)
+    assert client.get_item(TableName=TABLE, Key=key)["Item"]["a"] == {"N": "5"}
+    assert first and len(shape_checks) == first  # the first request's passes, then none (moto's: each time)
+    assert UpdateExpressionParser.make(expression) is UpdateExpressionParser.make(expression)  # parsed once
+
+    def refused(expression, names, values=values):
+        with pytest.raises(ClientError) as error:
+            client.update_item(TableName=TABLE, Key=key, UpdateExpression=expression,
+                               ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+        return error.value.response["Error"]["Message"]
+
+    for _ in range(2):
+        assert "overlap" in refused(expression, {"#a": "a", "#b": "a", "#s": "s"}).lower()  # same text, names clash
+        assert "key" in refused(expression, {"#a": "a", "#b": "pk", "#s": "s"}).lower()  # sets the partition key
+        assert "ADD" in refused("ADD #a :one ADD #b :one", {"#a": "a", "#b": "b"}, {":one": {"N": "1"}})  # 2 ADDs
+        assert refused(expression, names, {":one": {"S": "1"}, ":s": {"S": "x"}})  # adds a string: values checked
