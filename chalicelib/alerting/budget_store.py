@@ -12,7 +12,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.alerting.budgets import BudgetStatus, parse_budget, status
 from chalicelib.alerting.rules import current_rules
-from chalicelib import clock
+from chalicelib import aws, clock
 from chalicelib.clock import iso, precise
 from chalicelib.errors import NotFound
 from chalicelib.ledger import BudgetSpec, all_budgets, budget_cache, ledger_period, period_bounds, reservations
@@ -64,18 +64,19 @@ def measure_period(spec: BudgetSpec, period_start: datetime) -> BudgetStatus:
     return measure(spec, end - timedelta(microseconds=1))
 
 
-def record_status(item: Budget, result: BudgetStatus, now: datetime) -> None:
-    """Store what evaluation found; a hard budget over its limit blocks until its period ends."""
+def record_status(item: Budget, result: BudgetStatus, now: datetime) -> bool:
+    """Store what evaluation found; a hard budget over its limit blocks until its period ends. False if the budget
+    was deleted since it was read: an UpdateItem would bring it back as a stub of these fields alone."""
     blocked = None
     if item.mode == "hard" and result.state == "exceeded":
         # a calendar period unblocks when it ends; a window when the next evaluation finds room again
         blocked = iso(result.end if item.period != "window" else now + WINDOW_BLOCK)
-    item.update(actions=[
+    return aws.conditional(lambda: item.update(actions=[
         Budget.spent_usd.set(result.spent if item.limit_usd is not None else None),
         Budget.spent_tokens.set(int(result.spent) if item.limit_tokens is not None else None),
         Budget.period_start.set(iso(result.start)), Budget.period_end.set(iso(result.end)),
         Budget.blocked_until.set(blocked), Budget.evaluated_at.set(precise(now)),
-    ])
+    ], condition=Budget.budget_id.exists()))
 
 
 def budget_view(item: Budget, result: BudgetStatus | None = None, now: datetime | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from chalicelib.faces import lazy
 
-MODULES = ("handler", "quarantine", "rebuild", "store")
+MODULES = ("handler", "merge", "quarantine", "rebuild", "store")
 NAMES = {  # name: the module that holds it
     "BREAKDOWN_SCOPES": "layout",
     "BUCKETS_PER_DOUBLING": "histogram",

@@ -257,3 +257,25 @@ def test_digest_is_queued_once_a_day(gateway, upstream, channels, sink):
     assert week in weekly["message"] and "None" not in weekly["message"]
     assert sink.at("/webhook")[-1]["event"] == "report.weekly"
     assert gateway.admin("post", "/admin/jobs/digest", {"kind": "hourly"})[0] == 400
+
+
+def test_a_budget_deleted_while_it_is_evaluated_stays_deleted(gateway, monkeypatch):
+    """The evaluation reads every budget, measures each, then records its status. A budget deleted in between
+    must not come back as a stub of status fields only (an UpdateItem creates what is missing): that stub failed
+    every budget list and every evaluation after it."""
+    from chalicelib.alerting import budget_store
+
+    put_budget(gateway, "doomed", scope="account", scope_id="acme", period="daily", limit_usd="5")
+    measure = budget_store.measure
+
+    def deleted_meanwhile(spec, now):
+        status, _ = gateway.admin("delete", "/admin/budgets/doomed")
+        assert status in (200, 204)
+        return measure(spec, now)
+
+    monkeypatch.setattr(evaluation, "measure", deleted_meanwhile)
+    run_evaluate(gateway)
+    status, listed = gateway.admin("get", "/admin/budgets")
+    assert status == 200 and listed["budgets"] == []
+    monkeypatch.setattr(evaluation, "measure", measure)
+    run_evaluate(gateway)
