@@ -6,7 +6,7 @@ from decimal import Decimal
 import httpx
 import pytest
 from google import genai
-from google.genai import errors, types
+from google.genai import errors
 
 from tests.conftest import ADMIN_KEY, UPSTREAM_KEY
 from tests.e2e.conftest import RunningStack

@@ -4,7 +4,6 @@ official-SDK calls in flight against a hard budget worth ten calls' worst case.
 Each call's usage is scripted to cost exactly its worst case (the body's bytes in, `max_tokens` out), so a
 budget of 10.5 worst cases has room for ten calls and no more, however they interleave: a daily budget and a
 60-minute window budget alike."""
-import os
 import subprocess
 import sys
 import time

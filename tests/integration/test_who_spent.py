@@ -2,7 +2,6 @@
 projection, user budgets; each scoped to an account-scoped key's own account."""
 import json
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
 import boto3
 
