@@ -54,6 +54,7 @@ from __future__ import annotations
 import bisect
 import copy
 import functools
+import hashlib
 import json
 import re
 import sys
@@ -637,8 +638,9 @@ def _update_expressions_checked_once() -> None:
     def remembering(self: Any, expression: Any, expression_attribute_names: Any, *args: Any, **kwargs: Any) -> None:
         init(self, expression, expression_attribute_names, *args, **kwargs)
         text = getattr(expression, "tollgate_text", None)
-        self.tollgate_checks = None if text is None else (
-            text, tuple(sorted((expression_attribute_names or {}).items())), tuple(self.table.table_key_attrs))
+        names = json.dumps(sorted((expression_attribute_names or {}).items())).encode()
+        self.tollgate_checks = None if text is None else (  # the names by their digest: a key stays ~200 bytes
+            text, hashlib.blake2b(names, digest_size=16).digest(), tuple(self.table.table_key_attrs))
 
     def validate(self: Any) -> Any:
         known = self.tollgate_checks is not None and self.tollgate_checks in passed
