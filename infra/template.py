@@ -106,8 +106,8 @@ def archive_lifecycle(retention_days: int) -> dict[str, Any]:
     """Raw calls (`calls/`) expire after the retention; noncurrent versions (overwritten, deleted, expired)
     after ARCHIVE_NONCURRENT_DAYS; objects large enough to gain move to Glacier IR at day 30. Export files
     (`exports/`) go after export_format.KEEP_DAYS, for good (no version kept), as do uploads a job left unfinished.
-The detail tier's staged batches (`rollup/pending/`) go after STAGED_KEEP_DAYS: merged within minutes, they are kept
-a few days for a person looking into a merge.
+    The detail tier's staged batches (`rollup/pending/`) go after STAGED_KEEP_DAYS: merged within minutes, they are
+    kept a few days for a person looking into a merge.
 
     Expiring and tiering are separate rules: S3 applies a rule only to the objects that match all its filters, so
     a size filter on the expiring rule would keep every small archive object for ever."""
@@ -182,8 +182,9 @@ def scheduled_event_age(schedule: str) -> int:
 
 def event_invoke_config(function: str, events: dict[str, Any]) -> dict[str, Any] | None:
     """How Lambda handles the function's asynchronous invocations, or None for Lambda's defaults. Scheduled
-    functions are never retried, nor is a lane group's merge (the next tick starts it); the export job, which the API invokes and nobody waits for, sends an invocation
-    that failed for good (after Lambda's retries) to the alerts topic (its role may: infra/permissions.py)."""
+    functions are never retried, nor is a lane group's merge (the next tick starts it); the export job, which the
+    API invokes and nobody waits for, sends an invocation that failed for good (after Lambda's retries) to the
+    alerts topic (its role may: infra/permissions.py)."""
     schedules = [e["Properties"]["Schedule"] for e in events.values() if e.get("Type") == "Schedule"]
     if schedules:
         return {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": min(map(scheduled_event_age, schedules))}

@@ -231,15 +231,21 @@ class _Partition(dict):
             changes = self._changes
             keys = sorted(self, key=_plain_key)
             self._sorted = (changes, keys)
-        if bounds is None:
-            return keys
-        low, high = bounds
-        try:
-            first = 0 if low is None else bisect.bisect_left(keys, low, key=_plain_key)
-            last = len(keys) if high is None else bisect.bisect_right(keys, high, key=_plain_key)
-        except TypeError:  # a key of another type than the condition's: moto's own comparisons decide
-            return keys
-        return keys[first:last]
+        return _within(keys, bounds, _plain_key)
+
+
+def _within(ordered: list[Any], bounds: tuple[Any, Any] | None, key: Any) -> list[Any]:
+    """The part of `ordered` (sorted by `key`) within the inclusive `bounds`; all of it without bounds, or where a
+    value of another type than the condition's is met (moto's own comparisons then decide)."""
+    if bounds is None:
+        return ordered
+    low, high = bounds
+    try:
+        first = 0 if low is None else bisect.bisect_left(ordered, low, key=key)
+        last = len(ordered) if high is None else bisect.bisect_right(ordered, high, key=key)
+    except TypeError:
+        return ordered
+    return ordered[first:last]
 
 
 def _in_range(partition: Any, bounds: tuple[Any, Any] | None) -> list[Any]:
@@ -261,27 +267,21 @@ def _index_entries(table: Any, index: Any, hash_key: Any, bounds: tuple[Any, Any
         groups = table.__dict__["_tuned_index_groups"] = (version, {})
     found = groups[1].get((index.name, hash_key.type, hash_key.value))
     if found is None:
-        found = [item for item in _stored(table, table.items.values())
+        items = [item for item in _stored(table, table.items.values())
                  if (value := item.attrs.get(hashes[0])) is not None and value == hash_key
                  and (not ranges or ranges[0] in item.attrs)]
-        plains = None
+        range_key = None
         if ranges:
             try:
-                found.sort(key=lambda item: _plain_key(item.attrs[ranges[0]]))
-                plains = [_plain_key(item.attrs[ranges[0]]) for item in found]
+                items.sort(key=lambda item: _plain_key(item.attrs[ranges[0]]))
+                range_key = ranges[0]
             except TypeError:  # mixed types under the index's range key: unfiltered, moto decides
-                plains = None
-        found = groups[1][(index.name, hash_key.type, hash_key.value)] = (found, plains)
-    items, plains = found
-    if bounds is None or plains is None:
+                pass
+        found = groups[1][(index.name, hash_key.type, hash_key.value)] = (items, range_key)
+    items, range_key = found
+    if range_key is None:
         return items
-    low, high = bounds
-    try:
-        first = 0 if low is None else bisect.bisect_left(plains, low)
-        last = len(plains) if high is None else bisect.bisect_right(plains, high)
-    except TypeError:
-        return items
-    return items[first:last]
+    return _within(items, bounds, lambda item: _plain_key(item.attrs[range_key]))
 
 
 def _stored(table: Any, partitions: Any) -> list[Any]:
@@ -624,11 +624,8 @@ def _update_expressions_checked_once() -> None:
         tree.tollgate_text = text  # what the checks below are remembered by
         return tree
 
-    def parse(cls: type, text: str) -> Any:
-        return parsed(cls, text)
-
-    parse.tuned = True
-    UpdateExpressionParser.make = classmethod(parse)
+    parsed.tuned = True
+    UpdateExpressionParser.make = classmethod(parsed)
     expression_only = (validators.ActionCountValidator, validators.OverlappingPathsValidator,
                        validators.UpdateHashRangeKeyValidator)
     passed: dict[tuple, None] = {}  # insertion-ordered: the oldest forgotten first
@@ -637,10 +634,11 @@ def _update_expressions_checked_once() -> None:
 
     def remembering(self: Any, expression: Any, expression_attribute_names: Any, *args: Any, **kwargs: Any) -> None:
         init(self, expression, expression_attribute_names, *args, **kwargs)
-        text = getattr(expression, "tollgate_text", None)
-        names = json.dumps(sorted((expression_attribute_names or {}).items())).encode()
-        self.tollgate_checks = None if text is None else (  # the names by their digest: a key stays ~200 bytes
-            text, hashlib.blake2b(names, digest_size=16).digest(), tuple(self.table.table_key_attrs))
+        text, self.tollgate_checks = getattr(expression, "tollgate_text", None), None
+        if text is not None:  # the names by their digest: a key stays ~200 bytes
+            names = json.dumps(sorted((expression_attribute_names or {}).items())).encode()
+            self.tollgate_checks = (text, hashlib.blake2b(names, digest_size=16).digest(),
+                                    tuple(self.table.table_key_attrs))
 
     def validate(self: Any) -> Any:
         known = self.tollgate_checks is not None and self.tollgate_checks in passed

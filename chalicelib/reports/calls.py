@@ -77,9 +77,9 @@ def health() -> tuple[int, dict[str, Any]]:
     Anyone may call it, so a healthy answer is reused: however often it is hit, a healthy container
     makes 7 AWS requests (DescribeTable twice, GetQueueAttributes on the spill queue and on each
     dead-letter queue, one quarantine Query, one by_kind Query for the providers' state today; where the stage
-    merges the rollup's detail, a Query of its marks and a LIST of what is staged) per HEALTH_CACHE_SECONDS. A degraded answer is checked again
-    on every call, so recovery shows at once (the stage's throttling bounds that). A cached answer belongs
-    to the settings it was found with.
+    merges the rollup's detail, a Query of its marks and a LIST of what is staged) per HEALTH_CACHE_SECONDS. A
+    degraded answer is checked again on every call, so recovery shows at once (the stage's throttling bounds that).
+    A cached answer belongs to the settings it was found with.
     """
     settings, now = get_settings(), time.monotonic()
     cached = _health_cache.get("answer")

@@ -233,21 +233,30 @@ def staged_after(after: str | None, limit: int = 100_000) -> list[str]:
     request: dict[str, Any] = {"Bucket": bucket, "Prefix": PREFIX, "StartAfter": after or PREFIX}
     keys: list[str] = []
     while len(keys) < limit:
-        page, before = s3.list_objects_v2(**request), len(keys)
-        listed = [entry["Key"] for entry in page.get("Contents", [])]
-        keys += [key for key in listed if is_staged(key)]
-        if len(keys) - before < len(listed):  # a stray object must not stop every group's merge
-            logger.warning("objects under the staging prefix that merging leaves alone",
-                           extra={"keys": [key for key in listed if not is_staged(key)][:10]})
+        page, strays = s3.list_objects_v2(**request), []
+        for entry in page.get("Contents", []):
+            (keys if is_staged(entry["Key"]) else strays).append(entry["Key"])
+        if strays:  # a stray object must not stop every group's merge
+            logger.warning("objects under the staging prefix that merging leaves alone", extra={"keys": strays[:10]})
         if not page.get("IsTruncated"):
             break
         request["ContinuationToken"] = page["NextContinuationToken"]
     return keys[:limit]
 
 
+def _unmerged(key: str, held: dict[int, str]) -> bool:
+    """Whether `key` is past its own group's mark in `held`."""
+    return key > (held.get(group_of_key(key)) or "")
+
+
+def _staged_past_marks(held: dict[int, str], limit: int = 100_000) -> list[str]:
+    """One listing for every group: the objects after the lowest of the groups' marks."""
+    return staged_after(min((held.get(g) or PREFIX) for g in range(GROUPS)), limit)
+
+
 def oldest_pending(keys: list[str], held: dict[int, str]) -> str | None:
     """The first of the sorted `keys` past its own group's mark: the oldest staged batch not merged yet."""
-    return next((key for key in keys if key > (held.get(group_of_key(key)) or "")), None)
+    return next((key for key in keys if _unmerged(key, held)), None)
 
 
 def waited_seconds(key: str | None, now: datetime) -> float:
@@ -255,14 +264,15 @@ def waited_seconds(key: str | None, now: datetime) -> float:
 
 
 def lag_bound() -> timedelta:
-    """How long a batch may wait on a healthy stage: its chunk, the grace, and 10 minutes of ticks and merging."""
-    return timedelta(minutes=minutes()) + GRACE + timedelta(minutes=10)
+    """How long a batch may wait on a healthy stage: the lag (its chunk, the grace, the tick) and 9 minutes of
+    merging."""
+    return lag() + timedelta(minutes=9)
 
 
 def health(now: datetime) -> dict[str, Any]:
     """`/health`'s line for the merge: how long the oldest batch not merged yet has waited (a Query and a LIST)."""
     held = marks()
-    keys = staged_after(min((held.get(g) or PREFIX) for g in range(GROUPS)), limit=1000)  # one page
+    keys = _staged_past_marks(held, limit=1000)  # one page
     waited, bound = waited_seconds(oldest_pending(keys, held), now), lag_bound().total_seconds()
     return {"status": "ok" if waited <= bound else "lagging", "oldest_unmerged_seconds": int(waited),
             "bound_seconds": int(bound)}
@@ -272,15 +282,14 @@ def due_groups(now: datetime) -> list[int]:
     """The groups with a chunk to merge now; a group with nothing staged gets its mark moved past the others'
     settled objects, so that the next listing starts near now."""
     held = marks()
-    start = min((held.get(g) or PREFIX) for g in range(GROUPS))
-    keys = staged_after(start)
+    keys = _staged_past_marks(held)
     span = timedelta(minutes=minutes())
     due, idle_until = [], None
     for key in keys:
         if settled(key, now):
             idle_until = key
     for group in range(GROUPS):
-        own = [k for k in keys if group_of_key(k) == group and k > (held.get(group) or "")]
+        own = [k for k in keys if group_of_key(k) == group and _unmerged(k, held)]
         if due_chunks(own, now, span):
             due.append(group)
         elif not own and idle_until is not None and idle_until > (held.get(group) or ""):

@@ -270,6 +270,18 @@ def test_the_summary_and_the_detail_fold_apart_each_exactly_once(aws_env, dynamo
     assert archived["Key"].startswith("calls/day=2026-11-20/")
 
 
+def merging(monkeypatch):
+    """The detail tier apart and merged 5 minutes at a time, as in AWS, on a clock the test moves (`at["now"]`)."""
+    from chalicelib import clock
+
+    monkeypatch.setenv("TOLLGATE_ROLLUP_DETAIL_APART", "1")
+    monkeypatch.setenv("TOLLGATE_ROLLUP_MERGE_MINUTES", "5")
+    reload_settings()
+    at = {"now": datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)}
+    monkeypatch.setattr(clock, "now", lambda: at["now"])
+    return at
+
+
 def test_the_detail_merged_from_staged_batches_counts_each_call_once_and_writes_each_item_once(
         aws_env, dynamo_faults, monkeypatch):
     """Where the stage merges the detail (rollup/merge.py): rollup_details stages its batches in S3, and
@@ -277,16 +289,11 @@ def test_the_detail_merged_from_staged_batches_counts_each_call_once_and_writes_
     (Lambda retried them), a merge that failed half-way and one run again, and a chunk that repeats records a
     merged one held all count each call once."""
     from app import merge_details, rollup_calls, rollup_details
-    from chalicelib import clock
     from chalicelib.rollup import DETAIL, handler as rollup_handler, merge
     from chalicelib.rollup.fold import fold
     from chalicelib.rollup.layout import tier_of
 
-    monkeypatch.setenv("TOLLGATE_ROLLUP_DETAIL_APART", "1")
-    monkeypatch.setenv("TOLLGATE_ROLLUP_MERGE_MINUTES", "5")
-    reload_settings()
-    at = {"now": datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)}
-    monkeypatch.setattr(clock, "now", lambda: at["now"])
+    at = merging(monkeypatch)
 
     def later(**delta):
         at["now"] += timedelta(**delta)
@@ -352,16 +359,11 @@ def test_health_says_when_a_staged_batch_waits_past_the_merges_bound(aws_env, mo
     """/health's `rollup_merge` line (only where the stage merges): the oldest batch staged and not merged yet,
     against its chunk, the grace and 10 minutes; degraded past that, healthy again once merged."""
     from app import rollup_details
-    from chalicelib import clock
     from chalicelib.reports import calls as reports
     from chalicelib.rollup import DETAIL, handler as rollup_handler
 
     assert "rollup_merge" not in reports._check_health()[1]["components"]  # the local stack merges nothing
-    monkeypatch.setenv("TOLLGATE_ROLLUP_DETAIL_APART", "1")
-    monkeypatch.setenv("TOLLGATE_ROLLUP_MERGE_MINUTES", "5")
-    reload_settings()
-    at = {"now": datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)}
-    monkeypatch.setattr(clock, "now", lambda: at["now"])
+    at = merging(monkeypatch)
 
     def line():
         return reports._check_health()[1]["components"]["rollup_merge"]
